@@ -1,0 +1,148 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# make            build/ipblock-loader, build/ipblock-rule, build/ipblock.bpf.o
+# make demo       build, then show ipblock dropping real traffic between two netns
+# make test       every test: cmocka (plain, ASan+UBSan, TSan) and selftests/
+# make bench      benchmarks (not tests)
+# make install    PREFIX=/usr/local, DESTDIR honoured
+#
+# BUILD=dir puts every generated file under dir (default build/), so several
+# builds (and the sanitizer flavours) never share an object.
+
+BUILD	?= build
+PREFIX	?= /usr/local
+DESTDIR	?=
+SBINDIR	?= $(PREFIX)/sbin
+
+CC	?= gcc
+CLANG	?= clang
+BPFTOOL	?= bpftool
+MULTIARCH := $(shell $(CC) -dumpmachine)
+
+# SAN is set by the sanitizer flavours: asan (ASan+UBSan) or tsan.
+SAN	?=
+SANFLAGS_asan := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+SANFLAGS_tsan := -fsanitize=thread -fno-omit-frame-pointer
+SANFLAGS := $(SANFLAGS_$(SAN))
+
+CFLAGS	?= -O2 -g
+WFLAGS	:= -Wall -Wextra -Werror
+ALL_CFLAGS := $(CFLAGS) $(WFLAGS) $(SANFLAGS) -std=gnu11 -pthread
+ALL_CPPFLAGS := -D_GNU_SOURCE -Icommon -I$(BUILD) $(CPPFLAGS)
+ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS) -pthread -rdynamic
+LDLIBS	:= -lxdp -lbpf -lelf -lz -ldw -lpthread
+
+BPF_CFLAGS := -O2 -g -target bpf -Wall -Wextra -Werror -Wno-unused-parameter \
+	-I/usr/include/$(MULTIARCH) -Icommon -Ibpf
+
+BPF_OBJ	:= $(BUILD)/ipblock.bpf.o
+SKEL	:= $(BUILD)/ipblock.skel.h
+LIB	:= $(BUILD)/libipblock-common.a
+
+COMMON_SRCS := $(sort $(wildcard common/*.c))
+COMMON_OBJS := $(COMMON_SRCS:common/%.c=$(BUILD)/common/%.o)
+COMMON_HDRS := $(wildcard common/*.h)
+
+TEST_SRCS := $(sort $(wildcard tests/test_*.c))
+TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+# Object files a test links besides the library (tests/helpers/*.c).
+TEST_HELPER_SRCS := $(sort $(wildcard tests/helpers/*.c))
+TEST_HELPER_OBJS := $(TEST_HELPER_SRCS:tests/helpers/%.c=$(BUILD)/tests/helpers/%.o)
+
+BINS := $(BUILD)/ipblock-loader $(BUILD)/ipblock-rule
+
+.PHONY: all deps demo test test-build test-unit selftest bench install uninstall clean format
+
+all: $(BINS) $(BPF_OBJ)
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/.dir:
+	@mkdir -p $(BUILD)/common $(BUILD)/tests/helpers $(BUILD)/loader $(BUILD)/rule
+	@touch $@
+
+# --- BPF object and skeleton -------------------------------------------------
+$(BPF_OBJ): bpf/ipblock.bpf.c $(wildcard bpf/*.h) common/ipblock.h | $(BUILD)/.dir
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(SKEL): $(BPF_OBJ)
+	$(BPFTOOL) gen skeleton $< name ipblock_bpf > $@.tmp && mv $@.tmp $@
+
+# --- common library ----------------------------------------------------------
+$(BUILD)/common/%.o: common/%.c $(COMMON_HDRS) | $(BUILD)/.dir
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+$(LIB): $(COMMON_OBJS)
+	rm -f $@ && ar rcs $@ $^
+
+# --- the two CLIs ------------------------------------------------------------
+$(BUILD)/loader/%.o: loader/%.c $(COMMON_HDRS) $(SKEL) | $(BUILD)/.dir
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/rule/%.o: rule/%.c $(COMMON_HDRS) $(SKEL) | $(BUILD)/.dir
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/ipblock-loader: $(BUILD)/loader/loader.o $(LIB)
+	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/ipblock-rule: $(BUILD)/rule/rule.o $(LIB)
+	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) -o $@
+
+# --- tests -------------------------------------------------------------------
+$(BUILD)/tests/helpers/%.o: tests/helpers/%.c $(wildcard tests/helpers/*.h) $(COMMON_HDRS) | $(BUILD)/.dir
+	$(CC) $(ALL_CPPFLAGS) -Itests $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/tests/%.o: tests/%.c $(wildcard tests/helpers/*.h) $(COMMON_HDRS) | $(BUILD)/.dir
+	$(CC) $(ALL_CPPFLAGS) -Itests $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_HELPER_OBJS) $(LIB)
+	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) -lcmocka -o $@
+
+# Tests that include the skeleton (they load the XDP program themselves).
+SKEL_TESTS := $(shell grep -l 'ipblock.skel.h' tests/*.c tests/helpers/*.c 2>/dev/null)
+$(patsubst tests/%.c,$(BUILD)/tests/%.o,$(SKEL_TESTS)): $(SKEL)
+
+test-build: $(TEST_BINS) $(BINS) $(BPF_OBJ)
+
+# Which tests each flavour runs.  TSan: the concurrency tests.  ASan+UBSan:
+# every test but the crash-handler one, whose children must die by their own
+# signal rather than by a sanitizer report (it runs under valgrind instead).
+TSAN_TESTS := test_rwlock test_lfqueue test_rulecache
+ASAN_SKIP  := test_stacktrace
+VALGRIND_TESTS := test_stacktrace test_cidr
+
+test: deps
+	@scripts/run-tests.sh all
+
+# The pieces scripts/run-tests.sh calls; usable on their own too.
+test-unit: test-build
+	@BUILD=$(BUILD) scripts/run-tests.sh unit
+
+selftest: all
+	@BUILD=$(BUILD) scripts/run-tests.sh selftests
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) selftests/demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) bench/run.sh
+
+print-%:
+	@echo $($*)
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR)
+	install -m 0755 $(BUILD)/ipblock-loader $(DESTDIR)$(SBINDIR)/ipblock-loader
+	install -m 0755 $(BUILD)/ipblock-rule $(DESTDIR)$(SBINDIR)/ipblock-rule
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/ipblock-loader $(DESTDIR)$(SBINDIR)/ipblock-rule
+
+format:
+	clang-format -i $(wildcard bpf/*.c bpf/*.h common/*.c common/*.h loader/*.c rule/*.c tests/*.c tests/helpers/*.[ch])
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Typed access to ipblock's pinned maps: the only code that touches map fds. */
+#ifndef IPBLOCK_MAPS_H
+#define IPBLOCK_MAPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cidr.h"
+#include "ipblock.h"
+
+struct ipblock_maps {
+	int v4_fd;
+	int v6_fd;
+	int stats_fd;
+};
+
+#define IPBLOCK_MAPS_INIT { .v4_fd = -1, .v6_fd = -1, .stats_fd = -1 }
+
+/* What a pinned map must look like to be reused by this build. */
+struct maps_layout {
+	const char *name;
+	uint32_t type;
+	uint32_t key_size;
+	uint32_t value_size;
+	uint32_t flags;
+};
+
+/* The layouts of this build's maps, in the order v4, v6, stats. */
+extern const struct maps_layout maps_layouts[3];
+
+/*
+ * Check that the map pinned at pin_dir/l->name has this build's layout.
+ * 0 when it matches, -ENOENT when nothing is pinned there, -EPROTO with a
+ * sentence in err naming the difference; other -errno from the kernel.
+ */
+int maps_check_pinned(const char *pin_dir, const struct maps_layout *l, char *err, size_t errlen);
+
+/*
+ * Open the three pinned maps.  -ENOENT when ipblock is not loaded, -EPROTO
+ * when a pin has another layout (err says which), -EACCES/-EPERM without
+ * privilege.
+ */
+int maps_open_pinned(const char *pin_dir, struct ipblock_maps *m, char *err, size_t errlen);
+
+/* Close whichever fds are open and reset them to -1. */
+void maps_close(struct ipblock_maps *m);
+
+/* Add or update one rule.  -ENOSPC when the family's map is full. */
+int maps_rule_set(const struct ipblock_maps *m, const struct cidr *p, const struct ipblock_rule *val);
+
+/* Read one rule by exact prefix.  -ENOENT when absent. */
+int maps_rule_get(const struct ipblock_maps *m, const struct cidr *p, struct ipblock_rule *val);
+
+/* Delete one rule by exact prefix.  -ENOENT when absent. */
+int maps_rule_delete(const struct ipblock_maps *m, const struct cidr *p);
+
+/* Called per rule by maps_rule_foreach(); a non-zero return stops the walk. */
+typedef int (*maps_rule_cb)(const struct cidr *p, const struct ipblock_rule *val, void *ctx);
+
+/* Visit every rule of both families (kernel order, unsorted). */
+int maps_rule_foreach(const struct ipblock_maps *m, maps_rule_cb cb, void *ctx);
+
+/* Number of rules per family. */
+int maps_rule_count(const struct ipblock_maps *m, size_t *v4, size_t *v6);
+
+/* Capacity (max_entries) of a family's map. */
+int maps_capacity(const struct ipblock_maps *m, int family, uint32_t *max);
+
+/* Delete every rule of both families.  *removed (may be NULL) gets the count. */
+int maps_flush(const struct ipblock_maps *m, size_t *removed);
+
+/* Sum the per-CPU verdict counters into out[IPBLOCK_STAT_MAX]. */
+int maps_stats_read(const struct ipblock_maps *m, struct ipblock_counter *out);
+
+/* Printable name of a counter slot ("dropped", "passed-nomatch", ...). */
+const char *maps_stat_name(enum ipblock_stat s);
+
+/* "allow" / "deny" / "?" */
+const char *ipblock_action_name(uint8_t action);
+
+/* Parse "allow" or "deny"; -EINVAL otherwise. */
+int ipblock_action_parse(const char *s, uint8_t *action);
+
+#endif /* IPBLOCK_MAPS_H */

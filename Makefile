@@ -51,7 +51,11 @@ TEST_HELPER_OBJS := $(TEST_HELPER_SRCS:tests/helpers/%.c=$(BUILD)/tests/helpers/
 
 BINS := $(BUILD)/ipblock-loader $(BUILD)/ipblock-rule
 
-.PHONY: all deps demo test test-build test-unit selftest bench install uninstall clean format
+# Benchmark programs: each bench/*.c is one program linked with the library.
+BENCH_SRCS := $(sort $(wildcard bench/*.c))
+BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all deps demo test test-build bench-build test-unit selftest bench install uninstall clean format
 
 all: $(BINS) $(BPF_OBJ)
 
@@ -59,7 +63,7 @@ deps:
 	@scripts/deps.sh
 
 $(BUILD)/.dir:
-	@mkdir -p $(BUILD)/common $(BUILD)/tests/helpers $(BUILD)/loader $(BUILD)/rule
+	@mkdir -p $(BUILD)/common $(BUILD)/bench $(BUILD)/tests/helpers $(BUILD)/loader $(BUILD)/rule
 	@touch $@
 
 # --- BPF object and skeleton -------------------------------------------------
@@ -102,6 +106,17 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_HELPER_OBJS) $(LIB)
 # Tests that include the skeleton (they load the XDP program themselves).
 SKEL_TESTS := $(shell grep -l 'ipblock.skel.h' tests/*.c tests/helpers/*.c 2>/dev/null)
 $(patsubst tests/%.c,$(BUILD)/tests/%.o,$(SKEL_TESTS)): $(SKEL)
+
+$(BUILD)/bench/%.o: bench/%.c $(COMMON_HDRS) | $(BUILD)/.dir
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
+	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) -o $@
+
+SKEL_BENCH := $(shell grep -l 'ipblock.skel.h' bench/*.c 2>/dev/null)
+$(patsubst bench/%.c,$(BUILD)/bench/%.o,$(SKEL_BENCH)): $(SKEL)
+
+bench-build: $(BENCH_BINS) $(BINS)
 
 test-build: $(TEST_BINS) $(BINS) $(BPF_OBJ)
 

@@ -43,15 +43,17 @@ enum ipblock_action {
 };
 
 /*
- * Value of both tries.  Room is left on purpose: rule_id will index the
- * per-rule counter array and user-space metadata (added-at, expiry, comment)
- * without changing the pinned maps' names or the packet path.  0 means "no id
- * assigned".
+ * Value of both tries.  prefixlen repeats the key's length so that a lookup,
+ * which answers with the longest match, also says which rule matched (exact
+ * reads and a future "which rule judges ADDR" need it).  rule_id will index
+ * the per-rule counter array and user-space metadata (added-at, expiry,
+ * comment) without changing the pinned maps' names or the packet path; 0
+ * means "no id assigned".  flags is reserved and 0.
  */
 struct ipblock_rule {
-	__u8 action; /* enum ipblock_action */
-	__u8 flags;  /* reserved, 0 */
-	__u16 pad;   /* reserved, 0 */
+	__u8 action;	/* enum ipblock_action */
+	__u8 prefixlen; /* the key's prefix length */
+	__u16 flags;
 	__u32 rule_id;
 };
 

@@ -24,6 +24,7 @@ struct maps_layout {
 	uint32_t key_size;
 	uint32_t value_size;
 	uint32_t flags;
+	uint32_t max_entries; /* 0: any (the tries' capacity is chosen at creation) */
 };
 
 /* The layouts of this build's maps, in the order v4, v6, stats. */
@@ -46,7 +47,7 @@ int maps_open_pinned(const char *pin_dir, struct ipblock_maps *m, char *err, siz
 /* Close whichever fds are open and reset them to -1. */
 void maps_close(struct ipblock_maps *m);
 
-/* Add or update one rule.  -ENOSPC when the family's map is full. */
+/* Add or update one rule (val->prefixlen is filled in).  -ENOSPC when full. */
 int maps_rule_set(const struct ipblock_maps *m, const struct cidr *p, const struct ipblock_rule *val);
 
 /* Read one rule by exact prefix.  -ENOENT when absent. */

@@ -13,9 +13,10 @@
  *
  * The write owner is recorded so the two self-deadlocks a spin lock would
  * otherwise turn into a silent hang (write-after-write and read-after-write
- * by the same thread) come back as -EDEADLK.  A thread that takes a read lock
- * it already holds is not detected: with a writer waiting in between it
- * would hang, so readers must not nest.
+ * by the same thread) come back as -EDEADLK.  Readers are only counted, not
+ * named, so two misuses stay undetected and would hang: taking a read lock
+ * already held for reading while a writer waits (readers must not nest), and
+ * asking for the write lock while holding a read lock (no upgrades).
  */
 #ifndef IPBLOCK_RWLOCK_H
 #define IPBLOCK_RWLOCK_H

@@ -95,10 +95,10 @@ $(BUILD)/ipblock-rule: $(BUILD)/rule/rule.o $(LIB)
 
 # --- tests -------------------------------------------------------------------
 $(BUILD)/tests/helpers/%.o: tests/helpers/%.c $(wildcard tests/helpers/*.h) $(COMMON_HDRS) | $(BUILD)/.dir
-	$(CC) $(ALL_CPPFLAGS) -Itests $(ALL_CFLAGS) -c $< -o $@
+	$(CC) $(ALL_CPPFLAGS) -Itests/helpers $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/tests/%.o: tests/%.c $(wildcard tests/helpers/*.h) $(COMMON_HDRS) | $(BUILD)/.dir
-	$(CC) $(ALL_CPPFLAGS) -Itests $(ALL_CFLAGS) -c $< -o $@
+	$(CC) $(ALL_CPPFLAGS) -Itests/helpers $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_HELPER_OBJS) $(LIB)
 	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) -lcmocka -o $@

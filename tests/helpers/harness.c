@@ -23,20 +23,38 @@ static int quiet_print(enum libbpf_print_level level, const char *fmt, va_list a
 	return 0;
 }
 
-int harness_open(struct harness *h)
+int harness_open_capacity(struct harness *h, uint32_t max_rules)
 {
+	int ret;
+
 	memset(h, 0, sizeof(*h));
 	h->maps = (struct ipblock_maps)IPBLOCK_MAPS_INIT;
+	h->prog_fd = -1;
 	libbpf_set_print(quiet_print);
-	h->skel = ipblock_bpf__open_and_load();
+	h->skel = ipblock_bpf__open();
 	if (!h->skel)
 		return errno ? -errno : -EINVAL;
+	if (max_rules) {
+		bpf_map__set_max_entries(h->skel->maps.ipv4_map, max_rules);
+		bpf_map__set_max_entries(h->skel->maps.ipv6_map, max_rules);
+	}
+	ret = ipblock_bpf__load(h->skel);
+	if (ret) {
+		ipblock_bpf__destroy(h->skel);
+		h->skel = NULL;
+		return ret;
+	}
 	/* The fds belong to the skeleton; harness_close() frees them once. */
 	h->maps.v4_fd = bpf_map__fd(h->skel->maps.ipv4_map);
 	h->maps.v6_fd = bpf_map__fd(h->skel->maps.ipv6_map);
 	h->maps.stats_fd = bpf_map__fd(h->skel->maps.stats_map);
 	h->prog_fd = bpf_program__fd(h->skel->progs.ipblock_xdp);
 	return 0;
+}
+
+int harness_open(struct harness *h)
+{
+	return harness_open_capacity(h, 0);
 }
 
 void harness_close(struct harness *h)
@@ -49,29 +67,10 @@ void harness_close(struct harness *h)
 
 int harness_run(struct harness *h, const void *frame, size_t len, int *verdict)
 {
-	/*
-	 * BPF_PROG_RUN refuses input shorter than an Ethernet header.  Shorter
-	 * frames are sent behind XDP metadata: ctx.data says where the frame
-	 * starts, so the program sees exactly len bytes between data and
-	 * data_end.
-	 */
-	enum { META = 16 };
-	uint8_t in[2048], out[2048];
-	struct xdp_md ctx = {};
-	size_t meta = len < ETH_HLEN ? META : 0;
-	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = in, .data_size_in = meta + len,
+	uint8_t out[2048];
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = len,
 		    .data_out = out, .data_size_out = sizeof(out), .repeat = 1);
 
-	if (meta + len > sizeof(in))
-		return -E2BIG;
-	memset(in, 0, meta);
-	memcpy(in + meta, frame, len);
-	if (meta) {
-		ctx.data = meta;
-		ctx.data_end = meta + len;
-		opts.ctx_in = &ctx;
-		opts.ctx_size_in = sizeof(ctx);
-	}
 	if (bpf_prog_test_run_opts(h->prog_fd, &opts))
 		return -errno;
 	*verdict = opts.retval;

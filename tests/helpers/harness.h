@@ -22,10 +22,16 @@ struct harness {
 /* Load the program with fresh, empty maps.  0 or -errno. */
 int harness_open(struct harness *h);
 
+/* The same with max_rules prefixes per family (0: the build's default). */
+int harness_open_capacity(struct harness *h, uint32_t max_rules);
+
 /* Unload everything harness_open() made. */
 void harness_close(struct harness *h);
 
-/* Run one frame through the program; *verdict gets XDP_PASS/XDP_DROP/... */
+/*
+ * Run one frame through the program; *verdict gets XDP_PASS/XDP_DROP/...
+ * The kernel refuses frames shorter than an Ethernet header (-EINVAL).
+ */
 int harness_run(struct harness *h, const void *frame, size_t len, int *verdict);
 
 /*

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * What both command-line tools share: an option table declared as data with
+ * the usage text generated from it, one-sentence error reporting, privilege
+ * and bpffs checks, and opening the pinned maps with a sentence per failure.
+ */
+#ifndef IPBLOCK_CLI_H
+#define IPBLOCK_CLI_H
+
+#include <getopt.h> /* optarg, optind for the mains */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cidr.h"
+#include "maps.h"
+
+struct cli_opt {
+	const char *long_name;
+	int short_name;	      /* a letter, or a value >= 256 for long-only options */
+	const char *arg_name; /* NULL: the option takes no argument */
+	const char *help;
+};
+
+/* Print the usage text generated from opts (terminated by a zeroed entry). */
+void cli_usage(FILE *f, const char *synopsis, const char *about, const struct cli_opt *opts);
+
+/*
+ * getopt_long() over opts.  Returns the option's short_name, -1 at the end,
+ * or '?' after printing a sentence for an unknown option or missing argument.
+ */
+int cli_getopt(int argc, char **argv, const struct cli_opt *opts);
+
+/* Print "PROG: MESSAGE" on stderr. */
+void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Print "PROG: note: MESSAGE" on stderr (a notice that changes no outcome). */
+void cli_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Route libbpf's and libxdp's messages: warnings only, everything when verbose. */
+void cli_set_verbose(bool verbose);
+
+/* 0 when running as root, else a sentence and -EPERM. */
+int cli_require_root(void);
+
+/* Parse a decimal number within [min, max]; a sentence and -EINVAL otherwise. */
+int cli_parse_u32(const char *opt, const char *s, uint32_t min, uint32_t max, uint32_t *out);
+
+/* Whether path lies on a mounted BPF filesystem. */
+bool cli_on_bpffs(const char *path);
+
+/*
+ * Open the pinned maps at pin_dir; on failure print the sentence that tells
+ * the user what to do (not loaded, other layout, no permission) and return
+ * the -errno.
+ */
+int cli_open_maps(const char *pin_dir, struct ipblock_maps *m);
+
+/*
+ * Parse a prefix given on the command line: on error print the parser's
+ * sentence and return -EINVAL; print a note when host bits were cleared or
+ * an IPv4-mapped prefix became an IPv4 one.
+ */
+int cli_parse_prefix(const char *text, struct cidr *out);
+
+/* Print the verdict counters, one line each, with the given indent. */
+void cli_print_counters(FILE *f, const char *indent, const struct ipblock_maps *m);
+
+#endif /* IPBLOCK_CLI_H */

@@ -1,0 +1,464 @@
+// SPDX-License-Identifier: GPL-2.0
+/* ipblock-loader: attach, detach and report ipblock's XDP program. */
+#include <errno.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <xdp/libxdp.h>
+
+#include "cli.h"
+#include "ipblock.skel.h"
+#include "stacktrace.h"
+
+#define BPFFS_ROOT "/sys/fs/bpf"
+
+enum { OPT_PIN_DIR = 256, OPT_MAX_RULES };
+
+static const struct cli_opt options[] = {
+	{ "dev", 'd', "IFACE", "interface to attach to (or detach from, with -u)" },
+	{ "unload", 'u', NULL, "detach from IFACE; the rules stay pinned" },
+	{ "mode", 'm', "MODE", "attach mode: native (default, falls back to skb) or skb" },
+	{ "status", 's', NULL, "show interfaces, modes, program ids, rule counts, counters" },
+	{ "pin-dir", OPT_PIN_DIR, "DIR", "where the maps are pinned (" IPBLOCK_PIN_DIR_DEFAULT ")" },
+	{ "max-rules", OPT_MAX_RULES, "N",
+	  "capacity per family when the maps are created (default 1000000)" },
+	{ "verbose", 'v', NULL, "show libbpf/libxdp messages (the verifier log too)" },
+	{ "help", 'h', NULL, "show this help" },
+	{},
+};
+
+struct config {
+	const char *dev;
+	const char *pin_dir;
+	bool unload, status, verbose;
+	bool mode_forced;
+	enum xdp_attach_mode mode;
+	uint32_t max_rules; /* 0: keep the pinned maps' or the default */
+};
+
+static const char *mode_name(enum xdp_attach_mode m)
+{
+	switch (m) {
+	case XDP_MODE_NATIVE:
+		return "native";
+	case XDP_MODE_SKB:
+		return "skb";
+	case XDP_MODE_HW:
+		return "hw";
+	default:
+		return "unknown";
+	}
+}
+
+/* The ipblock program attached to ifindex, if any (caller closes mp). */
+static struct xdp_program *find_ipblock(int ifindex, struct xdp_multiprog **mpp)
+{
+	struct xdp_multiprog *mp = xdp_multiprog__get_from_ifindex(ifindex);
+	struct xdp_program *p;
+
+	*mpp = NULL;
+	if (libxdp_get_error(mp) || !mp)
+		return NULL;
+	*mpp = mp;
+	if (xdp_multiprog__is_legacy(mp)) {
+		p = xdp_multiprog__main_prog(mp);
+		return p && !strcmp(xdp_program__name(p), IPBLOCK_PROG_NAME) ? p : NULL;
+	}
+	for (p = xdp_multiprog__next_prog(NULL, mp); p; p = xdp_multiprog__next_prog(p, mp))
+		if (!strcmp(xdp_program__name(p), IPBLOCK_PROG_NAME))
+			return p;
+	return NULL;
+}
+
+/* Make sure the pin directory can hold pins: bpffs mounted, directory made. */
+static int prepare_pin_dir(const char *pin_dir, bool *created)
+{
+	*created = false;
+	if (!strncmp(pin_dir, BPFFS_ROOT "/", sizeof(BPFFS_ROOT)) && !cli_on_bpffs(BPFFS_ROOT)) {
+		if (mount("bpf", BPFFS_ROOT, "bpf", 0, "mode=0700")) {
+			cli_err("cannot mount the BPF filesystem on %s: %s.", BPFFS_ROOT,
+				strerror(errno));
+			return -errno;
+		}
+	}
+	if (mkdir(pin_dir, 0700) == 0) {
+		*created = true;
+	} else if (errno != EEXIST) {
+		cli_err("cannot create the pin directory %s: %s.", pin_dir, strerror(errno));
+		return -errno;
+	}
+	if (!cli_on_bpffs(pin_dir)) {
+		cli_err("%s is not on a BPF filesystem (mount one with: mount -t bpf bpf DIR).",
+			pin_dir);
+		if (*created)
+			rmdir(pin_dir);
+		return -ENOTDIR;
+	}
+	return 0;
+}
+
+/*
+ * Check the pins already there.  Returns 1 when all three exist and match,
+ * 0 when none exist, or a negative error after printing what to do.  The
+ * existing tries' capacity goes into *pinned_max.
+ */
+static int check_pins(const struct config *cfg, uint32_t *pinned_max)
+{
+	int found = 0;
+
+	for (size_t i = 0; i < 3; i++) {
+		char err[512] = "";
+		int ret = maps_check_pinned(cfg->pin_dir, &maps_layouts[i], err, sizeof(err));
+
+		if (ret == -ENOENT)
+			continue;
+		if (ret == -EPROTO) {
+			cli_err("%s: it was pinned by another ipblock version; save the rules "
+				"(ipblock-rule -l), detach ipblock from every interface, remove %s "
+				"and attach again.",
+				err, cfg->pin_dir);
+			return ret;
+		}
+		if (ret) {
+			cli_err("cannot inspect %s/%s: %s.", cfg->pin_dir, maps_layouts[i].name,
+				strerror(-ret));
+			return ret;
+		}
+		found++;
+	}
+	if (found == 0)
+		return 0;
+	if (found != 3) {
+		cli_err("%s holds only some of ipblock's maps; remove the directory and attach "
+			"again.",
+			cfg->pin_dir);
+		return -EPROTO;
+	}
+
+	struct ipblock_maps m;
+	char err[512];
+	int ret = maps_open_pinned(cfg->pin_dir, &m, err, sizeof(err));
+
+	if (!ret)
+		ret = maps_capacity(&m, AF_INET, pinned_max);
+	maps_close(&m);
+	if (ret) {
+		cli_err("cannot read the pinned maps in %s: %s.", cfg->pin_dir, strerror(-ret));
+		return ret;
+	}
+	return 1;
+}
+
+/* Remove the pins this run created (attach failed: leave nothing half-done). */
+static void unpin_created(const char *pin_dir, bool dir_created)
+{
+	char path[4096];
+
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "%s/%s", pin_dir, maps_layouts[i].name);
+		unlink(path);
+	}
+	if (dir_created)
+		rmdir(pin_dir);
+}
+
+static int try_attach(const struct config *cfg, int ifindex, enum xdp_attach_mode mode,
+		      uint32_t max_rules, uint32_t *prog_id)
+{
+	struct ipblock_bpf *skel = ipblock_bpf__open();
+	struct bpf_map *maps[3];
+	struct xdp_program *prog;
+	char path[4096];
+	int ret;
+
+	if (!skel)
+		return -errno;
+	maps[0] = skel->maps.ipv4_map;
+	maps[1] = skel->maps.ipv6_map;
+	maps[2] = skel->maps.stats_map;
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "%s/%s", cfg->pin_dir, maps_layouts[i].name);
+		ret = bpf_map__set_pin_path(maps[i], path);
+		if (ret)
+			goto out;
+	}
+	bpf_map__set_max_entries(maps[0], max_rules);
+	bpf_map__set_max_entries(maps[1], max_rules);
+
+	prog = xdp_program__from_bpf_obj(skel->obj, "xdp");
+	ret = libxdp_get_error(prog);
+	if (ret)
+		goto out;
+	ret = xdp_program__attach(prog, ifindex, mode, 0);
+	if (!ret)
+		*prog_id = xdp_program__id(prog);
+	xdp_program__close(prog);
+out:
+	ipblock_bpf__destroy(skel);
+	return ret;
+}
+
+static int do_attach(const struct config *cfg)
+{
+	int ifindex = if_nametoindex(cfg->dev);
+	struct xdp_multiprog *mp;
+	uint32_t pinned_max = 0, max_rules, prog_id = 0;
+	enum xdp_attach_mode mode;
+	bool dir_created;
+	int pins, ret;
+
+	if (!ifindex) {
+		cli_err("no interface named '%s'.", cfg->dev);
+		return -ENODEV;
+	}
+	if (find_ipblock(ifindex, &mp)) {
+		cli_err("ipblock is already attached to %s (%s mode); detach it first with -u.",
+			cfg->dev, mode_name(xdp_multiprog__attach_mode(mp)));
+		xdp_multiprog__close(mp);
+		return -EEXIST;
+	}
+	if (mp && xdp_multiprog__is_legacy(mp) && xdp_multiprog__main_prog(mp)) {
+		struct xdp_program *other = xdp_multiprog__main_prog(mp);
+
+		/*
+		 * A program attached without libxdp's dispatcher (loaded by
+		 * another tool, or by libxdp on a kernel that refuses the
+		 * dispatcher's freplace programs) cannot be chained with.
+		 */
+		cli_err("%s already runs XDP program '%s' (id %u) outside libxdp's multi-program "
+			"dispatcher, so ipblock cannot be added beside it; detach that program "
+			"first.",
+			cfg->dev, xdp_program__name(other), xdp_program__id(other));
+		xdp_multiprog__close(mp);
+		return -EBUSY;
+	}
+	xdp_multiprog__close(mp);
+
+	ret = prepare_pin_dir(cfg->pin_dir, &dir_created);
+	if (ret)
+		return ret;
+	pins = check_pins(cfg, &pinned_max);
+	if (pins < 0) {
+		if (dir_created)
+			rmdir(cfg->pin_dir);
+		return pins;
+	}
+	if (pins && cfg->max_rules && cfg->max_rules != pinned_max) {
+		cli_err("the pinned maps hold at most %u rules per family; --max-rules %u needs new "
+			"maps: save the rules, detach from every interface, remove %s, attach again.",
+			pinned_max, cfg->max_rules, cfg->pin_dir);
+		return -EEXIST;
+	}
+	max_rules = pins ? pinned_max : cfg->max_rules ? cfg->max_rules : IPBLOCK_MAX_RULES_DEFAULT;
+
+	mode = cfg->mode;
+	ret = try_attach(cfg, ifindex, mode, max_rules, &prog_id);
+	if (ret == -EOPNOTSUPP && !cfg->mode_forced && mode == XDP_MODE_NATIVE) {
+		if (!pins)
+			unpin_created(cfg->pin_dir, false);
+		mode = XDP_MODE_SKB;
+		ret = try_attach(cfg, ifindex, mode, max_rules, &prog_id);
+		if (!ret)
+			cli_note("%s has no native XDP support; attached in skb (generic) mode.",
+				 cfg->dev);
+	}
+	if (ret) {
+		char msg[256];
+
+		if (!pins)
+			unpin_created(cfg->pin_dir, dir_created);
+		libxdp_strerror(ret, msg, sizeof(msg));
+		if (ret == -EACCES || ret == -EINVAL)
+			cli_err("the kernel refused to load or attach ipblock on %s in %s mode (%s); "
+				"run with -v to see the verifier log.",
+				cfg->dev, mode_name(mode), msg);
+		else
+			cli_err("cannot attach ipblock to %s in %s mode: %s.", cfg->dev,
+				mode_name(mode), msg);
+		return ret;
+	}
+
+	struct ipblock_maps m;
+	size_t v4 = 0, v6 = 0;
+
+	if (!cli_open_maps(cfg->pin_dir, &m)) {
+		maps_rule_count(&m, &v4, &v6);
+		maps_close(&m);
+	}
+	printf("ipblock attached to %s (%s mode, program id %u); %s rules: %zu IPv4, %zu IPv6 "
+	       "in %s\n",
+	       cfg->dev, mode_name(mode), prog_id, pins ? "kept" : "new maps,", v4, v6,
+	       cfg->pin_dir);
+	return 0;
+}
+
+static int do_detach(const struct config *cfg)
+{
+	int ifindex = if_nametoindex(cfg->dev);
+	struct xdp_multiprog *mp;
+	struct xdp_program *prog;
+	int ret;
+
+	if (!ifindex) {
+		cli_err("no interface named '%s'.", cfg->dev);
+		return -ENODEV;
+	}
+	prog = find_ipblock(ifindex, &mp);
+	if (!prog) {
+		cli_err("ipblock is not attached to %s.", cfg->dev);
+		xdp_multiprog__close(mp);
+		return -ENOENT;
+	}
+	ret = xdp_program__detach(prog, ifindex, xdp_multiprog__attach_mode(mp), 0);
+	xdp_multiprog__close(mp);
+	if (ret) {
+		char msg[256];
+
+		libxdp_strerror(ret, msg, sizeof(msg));
+		cli_err("cannot detach ipblock from %s: %s.", cfg->dev, msg);
+		return ret;
+	}
+	printf("ipblock detached from %s; the rules stay pinned in %s (ipblock-rule -F removes "
+	       "them)\n",
+	       cfg->dev, cfg->pin_dir);
+	return 0;
+}
+
+static int do_status(const struct config *cfg)
+{
+	struct if_nameindex *ifs = if_nameindex(), *i;
+	int attached = 0;
+
+	printf("ipblock status\n  interfaces:\n");
+	for (i = ifs; i && i->if_index; i++) {
+		struct xdp_multiprog *mp;
+		struct xdp_program *p;
+
+		if (cfg->dev && strcmp(cfg->dev, i->if_name))
+			continue;
+		p = find_ipblock(i->if_index, &mp);
+		if (p) {
+			printf("    %-16s %-6s program id %u", i->if_name,
+			       mode_name(xdp_multiprog__attach_mode(mp)), xdp_program__id(p));
+			if (!xdp_multiprog__is_legacy(mp) && xdp_multiprog__program_count(mp) > 1)
+				printf(", with %d other XDP program(s)",
+				       xdp_multiprog__program_count(mp) - 1);
+			printf("\n");
+			attached++;
+		}
+		xdp_multiprog__close(mp);
+	}
+	if (ifs)
+		if_freenameindex(ifs);
+	if (!attached)
+		printf("    (attached to no interface in this network namespace)\n");
+
+	struct ipblock_maps m = IPBLOCK_MAPS_INIT;
+	char err[512] = "";
+	int ret = maps_open_pinned(cfg->pin_dir, &m, err, sizeof(err));
+
+	if (ret == -ENOENT) {
+		printf("  rules: none pinned at %s (ipblock is not loaded)\n", cfg->pin_dir);
+		return 0;
+	}
+	if (ret)
+		return cli_open_maps(cfg->pin_dir, &m);
+
+	size_t v4 = 0, v6 = 0;
+	uint32_t cap = 0;
+
+	maps_rule_count(&m, &v4, &v6);
+	maps_capacity(&m, AF_INET, &cap);
+	printf("  rules (pinned in %s, kept across detach; ipblock-rule -F removes them):\n",
+	       cfg->pin_dir);
+	printf("    IPv4 %zu of %u, IPv6 %zu of %u\n", v4, cap, v6, cap);
+	printf("  counters (all interfaces):\n");
+	cli_print_counters(stdout, "    ", &m);
+	maps_close(&m);
+	return 0;
+}
+
+static void usage(FILE *f)
+{
+	cli_usage(f, "-d IFACE [-m native|skb] | -d IFACE -u | -s",
+		  "Attach ipblock's XDP firewall to an interface, detach it, or show its status.\n"
+		  "Every interface shares the rule set pinned in the pin directory.",
+		  options);
+}
+
+int main(int argc, char **argv)
+{
+	struct config cfg = { .pin_dir = IPBLOCK_PIN_DIR_DEFAULT, .mode = XDP_MODE_NATIVE };
+	int c, ret;
+
+	stacktrace_init();
+	while ((c = cli_getopt(argc, argv, options)) != -1) {
+		switch (c) {
+		case 'd':
+			cfg.dev = optarg;
+			break;
+		case 'u':
+			cfg.unload = true;
+			break;
+		case 'm':
+			if (!strcmp(optarg, "native")) {
+				cfg.mode = XDP_MODE_NATIVE;
+			} else if (!strcmp(optarg, "skb")) {
+				cfg.mode = XDP_MODE_SKB;
+			} else {
+				cli_err("unknown mode '%s': use native or skb.", optarg);
+				return 2;
+			}
+			cfg.mode_forced = true;
+			break;
+		case 's':
+			cfg.status = true;
+			break;
+		case OPT_PIN_DIR:
+			cfg.pin_dir = optarg;
+			break;
+		case OPT_MAX_RULES:
+			if (cli_parse_u32("--max-rules", optarg, 1, 100000000, &cfg.max_rules))
+				return 2;
+			break;
+		case 'v':
+			cfg.verbose = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		cli_err("unexpected argument '%s'; see --help.", argv[optind]);
+		return 2;
+	}
+	if (!cfg.status && !cfg.dev) {
+		cli_err("nothing to do: give -d IFACE to attach (-u to detach) or -s for status.");
+		return 2;
+	}
+	if (cfg.status && cfg.unload) {
+		cli_err("-s and -u cannot be combined.");
+		return 2;
+	}
+	cli_set_verbose(cfg.verbose);
+	if (cli_require_root())
+		return 1;
+
+	if (cfg.status)
+		ret = do_status(&cfg);
+	else if (cfg.unload)
+		ret = do_detach(&cfg);
+	else
+		ret = do_attach(&cfg);
+	return ret ? 1 : 0;
+}

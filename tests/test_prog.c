@@ -1,0 +1,368 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The XDP program's verdicts, by BPF_PROG_RUN: crafted frames against a fixed
+ * rule set, one table row per behaviour, plus counters and map semantics.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <arpa/inet.h>
+#include <cmocka.h>
+#include <linux/bpf.h>
+
+#include "cidr.h"
+#include "harness.h"
+
+static struct harness h;
+
+static void add_rule(const char *text, uint8_t action)
+{
+	struct ipblock_rule val = { .action = action };
+	struct cidr p;
+	char err[CIDR_ERRLEN];
+
+	if (cidr_parse(text, &p, NULL, err, sizeof(err)))
+		fail_msg("bad rule in test: %s", err);
+	assert_int_equal(maps_rule_set(&h.maps, &p, &val), 0);
+}
+
+static void parse_addr(int family, const char *text, uint8_t *out)
+{
+	struct cidr p;
+
+	assert_int_equal(cidr_parse(text, &p, NULL, NULL, 0), 0);
+	assert_int_equal(p.family, family);
+	memcpy(out, p.addr, 16);
+}
+
+/*
+ * The table's rule set: three levels of nesting in each family.
+ *   198.18.0.0/16 allow > 198.18.1.0/24 deny > 198.18.1.7/32 allow
+ *                       > 198.18.2.9/32 deny
+ *   2001:db8::/34 allow > 2001:db8:1::/48 deny > 2001:db8:1::7/128 allow
+ *                       > 2001:db8:2::9/128 deny
+ */
+static int setup_table(void **state)
+{
+	(void)state;
+	if (harness_open(&h))
+		return -1;
+	add_rule("198.18.0.0/16", IPBLOCK_ACTION_ALLOW);
+	add_rule("198.18.1.0/24", IPBLOCK_ACTION_DENY);
+	add_rule("198.18.1.7", IPBLOCK_ACTION_ALLOW);
+	add_rule("198.18.2.9", IPBLOCK_ACTION_DENY);
+	add_rule("2001:db8::/34", IPBLOCK_ACTION_ALLOW);
+	add_rule("2001:db8:1::/48", IPBLOCK_ACTION_DENY);
+	add_rule("2001:db8:1::7", IPBLOCK_ACTION_ALLOW);
+	add_rule("2001:db8:2::9", IPBLOCK_ACTION_DENY);
+	return 0;
+}
+
+static int setup_empty(void **state)
+{
+	(void)state;
+	return harness_open(&h) ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	harness_close(&h);
+	return 0;
+}
+
+#define Q  FRAME_VLAN_8021Q
+#define AD FRAME_VLAN_8021AD
+
+struct row {
+	const char *name;
+	int family;	     /* AF_INET, AF_INET6, or 0 with ethertype */
+	uint16_t ethertype;
+	const char *src;
+	uint16_t tags[3];    /* a third tag is written by hand */
+	uint8_t ip_options;
+	int cut;	     /* >0: keep only this many bytes; <0: drop this many from the end */
+	int ihl;	     /* override the IPv4 IHL when non-zero */
+	int expect;
+};
+
+/*
+ * Frames shorter than an Ethernet header cannot be run: BPF_PROG_RUN on this
+ * kernel refuses them (-EINVAL), even behind XDP metadata.  The shortest row
+ * is a bare 14-byte Ethernet header; the same bounds check (DEFINE_PARSE)
+ * guards every header, and the verifier rejects any read without it.
+ */
+static const struct row rows[] = {
+	{ "v4 deny /24", AF_INET, 0, "198.18.1.1", {}, 0, 0, 0, XDP_DROP },
+	{ "v4 allow /32 inside deny /24", AF_INET, 0, "198.18.1.7", {}, 0, 0, 0, XDP_PASS },
+	{ "v4 deny /32 inside allow /16", AF_INET, 0, "198.18.2.9", {}, 0, 0, 0, XDP_DROP },
+	{ "v4 neighbour of deny /32 keeps the /16 allow", AF_INET, 0, "198.18.2.10", {}, 0, 0, 0,
+	  XDP_PASS },
+	{ "v4 first address of deny /24", AF_INET, 0, "198.18.1.0", {}, 0, 0, 0, XDP_DROP },
+	{ "v4 last address of deny /24", AF_INET, 0, "198.18.1.255", {}, 0, 0, 0, XDP_DROP },
+	{ "v4 one past deny /24", AF_INET, 0, "198.18.2.0", {}, 0, 0, 0, XDP_PASS },
+	{ "v4 no match", AF_INET, 0, "198.19.0.1", {}, 0, 0, 0, XDP_PASS },
+	{ "v6 deny /48", AF_INET6, 0, "2001:db8:1::1", {}, 0, 0, 0, XDP_DROP },
+	{ "v6 allow /128 inside deny /48", AF_INET6, 0, "2001:db8:1::7", {}, 0, 0, 0, XDP_PASS },
+	{ "v6 deny /128 inside allow /34", AF_INET6, 0, "2001:db8:2::9", {}, 0, 0, 0, XDP_DROP },
+	{ "v6 last address of deny /48", AF_INET6, 0, "2001:db8:1:ffff:ffff:ffff:ffff:ffff", {},
+	  0, 0, 0, XDP_DROP },
+	{ "v6 no match", AF_INET6, 0, "2001:db8:c000::1", {}, 0, 0, 0, XDP_PASS },
+	{ "802.1Q v4 deny", AF_INET, 0, "198.18.1.1", { Q }, 0, 0, 0, XDP_DROP },
+	{ "802.1Q v4 allow inside deny", AF_INET, 0, "198.18.1.7", { Q }, 0, 0, 0, XDP_PASS },
+	{ "802.1ad then 802.1Q v4 deny", AF_INET, 0, "198.18.1.1", { AD, Q }, 0, 0, 0, XDP_DROP },
+	{ "802.1Q then 802.1ad v4 deny", AF_INET, 0, "198.18.1.1", { Q, AD }, 0, 0, 0, XDP_DROP },
+	{ "802.1ad alone v4 deny", AF_INET, 0, "198.18.1.1", { AD }, 0, 0, 0, XDP_DROP },
+	{ "802.1Q v6 deny", AF_INET6, 0, "2001:db8:1::1", { Q }, 0, 0, 0, XDP_DROP },
+	{ "QinQ v6 deny", AF_INET6, 0, "2001:db8:1::1", { AD, Q }, 0, 0, 0, XDP_DROP },
+	{ "QinQ v6 no match", AF_INET6, 0, "2001:db8:c000::1", { AD, Q }, 0, 0, 0, XDP_PASS },
+	{ "three tags pass unjudged", AF_INET, 0, "198.18.1.1", { AD, Q, Q }, 0, 0, 0, XDP_PASS },
+	{ "Ethernet header only", AF_INET, 0, "198.18.1.1", {}, 0, 14, 0, XDP_PASS },
+	{ "truncated VLAN tag", AF_INET, 0, "198.18.1.1", { Q }, 0, 16, 0, XDP_PASS },
+	{ "truncated inner VLAN tag", AF_INET, 0, "198.18.1.1", { AD, Q }, 0, 20, 0, XDP_PASS },
+	{ "truncated IPv4 header", AF_INET, 0, "198.18.1.1", {}, 0, 14 + 19, 0, XDP_PASS },
+	{ "truncated IPv6 header", AF_INET6, 0, "2001:db8:1::1", {}, 0, 14 + 39, 0, XDP_PASS },
+	{ "IPv4 header, nothing after", AF_INET, 0, "198.18.1.1", {}, 0, 14 + 20, 0, XDP_DROP },
+	{ "IPv6 header, nothing after", AF_INET6, 0, "2001:db8:1::1", {}, 0, 14 + 40, 0,
+	  XDP_DROP },
+	{ "IPv4 with options deny", AF_INET, 0, "198.18.1.1", {}, 8, 0, 0, XDP_DROP },
+	{ "IPv4 with 40 bytes of options deny", AF_INET, 0, "198.18.1.1", {}, 40, 0, 0, XDP_DROP },
+	{ "IPv4 options cut short", AF_INET, 0, "198.18.1.1", {}, 8, 14 + 24, 0, XDP_PASS },
+	{ "IPv4 IHL below 5 is malformed", AF_INET, 0, "198.18.1.1", {}, 0, 0, 4, XDP_PASS },
+	{ "ARP passes", 0, 0x0806, NULL, {}, 0, 0, 0, XDP_PASS },
+	{ "LLDP passes", 0, 0x88cc, NULL, {}, 0, 0, 0, XDP_PASS },
+	{ "MPLS passes", 0, 0x8847, NULL, {}, 0, 0, 0, XDP_PASS },
+	{ "VLAN then ARP passes", 0, 0x0806, NULL, { Q }, 0, 0, 0, XDP_PASS },
+};
+
+/* Build a row's frame; returns its length. */
+static size_t build_row(const struct row *r, uint8_t *buf, size_t buflen)
+{
+	struct frame_spec s = {
+		.family = r->family,
+		.ethertype = r->ethertype,
+		.tags = { r->tags[0], r->tags[1] },
+		.ip_options = r->ip_options,
+		.payload = 18,
+	};
+	size_t len, l3;
+
+	if (r->src)
+		parse_addr(r->family, r->src, s.src);
+	len = frame_build(&s, buf, buflen);
+	assert_true(len > 0);
+	l3 = 14 + 4 * (r->tags[0] != 0) + 4 * (r->tags[1] != 0);
+	if (r->tags[2]) {
+		/* Insert a third tag in front of the payload's ethertype. */
+		uint16_t tpid = htons(r->tags[2]), tci = htons(300);
+
+		memmove(buf + l3 - 2 + 4, buf + l3 - 2, len - (l3 - 2));
+		memcpy(buf + l3 - 2, &tpid, 2);
+		memcpy(buf + l3, &tci, 2);
+		len += 4;
+		l3 += 4;
+	}
+	if (r->ihl)
+		buf[l3] = (uint8_t)(0x40 | r->ihl);
+	if (r->cut > 0)
+		len = (size_t)r->cut < len ? (size_t)r->cut : len;
+	return len;
+}
+
+static void test_verdict_table(void **state)
+{
+	uint8_t buf[512];
+	int failures = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		size_t len = build_row(&rows[i], buf, sizeof(buf));
+		int verdict = -1;
+
+		int ret = harness_run(&h, buf, len, &verdict);
+
+		if (ret) {
+			print_error("row '%s' (%zu bytes): BPF_PROG_RUN failed: %d\n", rows[i].name,
+				    len, ret);
+			failures++;
+		} else if (verdict != rows[i].expect) {
+			print_error("row '%s' (%zu bytes): expected %s, got %d\n", rows[i].name, len,
+				    rows[i].expect == XDP_DROP ? "XDP_DROP" : "XDP_PASS", verdict);
+			failures++;
+		}
+	}
+	assert_int_equal(failures, 0);
+}
+
+static void run_src(int family, const char *src, int expect)
+{
+	uint8_t addr[16];
+	int verdict = -1;
+
+	parse_addr(family, src, addr);
+	assert_int_equal(harness_verdict_src(&h, family, addr, &verdict), 0);
+	if (verdict != expect)
+		fail_msg("%s: expected %d, got %d", src, expect, verdict);
+}
+
+static void test_no_rules_pass_everything(void **state)
+{
+	(void)state;
+	run_src(AF_INET, "198.18.1.1", XDP_PASS);
+	run_src(AF_INET6, "2001:db8::1", XDP_PASS);
+}
+
+static void test_zero_length_deny_with_allows_is_an_allowlist(void **state)
+{
+	(void)state;
+	add_rule("0.0.0.0/0", IPBLOCK_ACTION_DENY);
+	add_rule("198.18.5.0/24", IPBLOCK_ACTION_ALLOW);
+	add_rule("::/0", IPBLOCK_ACTION_DENY);
+	add_rule("2001:db8:5::/48", IPBLOCK_ACTION_ALLOW);
+	run_src(AF_INET, "198.18.4.1", XDP_DROP);
+	run_src(AF_INET, "198.19.255.255", XDP_DROP);
+	run_src(AF_INET, "198.18.5.200", XDP_PASS);
+	run_src(AF_INET6, "2001:db8:4::1", XDP_DROP);
+	run_src(AF_INET6, "2001:db8:5::1", XDP_PASS);
+}
+
+static void test_updating_a_rule_flips_its_verdict(void **state)
+{
+	struct ipblock_rule got;
+	struct cidr p;
+
+	(void)state;
+	add_rule("198.18.9.0/24", IPBLOCK_ACTION_DENY);
+	run_src(AF_INET, "198.18.9.9", XDP_DROP);
+	add_rule("198.18.9.0/24", IPBLOCK_ACTION_ALLOW);
+	run_src(AF_INET, "198.18.9.9", XDP_PASS);
+	assert_int_equal(cidr_parse("198.18.9.0/24", &p, NULL, NULL, 0), 0);
+	assert_int_equal(maps_rule_get(&h.maps, &p, &got), 0);
+	assert_int_equal(got.action, IPBLOCK_ACTION_ALLOW);
+	assert_int_equal(got.prefixlen, 24);
+	assert_int_equal(maps_rule_delete(&h.maps, &p), 0);
+	run_src(AF_INET, "198.18.9.9", XDP_PASS);
+	assert_int_equal(maps_rule_delete(&h.maps, &p), -ENOENT);
+}
+
+static void test_exact_get_ignores_covering_rules(void **state)
+{
+	struct ipblock_rule got;
+	struct cidr p;
+
+	(void)state;
+	add_rule("198.18.0.0/16", IPBLOCK_ACTION_DENY);
+	assert_int_equal(cidr_parse("198.18.7.0/24", &p, NULL, NULL, 0), 0);
+	assert_int_equal(maps_rule_get(&h.maps, &p, &got), -ENOENT);
+	assert_int_equal(maps_rule_delete(&h.maps, &p), -ENOENT);
+	assert_int_equal(cidr_parse("198.18.0.0/16", &p, NULL, NULL, 0), 0);
+	assert_int_equal(maps_rule_get(&h.maps, &p, &got), 0);
+	assert_int_equal(got.action, IPBLOCK_ACTION_DENY);
+}
+
+static void test_counters_count_packets_and_bytes_per_verdict(void **state)
+{
+	struct ipblock_counter before[IPBLOCK_STAT_MAX], after[IPBLOCK_STAT_MAX];
+	static const struct row drop = { "d", AF_INET, 0, "198.18.1.1", {}, 0, 0, 0, 0 };
+	static const struct row allow = { "a", AF_INET6, 0, "2001:db8:1::7", {}, 0, 0, 0, 0 };
+	static const struct row none = { "n", AF_INET, 0, "198.19.0.1", {}, 0, 0, 0, 0 };
+	static const struct row arp = { "o", 0, 0x0806, NULL, {}, 0, 0, 0, 0 };
+	const struct row *seq[] = { &drop, &drop, &drop, &allow, &allow, &none, &arp };
+	uint64_t want_pkts[IPBLOCK_STAT_MAX] = {}, want_bytes[IPBLOCK_STAT_MAX] = {};
+	uint8_t buf[512];
+	int verdict;
+
+	(void)state;
+	assert_int_equal(maps_stats_read(&h.maps, before), 0);
+	for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+		size_t len = build_row(seq[i], buf, sizeof(buf));
+		int slot = seq[i] == &drop	? IPBLOCK_STAT_DROP
+			   : seq[i] == &allow ? IPBLOCK_STAT_PASS_ALLOW
+			   : seq[i] == &none  ? IPBLOCK_STAT_PASS_NOMATCH
+					      : IPBLOCK_STAT_PASS_OTHER;
+
+		assert_int_equal(harness_run(&h, buf, len, &verdict), 0);
+		want_pkts[slot]++;
+		want_bytes[slot] += len;
+	}
+	assert_int_equal(maps_stats_read(&h.maps, after), 0);
+	for (int s = 0; s < IPBLOCK_STAT_MAX; s++) {
+		assert_int_equal(after[s].packets - before[s].packets, want_pkts[s]);
+		assert_int_equal(after[s].bytes - before[s].bytes, want_bytes[s]);
+	}
+}
+
+static void test_full_map_refuses_with_enospc(void **state)
+{
+	struct harness small;
+	struct ipblock_rule val = { .action = IPBLOCK_ACTION_DENY };
+	struct cidr p;
+	char text[32];
+
+	(void)state;
+	assert_int_equal(harness_open_capacity(&small, 4), 0);
+	for (int i = 0; i < 4; i++) {
+		snprintf(text, sizeof(text), "198.18.%d.0/24", i);
+		assert_int_equal(cidr_parse(text, &p, NULL, NULL, 0), 0);
+		assert_int_equal(maps_rule_set(&small.maps, &p, &val), 0);
+	}
+	assert_int_equal(cidr_parse("198.18.200.0/24", &p, NULL, NULL, 0), 0);
+	assert_int_equal(maps_rule_set(&small.maps, &p, &val), -ENOSPC);
+	/* Updating an existing rule still works when full. */
+	assert_int_equal(cidr_parse("198.18.0.0/24", &p, NULL, NULL, 0), 0);
+	val.action = IPBLOCK_ACTION_ALLOW;
+	assert_int_equal(maps_rule_set(&small.maps, &p, &val), 0);
+	harness_close(&small);
+}
+
+static int count_cb(const struct cidr *p, const struct ipblock_rule *val, void *ctx)
+{
+	(void)p;
+	(void)val;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+static void test_flush_removes_every_rule(void **state)
+{
+	size_t removed = 0, v4 = 9, v6 = 9;
+	int seen = 0;
+
+	(void)state;
+	assert_int_equal(maps_rule_count(&h.maps, &v4, &v6), 0);
+	assert_int_equal(v4, 4);
+	assert_int_equal(v6, 4);
+	assert_int_equal(maps_flush(&h.maps, &removed), 0);
+	assert_int_equal(removed, 8);
+	assert_int_equal(maps_rule_foreach(&h.maps, count_cb, &seen), 0);
+	assert_int_equal(seen, 0);
+	run_src(AF_INET, "198.18.1.1", XDP_PASS);
+}
+
+int main(void)
+{
+	const struct CMUnitTest table[] = {
+		cmocka_unit_test(test_verdict_table),
+		cmocka_unit_test(test_counters_count_packets_and_bytes_per_verdict),
+		cmocka_unit_test(test_flush_removes_every_rule),
+	};
+	const struct CMUnitTest fresh[] = {
+		cmocka_unit_test_setup_teardown(test_no_rules_pass_everything, setup_empty,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_zero_length_deny_with_allows_is_an_allowlist,
+						setup_empty, teardown),
+		cmocka_unit_test_setup_teardown(test_updating_a_rule_flips_its_verdict,
+						setup_empty, teardown),
+		cmocka_unit_test_setup_teardown(test_exact_get_ignores_covering_rules, setup_empty,
+						teardown),
+		cmocka_unit_test(test_full_map_refuses_with_enospc),
+	};
+	int failed = cmocka_run_group_tests_name("verdict table", table, setup_table, teardown);
+
+	failed += cmocka_run_group_tests_name("map semantics", fresh, NULL, NULL);
+	return failed ? 1 : 0;
+}

@@ -8,21 +8,27 @@
 #include "parse.h"
 #include "ipblock.h"
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, IPBLOCK_MAX_RULES_DEFAULT);
-	__type(key, struct ipblock_key_v4);
-	__type(value, struct ipblock_rule);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-} ipv4_map SEC(".maps");
+#define DEFINE_TRIE(name, key_type)                               \
+	struct {                                                  \
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);              \
+		__uint(max_entries, IPBLOCK_MAX_RULES_DEFAULT);   \
+		__type(key, key_type);                            \
+		__type(value, struct ipblock_rule);               \
+		__uint(map_flags, BPF_F_NO_PREALLOC);             \
+	} name SEC(".maps")
+
+/* Set A and set B of each family; see ipblock.h for how they alternate. */
+DEFINE_TRIE(ipv4_map, struct ipblock_key_v4);
+DEFINE_TRIE(ipv6_map, struct ipblock_key_v6);
+DEFINE_TRIE(ipv4_map_b, struct ipblock_key_v4);
+DEFINE_TRIE(ipv6_map_b, struct ipblock_key_v6);
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, IPBLOCK_MAX_RULES_DEFAULT);
-	__type(key, struct ipblock_key_v6);
-	__type(value, struct ipblock_rule);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-} ipv6_map SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ipblock_config);
+} config_map SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -51,6 +57,15 @@ static __always_inline int judge(struct xdp_md *ctx, struct ipblock_rule *rule)
 	return account(ctx, IPBLOCK_STAT_PASS_ALLOW, XDP_PASS);
 }
 
+/* Read once per packet: the whole packet is judged by one rule set. */
+static __always_inline __u32 active_set(void)
+{
+	__u32 zero = 0;
+	struct ipblock_config *cfg = bpf_map_lookup_elem(&config_map, &zero);
+
+	return cfg ? cfg->active_set : 0;
+}
+
 SEC("xdp")
 int ipblock_xdp(struct xdp_md *ctx)
 {
@@ -67,7 +82,8 @@ int ipblock_xdp(struct xdp_md *ctx)
 		if (!ip)
 			goto other;
 		__builtin_memcpy(key.addr, &ip->saddr, sizeof(key.addr));
-		return judge(ctx, bpf_map_lookup_elem(&ipv4_map, &key));
+		return judge(ctx, active_set() ? bpf_map_lookup_elem(&ipv4_map_b, &key)
+					       : bpf_map_lookup_elem(&ipv4_map, &key));
 	}
 	if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipblock_key_v6 key = { .prefixlen = 128 };
@@ -76,7 +92,8 @@ int ipblock_xdp(struct xdp_md *ctx)
 		if (!ip6)
 			goto other;
 		__builtin_memcpy(key.addr, &ip6->saddr, sizeof(key.addr));
-		return judge(ctx, bpf_map_lookup_elem(&ipv6_map, &key));
+		return judge(ctx, active_set() ? bpf_map_lookup_elem(&ipv6_map_b, &key)
+					       : bpf_map_lookup_elem(&ipv6_map, &key));
 	}
 other:
 	return account(ctx, IPBLOCK_STAT_PASS_OTHER, XDP_PASS);

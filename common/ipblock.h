@@ -12,10 +12,22 @@
 /* Where the loader pins the shared maps; --pin-dir overrides it. */
 #define IPBLOCK_PIN_DIR_DEFAULT "/sys/fs/bpf/ipblock"
 
-/* Pinned map names: stable, tools outside ipblock may read them. */
-#define IPBLOCK_MAP_V4	  "ipv4_map"
-#define IPBLOCK_MAP_V6	  "ipv6_map"
-#define IPBLOCK_MAP_STATS "stats_map"
+/*
+ * Pinned map names: stable, tools outside ipblock may read them.
+ *
+ * Each family has two tries, set A (ipv4_map, ipv6_map) and set B (the _b
+ * maps), and config_map says which set the program reads.  At rest both
+ * sets hold the same rules and A is active, so ipv4_map/ipv6_map always
+ * show the whole rule set.  A replace fills B, switches to B, brings A up to
+ * date and switches back: every packet is judged by the complete old set or
+ * the complete new one, never a mix.
+ */
+#define IPBLOCK_MAP_V4	   "ipv4_map"
+#define IPBLOCK_MAP_V6	   "ipv6_map"
+#define IPBLOCK_MAP_V4_B   "ipv4_map_b"
+#define IPBLOCK_MAP_V6_B   "ipv6_map_b"
+#define IPBLOCK_MAP_CONFIG "config_map"
+#define IPBLOCK_MAP_STATS  "stats_map"
 
 /* The XDP program's function name, which is also its kernel program name. */
 #define IPBLOCK_PROG_NAME "ipblock_xdp"
@@ -55,6 +67,12 @@ struct ipblock_rule {
 	__u8 prefixlen; /* the key's prefix length */
 	__u16 flags;
 	__u32 rule_id;
+};
+
+/* The one entry of config_map. */
+struct ipblock_config {
+	__u32 active_set; /* 0: set A, 1: set B */
+	__u32 flags;	  /* reserved, 0 */
 };
 
 /* Index into the per-CPU stats array: one slot per verdict. */

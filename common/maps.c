@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Typed access to ipblock's maps, pinned or private (tests). */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,15 +12,30 @@
 #include <bpf/libbpf.h>
 
 #include "maps.h"
+#include "rulecache.h"
 
-const struct maps_layout maps_layouts[3] = {
-	{ IPBLOCK_MAP_V4, BPF_MAP_TYPE_LPM_TRIE, sizeof(struct ipblock_key_v4),
-	  sizeof(struct ipblock_rule), BPF_F_NO_PREALLOC, 0 },
-	{ IPBLOCK_MAP_V6, BPF_MAP_TYPE_LPM_TRIE, sizeof(struct ipblock_key_v6),
-	  sizeof(struct ipblock_rule), BPF_F_NO_PREALLOC, 0 },
+#define TRIE_LAYOUT(name, key)                                                          \
+	{ name, BPF_MAP_TYPE_LPM_TRIE, sizeof(key), sizeof(struct ipblock_rule),        \
+	  BPF_F_NO_PREALLOC, 0 }
+
+const struct maps_layout maps_layouts[MAPS_COUNT] = {
+	TRIE_LAYOUT(IPBLOCK_MAP_V4, struct ipblock_key_v4),
+	TRIE_LAYOUT(IPBLOCK_MAP_V6, struct ipblock_key_v6),
+	TRIE_LAYOUT(IPBLOCK_MAP_V4_B, struct ipblock_key_v4),
+	TRIE_LAYOUT(IPBLOCK_MAP_V6_B, struct ipblock_key_v6),
+	{ IPBLOCK_MAP_CONFIG, BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(struct ipblock_config), 0,
+	  1 },
 	{ IPBLOCK_MAP_STATS, BPF_MAP_TYPE_PERCPU_ARRAY, sizeof(__u32),
 	  sizeof(struct ipblock_counter), 0, IPBLOCK_STAT_MAX },
 };
+
+int *maps_fd_slot(struct ipblock_maps *m, size_t i)
+{
+	int *slots[MAPS_COUNT] = { &m->v4_fd, &m->v6_fd, &m->v4b_fd,
+				   &m->v6b_fd, &m->config_fd, &m->stats_fd };
+
+	return slots[i];
+}
 
 static const char *map_type_name(uint32_t type)
 {
@@ -71,32 +88,41 @@ out:
 
 void maps_close(struct ipblock_maps *m)
 {
-	int *fds[] = { &m->v4_fd, &m->v6_fd, &m->stats_fd };
+	for (size_t i = 0; i < MAPS_COUNT; i++) {
+		int *fd = maps_fd_slot(m, i);
 
-	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
-		if (*fds[i] >= 0)
-			close(*fds[i]);
-		*fds[i] = -1;
+		if (*fd >= 0)
+			close(*fd);
+		*fd = -1;
 	}
+	if (m->lock_fd >= 0)
+		close(m->lock_fd);
+	m->lock_fd = -1;
 }
 
 int maps_open_pinned(const char *pin_dir, struct ipblock_maps *m, char *err, size_t errlen)
 {
-	int *fds[] = { &m->v4_fd, &m->v6_fd, &m->stats_fd };
 	char path[4096];
 	int ret;
 
 	*m = (struct ipblock_maps)IPBLOCK_MAPS_INIT;
-	for (size_t i = 0; i < 3; i++) {
+	for (size_t i = 0; i < MAPS_COUNT; i++) {
+		int *fd = maps_fd_slot(m, i);
+
 		ret = maps_check_pinned(pin_dir, &maps_layouts[i], err, errlen);
 		if (ret)
 			goto fail;
 		snprintf(path, sizeof(path), "%s/%s", pin_dir, maps_layouts[i].name);
-		*fds[i] = bpf_obj_get(path);
-		if (*fds[i] < 0) {
+		*fd = bpf_obj_get(path);
+		if (*fd < 0) {
 			ret = -errno;
 			goto fail;
 		}
+	}
+	m->lock_fd = open(pin_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (m->lock_fd < 0) {
+		ret = -errno;
+		goto fail;
 	}
 	return 0;
 fail:
@@ -104,37 +130,61 @@ fail:
 	return ret;
 }
 
-/* Fill the trie key for p; returns the fd of p's family. */
-static int rule_key(const struct ipblock_maps *m, const struct cidr *p, void *key)
+int maps_lock(const struct ipblock_maps *m, bool exclusive)
+{
+	if (m->lock_fd < 0)
+		return 0;
+	return flock(m->lock_fd, exclusive ? LOCK_EX : LOCK_SH) ? -errno : 0;
+}
+
+void maps_unlock(const struct ipblock_maps *m)
+{
+	if (m->lock_fd >= 0)
+		flock(m->lock_fd, LOCK_UN);
+}
+
+/* Fill the trie key for p; returns the fd of p's family in the given set. */
+static int rule_key_set(const struct ipblock_maps *m, int set, const struct cidr *p, void *key)
 {
 	if (p->family == AF_INET) {
 		struct ipblock_key_v4 *k = key;
 
 		k->prefixlen = p->len;
 		memcpy(k->addr, p->addr, sizeof(k->addr));
-		return m->v4_fd;
+		return set ? m->v4b_fd : m->v4_fd;
 	}
 	struct ipblock_key_v6 *k = key;
 
 	k->prefixlen = p->len;
 	memcpy(k->addr, p->addr, sizeof(k->addr));
-	return m->v6_fd;
+	return set ? m->v6b_fd : m->v6_fd;
 }
 
-int maps_rule_set(const struct ipblock_maps *m, const struct cidr *p, const struct ipblock_rule *val)
+static int set_update(const struct ipblock_maps *m, int set, const struct cidr *p,
+		      const struct ipblock_rule *val)
 {
 	struct ipblock_key_v6 key = {};
 	struct ipblock_rule v = *val;
-	int fd = rule_key(m, p, &key);
+	int fd = rule_key_set(m, set, p, &key);
 
 	v.prefixlen = p->len;
 	return bpf_map_update_elem(fd, &key, &v, BPF_ANY) ? -errno : 0;
 }
 
-int maps_rule_get(const struct ipblock_maps *m, const struct cidr *p, struct ipblock_rule *val)
+static int set_delete(const struct ipblock_maps *m, int set, const struct cidr *p)
 {
 	struct ipblock_key_v6 key = {};
-	int fd = rule_key(m, p, &key);
+	int fd = rule_key_set(m, set, p, &key);
+
+	/* Deletion in an LPM trie is by exact prefix. */
+	return bpf_map_delete_elem(fd, &key) ? -errno : 0;
+}
+
+static int set_get(const struct ipblock_maps *m, int set, const struct cidr *p,
+		   struct ipblock_rule *val)
+{
+	struct ipblock_key_v6 key = {};
+	int fd = rule_key_set(m, set, p, &key);
 	struct ipblock_rule found;
 
 	/*
@@ -149,13 +199,41 @@ int maps_rule_get(const struct ipblock_maps *m, const struct cidr *p, struct ipb
 	return 0;
 }
 
+int maps_rule_set(const struct ipblock_maps *m, const struct cidr *p, const struct ipblock_rule *val)
+{
+	struct ipblock_rule old;
+	bool existed = set_get(m, 1, p, &old) == 0;
+	int ret;
+
+	/* B first: both sets are the same size, so a full B means a full A. */
+	ret = set_update(m, 1, p, val);
+	if (ret)
+		return ret;
+	ret = set_update(m, 0, p, val);
+	if (ret) {
+		/* Put B back as it was: nothing half-done. */
+		if (existed)
+			set_update(m, 1, p, &old);
+		else
+			set_delete(m, 1, p);
+	}
+	return ret;
+}
+
+int maps_rule_get(const struct ipblock_maps *m, const struct cidr *p, struct ipblock_rule *val)
+{
+	return set_get(m, 0, p, val);
+}
+
 int maps_rule_delete(const struct ipblock_maps *m, const struct cidr *p)
 {
-	struct ipblock_key_v6 key = {};
-	int fd = rule_key(m, p, &key);
+	int ret_b = set_delete(m, 1, p);
+	int ret_a = set_delete(m, 0, p);
 
-	/* Deletion in an LPM trie is by exact prefix. */
-	return bpf_map_delete_elem(fd, &key) ? -errno : 0;
+	/* Gone from either set is a delete; absent from both is -ENOENT. */
+	if (ret_a == 0 || ret_b == 0)
+		return 0;
+	return ret_a;
 }
 
 static void key_to_cidr(int family, const void *key, struct cidr *p)
@@ -300,13 +378,170 @@ out:
 
 int maps_flush(const struct ipblock_maps *m, size_t *removed)
 {
-	size_t n = 0;
-	int ret = flush_family(m->v4_fd, sizeof(struct ipblock_key_v4), &n);
+	size_t n = 0, ignored = 0;
+	int ret = flush_family(m->v4b_fd, sizeof(struct ipblock_key_v4), &ignored);
 
+	if (!ret)
+		ret = flush_family(m->v6b_fd, sizeof(struct ipblock_key_v6), &ignored);
+	if (!ret)
+		ret = flush_family(m->v4_fd, sizeof(struct ipblock_key_v4), &n);
 	if (!ret)
 		ret = flush_family(m->v6_fd, sizeof(struct ipblock_key_v6), &n);
 	if (removed)
 		*removed = n;
+	return ret;
+}
+
+int maps_active_set(const struct ipblock_maps *m, uint32_t *set)
+{
+	struct ipblock_config cfg;
+	__u32 zero = 0;
+
+	if (bpf_map_lookup_elem(m->config_fd, &zero, &cfg))
+		return -errno;
+	*set = cfg.active_set;
+	return 0;
+}
+
+static int set_active(const struct ipblock_maps *m, uint32_t set)
+{
+	struct ipblock_config cfg = { .active_set = set };
+	__u32 zero = 0;
+
+	/* One 4-byte store in an array value: the program sees old or new. */
+	return bpf_map_update_elem(m->config_fd, &zero, &cfg, BPF_ANY) ? -errno : 0;
+}
+
+/* A view of m whose set A is m's set `set`, for code that reads set A. */
+static struct ipblock_maps view_of_set(const struct ipblock_maps *m, int set)
+{
+	struct ipblock_maps v = *m;
+
+	if (set) {
+		v.v4_fd = m->v4b_fd;
+		v.v6_fd = m->v6b_fd;
+	}
+	return v;
+}
+
+struct change {
+	struct cidr prefix;
+	struct ipblock_rule val;
+	bool del;
+};
+
+struct change_list {
+	struct change *c;
+	size_t n, cap;
+};
+
+static int collect_change(enum rulecache_change kind, const struct rule_entry *old,
+			  const struct rule_entry *new, void *ctx)
+{
+	struct change_list *l = ctx;
+	const struct rule_entry *e = new ? new : old;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 1024;
+		struct change *c = realloc(l->c, cap * sizeof(*c));
+
+		if (!c)
+			return -ENOMEM;
+		l->c = c;
+		l->cap = cap;
+	}
+	l->c[l->n++] = (struct change){
+		.prefix = e->prefix,
+		.val = { .action = e->action, .flags = e->flags, .rule_id = e->rule_id },
+		.del = kind == RULECACHE_DELETE,
+	};
+	return 0;
+}
+
+/*
+ * Make one (inactive) set equal to want.  Deletes go first so that the
+ * trie never holds more than max(old, new) rules on the way.
+ */
+static int sync_set(const struct ipblock_maps *m, int set, const struct rulecache *want,
+		    size_t *changes)
+{
+	struct ipblock_maps view = view_of_set(m, set);
+	struct change_list l = {};
+	struct rulecache *have = rulecache_new();
+	int ret;
+
+	if (!have)
+		return -ENOMEM;
+	ret = rulecache_load_maps(have, &view);
+	if (!ret)
+		ret = rulecache_diff(have, want, RULECACHE_DIFF_RULE_ID, collect_change, &l);
+	for (int pass = 0; !ret && pass < 2; pass++) {
+		for (size_t i = 0; !ret && i < l.n; i++) {
+			if (l.c[i].del != (pass == 0))
+				continue;
+			ret = l.c[i].del ? set_delete(m, set, &l.c[i].prefix)
+					 : set_update(m, set, &l.c[i].prefix, &l.c[i].val);
+			if (ret == -ENOENT && l.c[i].del)
+				ret = 0;
+		}
+	}
+	if (changes)
+		*changes = l.n;
+	free(l.c);
+	rulecache_free(have);
+	return ret;
+}
+
+int maps_replace(const struct ipblock_maps *m, const struct rulecache *new, size_t *changes)
+{
+	uint32_t cap_v4 = 0, cap_v6 = 0, active = 0;
+	int ret;
+
+	ret = maps_capacity(m, AF_INET, &cap_v4);
+	if (!ret)
+		ret = maps_capacity(m, AF_INET6, &cap_v6);
+	if (!ret)
+		ret = maps_active_set(m, &active);
+	if (ret)
+		return ret;
+	if (rulecache_count(new, AF_INET) > cap_v4 || rulecache_count(new, AF_INET6) > cap_v6)
+		return -ENOSPC;
+
+	if (active != 0) {
+		/*
+		 * An earlier replace stopped half-way with B active: bring A up
+		 * to B's rules and make A active before touching B.
+		 */
+		struct ipblock_maps view_b = view_of_set(m, 1);
+		struct rulecache *cur = rulecache_new();
+
+		if (!cur)
+			return -ENOMEM;
+		ret = rulecache_load_maps(cur, &view_b);
+		if (!ret)
+			ret = sync_set(m, 0, cur, NULL);
+		rulecache_free(cur);
+		if (!ret)
+			ret = set_active(m, 0);
+		if (ret)
+			return ret;
+	}
+	/* B (inactive) gets the new rules; a failure here changed no verdict. */
+	ret = sync_set(m, 1, new, changes);
+	if (ret) {
+		/* Put B back to A's rules so the sets agree again. */
+		struct rulecache *cur = rulecache_new();
+
+		if (cur && !rulecache_load_maps(cur, m))
+			sync_set(m, 1, cur, NULL);
+		rulecache_free(cur);
+		return ret;
+	}
+	ret = set_active(m, 1);
+	if (!ret)
+		ret = sync_set(m, 0, new, NULL);
+	if (!ret)
+		ret = set_active(m, 0);
 	return ret;
 }
 

@@ -3,6 +3,7 @@
 #ifndef IPBLOCK_MAPS_H
 #define IPBLOCK_MAPS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -10,12 +11,21 @@
 #include "ipblock.h"
 
 struct ipblock_maps {
-	int v4_fd;
+	int v4_fd;     /* set A: what listings read */
 	int v6_fd;
+	int v4b_fd;    /* set B */
+	int v6b_fd;
+	int config_fd; /* which set the program reads */
 	int stats_fd;
+	int lock_fd;   /* the pin directory, flock()ed by writers; -1: no locking */
 };
 
-#define IPBLOCK_MAPS_INIT { .v4_fd = -1, .v6_fd = -1, .stats_fd = -1 }
+#define IPBLOCK_MAPS_INIT                                                                 \
+	{ .v4_fd = -1, .v6_fd = -1, .v4b_fd = -1, .v6b_fd = -1, .config_fd = -1,          \
+	  .stats_fd = -1, .lock_fd = -1 }
+
+/* How many maps ipblock pins. */
+#define MAPS_COUNT 6
 
 /* What a pinned map must look like to be reused by this build. */
 struct maps_layout {
@@ -27,8 +37,11 @@ struct maps_layout {
 	uint32_t max_entries; /* 0: any (the tries' capacity is chosen at creation) */
 };
 
-/* The layouts of this build's maps, in the order v4, v6, stats. */
-extern const struct maps_layout maps_layouts[3];
+/* The layouts of this build's maps: v4, v6, v4 B, v6 B, config, stats. */
+extern const struct maps_layout maps_layouts[MAPS_COUNT];
+
+/* The fd of map i (maps_layouts order) in m, for code that walks them all. */
+int *maps_fd_slot(struct ipblock_maps *m, size_t i);
 
 /*
  * Check that the map pinned at pin_dir/l->name has this build's layout.
@@ -38,7 +51,7 @@ extern const struct maps_layout maps_layouts[3];
 int maps_check_pinned(const char *pin_dir, const struct maps_layout *l, char *err, size_t errlen);
 
 /*
- * Open the three pinned maps.  -ENOENT when ipblock is not loaded, -EPROTO
+ * Open the pinned maps.  -ENOENT when ipblock is not loaded, -EPROTO
  * when a pin has another layout (err says which), -EACCES/-EPERM without
  * privilege.
  */
@@ -47,19 +60,29 @@ int maps_open_pinned(const char *pin_dir, struct ipblock_maps *m, char *err, siz
 /* Close whichever fds are open and reset them to -1. */
 void maps_close(struct ipblock_maps *m);
 
-/* Add or update one rule (val->prefixlen is filled in).  -ENOSPC when full. */
+/*
+ * Serialise changes between processes: flock() on the pin directory,
+ * exclusive for writers, shared for readers.  A no-op for private maps.
+ */
+int maps_lock(const struct ipblock_maps *m, bool exclusive);
+void maps_unlock(const struct ipblock_maps *m);
+
+/*
+ * Add or update one rule in both sets (val->prefixlen is filled in).
+ * -ENOSPC when the family's tries are full; nothing changes then.
+ */
 int maps_rule_set(const struct ipblock_maps *m, const struct cidr *p, const struct ipblock_rule *val);
 
 /* Read one rule by exact prefix.  -ENOENT when absent. */
 int maps_rule_get(const struct ipblock_maps *m, const struct cidr *p, struct ipblock_rule *val);
 
-/* Delete one rule by exact prefix.  -ENOENT when absent. */
+/* Delete one rule, by exact prefix, from both sets.  -ENOENT when absent. */
 int maps_rule_delete(const struct ipblock_maps *m, const struct cidr *p);
 
 /* Called per rule by maps_rule_foreach(); a non-zero return stops the walk. */
 typedef int (*maps_rule_cb)(const struct cidr *p, const struct ipblock_rule *val, void *ctx);
 
-/* Visit every rule of both families (kernel order, unsorted). */
+/* Visit every rule of both families in set A (kernel order, unsorted). */
 int maps_rule_foreach(const struct ipblock_maps *m, maps_rule_cb cb, void *ctx);
 
 /* Number of rules per family. */
@@ -68,8 +91,23 @@ int maps_rule_count(const struct ipblock_maps *m, size_t *v4, size_t *v6);
 /* Capacity (max_entries) of a family's map. */
 int maps_capacity(const struct ipblock_maps *m, int family, uint32_t *max);
 
-/* Delete every rule of both families.  *removed (may be NULL) gets the count. */
+/* Delete every rule of both families and sets.  *removed (may be NULL) gets the count. */
 int maps_flush(const struct ipblock_maps *m, size_t *removed);
+
+/* Which set (0 = A, 1 = B) the program reads now. */
+int maps_active_set(const struct ipblock_maps *m, uint32_t *set);
+
+struct rulecache;
+
+/*
+ * Replace the rule set by new so that every packet is judged by the
+ * complete old set or the complete new one: bring set B to new, switch the
+ * program to B, bring A to new, switch back.  Checks capacity first
+ * (-ENOSPC before any change); on an error while B is inactive B is put
+ * back and no verdict changed.  *changes (may be NULL) gets the number of
+ * prefixes added, updated or deleted.
+ */
+int maps_replace(const struct ipblock_maps *m, const struct rulecache *new, size_t *changes);
 
 /* Sum the per-CPU verdict counters into out[IPBLOCK_STAT_MAX]. */
 int maps_stats_read(const struct ipblock_maps *m, struct ipblock_counter *out);

@@ -113,7 +113,7 @@ static int check_pins(const struct config *cfg, uint32_t *pinned_max)
 {
 	int found = 0;
 
-	for (size_t i = 0; i < 3; i++) {
+	for (size_t i = 0; i < MAPS_COUNT; i++) {
 		char err[512] = "";
 		int ret = maps_check_pinned(cfg->pin_dir, &maps_layouts[i], err, sizeof(err));
 
@@ -135,7 +135,7 @@ static int check_pins(const struct config *cfg, uint32_t *pinned_max)
 	}
 	if (found == 0)
 		return 0;
-	if (found != 3) {
+	if (found != MAPS_COUNT) {
 		cli_err("%s holds only some of ipblock's maps; remove the directory and attach "
 			"again.",
 			cfg->pin_dir);
@@ -161,7 +161,7 @@ static void unpin_created(const char *pin_dir, bool dir_created)
 {
 	char path[4096];
 
-	for (size_t i = 0; i < 3; i++) {
+	for (size_t i = 0; i < MAPS_COUNT; i++) {
 		snprintf(path, sizeof(path), "%s/%s", pin_dir, maps_layouts[i].name);
 		unlink(path);
 	}
@@ -173,24 +173,28 @@ static int try_attach(const struct config *cfg, int ifindex, enum xdp_attach_mod
 		      uint32_t max_rules, uint32_t *prog_id)
 {
 	struct ipblock_bpf *skel = ipblock_bpf__open();
-	struct bpf_map *maps[3];
+	struct bpf_map *maps[MAPS_COUNT];
 	struct xdp_program *prog;
 	char path[4096];
 	int ret;
 
 	if (!skel)
 		return -errno;
+	/* In maps_layouts order. */
 	maps[0] = skel->maps.ipv4_map;
 	maps[1] = skel->maps.ipv6_map;
-	maps[2] = skel->maps.stats_map;
-	for (size_t i = 0; i < 3; i++) {
+	maps[2] = skel->maps.ipv4_map_b;
+	maps[3] = skel->maps.ipv6_map_b;
+	maps[4] = skel->maps.config_map;
+	maps[5] = skel->maps.stats_map;
+	for (size_t i = 0; i < MAPS_COUNT; i++) {
 		snprintf(path, sizeof(path), "%s/%s", cfg->pin_dir, maps_layouts[i].name);
 		ret = bpf_map__set_pin_path(maps[i], path);
 		if (ret)
 			goto out;
 	}
-	bpf_map__set_max_entries(maps[0], max_rules);
-	bpf_map__set_max_entries(maps[1], max_rules);
+	for (size_t i = 0; i < 4; i++)
+		bpf_map__set_max_entries(maps[i], max_rules);
 
 	prog = xdp_program__from_bpf_obj(skel->obj, "xdp");
 	ret = libxdp_get_error(prog);

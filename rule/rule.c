@@ -237,6 +237,13 @@ int main(int argc, char **argv)
 	if (cli_open_maps(cfg.pin_dir, &m))
 		return 1;
 
+	/* Writers exclusive, listings shared: no listing sees half a replace. */
+	ret = maps_lock(&m, cfg.cmd != CMD_LIST);
+	if (ret) {
+		cli_err("cannot lock %s: %s.", cfg.pin_dir, strerror(-ret));
+		maps_close(&m);
+		return 1;
+	}
 	switch (cfg.cmd) {
 	case CMD_ADD:
 		ret = do_add(&cfg, &m, &p, action);
@@ -253,6 +260,7 @@ int main(int argc, char **argv)
 	default:
 		break;
 	}
+	maps_unlock(&m);
 	maps_close(&m);
 	return ret ? 1 : 0;
 }

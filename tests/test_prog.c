@@ -16,6 +16,7 @@
 
 #include "cidr.h"
 #include "harness.h"
+#include "rulecache.h"
 
 static struct harness h;
 
@@ -343,6 +344,102 @@ static void test_flush_removes_every_rule(void **state)
 	run_src(AF_INET, "198.18.1.1", XDP_PASS);
 }
 
+static void cache_add(struct rulecache *rc, const char *text, uint8_t action)
+{
+	struct rule_entry e = { .action = action };
+
+	assert_int_equal(cidr_parse(text, &e.prefix, NULL, NULL, 0), 0);
+	assert_int_equal(rulecache_insert(rc, &e, NULL), 0);
+}
+
+static int count_change(enum rulecache_change change, const struct rule_entry *old,
+			const struct rule_entry *new, void *ctx)
+{
+	(void)change;
+	(void)old;
+	(void)new;
+	(*(size_t *)ctx)++;
+	return 0;
+}
+
+/* Assert that one set of the maps holds exactly the rules of want. */
+static void assert_set_holds(const struct ipblock_maps *m, int set, const struct rulecache *want)
+{
+	struct ipblock_maps view = *m;
+	struct rulecache *have = rulecache_new();
+	size_t diffs = 0;
+
+	if (set) {
+		view.v4_fd = m->v4b_fd;
+		view.v6_fd = m->v6b_fd;
+	}
+	assert_non_null(have);
+	assert_int_equal(rulecache_load_maps(have, &view), 0);
+	assert_int_equal(rulecache_diff(have, want, 0, count_change, &diffs), 0);
+	if (diffs)
+		fail_msg("set %c differs from the expected rules in %zu prefixes", set ? 'B' : 'A',
+			 diffs);
+	rulecache_free(have);
+}
+
+static void test_replace_leaves_both_sets_equal_to_the_new_rules(void **state)
+{
+	struct rulecache *next = rulecache_new();
+	size_t changes = 0;
+	uint32_t active = 9;
+
+	(void)state;
+	add_rule("198.18.1.0/24", IPBLOCK_ACTION_DENY);
+	add_rule("198.18.2.0/24", IPBLOCK_ACTION_DENY);
+	add_rule("2001:db8:1::/48", IPBLOCK_ACTION_DENY);
+	/* Keep one, flip one, drop one family's rule, add two. */
+	cache_add(next, "198.18.1.0/24", IPBLOCK_ACTION_DENY);
+	cache_add(next, "198.18.2.0/24", IPBLOCK_ACTION_ALLOW);
+	cache_add(next, "198.18.3.0/24", IPBLOCK_ACTION_DENY);
+	cache_add(next, "2001:db8:2::/48", IPBLOCK_ACTION_DENY);
+	assert_int_equal(maps_replace(&h.maps, next, &changes), 0);
+	assert_int_equal(changes, 4);
+	assert_int_equal(maps_active_set(&h.maps, &active), 0);
+	assert_int_equal(active, 0);
+	assert_set_holds(&h.maps, 0, next);
+	assert_set_holds(&h.maps, 1, next);
+	run_src(AF_INET, "198.18.1.1", XDP_DROP);
+	run_src(AF_INET, "198.18.2.1", XDP_PASS);
+	run_src(AF_INET, "198.18.3.1", XDP_DROP);
+	run_src(AF_INET6, "2001:db8:1::1", XDP_PASS);
+	run_src(AF_INET6, "2001:db8:2::1", XDP_DROP);
+	rulecache_free(next);
+}
+
+static void test_replace_over_capacity_changes_nothing(void **state)
+{
+	struct harness small;
+	struct rulecache *next = rulecache_new(), *before = rulecache_new();
+	struct ipblock_rule val = { .action = IPBLOCK_ACTION_DENY };
+	struct cidr p;
+	char text[32];
+	uint8_t addr[4] = { 198, 18, 0, 1 };
+	int verdict;
+
+	(void)state;
+	assert_int_equal(harness_open_capacity(&small, 2), 0);
+	assert_int_equal(cidr_parse("198.18.0.0/24", &p, NULL, NULL, 0), 0);
+	assert_int_equal(maps_rule_set(&small.maps, &p, &val), 0);
+	cache_add(before, "198.18.0.0/24", IPBLOCK_ACTION_DENY);
+	for (int i = 0; i < 3; i++) {
+		snprintf(text, sizeof(text), "198.18.%d.0/24", 10 + i);
+		cache_add(next, text, IPBLOCK_ACTION_DENY);
+	}
+	assert_int_equal(maps_replace(&small.maps, next, NULL), -ENOSPC);
+	assert_set_holds(&small.maps, 0, before);
+	assert_set_holds(&small.maps, 1, before);
+	assert_int_equal(harness_verdict_src(&small, AF_INET, addr, &verdict), 0);
+	assert_int_equal(verdict, XDP_DROP);
+	rulecache_free(next);
+	rulecache_free(before);
+	harness_close(&small);
+}
+
 int main(void)
 {
 	const struct CMUnitTest table[] = {
@@ -360,6 +457,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_exact_get_ignores_covering_rules, setup_empty,
 						teardown),
 		cmocka_unit_test(test_full_map_refuses_with_enospc),
+		cmocka_unit_test_setup_teardown(test_replace_leaves_both_sets_equal_to_the_new_rules,
+						setup_empty, teardown),
+		cmocka_unit_test(test_replace_over_capacity_changes_nothing),
 	};
 	int failed = cmocka_run_group_tests_name("verdict table", table, setup_table, teardown);
 

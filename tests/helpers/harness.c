@@ -37,6 +37,8 @@ int harness_open_capacity(struct harness *h, uint32_t max_rules)
 	if (max_rules) {
 		bpf_map__set_max_entries(h->skel->maps.ipv4_map, max_rules);
 		bpf_map__set_max_entries(h->skel->maps.ipv6_map, max_rules);
+		bpf_map__set_max_entries(h->skel->maps.ipv4_map_b, max_rules);
+		bpf_map__set_max_entries(h->skel->maps.ipv6_map_b, max_rules);
 	}
 	ret = ipblock_bpf__load(h->skel);
 	if (ret) {
@@ -47,6 +49,9 @@ int harness_open_capacity(struct harness *h, uint32_t max_rules)
 	/* The fds belong to the skeleton; harness_close() frees them once. */
 	h->maps.v4_fd = bpf_map__fd(h->skel->maps.ipv4_map);
 	h->maps.v6_fd = bpf_map__fd(h->skel->maps.ipv6_map);
+	h->maps.v4b_fd = bpf_map__fd(h->skel->maps.ipv4_map_b);
+	h->maps.v6b_fd = bpf_map__fd(h->skel->maps.ipv6_map_b);
+	h->maps.config_fd = bpf_map__fd(h->skel->maps.config_map);
 	h->maps.stats_fd = bpf_map__fd(h->skel->maps.stats_map);
 	h->prog_fd = bpf_program__fd(h->skel->progs.ipblock_xdp);
 	return 0;

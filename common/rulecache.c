@@ -1,0 +1,659 @@
+// SPDX-License-Identifier: GPL-2.0
+/* The rule cache: per-length hash tables under one rwlock; see rulecache.h. */
+#include <endian.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rulecache.h"
+#include "rwlock.h"
+
+#define MAX_LENS    129 /* IPv6 /0../128; IPv4 uses the first 33 */
+#define MIN_SLOTS   8
+#define MIN_ENTRIES 64
+
+/*
+ * A slot is 8 bytes: the key's 32-bit hash and the entry's index + 1 (0 =
+ * empty).  Probing walks these small slots and touches an entry only when
+ * the hash matches, and a rehash moves slots without reading entries, which
+ * is what keeps a million inserts well under a second.
+ */
+struct slot {
+	uint32_t hash;
+	uint32_t idx1;
+};
+
+/* All prefixes of one family and length: linear probing, power-of-two size. */
+struct table {
+	struct slot *slots;
+	uint32_t mask; /* capacity - 1; slots is NULL when the table is empty */
+	uint32_t count;
+};
+
+/*
+ * One family's rules.  Entries are dense (a removal moves the last one into
+ * the hole), so a snapshot is one memcpy and the array grows by realloc,
+ * which for large blocks remaps pages instead of copying them.
+ */
+struct family_set {
+	struct rule_entry *entries;
+	uint32_t n, cap;
+	uint64_t used[3]; /* bit len set while t[len] holds a rule */
+	struct table t[MAX_LENS];
+};
+
+struct rulecache {
+	struct rwlock lock;
+	struct family_set fam[2]; /* [0] IPv4, [1] IPv6 */
+};
+
+/*
+ * Readers take the lock too, which writes its word: the cache behind a
+ * const pointer is still heap memory the caller may not change but we may.
+ */
+static struct rwlock *lock_of(const struct rulecache *rc)
+{
+	return (struct rwlock *)&rc->lock;
+}
+
+static int family_index(int family)
+{
+	if (family == AF_INET)
+		return 0;
+	if (family == AF_INET6)
+		return 1;
+	return -1;
+}
+
+static unsigned int family_bits(int idx)
+{
+	return idx == 0 ? 32 : 128;
+}
+
+/* Copy the first len bits of src and zero the rest of the 16 bytes. */
+static inline void mask_addr(uint8_t dst[16], const uint8_t *src, unsigned int len)
+{
+	unsigned int full = len / 8, rem = len % 8;
+
+	memset(dst, 0, 16);
+	memcpy(dst, src, full);
+	if (rem)
+		dst[full] = src[full] & (uint8_t)(0xff << (8 - rem));
+}
+
+/*
+ * Sequential addresses (a block of /32s) differ only in a few bits, so mix
+ * all 128 bits into the 32 the table uses.
+ */
+static inline uint32_t hash_key(const uint8_t key[16])
+{
+	uint64_t x, y, h;
+
+	memcpy(&x, key, 8);
+	memcpy(&y, key + 8, 8);
+	h = x * 0x9e3779b97f4a7c15ull ^ (y + 0x632be59bd9b4e019ull) * 0xc2b2ae3d27d4eb4full;
+	h ^= h >> 29;
+	h *= 0xbf58476d1ce4e5b9ull;
+	h ^= h >> 32;
+	return (uint32_t)h;
+}
+
+/* Slot holding key, or the empty slot where it would go. */
+static inline uint32_t probe(const struct family_set *f, const struct table *t,
+			     const uint8_t key[16], uint32_t h, bool *found)
+{
+	uint32_t i = h & t->mask;
+
+	for (; t->slots[i].idx1; i = (i + 1) & t->mask) {
+		if (t->slots[i].hash == h &&
+		    !memcmp(f->entries[t->slots[i].idx1 - 1].prefix.addr, key, 16)) {
+			*found = true;
+			return i;
+		}
+	}
+	*found = false;
+	return i;
+}
+
+static const struct rule_entry *family_find(const struct family_set *f, unsigned int len,
+					    const uint8_t key[16])
+{
+	const struct table *t = &f->t[len];
+	bool found;
+	uint32_t i;
+
+	if (!t->count)
+		return NULL;
+	i = probe(f, t, key, hash_key(key), &found);
+	return found ? &f->entries[t->slots[i].idx1 - 1] : NULL;
+}
+
+/* Rehash into cap slots (a power of two), or free the table for cap 0. */
+static int table_resize(struct table *t, uint32_t cap)
+{
+	struct slot *old = t->slots, *slots;
+	uint32_t old_cap = old ? t->mask + 1 : 0;
+
+	if (!cap) {
+		free(old);
+		t->slots = NULL;
+		t->mask = 0;
+		return 0;
+	}
+	slots = calloc(cap, sizeof(*slots));
+	if (!slots)
+		return -ENOMEM;
+	for (uint32_t j = 0; j < old_cap; j++) {
+		uint32_t i;
+
+		if (!old[j].idx1)
+			continue;
+		for (i = old[j].hash & (cap - 1); slots[i].idx1; i = (i + 1) & (cap - 1))
+			;
+		slots[i] = old[j];
+	}
+	free(old);
+	t->slots = slots;
+	t->mask = cap - 1;
+	return 0;
+}
+
+/*
+ * Close the hole at i by pulling back later slots of the same probe run
+ * whose home is not inside (i, j]: lookups stay correct with no tombstones.
+ */
+static void table_delete_at(struct table *t, uint32_t i)
+{
+	uint32_t j = i;
+
+	for (;;) {
+		uint32_t k;
+		bool stays;
+
+		j = (j + 1) & t->mask;
+		if (!t->slots[j].idx1)
+			break;
+		k = t->slots[j].hash & t->mask;
+		stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+		if (!stays) {
+			t->slots[i] = t->slots[j];
+			i = j;
+		}
+	}
+	t->slots[i].idx1 = 0;
+	t->count--;
+}
+
+static void set_used(struct family_set *f, unsigned int len, bool used)
+{
+	uint64_t bit = 1ull << (len % 64);
+
+	if (used)
+		f->used[len / 64] |= bit;
+	else
+		f->used[len / 64] &= ~bit;
+}
+
+static void family_free(struct family_set *f)
+{
+	for (unsigned int len = 0; len < MAX_LENS; len++)
+		free(f->t[len].slots);
+	free(f->entries);
+	memset(f, 0, sizeof(*f));
+}
+
+struct rulecache *rulecache_new(void)
+{
+	struct rulecache *rc = calloc(1, sizeof(*rc));
+
+	if (!rc)
+		return NULL;
+	rwlock_init(&rc->lock);
+	return rc;
+}
+
+void rulecache_free(struct rulecache *rc)
+{
+	if (!rc)
+		return;
+	family_free(&rc->fam[0]);
+	family_free(&rc->fam[1]);
+	free(rc);
+}
+
+/* Insert with the lock held; the action is not checked (load_maps keeps odd ones). */
+static int insert_locked(struct rulecache *rc, const struct rule_entry *e, bool *created)
+{
+	int fi = family_index(e->prefix.family);
+	struct family_set *f;
+	struct table *t;
+	uint8_t key[16];
+	bool found;
+	uint32_t h, i;
+	int err;
+
+	if (fi < 0 || e->prefix.len > family_bits(fi))
+		return -EINVAL;
+	f = &rc->fam[fi];
+	t = &f->t[e->prefix.len];
+	mask_addr(key, e->prefix.addr, e->prefix.len);
+	h = hash_key(key);
+
+	if (t->count) {
+		i = probe(f, t, key, h, &found);
+		if (found) {
+			struct rule_entry *dst = &f->entries[t->slots[i].idx1 - 1];
+
+			*dst = *e;
+			memcpy(dst->prefix.addr, key, 16);
+			if (created)
+				*created = false;
+			return 0;
+		}
+	}
+
+	if (f->n == f->cap) {
+		/* Grow by a quarter: realloc remaps large blocks, so small steps are cheap. */
+		uint64_t cap = f->cap < MIN_ENTRIES ? MIN_ENTRIES : (uint64_t)f->cap + f->cap / 4;
+		struct rule_entry *entries;
+
+		if (cap > UINT32_MAX - 1)
+			return -ENOMEM;
+		entries = realloc(f->entries, cap * sizeof(*entries));
+		if (!entries)
+			return -ENOMEM;
+		f->entries = entries;
+		f->cap = (uint32_t)cap;
+	}
+	if (!t->slots || (uint64_t)(t->count + 1) * 4 > ((uint64_t)t->mask + 1) * 3) {
+		uint64_t cap = t->slots ? ((uint64_t)t->mask + 1) * 2 : MIN_SLOTS;
+
+		if (cap > (1ull << 31))
+			return -ENOMEM;
+		err = table_resize(t, (uint32_t)cap);
+		if (err)
+			return err;
+	}
+	for (i = h & t->mask; t->slots[i].idx1; i = (i + 1) & t->mask)
+		;
+	f->entries[f->n] = *e;
+	memcpy(f->entries[f->n].prefix.addr, key, 16);
+	t->slots[i].hash = h;
+	t->slots[i].idx1 = ++f->n;
+	t->count++;
+	set_used(f, e->prefix.len, true);
+	if (created)
+		*created = true;
+	return 0;
+}
+
+/* Remove the entry at slot i of table len, keeping entries dense. */
+static void remove_locked(struct family_set *f, unsigned int len, uint32_t i)
+{
+	struct table *t = &f->t[len];
+	uint32_t idx = t->slots[i].idx1 - 1, last = f->n - 1;
+
+	table_delete_at(t, i);
+	if (idx != last) {
+		/* Move the last entry into the hole and repoint its slot. */
+		const struct rule_entry *moved = &f->entries[last];
+		struct table *mt = &f->t[moved->prefix.len];
+		uint32_t j = hash_key(moved->prefix.addr) & mt->mask;
+
+		while (mt->slots[j].idx1 != last + 1)
+			j = (j + 1) & mt->mask;
+		mt->slots[j].idx1 = idx + 1;
+		f->entries[idx] = *moved;
+	}
+	f->n--;
+
+	/* Give memory back after mass removal; failing to shrink is harmless. */
+	if (!t->count) {
+		table_resize(t, 0);
+		set_used(f, len, false);
+	} else if (t->mask + 1 > MIN_SLOTS && (uint64_t)t->count * 8 < t->mask + 1u) {
+		table_resize(t, (t->mask + 1) / 4);
+	}
+	if (!f->n) {
+		free(f->entries);
+		f->entries = NULL;
+		f->cap = 0;
+	} else if (f->cap > MIN_ENTRIES && (uint64_t)f->n * 4 < f->cap) {
+		struct rule_entry *entries =
+			realloc(f->entries, (size_t)f->n * 2 * sizeof(*entries));
+
+		if (entries) {
+			f->entries = entries;
+			f->cap = f->n * 2;
+		}
+	}
+}
+
+int rulecache_insert(struct rulecache *rc, const struct rule_entry *e, bool *created)
+{
+	int err;
+
+	if (e->action != IPBLOCK_ACTION_ALLOW && e->action != IPBLOCK_ACTION_DENY)
+		return -EINVAL;
+	err = rwlock_write_lock(&rc->lock);
+	if (err)
+		return err;
+	err = insert_locked(rc, e, created);
+	rwlock_write_unlock(&rc->lock);
+	return err;
+}
+
+int rulecache_remove(struct rulecache *rc, const struct cidr *p)
+{
+	int fi = family_index(p->family);
+	struct family_set *f;
+	uint8_t key[16];
+	bool found;
+	uint32_t i;
+	int err;
+
+	if (fi < 0 || p->len > family_bits(fi))
+		return -EINVAL;
+	mask_addr(key, p->addr, p->len);
+	err = rwlock_write_lock(&rc->lock);
+	if (err)
+		return err;
+	f = &rc->fam[fi];
+	err = -ENOENT;
+	if (f->t[p->len].count) {
+		i = probe(f, &f->t[p->len], key, hash_key(key), &found);
+		if (found) {
+			remove_locked(f, p->len, i);
+			err = 0;
+		}
+	}
+	rwlock_write_unlock(&rc->lock);
+	return err;
+}
+
+int rulecache_find(const struct rulecache *rc, const struct cidr *p, struct rule_entry *out)
+{
+	int fi = family_index(p->family);
+	const struct rule_entry *e;
+	uint8_t key[16];
+	int err;
+
+	if (fi < 0 || p->len > family_bits(fi))
+		return -EINVAL;
+	mask_addr(key, p->addr, p->len);
+	err = rwlock_read_lock(lock_of(rc));
+	if (err)
+		return err;
+	e = family_find(&rc->fam[fi], p->len, key);
+	if (e && out)
+		*out = *e;
+	rwlock_read_unlock(lock_of(rc));
+	return e ? 0 : -ENOENT;
+}
+
+int rulecache_lookup(const struct rulecache *rc, int family, const uint8_t *addr,
+		     struct rule_entry *out)
+{
+	int fi = family_index(family);
+	const struct rule_entry *e = NULL;
+	const struct family_set *f;
+	uint8_t full[16] = { 0 }, key[16];
+	int err;
+
+	if (fi < 0)
+		return -EINVAL;
+	memcpy(full, addr, family_bits(fi) / 8);
+	err = rwlock_read_lock(lock_of(rc));
+	if (err)
+		return err;
+	f = &rc->fam[fi];
+	/* Longest first: the first hit is the answer. */
+	for (int w = 2; w >= 0 && !e; w--) {
+		uint64_t bits = f->used[w];
+
+		while (bits && !e) {
+			unsigned int b = 63 - __builtin_clzll(bits);
+			unsigned int len = w * 64 + b;
+
+			bits &= ~(1ull << b);
+			mask_addr(key, full, len);
+			e = family_find(f, len, key);
+		}
+	}
+	if (e && out)
+		*out = *e;
+	rwlock_read_unlock(lock_of(rc));
+	return e ? 0 : -ENOENT;
+}
+
+size_t rulecache_count(const struct rulecache *rc, int family)
+{
+	int fi = family_index(family);
+	size_t n = 0;
+
+	if (fi < 0 && family != AF_UNSPEC)
+		return 0;
+	if (rwlock_read_lock(lock_of(rc)))
+		return 0;
+	if (fi >= 0)
+		n = rc->fam[fi].n;
+	else
+		n = (size_t)rc->fam[0].n + rc->fam[1].n;
+	rwlock_read_unlock(lock_of(rc));
+	return n;
+}
+
+size_t rulecache_memory(const struct rulecache *rc)
+{
+	size_t bytes = sizeof(*rc);
+
+	if (rwlock_read_lock(lock_of(rc)))
+		return 0;
+	for (int fi = 0; fi < 2; fi++) {
+		const struct family_set *f = &rc->fam[fi];
+
+		bytes += (size_t)f->cap * sizeof(struct rule_entry);
+		for (unsigned int len = 0; len <= family_bits(fi); len++)
+			if (f->t[len].slots)
+				bytes += ((size_t)f->t[len].mask + 1) * sizeof(struct slot);
+	}
+	rwlock_read_unlock(lock_of(rc));
+	return bytes;
+}
+
+void rulecache_clear(struct rulecache *rc)
+{
+	struct family_set old[2];
+
+	if (rwlock_write_lock(&rc->lock))
+		return;
+	memcpy(old, rc->fam, sizeof(old));
+	memset(rc->fam, 0, sizeof(rc->fam));
+	rwlock_write_unlock(&rc->lock);
+	/* Freeing a million-slot table need not hold readers back. */
+	family_free(&old[0]);
+	family_free(&old[1]);
+}
+
+/*
+ * Sort key in cidr_compare() order (IPv4 first, address bytes, shorter
+ * first) as integers, so sorting a million rules compares words instead of
+ * calling memcmp through a function pointer.
+ */
+struct sort_key {
+	uint64_t hi, lo;  /* address, big-endian halves */
+	uint32_t fam_len; /* family index << 8 | prefix length */
+	uint32_t idx;	  /* into the snapshot's entries */
+};
+
+static int key_cmp(const void *pa, const void *pb)
+{
+	const struct sort_key *a = pa, *b = pb;
+
+	if (a->fam_len >> 8 != b->fam_len >> 8)
+		return a->fam_len < b->fam_len ? -1 : 1;
+	if (a->hi != b->hi)
+		return a->hi < b->hi ? -1 : 1;
+	if (a->lo != b->lo)
+		return a->lo < b->lo ? -1 : 1;
+	if (a->fam_len != b->fam_len)
+		return a->fam_len < b->fam_len ? -1 : 1;
+	return 0;
+}
+
+/* A private copy of every rule and the order to visit them in. */
+struct snapshot {
+	struct rule_entry *e;
+	struct sort_key *k;
+	size_t n;
+};
+
+static void snapshot_free(struct snapshot *s)
+{
+	free(s->e);
+	free(s->k);
+}
+
+/*
+ * Copy under the read lock, sort after dropping it: callbacks then run
+ * unlocked, so they may be slow (printing) or change the cache without
+ * blocking writers or deadlocking.
+ */
+static int snapshot_take(const struct rulecache *rc, struct snapshot *s)
+{
+	size_t n4;
+	int err;
+
+	memset(s, 0, sizeof(*s));
+	err = rwlock_read_lock(lock_of(rc));
+	if (err)
+		return err;
+	n4 = rc->fam[0].n;
+	s->n = n4 + rc->fam[1].n;
+	s->e = malloc((s->n + 1) * sizeof(*s->e));
+	if (s->e) {
+		if (n4)
+			memcpy(s->e, rc->fam[0].entries, n4 * sizeof(*s->e));
+		if (s->n - n4)
+			memcpy(s->e + n4, rc->fam[1].entries, (s->n - n4) * sizeof(*s->e));
+	}
+	rwlock_read_unlock(lock_of(rc));
+	s->k = malloc((s->n + 1) * sizeof(*s->k));
+	if (!s->e || !s->k) {
+		snapshot_free(s);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < s->n; i++) {
+		const struct cidr *p = &s->e[i].prefix;
+		uint64_t hi, lo;
+
+		memcpy(&hi, p->addr, 8);
+		memcpy(&lo, p->addr + 8, 8);
+		s->k[i] = (struct sort_key){ .hi = be64toh(hi),
+					     .lo = be64toh(lo),
+					     .fam_len = (uint32_t)(i >= n4) << 8 | p->len,
+					     .idx = (uint32_t)i };
+	}
+	qsort(s->k, s->n, sizeof(*s->k), key_cmp);
+	return 0;
+}
+
+static inline const struct rule_entry *snapshot_at(const struct snapshot *s, size_t i)
+{
+	return &s->e[s->k[i].idx];
+}
+
+int rulecache_foreach(const struct rulecache *rc, rulecache_cb cb, void *ctx)
+{
+	struct snapshot s;
+	int ret;
+
+	ret = snapshot_take(rc, &s);
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < s.n && !ret; i++)
+		ret = cb(snapshot_at(&s, i), ctx);
+	snapshot_free(&s);
+	return ret;
+}
+
+static int load_cb(const struct cidr *p, const struct ipblock_rule *val, void *ctx)
+{
+	struct rule_entry e = {
+		.prefix = *p,
+		.action = val->action,
+		.flags = val->flags,
+		.rule_id = val->rule_id,
+	};
+
+	return insert_locked(ctx, &e, NULL);
+}
+
+int rulecache_load_maps(struct rulecache *rc, const struct ipblock_maps *m)
+{
+	struct rulecache *fresh = rulecache_new();
+	struct family_set old[2];
+	int err;
+
+	if (!fresh)
+		return -ENOMEM;
+	/* fresh is private until the swap below: no lock needed to fill it. */
+	err = maps_rule_foreach(m, load_cb, fresh);
+	if (err)
+		goto out;
+	err = rwlock_write_lock(&rc->lock);
+	if (err)
+		goto out;
+	memcpy(old, rc->fam, sizeof(old));
+	memcpy(rc->fam, fresh->fam, sizeof(old));
+	rwlock_write_unlock(&rc->lock);
+	memcpy(fresh->fam, old, sizeof(old));
+out:
+	rulecache_free(fresh);
+	return err;
+}
+
+int rulecache_diff(const struct rulecache *old, const struct rulecache *new, unsigned int flags,
+		   rulecache_diff_cb cb, void *ctx)
+{
+	struct snapshot a, b;
+	size_t i = 0, j = 0;
+	int ret;
+
+	if (flags & ~RULECACHE_DIFF_RULE_ID)
+		return -EINVAL;
+	/*
+	 * One cache at a time: holding both read locks could deadlock against
+	 * writers waiting on each in the opposite order.
+	 */
+	ret = snapshot_take(old, &a);
+	if (ret)
+		return ret;
+	ret = snapshot_take(new, &b);
+	if (ret) {
+		snapshot_free(&a);
+		return ret;
+	}
+	while (!ret && (i < a.n || j < b.n)) {
+		int c = i == a.n ? 1 : j == b.n ? -1 : key_cmp(&a.k[i], &b.k[j]);
+		const struct rule_entry *x = i < a.n ? snapshot_at(&a, i) : NULL;
+		const struct rule_entry *y = j < b.n ? snapshot_at(&b, j) : NULL;
+
+		if (c < 0) {
+			ret = cb(RULECACHE_DELETE, x, NULL, ctx);
+			i++;
+		} else if (c > 0) {
+			ret = cb(RULECACHE_ADD, NULL, y, ctx);
+			j++;
+		} else {
+			if (x->action != y->action ||
+			    ((flags & RULECACHE_DIFF_RULE_ID) && x->rule_id != y->rule_id))
+				ret = cb(RULECACHE_UPDATE, x, y, ctx);
+			i++;
+			j++;
+		}
+	}
+	snapshot_free(&a);
+	snapshot_free(&b);
+	return ret;
+}

@@ -55,6 +55,9 @@ BINS := $(BUILD)/ipblock-loader $(BUILD)/ipblock-rule
 BENCH_SRCS := $(sort $(wildcard bench/*.c))
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
+# Keep object files that are only steps towards a test or bench binary.
+.SECONDARY:
+
 .PHONY: all deps demo test test-build bench-build test-unit selftest bench install uninstall clean format
 
 all: $(BINS) $(BPF_OBJ)

@@ -113,7 +113,8 @@ int rulecache_foreach(const struct rulecache *rc, rulecache_cb cb, void *ctx);
 
 /*
  * Replace the cache's content with the rules of the kernel maps (action,
- * flags and rule_id; the other metadata is zero).  Readers see the old set
+ * flags and rule_id; the other metadata is zero).  An action other than
+ * allow/deny is kept as found, so a listing shows what the kernel holds.  Readers see the old set
  * or the new one, never a mix; on error the cache is left unchanged.
  */
 int rulecache_load_maps(struct rulecache *rc, const struct ipblock_maps *m);

@@ -116,17 +116,15 @@ size_t frame_build(const struct frame_spec *s, uint8_t *buf, size_t buflen)
 	static const uint8_t dst4[4] = { 198, 18, 0, 1 };
 	size_t off = 0, l4 = sizeof(struct udphdr) + s->payload, need;
 	uint16_t proto;
-	struct ethhdr *eth;
 
 	proto = s->family == AF_INET ? ETH_P_IP : s->family == AF_INET6 ? ETH_P_IPV6 : s->ethertype;
-	need = sizeof(*eth) + 4 * 2 + 60 + 40 + l4;
+	need = ETH_HLEN + 4 * 2 + 60 + 40 + l4;
 	if (need > buflen || s->ip_options > 40 || s->ip_options % 4)
 		return 0;
 	memset(buf, 0, need);
 
-	eth = (struct ethhdr *)buf;
-	memcpy(eth->h_dest, "\x02\x00\x00\x00\x00\x02", ETH_ALEN);
-	memcpy(eth->h_source, "\x02\x00\x00\x00\x00\x01", ETH_ALEN);
+	memcpy(buf, "\x02\x00\x00\x00\x00\x02", ETH_ALEN);
+	memcpy(buf + ETH_ALEN, "\x02\x00\x00\x00\x00\x01", ETH_ALEN);
 	off = offsetof(struct ethhdr, h_proto);
 	for (int i = 0; i < 2 && s->tags[i]; i++) {
 		uint16_t tpid = htons(s->tags[i]), tci = htons(100 + i);
@@ -139,41 +137,50 @@ size_t frame_build(const struct frame_spec *s, uint8_t *buf, size_t buflen)
 	memcpy(buf + off, &proto, 2);
 	off += 2;
 
+	/*
+	 * Headers are built in aligned locals and copied in: at offset 14 (or
+	 * 18, 22) the IP header is not 4-byte aligned in buf.
+	 */
 	if (s->family == AF_INET) {
-		struct iphdr *ip = (struct iphdr *)(buf + off);
-		size_t hl = sizeof(*ip) + s->ip_options;
+		struct iphdr ip = {};
+		size_t hl = sizeof(ip) + s->ip_options;
 
-		ip->version = 4;
-		ip->ihl = hl / 4;
-		ip->ttl = 64;
-		ip->protocol = IPPROTO_UDP;
-		ip->tot_len = htons(hl + l4);
-		memcpy(&ip->saddr, s->src, 4);
-		memcpy(&ip->daddr, dst4, 4);
+		ip.version = 4;
+		ip.ihl = hl / 4;
+		ip.ttl = 64;
+		ip.protocol = IPPROTO_UDP;
+		ip.tot_len = htons(hl + l4);
+		memcpy(&ip.saddr, s->src, 4);
+		memcpy(&ip.daddr, dst4, 4);
+		memcpy(buf + off, &ip, sizeof(ip));
 		/* Options: NOPs then End of list, a valid if useless header. */
-		memset(buf + off + sizeof(*ip), 1, s->ip_options);
+		memset(buf + off + sizeof(ip), 1, s->ip_options);
 		if (s->ip_options)
 			buf[off + hl - 1] = 0;
-		ip->check = csum16(ip, hl);
+		ip.check = csum16(buf + off, hl);
+		memcpy(buf + off + offsetof(struct iphdr, check), &ip.check, sizeof(ip.check));
 		off += hl;
 	} else if (s->family == AF_INET6) {
-		struct ipv6hdr *ip6 = (struct ipv6hdr *)(buf + off);
+		struct ipv6hdr ip6 = {};
 
-		ip6->version = 6;
-		ip6->nexthdr = IPPROTO_UDP;
-		ip6->hop_limit = 64;
-		ip6->payload_len = htons(l4);
-		memcpy(&ip6->saddr, s->src, 16);
-		memcpy(&ip6->daddr, dst6, 16);
-		off += sizeof(*ip6);
+		ip6.version = 6;
+		ip6.nexthdr = IPPROTO_UDP;
+		ip6.hop_limit = 64;
+		ip6.payload_len = htons(l4);
+		memcpy(&ip6.saddr, s->src, 16);
+		memcpy(&ip6.daddr, dst6, 16);
+		memcpy(buf + off, &ip6, sizeof(ip6));
+		off += sizeof(ip6);
 	} else {
 		/* Any other ethertype: a payload of zeros. */
 		return off + 46;
 	}
-	struct udphdr *udp = (struct udphdr *)(buf + off);
+	struct udphdr udp = {
+		.source = htons(40000),
+		.dest = htons(9),
+		.len = htons(l4),
+	};
 
-	udp->source = htons(40000);
-	udp->dest = htons(9);
-	udp->len = htons(l4);
+	memcpy(buf + off, &udp, sizeof(udp));
 	return off + l4;
 }

@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Typed access to ipblock's maps, pinned or private (tests). */
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/file.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -14,9 +17,11 @@
 #include "maps.h"
 #include "rulecache.h"
 
-#define TRIE_LAYOUT(name, key)                                                          \
-	{ name, BPF_MAP_TYPE_LPM_TRIE, sizeof(key), sizeof(struct ipblock_rule),        \
-	  BPF_F_NO_PREALLOC, 0 }
+#define TRIE_LAYOUT(name, key)                                                                     \
+	{                                                                                          \
+		name, BPF_MAP_TYPE_LPM_TRIE, sizeof(key), sizeof(struct ipblock_rule),             \
+			BPF_F_NO_PREALLOC, 0                                                       \
+	}
 
 const struct maps_layout maps_layouts[MAPS_COUNT] = {
 	TRIE_LAYOUT(IPBLOCK_MAP_V4, struct ipblock_key_v4),
@@ -31,7 +36,7 @@ const struct maps_layout maps_layouts[MAPS_COUNT] = {
 
 int *maps_fd_slot(struct ipblock_maps *m, size_t i)
 {
-	int *slots[MAPS_COUNT] = { &m->v4_fd, &m->v6_fd, &m->v4b_fd,
+	int *slots[MAPS_COUNT] = { &m->v4_fd,  &m->v6_fd,     &m->v4b_fd,
 				   &m->v6b_fd, &m->config_fd, &m->stats_fd };
 
 	return slots[i];
@@ -199,7 +204,8 @@ static int set_get(const struct ipblock_maps *m, int set, const struct cidr *p,
 	return 0;
 }
 
-int maps_rule_set(const struct ipblock_maps *m, const struct cidr *p, const struct ipblock_rule *val)
+int maps_rule_set(const struct ipblock_maps *m, const struct cidr *p,
+		  const struct ipblock_rule *val)
 {
 	struct ipblock_rule old;
 	bool existed = set_get(m, 1, p, &old) == 0;
@@ -253,64 +259,177 @@ static void key_to_cidr(int family, const void *key, struct cidr *p)
 	}
 }
 
-/*
- * Walk one trie.  Each step asks for the key after the previous one; the
- * first call passes NULL.  The walk sees a consistent key only if nobody
- * deletes the current key meanwhile, which callers accept (a listing taken
- * during changes shows some mix of before and after).
- */
-static int foreach_family(int fd, int family, maps_rule_cb cb, void *ctx)
+static size_t key_size(int family)
 {
-	struct ipblock_key_v6 key, next;
-	struct ipblock_rule val;
-	struct cidr p;
-	void *prev = NULL;
+	return family == AF_INET ? sizeof(struct ipblock_key_v4) : sizeof(struct ipblock_key_v6);
+}
+
+static int trie_fd(const struct ipblock_maps *m, int set, int family)
+{
+	if (family == AF_INET)
+		return set ? m->v4b_fd : m->v4_fd;
+	return set ? m->v6b_fd : m->v6_fd;
+}
+
+/*
+ * Rules per batch syscall: enough to make the syscall's own cost vanish,
+ * few enough that the staging buffers stay small (under a megabyte).
+ */
+#define BATCH 8192
+
+/*
+ * Set once a kernel refuses batch operations on an LPM trie (older than
+ * the generic batch support): every later call goes one rule at a time.
+ */
+static int batch_off;
+
+static bool batch_enabled(void)
+{
+	return !__atomic_load_n(&batch_off, __ATOMIC_RELAXED);
+}
+
+/* Whether a batch call's error means "not implemented" rather than a real failure. */
+static bool batch_refused(int err, __u32 done)
+{
+	if (done || (err != -EINVAL && err != -EOPNOTSUPP && err != -524 /* ENOTSUPP */))
+		return false;
+	__atomic_store_n(&batch_off, 1, __ATOMIC_RELAXED);
+	return true;
+}
+
+/* Called per chunk of rules read from a trie; a non-zero return stops the read. */
+typedef int (*chunk_cb)(int family, const uint8_t *keys, const struct ipblock_rule *vals, size_t n,
+			void *ctx);
+
+/* The fallback walk: get_next_key + lookup per rule, handed over in chunks. */
+static int read_trie_slow(int fd, int family, uint8_t *keys, struct ipblock_rule *vals, chunk_cb cb,
+			  void *ctx)
+{
+	size_t ksz = key_size(family), n = 0;
+	struct ipblock_key_v6 prev;
+	bool first = true;
 	int ret;
 
 	for (;;) {
-		if (bpf_map_get_next_key(fd, prev, &next)) {
+		uint8_t *k = keys + n * ksz;
+
+		if (bpf_map_get_next_key(fd, first ? NULL : &prev, k)) {
 			ret = -errno;
-			return ret == -ENOENT ? 0 : ret;
+			if (ret != -ENOENT)
+				return ret;
+			break;
 		}
-		key = next;
-		prev = &key;
-		if (bpf_map_lookup_elem(fd, &key, &val))
+		memcpy(&prev, k, ksz);
+		first = false;
+		if (bpf_map_lookup_elem(fd, k, &vals[n]))
 			continue; /* deleted under our feet */
-		key_to_cidr(family, &key, &p);
-		ret = cb(&p, &val, ctx);
+		if (++n == BATCH) {
+			ret = cb(family, keys, vals, n, ctx);
+			if (ret)
+				return ret;
+			n = 0;
+		}
+	}
+	return n ? cb(family, keys, vals, n, ctx) : 0;
+}
+
+/*
+ * Read one trie in chunks of BATCH rules.  The batch token of the generic
+ * batch lookup is the last key returned, so a walk sees each key once as
+ * long as nobody deletes the token key meanwhile; writers hold the pin
+ * directory's lock, so callers that hold it too see a stable trie.
+ */
+static int read_trie(int fd, int family, chunk_cb cb, void *ctx)
+{
+	size_t ksz = key_size(family);
+	uint8_t *keys = malloc(BATCH * ksz);
+	struct ipblock_rule *vals = malloc(BATCH * sizeof(*vals));
+	struct ipblock_key_v6 in, out;
+	bool first = true;
+	int ret = -ENOMEM;
+
+	if (!keys || !vals)
+		goto out;
+	while (batch_enabled()) {
+		LIBBPF_OPTS(bpf_map_batch_opts, opts);
+		__u32 cnt = BATCH;
+		int err =
+			bpf_map_lookup_batch(fd, first ? NULL : &in, &out, keys, vals, &cnt, &opts);
+
+		if (err && err != -ENOENT) {
+			if (first && batch_refused(err, cnt))
+				break;
+			ret = err;
+			goto out;
+		}
+		ret = cnt ? cb(family, keys, vals, cnt, ctx) : 0;
+		if (ret || err == -ENOENT)
+			goto out; /* -ENOENT: the walk reached the end */
+		memcpy(&in, &out, ksz);
+		first = false;
+	}
+	ret = read_trie_slow(fd, family, keys, vals, cb, ctx);
+out:
+	free(keys);
+	free(vals);
+	return ret;
+}
+
+struct foreach_ctx {
+	maps_rule_cb cb;
+	void *ctx;
+};
+
+static int foreach_chunk(int family, const uint8_t *keys, const struct ipblock_rule *vals, size_t n,
+			 void *ctx)
+{
+	struct foreach_ctx *f = ctx;
+	size_t ksz = key_size(family);
+	struct cidr p;
+	int ret;
+
+	for (size_t i = 0; i < n; i++) {
+		key_to_cidr(family, keys + i * ksz, &p);
+		ret = f->cb(&p, &vals[i], f->ctx);
 		if (ret)
 			return ret;
 	}
+	return 0;
 }
 
 int maps_rule_foreach(const struct ipblock_maps *m, maps_rule_cb cb, void *ctx)
 {
-	int ret = foreach_family(m->v4_fd, AF_INET, cb, ctx);
+	struct foreach_ctx f = { cb, ctx };
+	int ret = read_trie(m->v4_fd, AF_INET, foreach_chunk, &f);
 
-	return ret ? ret : foreach_family(m->v6_fd, AF_INET6, cb, ctx);
+	return ret ? ret : read_trie(m->v6_fd, AF_INET6, foreach_chunk, &f);
 }
 
 struct count_ctx {
 	size_t v4, v6;
 };
 
-static int count_cb(const struct cidr *p, const struct ipblock_rule *val, void *ctx)
+static int count_chunk(int family, const uint8_t *keys, const struct ipblock_rule *vals, size_t n,
+		       void *ctx)
 {
 	struct count_ctx *c = ctx;
 
-	(void)val;
-	if (p->family == AF_INET)
-		c->v4++;
+	(void)keys;
+	(void)vals;
+	if (family == AF_INET)
+		c->v4 += n;
 	else
-		c->v6++;
+		c->v6 += n;
 	return 0;
 }
 
 int maps_rule_count(const struct ipblock_maps *m, size_t *v4, size_t *v6)
 {
 	struct count_ctx c = {};
-	int ret = maps_rule_foreach(m, count_cb, &c);
+	int ret = read_trie(m->v4_fd, AF_INET, count_chunk, &c);
 
+	if (!ret)
+		ret = read_trie(m->v6_fd, AF_INET6, count_chunk, &c);
 	if (ret)
 		return ret;
 	if (v4)
@@ -332,61 +451,118 @@ int maps_capacity(const struct ipblock_maps *m, int family, uint32_t *max)
 }
 
 /*
- * Delete every key of one trie.  Keys are collected first: deleting the
- * current key would make get_next_key restart from the beginning.
+ * Delete keys[0..n) from a trie.  Absent keys are skipped and not counted:
+ * a batch stops at the first one, so the walk resumes just past it.
  */
-static int flush_family(int fd, size_t key_size, size_t *removed)
+static int delete_keys(int fd, const uint8_t *keys, size_t ksz, size_t n, size_t *deleted)
 {
-	size_t n = 0, cap = 1024;
-	uint8_t *keys = malloc(cap * key_size), *tmp;
-	void *prev = NULL;
+	size_t i = 0;
+
+	while (i < n && batch_enabled()) {
+		LIBBPF_OPTS(bpf_map_batch_opts, opts);
+		__u32 cnt = (__u32)(n - i);
+		int err = bpf_map_delete_batch(fd, keys + i * ksz, &cnt, &opts);
+
+		if (deleted)
+			*deleted += cnt;
+		if (!err)
+			return 0;
+		if (err == -ENOENT) {
+			i += cnt + 1;
+			continue;
+		}
+		if (batch_refused(err, cnt))
+			break;
+		return err;
+	}
+	for (; i < n; i++) {
+		if (bpf_map_delete_elem(fd, keys + i * ksz)) {
+			if (errno == ENOENT)
+				continue;
+			return -errno;
+		}
+		if (deleted)
+			(*deleted)++;
+	}
+	return 0;
+}
+
+/* Write keys[0..n) -> vals[0..n) into a trie; stops at the first failure (-ENOSPC when full). */
+static int update_keys(int fd, const uint8_t *keys, const struct ipblock_rule *vals, size_t ksz,
+		       size_t n)
+{
+	size_t i = 0;
+
+	while (i < n && batch_enabled()) {
+		LIBBPF_OPTS(bpf_map_batch_opts, opts);
+		__u32 cnt = (__u32)(n - i);
+		int err = bpf_map_update_batch(fd, keys + i * ksz, vals + i, &cnt, &opts);
+
+		if (!err)
+			return 0;
+		if (batch_refused(err, cnt))
+			break;
+		return err;
+	}
+	for (; i < n; i++)
+		if (bpf_map_update_elem(fd, keys + i * ksz, &vals[i], BPF_ANY))
+			return -errno;
+	return 0;
+}
+
+/*
+ * Empty one trie.  Each round reads the first BATCH keys and deletes them:
+ * restarting from the top each time keeps the walk valid although its
+ * token key is gone.
+ */
+struct key_buf {
+	uint8_t *keys;
+	size_t n;
+};
+
+static int keys_chunk(int family, const uint8_t *keys, const struct ipblock_rule *vals, size_t n,
+		      void *ctx)
+{
+	struct key_buf *b = ctx;
+
+	(void)vals;
+	memcpy(b->keys, keys, n * key_size(family));
+	b->n = n;
+	return 1; /* one chunk per round */
+}
+
+static int flush_trie(int fd, int family, size_t *removed)
+{
+	size_t ksz = key_size(family);
+	struct key_buf b = { malloc(BATCH * ksz), 0 };
 	int ret = 0;
 
-	if (!keys)
+	if (!b.keys)
 		return -ENOMEM;
 	for (;;) {
-		if (n == cap) {
-			tmp = realloc(keys, 2 * cap * key_size);
-			if (!tmp) {
-				ret = -ENOMEM;
-				goto out;
-			}
-			keys = tmp;
-			cap *= 2;
-		}
-		if (bpf_map_get_next_key(fd, prev, keys + n * key_size)) {
-			if (errno != ENOENT)
-				ret = -errno;
+		b.n = 0;
+		ret = read_trie(fd, family, keys_chunk, &b);
+		if (ret < 0 || b.n == 0)
 			break;
-		}
-		prev = keys + n * key_size;
-		n++;
+		ret = delete_keys(fd, b.keys, ksz, b.n, removed);
+		if (ret)
+			break;
 	}
-	if (ret)
-		goto out;
-	for (size_t i = 0; i < n; i++) {
-		if (bpf_map_delete_elem(fd, keys + i * key_size) && errno != ENOENT) {
-			ret = -errno;
-			goto out;
-		}
-		(*removed)++;
-	}
-out:
-	free(keys);
-	return ret;
+	free(b.keys);
+	return ret < 0 ? ret : 0;
 }
 
 int maps_flush(const struct ipblock_maps *m, size_t *removed)
 {
 	size_t n = 0, ignored = 0;
-	int ret = flush_family(m->v4b_fd, sizeof(struct ipblock_key_v4), &ignored);
+	int ret = flush_trie(m->v4b_fd, AF_INET, &ignored);
 
 	if (!ret)
-		ret = flush_family(m->v6b_fd, sizeof(struct ipblock_key_v6), &ignored);
+		ret = flush_trie(m->v6b_fd, AF_INET6, &ignored);
 	if (!ret)
-		ret = flush_family(m->v4_fd, sizeof(struct ipblock_key_v4), &n);
+		ret = flush_trie(m->v4_fd, AF_INET, &n);
 	if (!ret)
-		ret = flush_family(m->v6_fd, sizeof(struct ipblock_key_v6), &n);
+		ret = flush_trie(m->v6_fd, AF_INET6, &n);
 	if (removed)
 		*removed = n;
 	return ret;
@@ -412,136 +588,668 @@ static int set_active(const struct ipblock_maps *m, uint32_t set)
 	return bpf_map_update_elem(m->config_fd, &zero, &cfg, BPF_ANY) ? -errno : 0;
 }
 
-/* A view of m whose set A is m's set `set`, for code that reads set A. */
-static struct ipblock_maps view_of_set(const struct ipblock_maps *m, int set)
+/*
+ * After a switch, a program run that read the old active_set may still be
+ * looking up in the set just left; that set must not change until the run
+ * is over.  XDP runs inside an RCU read-side section, and the kernel ends
+ * every update of a map-in-map with synchronize_rcu() so that user space
+ * knows no program still sees the old inner map: one such update on a
+ * throw-away map is a grace period on demand.  Kernels or sandboxes that
+ * refuse it get a pause far longer than any program run instead.
+ */
+static void wait_for_readers(void)
 {
-	struct ipblock_maps v = *m;
+	LIBBPF_OPTS(bpf_map_create_opts, opts);
+	int inner = bpf_map_create(BPF_MAP_TYPE_ARRAY, "ipblock_gp_in", 4, 4, 1, NULL);
+	int outer = -1;
+	__u32 zero = 0;
 
-	if (set) {
-		v.v4_fd = m->v4b_fd;
-		v.v6_fd = m->v6b_fd;
+	if (inner >= 0) {
+		opts.inner_map_fd = inner;
+		outer = bpf_map_create(BPF_MAP_TYPE_ARRAY_OF_MAPS, "ipblock_gp", 4, 4, 1, &opts);
 	}
-	return v;
+	if (outer < 0 || bpf_map_update_elem(outer, &zero, &inner, BPF_ANY)) {
+		struct timespec ts = { 0, 50 * 1000 * 1000 };
+
+		nanosleep(&ts, NULL);
+	}
+	if (outer >= 0)
+		close(outer);
+	if (inner >= 0)
+		close(inner);
 }
 
-struct change {
-	struct cidr prefix;
-	struct ipblock_rule val;
-	bool del;
+/* --- sorting ----------------------------------------------------------------- */
+
+/* IPv4 sort key: address << 8 | length orders as cidr_compare() does. */
+struct v4_item {
+	uint64_t key;
+	uint32_t idx;
 };
 
-struct change_list {
-	struct change *c;
+struct v6_item {
+	uint64_t hi, lo;
+	uint32_t len, idx;
+};
+
+/*
+ * LSD radix sort, one byte per pass: stable, so equal prefixes keep their
+ * input order, and a million keys take a few tens of milliseconds against
+ * a few hundred for a comparison sort.  Passes whose byte is the same in
+ * every key (the length byte of a /24 list, say) are skipped.
+ */
+static struct v4_item *radix_v4(struct v4_item *a, struct v4_item *tmp, size_t n)
+{
+	for (unsigned int shift = 0; shift < 40; shift += 8) {
+		size_t count[256] = { 0 }, sum = 0;
+		bool trivial = false;
+
+		for (size_t i = 0; i < n; i++)
+			count[(a[i].key >> shift) & 0xff]++;
+		for (int d = 0; d < 256; d++) {
+			size_t c = count[d];
+
+			trivial |= c == n;
+			count[d] = sum;
+			sum += c;
+		}
+		if (trivial)
+			continue;
+		for (size_t i = 0; i < n; i++)
+			tmp[count[(a[i].key >> shift) & 0xff]++] = a[i];
+		struct v4_item *t = a;
+
+		a = tmp;
+		tmp = t;
+	}
+	return a;
+}
+
+static int v6_cmp(const void *pa, const void *pb)
+{
+	const struct v6_item *a = pa, *b = pb;
+
+	if (a->hi != b->hi)
+		return a->hi < b->hi ? -1 : 1;
+	if (a->lo != b->lo)
+		return a->lo < b->lo ? -1 : 1;
+	if (a->len != b->len)
+		return a->len < b->len ? -1 : 1;
+	/* The input position last: qsort() is not stable by itself. */
+	return a->idx < b->idx ? -1 : a->idx > b->idx;
+}
+
+static uint64_t be64_at(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return be64toh(v);
+}
+
+int maps_rules_sort(struct maps_rule *r, uint32_t *tags, size_t n)
+{
+	size_t n4 = 0, n6 = 0, at = 0;
+	struct v4_item *a4 = NULL, *t4 = NULL, *s4;
+	struct v6_item *a6 = NULL;
+	struct maps_rule *out = NULL;
+	uint32_t *out_tags = NULL;
+	int ret = -ENOMEM;
+
+	if (n > UINT32_MAX)
+		return -E2BIG;
+	for (size_t i = 0; i < n; i++)
+		n4 += r[i].prefix.family == AF_INET;
+	n6 = n - n4;
+	a4 = malloc((n4 + 1) * sizeof(*a4));
+	t4 = malloc((n4 + 1) * sizeof(*t4));
+	a6 = malloc((n6 + 1) * sizeof(*a6));
+	out = malloc((n + 1) * sizeof(*out));
+	out_tags = tags ? malloc((n + 1) * sizeof(*out_tags)) : NULL;
+	if (!a4 || !t4 || !a6 || !out || (tags && !out_tags))
+		goto done;
+
+	n4 = n6 = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct cidr *p = &r[i].prefix;
+
+		if (p->family == AF_INET)
+			a4[n4++] = (struct v4_item){
+				.key = (be64_at(p->addr) >> 32) << 8 | p->len,
+				.idx = (uint32_t)i,
+			};
+		else
+			a6[n6++] = (struct v6_item){ .hi = be64_at(p->addr),
+						     .lo = be64_at(p->addr + 8),
+						     .len = p->len,
+						     .idx = (uint32_t)i };
+	}
+	s4 = radix_v4(a4, t4, n4);
+	qsort(a6, n6, sizeof(*a6), v6_cmp);
+	for (size_t i = 0; i < n4; i++, at++) {
+		out[at] = r[s4[i].idx];
+		if (tags)
+			out_tags[at] = tags[s4[i].idx];
+	}
+	for (size_t i = 0; i < n6; i++, at++) {
+		out[at] = r[a6[i].idx];
+		if (tags)
+			out_tags[at] = tags[a6[i].idx];
+	}
+	memcpy(r, out, n * sizeof(*r));
+	if (tags)
+		memcpy(tags, out_tags, n * sizeof(*tags));
+	ret = 0;
+done:
+	free(a4);
+	free(t4);
+	free(a6);
+	free(out);
+	free(out_tags);
+	return ret;
+}
+
+/* --- reading and writing whole sets ----------------------------------------- */
+
+struct rule_vec {
+	struct maps_rule *r;
 	size_t n, cap;
 };
 
-static int collect_change(enum rulecache_change kind, const struct rule_entry *old,
-			  const struct rule_entry *new, void *ctx)
+static int vec_reserve(struct rule_vec *v, size_t more)
 {
-	struct change_list *l = ctx;
-	const struct rule_entry *e = new ? new : old;
+	struct maps_rule *r;
+	size_t cap;
 
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 1024;
-		struct change *c = realloc(l->c, cap * sizeof(*c));
+	if (v->n + more <= v->cap)
+		return 0;
+	cap = v->cap ? v->cap : 4096;
+	while (cap < v->n + more)
+		cap += cap / 2;
+	r = realloc(v->r, cap * sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	v->r = r;
+	v->cap = cap;
+	return 0;
+}
 
-		if (!c)
-			return -ENOMEM;
-		l->c = c;
-		l->cap = cap;
+static int vec_chunk(int family, const uint8_t *keys, const struct ipblock_rule *vals, size_t n,
+		     void *ctx)
+{
+	struct rule_vec *v = ctx;
+	size_t ksz = key_size(family);
+	int ret = vec_reserve(v, n);
+
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < n; i++) {
+		struct maps_rule *r = &v->r[v->n++];
+
+		key_to_cidr(family, keys + i * ksz, &r->prefix);
+		r->val = vals[i];
 	}
-	l->c[l->n++] = (struct change){
-		.prefix = e->prefix,
-		.val = { .action = e->action, .flags = e->flags, .rule_id = e->rule_id },
-		.del = kind == RULECACHE_DELETE,
-	};
+	return 0;
+}
+
+/* Every rule of one set, both families, sorted. */
+static int read_set(const struct ipblock_maps *m, int set, struct rule_vec *v)
+{
+	int ret;
+
+	*v = (struct rule_vec){};
+	ret = read_trie(trie_fd(m, set, AF_INET), AF_INET, vec_chunk, v);
+	if (!ret)
+		ret = read_trie(trie_fd(m, set, AF_INET6), AF_INET6, vec_chunk, v);
+	if (!ret)
+		ret = maps_rules_sort(v->r, NULL, v->n);
+	if (ret) {
+		free(v->r);
+		*v = (struct rule_vec){};
+	}
+	return ret;
+}
+
+int maps_rules_read(const struct ipblock_maps *m, struct maps_rule **out, size_t *n)
+{
+	struct rule_vec v;
+	uint32_t active = 0;
+	int ret = maps_active_set(m, &active);
+
+	if (ret)
+		return ret;
+	ret = read_set(m, active ? 1 : 0, &v);
+	if (ret)
+		return ret;
+	*out = v.r;
+	*n = v.n;
+	return 0;
+}
+
+struct read_job {
+	const struct ipblock_maps *m;
+	int set;
+	struct rule_vec v;
+	int ret;
+};
+
+static void *read_job_run(void *arg)
+{
+	struct read_job *j = arg;
+
+	j->ret = read_set(j->m, j->set, &j->v);
+	return NULL;
+}
+
+/*
+ * Read set A and set B at once: each walk costs about a microsecond a rule
+ * of kernel time, and the two tries share nothing, so a second thread
+ * halves the wait on a multi-core machine.
+ */
+static int read_both(const struct ipblock_maps *m, struct rule_vec *a, struct rule_vec *b)
+{
+	struct read_job ja = { .m = m, .set = 0 };
+	pthread_t t;
+	bool threaded = pthread_create(&t, NULL, read_job_run, &ja) == 0;
+	int ret = read_set(m, 1, b);
+
+	if (threaded)
+		pthread_join(t, NULL);
+	else
+		read_job_run(&ja);
+	*a = ja.v;
+	if (!ret)
+		ret = ja.ret;
+	if (ret) {
+		free(a->r);
+		free(b->r);
+		*a = *b = (struct rule_vec){};
+	}
+	return ret;
+}
+
+static bool same_value(const struct ipblock_rule *a, const struct ipblock_rule *b)
+{
+	return a->action == b->action && a->flags == b->flags && a->rule_id == b->rule_id;
+}
+
+/*
+ * Staging for one kind of change (deletes or updates) to one set: rules
+ * arrive in cidr_compare() order, so a family change flushes the buffer.
+ */
+struct stage {
+	const struct ipblock_maps *m;
+	int set, family;
+	bool del;
+	size_t n;
+	uint8_t keys[BATCH * sizeof(struct ipblock_key_v6)];
+	struct ipblock_rule vals[BATCH];
+};
+
+static int stage_flush(struct stage *s)
+{
+	int fd = trie_fd(s->m, s->set, s->family);
+	size_t ksz = key_size(s->family);
+	int ret;
+
+	if (!s->n)
+		return 0;
+	ret = s->del ? delete_keys(fd, s->keys, ksz, s->n, NULL)
+		     : update_keys(fd, s->keys, s->vals, ksz, s->n);
+	s->n = 0;
+	return ret;
+}
+
+static int stage_add(struct stage *s, const struct maps_rule *r)
+{
+	const struct cidr *p = &r->prefix;
+	int ret;
+
+	if (s->n && p->family != s->family) {
+		ret = stage_flush(s);
+		if (ret)
+			return ret;
+	}
+	s->family = p->family;
+	if (p->family == AF_INET) {
+		struct ipblock_key_v4 *k = (struct ipblock_key_v4 *)s->keys + s->n;
+
+		k->prefixlen = p->len;
+		memcpy(k->addr, p->addr, sizeof(k->addr));
+	} else {
+		struct ipblock_key_v6 *k = (struct ipblock_key_v6 *)s->keys + s->n;
+
+		k->prefixlen = p->len;
+		memcpy(k->addr, p->addr, sizeof(k->addr));
+	}
+	s->vals[s->n] = r->val;
+	s->vals[s->n].prefixlen = p->len;
+	if (++s->n == BATCH)
+		return stage_flush(s);
 	return 0;
 }
 
 /*
- * Make one (inactive) set equal to want.  Deletes go first so that the
- * trie never holds more than max(old, new) rules on the way.
+ * Walk two sorted rule sets side by side.  For each prefix only in have,
+ * only in want, or in both with another value, call the matching hook
+ * (NULL hooks are skipped).
  */
-static int sync_set(const struct ipblock_maps *m, int set, const struct rulecache *want,
-		    size_t *changes)
-{
-	struct ipblock_maps view = view_of_set(m, set);
-	struct change_list l = {};
-	struct rulecache *have = rulecache_new();
-	int ret;
+struct diff_hooks {
+	int (*gone)(const struct maps_rule *old, void *ctx);
+	int (*added)(const struct maps_rule *new, void *ctx);
+	int (*changed)(const struct maps_rule *old, const struct maps_rule *new, void *ctx);
+};
 
-	if (!have)
-		return -ENOMEM;
-	ret = rulecache_load_maps(have, &view);
-	if (!ret)
-		ret = rulecache_diff(have, want, RULECACHE_DIFF_RULE_ID, collect_change, &l);
-	for (int pass = 0; !ret && pass < 2; pass++) {
-		for (size_t i = 0; !ret && i < l.n; i++) {
-			if (l.c[i].del != (pass == 0))
-				continue;
-			ret = l.c[i].del ? set_delete(m, set, &l.c[i].prefix)
-					 : set_update(m, set, &l.c[i].prefix, &l.c[i].val);
-			if (ret == -ENOENT && l.c[i].del)
-				ret = 0;
+static int diff_walk(const struct maps_rule *have, size_t nh, const struct maps_rule *want,
+		     size_t nw, const struct diff_hooks *h, void *ctx)
+{
+	size_t i = 0, j = 0;
+	int ret = 0;
+
+	while (!ret && (i < nh || j < nw)) {
+		int c = i == nh ? 1 : j == nw ? -1 : cidr_compare(&have[i].prefix, &want[j].prefix);
+
+		if (c < 0) {
+			ret = h->gone ? h->gone(&have[i], ctx) : 0;
+			i++;
+		} else if (c > 0) {
+			ret = h->added ? h->added(&want[j], ctx) : 0;
+			j++;
+		} else {
+			if (!same_value(&have[i].val, &want[j].val) && h->changed)
+				ret = h->changed(&have[i], &want[j], ctx);
+			i++;
+			j++;
 		}
 	}
-	if (changes)
-		*changes = l.n;
-	free(l.c);
-	rulecache_free(have);
 	return ret;
 }
 
-int maps_replace(const struct ipblock_maps *m, const struct rulecache *new, size_t *changes)
+static int stage_old(const struct maps_rule *old, void *ctx)
 {
-	uint32_t cap_v4 = 0, cap_v6 = 0, active = 0;
+	return stage_add(ctx, old);
+}
+
+static int stage_new(const struct maps_rule *new, void *ctx)
+{
+	return stage_add(ctx, new);
+}
+
+static int stage_changed(const struct maps_rule *old, const struct maps_rule *new, void *ctx)
+{
+	(void)old;
+	return stage_add(ctx, new);
+}
+
+/*
+ * Bring one set from have (its exact content) to want.  Deletes go first so
+ * that the trie never holds more than max(have, want) rules on the way.
+ */
+static int sync_set(const struct ipblock_maps *m, int set, const struct rule_vec *have,
+		    const struct maps_rule *want, size_t nw)
+{
+	static const struct diff_hooks dels = { .gone = stage_old };
+	static const struct diff_hooks puts = { .added = stage_new, .changed = stage_changed };
+	struct stage *s = malloc(sizeof(*s));
 	int ret;
 
-	ret = maps_capacity(m, AF_INET, &cap_v4);
+	if (!s)
+		return -ENOMEM;
+	*s = (struct stage){ .m = m, .set = set, .del = true };
+	ret = diff_walk(have->r, have->n, want, nw, &dels, s);
 	if (!ret)
-		ret = maps_capacity(m, AF_INET6, &cap_v6);
+		ret = stage_flush(s);
+	s->del = false;
+	if (!ret)
+		ret = diff_walk(have->r, have->n, want, nw, &puts, s);
+	if (!ret)
+		ret = stage_flush(s);
+	free(s);
+	return ret;
+}
+
+static int count_gone(const struct maps_rule *old, void *ctx)
+{
+	(void)old;
+	((struct maps_replace_stats *)ctx)->deleted++;
+	return 0;
+}
+
+static int count_added(const struct maps_rule *new, void *ctx)
+{
+	(void)new;
+	((struct maps_replace_stats *)ctx)->added++;
+	return 0;
+}
+
+static int count_changed(const struct maps_rule *old, const struct maps_rule *new, void *ctx)
+{
+	(void)old;
+	(void)new;
+	((struct maps_replace_stats *)ctx)->updated++;
+	return 0;
+}
+
+static bool same_set(const struct rule_vec *a, const struct rule_vec *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (cidr_compare(&a->r[i].prefix, &b->r[i].prefix) ||
+		    !same_value(&a->r[i].val, &b->r[i].val))
+			return false;
+	return true;
+}
+
+/*
+ * The switch itself, given both sets' content (a, b).  B is brought to want
+ * while A is active; then the program moves to B, and only after every run
+ * that could still read A has ended is A brought to want and made active
+ * again.  Every packet therefore meets the complete old set (A) or the
+ * complete new one (B, then A).
+ */
+static int replace_with(const struct ipblock_maps *m, const struct maps_rule *want, size_t nw,
+			struct rule_vec *a, struct rule_vec *b, struct maps_replace_stats *st)
+{
+	static const struct diff_hooks counters = { count_gone, count_added, count_changed };
+	uint32_t active = 0;
+	int ret;
+
+	*st = (struct maps_replace_stats){};
+	ret = maps_capacity(m, AF_INET, &st->cap_v4);
+	if (!ret)
+		ret = maps_capacity(m, AF_INET6, &st->cap_v6);
 	if (!ret)
 		ret = maps_active_set(m, &active);
 	if (ret)
 		return ret;
-	if (rulecache_count(new, AF_INET) > cap_v4 || rulecache_count(new, AF_INET6) > cap_v6)
+	for (size_t i = 0; i < nw; i++) {
+		if (want[i].prefix.family == AF_INET)
+			st->v4++;
+		else
+			st->v6++;
+	}
+	if (st->v4 > st->cap_v4 || st->v6 > st->cap_v6)
 		return -ENOSPC;
 
 	if (active != 0) {
 		/*
-		 * An earlier replace stopped half-way with B active: bring A up
-		 * to B's rules and make A active before touching B.
+		 * An earlier replace stopped with B active: B is what the
+		 * program judges by, so A catches up with it and takes over
+		 * before B is touched.
 		 */
-		struct ipblock_maps view_b = view_of_set(m, 1);
-		struct rulecache *cur = rulecache_new();
-
-		if (!cur)
-			return -ENOMEM;
-		ret = rulecache_load_maps(cur, &view_b);
-		if (!ret)
-			ret = sync_set(m, 0, cur, NULL);
-		rulecache_free(cur);
+		ret = sync_set(m, 0, a, b->r, b->n);
 		if (!ret)
 			ret = set_active(m, 0);
 		if (ret)
 			return ret;
+		wait_for_readers();
+		free(a->r);
+		a->r = malloc((b->n + 1) * sizeof(*a->r));
+		if (!a->r)
+			return -ENOMEM;
+		memcpy(a->r, b->r, b->n * sizeof(*a->r));
+		a->n = a->cap = b->n;
 	}
-	/* B (inactive) gets the new rules; a failure here changed no verdict. */
-	ret = sync_set(m, 1, new, changes);
-	if (ret) {
-		/* Put B back to A's rules so the sets agree again. */
-		struct rulecache *cur = rulecache_new();
+	diff_walk(a->r, a->n, want, nw, &counters, st);
 
-		if (cur && !rulecache_load_maps(cur, m))
-			sync_set(m, 1, cur, NULL);
-		rulecache_free(cur);
+	/* B is inactive: a failure here changed no verdict. */
+	ret = sync_set(m, 1, b, want, nw);
+	if (ret) {
+		/* Put B back; a rule not yet written is simply absent (ENOENT). */
+		struct rule_vec w = { (struct maps_rule *)want, nw, nw };
+
+		sync_set(m, 1, &w, b->r, b->n);
 		return ret;
 	}
 	ret = set_active(m, 1);
+	if (ret)
+		return ret;
+	wait_for_readers();
+	/* At rest A and B agree and B's old content was already read: reuse it. */
+	ret = sync_set(m, 0, same_set(a, b) ? b : a, want, nw);
+	if (ret)
+		return ret; /* B stays active; the next replace repairs A first */
+	ret = set_active(m, 0);
 	if (!ret)
-		ret = sync_set(m, 0, new, NULL);
+		wait_for_readers();
+	return ret;
+}
+
+/*
+ * Check that rules is sorted and unique; sort a copy into *sorted when it
+ * is only out of order.  *sorted stays NULL when rules can be used as is.
+ */
+static int prepare_rules(const struct maps_rule *rules, size_t n, struct maps_rule **sorted)
+{
+	bool ordered = true;
+
+	*sorted = NULL;
+	for (size_t i = 0; i < n; i++) {
+		const struct cidr *p = &rules[i].prefix;
+
+		if ((p->family != AF_INET && p->family != AF_INET6) || p->len > cidr_max_len(p))
+			return -EINVAL;
+		if (i && cidr_compare(&rules[i - 1].prefix, p) >= 0)
+			ordered = false;
+	}
+	if (ordered)
+		return 0;
+	*sorted = malloc((n + 1) * sizeof(**sorted));
+	if (!*sorted)
+		return -ENOMEM;
+	memcpy(*sorted, rules, n * sizeof(**sorted));
+	if (maps_rules_sort(*sorted, NULL, n))
+		goto fail;
+	for (size_t i = 1; i < n; i++)
+		if (!cidr_compare(&(*sorted)[i - 1].prefix, &(*sorted)[i].prefix)) {
+			free(*sorted);
+			*sorted = NULL;
+			return -EINVAL;
+		}
+	return 0;
+fail:
+	free(*sorted);
+	*sorted = NULL;
+	return -ENOMEM;
+}
+
+int maps_replace_rules(const struct ipblock_maps *m, const struct maps_rule *rules, size_t n,
+		       struct maps_replace_stats *st)
+{
+	struct maps_replace_stats ignored;
+	struct maps_rule *sorted;
+	struct rule_vec a, b;
+	int ret = prepare_rules(rules, n, &sorted);
+
+	if (ret)
+		return ret;
+	ret = read_both(m, &a, &b);
 	if (!ret)
-		ret = set_active(m, 0);
+		ret = replace_with(m, sorted ? sorted : rules, n, &a, &b, st ? st : &ignored);
+	free(a.r);
+	free(b.r);
+	free(sorted);
+	return ret;
+}
+
+/* Merge two sorted unique sets; on a shared prefix the second one's value wins. */
+static int merge_sets(const struct maps_rule *x, size_t nx, const struct maps_rule *y, size_t ny,
+		      struct rule_vec *out)
+{
+	size_t i = 0, j = 0;
+
+	*out = (struct rule_vec){};
+	if (vec_reserve(out, nx + ny + 1))
+		return -ENOMEM;
+	while (i < nx || j < ny) {
+		int c = i == nx ? 1 : j == ny ? -1 : cidr_compare(&x[i].prefix, &y[j].prefix);
+
+		if (c < 0) {
+			out->r[out->n++] = x[i++];
+		} else {
+			out->r[out->n++] = y[j++];
+			i += c == 0;
+		}
+	}
+	return 0;
+}
+
+int maps_import_rules(const struct ipblock_maps *m, const struct maps_rule *rules, size_t n,
+		      struct maps_replace_stats *st)
+{
+	struct maps_replace_stats ignored;
+	struct rule_vec a, b, want = {};
+	struct maps_rule *sorted;
+	uint32_t active = 0;
+	int ret = prepare_rules(rules, n, &sorted);
+
+	if (ret)
+		return ret;
+	ret = maps_active_set(m, &active);
+	if (!ret)
+		ret = read_both(m, &a, &b);
+	if (ret)
+		goto out;
+	/* The union is taken over what the program judges by now. */
+	ret = merge_sets(active ? b.r : a.r, active ? b.n : a.n, sorted ? sorted : rules, n, &want);
+	if (!ret)
+		ret = replace_with(m, want.r, want.n, &a, &b, st ? st : &ignored);
+	free(a.r);
+	free(b.r);
+out:
+	free(want.r);
+	free(sorted);
+	return ret;
+}
+
+static int cache_entry_cb(const struct rule_entry *e, void *ctx)
+{
+	struct rule_vec *v = ctx;
+	int ret = vec_reserve(v, 1);
+
+	if (ret)
+		return ret;
+	v->r[v->n++] = (struct maps_rule){
+		.prefix = e->prefix,
+		.val = { .action = e->action, .flags = e->flags, .rule_id = e->rule_id },
+	};
+	return 0;
+}
+
+int maps_replace(const struct ipblock_maps *m, const struct rulecache *new, size_t *changes)
+{
+	struct maps_replace_stats st = {};
+	struct rule_vec v = {};
+	int ret;
+
+	/* rulecache_foreach() walks in cidr_compare() order: already sorted. */
+	ret = rulecache_foreach(new, cache_entry_cb, &v);
+	if (!ret)
+		ret = maps_replace_rules(m, v.r, v.n, &st);
+	if (changes)
+		*changes = st.added + st.updated + st.deleted;
+	free(v.r);
 	return ret;
 }
 

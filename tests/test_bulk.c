@@ -26,13 +26,6 @@
 #include "rulecache.h"
 #include "rulefile.h"
 
-/* Sanitizers slow the user-space side; the kernel side is unchanged. */
-#ifdef __SANITIZE_ADDRESS__
-#define SLOW_BUILD 1
-#else
-#define SLOW_BUILD 0
-#endif
-
 static struct harness h;
 
 static int setup(void **state)
@@ -269,7 +262,7 @@ static struct cidr random_prefix(const struct maps_rule *have, size_t n)
 
 static void test_import_100k_verdicts_match_the_reference_lookup(void **state)
 {
-	const size_t n_rules = 100000, n_probes = SLOW_BUILD ? 4000 : 20000;
+	const size_t n_rules = 100000, n_probes = 20000;
 	struct maps_rule *gen = calloc(n_rules, sizeof(*gen));
 	size_t cap = n_rules * 56, len = 0, n = 0, mismatches = 0, hits = 0;
 	char *text = malloc(cap), ptext[CIDR_STRLEN];
@@ -561,7 +554,7 @@ static struct maps_rule *make_list(bool y, size_t fillers, size_t *n)
 
 static void test_replace_is_atomic_under_concurrent_traffic(void **state)
 {
-	const size_t fillers = SLOW_BUILD ? 8000 : 20000, replaces = SLOW_BUILD ? 16 : 30;
+	const size_t fillers = 20000, replaces = 30;
 	struct traffic *t = calloc(1, sizeof(*t));
 	struct maps_rule *x, *y;
 	struct timespec t0, t1;

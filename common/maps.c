@@ -629,13 +629,47 @@ static uint64_t be64_at(const uint8_t *p)
 	return be64toh(v);
 }
 
+/*
+ * Move r (and tags) into the order perm gives (position i receives the
+ * rule at perm[i]), one cycle at a time: no second copy of the rules, which
+ * at a million rules is 28 MB less at the peak.  perm is used up.
+ */
+static void permute(struct maps_rule *r, uint32_t *tags, uint32_t *perm, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct maps_rule save;
+		uint32_t save_tag = 0;
+		size_t j = i;
+
+		if (perm[i] == i)
+			continue;
+		save = r[i];
+		if (tags)
+			save_tag = tags[i];
+		for (;;) {
+			size_t k = perm[j];
+
+			perm[j] = (uint32_t)j;
+			if (k == i) {
+				r[j] = save;
+				if (tags)
+					tags[j] = save_tag;
+				break;
+			}
+			r[j] = r[k];
+			if (tags)
+				tags[j] = tags[k];
+			j = k;
+		}
+	}
+}
+
 int maps_rules_sort(struct maps_rule *r, uint32_t *tags, size_t n)
 {
 	size_t n4 = 0, n6 = 0, at = 0;
 	struct v4_item *a4 = NULL, *t4 = NULL, *s4;
 	struct v6_item *a6 = NULL;
-	struct maps_rule *out = NULL;
-	uint32_t *out_tags = NULL;
+	uint32_t *perm = NULL;
 	int ret = -ENOMEM;
 
 	if (n < 2)
@@ -648,9 +682,7 @@ int maps_rules_sort(struct maps_rule *r, uint32_t *tags, size_t n)
 	a4 = malloc((n4 + 1) * sizeof(*a4));
 	t4 = malloc((n4 + 1) * sizeof(*t4));
 	a6 = malloc((n6 + 1) * sizeof(*a6));
-	out = malloc((n + 1) * sizeof(*out));
-	out_tags = tags ? malloc((n + 1) * sizeof(*out_tags)) : NULL;
-	if (!a4 || !t4 || !a6 || !out || (tags && !out_tags))
+	if (!a4 || !t4 || !a6)
 		goto done;
 
 	n4 = n6 = 0;
@@ -670,26 +702,33 @@ int maps_rules_sort(struct maps_rule *r, uint32_t *tags, size_t n)
 	}
 	s4 = radix_v4(a4, t4, n4);
 	qsort(a6, n6, sizeof(*a6), v6_cmp);
-	for (size_t i = 0; i < n4; i++, at++) {
-		out[at] = r[s4[i].idx];
-		if (tags)
-			out_tags[at] = tags[s4[i].idx];
+	/* The radix scratch is done with: give it back before the next allocation. */
+	if (s4 == a4) {
+		free(t4);
+		t4 = NULL;
+	} else {
+		free(a4);
+		a4 = NULL;
 	}
-	for (size_t i = 0; i < n6; i++, at++) {
-		out[at] = r[a6[i].idx];
-		if (tags)
-			out_tags[at] = tags[a6[i].idx];
-	}
-	memcpy(r, out, n * sizeof(*r));
-	if (tags)
-		memcpy(tags, out_tags, n * sizeof(*tags));
-	ret = 0;
-done:
+	perm = malloc(n * sizeof(*perm));
+	if (!perm)
+		goto done;
+	for (size_t i = 0; i < n4; i++)
+		perm[at++] = s4[i].idx;
+	for (size_t i = 0; i < n6; i++)
+		perm[at++] = a6[i].idx;
 	free(a4);
 	free(t4);
 	free(a6);
-	free(out);
-	free(out_tags);
+	a4 = t4 = NULL;
+	a6 = NULL;
+	permute(r, tags, perm, n);
+	ret = 0;
+done:
+	free(perm);
+	free(a4);
+	free(t4);
+	free(a6);
 	return ret;
 }
 
@@ -745,6 +784,15 @@ static int read_set(const struct ipblock_maps *m, int set, struct rule_vec *v)
 	ret = read_trie(trie_fd(m, set, AF_INET), AF_INET, vec_chunk, v);
 	if (!ret)
 		ret = read_trie(trie_fd(m, set, AF_INET6), AF_INET6, vec_chunk, v);
+	if (!ret && v->cap > v->n + 1) {
+		/* Give back the growth slack before sorting allocates its own. */
+		struct maps_rule *r = realloc(v->r, (v->n + 1) * sizeof(*r));
+
+		if (r) {
+			v->r = r;
+			v->cap = v->n + 1;
+		}
+	}
 	if (!ret)
 		ret = maps_rules_sort(v->r, NULL, v->n);
 	if (ret) {

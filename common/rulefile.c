@@ -377,6 +377,18 @@ int rulefile_finish(struct rulefile *rf)
 		if (ret)
 			return ret;
 	}
+	if (rf->cap > rf->n + 1) {
+		/* Give back the growth slack before sorting allocates its own. */
+		struct maps_rule *r = realloc(rf->rules, (rf->n + 1) * sizeof(*r));
+		uint32_t *l = r ? realloc(rf->line_of, (rf->n + 1) * sizeof(*l)) : NULL;
+
+		if (r)
+			rf->rules = r;
+		if (l)
+			rf->line_of = l;
+		if (r && l)
+			rf->cap = rf->n + 1;
+	}
 	ret = maps_rules_sort(rf->rules, rf->line_of, rf->n);
 	if (ret)
 		return ret;

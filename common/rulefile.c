@@ -402,10 +402,18 @@ int rulefile_finish(struct rulefile *rf)
 			rf->v6++;
 	}
 	if (rf->skipped && !rf->n) {
+		/* Skipping is for a few bad lines, not for a file that is not a list at all. */
+		char why[RULEFILE_WHYLEN];
+		size_t len;
+
+		snprintf(why, sizeof(why), "%s", rf->shown[0].why);
+		len = strlen(why);
+		if (len && why[len - 1] == '.')
+			why[len - 1] = '\0';
 		snprintf(rf->error, sizeof(rf->error),
-			 "%s: all %zu rule %s invalid (first: line %u: %s)", rf->opts.name,
-			 rf->skipped, plural(rf->skipped, "line is", "lines are"),
-			 rf->shown[0].line, rf->shown[0].why);
+			 "%s:%u: %s; all %zu rule %s invalid, so nothing was changed.",
+			 rf->opts.name, rf->shown[0].line, why, rf->skipped,
+			 plural(rf->skipped, "line is", "lines are"));
 		rf->failed = true;
 		return -EINVAL;
 	}

@@ -62,6 +62,7 @@ fail() {
 }
 skip() { echo "SKIP: $1 ($2)"; }
 
+# shellcheck disable=SC2317 # runs from the trap
 cleanup() {
 	if [[ -n $SENDER_PID ]]; then
 		kill "$SENDER_PID" 2>/dev/null

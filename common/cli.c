@@ -166,12 +166,19 @@ int cli_open_maps(const char *pin_dir, struct ipblock_maps *m)
 {
 	char err[512] = "";
 	int ret = maps_open_pinned(pin_dir, m, err, sizeof(err));
+	size_t found = 0;
 
 	switch (ret) {
 	case 0:
 		return 0;
 	case -ENOENT:
-		if (!access(pin_dir, F_OK) && !cli_on_bpffs(pin_dir))
+		for (size_t i = 0; i < MAPS_COUNT; i++)
+			found += maps_check_pinned(pin_dir, &maps_layouts[i], err, sizeof(err)) != -ENOENT;
+		if (found)
+			cli_err("%s holds only some of ipblock's maps; detach ipblock from every "
+				"interface, remove the directory and attach again.",
+				pin_dir);
+		else if (!access(pin_dir, F_OK) && !cli_on_bpffs(pin_dir))
 			cli_err("ipblock is not loaded: run ipblock-loader -d IFACE first "
 				"(%s is not on a BPF filesystem).",
 				pin_dir);

@@ -288,6 +288,11 @@ static bool batch_enabled(void)
 	return !__atomic_load_n(&batch_off, __ATOMIC_RELAXED);
 }
 
+void maps_set_batch(bool enabled)
+{
+	__atomic_store_n(&batch_off, !enabled, __ATOMIC_RELAXED);
+}
+
 /* Whether a batch call's error means "not implemented" rather than a real failure. */
 static bool batch_refused(int err, __u32 done)
 {

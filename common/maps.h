@@ -163,6 +163,12 @@ int maps_replace_rules(const struct ipblock_maps *m, const struct maps_rule *rul
 int maps_import_rules(const struct ipblock_maps *m, const struct maps_rule *rules, size_t n,
 		      struct maps_replace_stats *st);
 
+/*
+ * Batch syscalls (the default) or one syscall per rule, which is what a
+ * kernel without batch support on LPM tries gets automatically; for tests.
+ */
+void maps_set_batch(bool enabled);
+
 /* Sum the per-CPU verdict counters into out[IPBLOCK_STAT_MAX]. */
 int maps_stats_read(const struct ipblock_maps *m, struct ipblock_counter *out);
 

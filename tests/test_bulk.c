@@ -457,6 +457,42 @@ static void test_rulecache_replace_reports_changes(void **state)
 	rulecache_free(rc);
 }
 
+static void test_per_rule_fallback_gives_the_same_results(void **state)
+{
+	struct maps_replace_stats st;
+	struct rulefile a, b;
+	struct maps_rule *r;
+	size_t n, removed = 0;
+	char *text = malloc(40 * 20000);
+	size_t len = 0;
+
+	(void)state;
+	assert_non_null(text);
+	/* More than one batch's worth, so chunking is exercised too. */
+	for (int i = 0; i < 20000; i++)
+		len += (size_t)snprintf(text + len, 40, "10.%d.%d.0/24 %s\n", i / 256, i % 256,
+					i % 3 ? "deny" : "allow");
+	parse_list(&a, text);
+	free(text);
+	parse_list(&b, "198.18.1.0/24 deny\n2001:db8::/32 allow\n");
+	maps_set_batch(false);
+	assert_int_equal(maps_replace_rules(&h.maps, a.rules, a.n, &st), 0);
+	assert_int_equal(st.added, 20000);
+	assert_both_sets(&h.maps, a.rules, a.n);
+	assert_int_equal(maps_rules_read(&h.maps, &r, &n), 0);
+	assert_same_rules(r, n, a.rules, a.n);
+	free(r);
+	assert_int_equal(maps_replace_rules(&h.maps, b.rules, b.n, &st), 0);
+	assert_int_equal(st.deleted, 20000);
+	assert_both_sets(&h.maps, b.rules, b.n);
+	assert_int_equal(maps_flush(&h.maps, &removed), 0);
+	assert_int_equal(removed, 2);
+	maps_set_batch(true);
+	assert_both_sets(&h.maps, NULL, 0);
+	rulefile_free(&a);
+	rulefile_free(&b);
+}
+
 /* --- atomicity under traffic ------------------------------------------------ */
 
 enum kind { ALWAYS_DENY, ALWAYS_ALLOW, FLIPPING, KINDS };
@@ -641,6 +677,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_flush_empties_both_sets, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rulecache_replace_reports_changes, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_per_rule_fallback_gives_the_same_results,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replace_is_atomic_under_concurrent_traffic,
 						setup, teardown),
 	};

@@ -1,0 +1,608 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Receive-side drop and pass rates over veth, and rule-loading figures, for
+# ipblock, nftables, iptables + ipset and reference XDP programs.  Writes
+# markdown fragments and gnuplot data into OUTDIR; bench/run.sh assembles
+# them.  Not a test.
+#
+#   BUILD=build-bench bench/bench_droprate.sh -o OUTDIR [-r ROUNDS] [-w SEC]
+#                                             [-s "1 3000 100000 1000000"]
+#
+# One namespace pair per system and list size, all set up first, so that
+# the rounds interleave every configuration and a slow drift of the shared
+# machine hits them alike:
+#
+#   gK  ibgK --veth-- ibrK  rK        sender: trafficgen send (CPU 0)
+#                                    receiver: NAPI thread of ibrK (CPU 1)
+#
+# The sender runs tg_tx with BPF_PROG_RUN live frames; each XDP_TX goes
+# through ibgK's ndo_xdp_xmit into ibrK's NAPI ring.  That ring only exists
+# while ibrK has an XDP program or GRO on, so every receiver gets GRO (what a
+# NIC has by default) and threaded NAPI pinned to the other CPU: the rate
+# measured is the receiver's, as long as the sender offers more.
+#
+# Traffic: sources random in 198.18.0.0/16 (every list covers it: denied) or
+# in 198.19.0.0/17 (no list touches it: passed), to 198.19.255.1, a
+# neighbour the receiver does not own; forwarding is off, so a passed frame
+# ends in the receiver's routing step, the same for every system.
+set -u
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+OUT=
+ROUNDS=5
+WINDOW=0.5
+WARM=0.2
+TAIL=0.1
+SIZES="1 3000 100000 1000000"
+TX_CPU=0
+RX_CPU=1
+LOAD_TIMEOUT=150
+# Sender and receiver thread get a larger share of their CPU than the
+# machine's other work (no real-time class: the others keep running).
+NICE=-10
+IMPORT_ROUNDS=3
+ADD_ROUNDS=5
+
+while getopts "o:r:w:s:h" opt; do
+	case $opt in
+	o) OUT=$OPTARG ;;
+	r) ROUNDS=$OPTARG ;;
+	w) WINDOW=$OPTARG ;;
+	s) SIZES=$OPTARG ;;
+	*)
+		sed -n '3,12p' "$0" | sed 's/^# \{0,1\}//'
+		[[ $opt == h ]] && exit 0
+		exit 2
+		;;
+	esac
+done
+[[ -n $OUT ]] || die "give -o OUTDIR"
+mkdir -p "$OUT" || die "cannot create $OUT"
+
+bl_init nft ipset iptables bpftool timeout "$GNU_TIME"
+if (($(nproc) < 2)); then
+	RX_CPU=0
+	log "one CPU: sender and receiver share it; rates are of both together"
+fi
+
+DENY_SRC=198.18.0.0/16
+PASS_SRC=198.19.0.0/17
+DST=198.19.255.1
+RCV_MAC=02:00:00:00:00:02
+SND_MAC=02:00:00:00:00:01
+
+# --- lists -------------------------------------------------------------------
+
+label() {
+	case $1 in
+	1000000) echo 1M ;;
+	100000) echo 100k ;;
+	3000) echo 3,000 ;;
+	*) echo "$1" ;;
+	esac
+}
+
+# nft_file DEV N: the table, set and chain for list N, hooked on DEV.
+nft_file() {
+	local dev=$1 n=$2
+	echo "table netdev ipblock_bench {"
+	echo "  set deny4 {"
+	echo "    type ipv4_addr; flags interval;"
+	printf '    elements = { '
+	paste -sd, "$BL_TMP/v4-$n.txt"
+	echo "    }"
+	echo "  }"
+	echo "  chain ingress {"
+	echo "    type filter hook ingress device \"$dev\" priority -500; policy accept;"
+	echo "    ip saddr @deny4 counter drop"
+	echo "  }"
+	echo "}"
+}
+
+# ipset_file NAME N: a restore file creating set NAME with list N.
+ipset_file() {
+	local name=$1 n=$2 hs=1024
+	while ((hs < n / 8)); do
+		hs=$((hs * 2))
+	done
+	echo "create $name hash:net family inet hashsize $hs maxelem $((n * 2 > 65536 ? n * 2 : 65536))"
+	sed "s/^/add $name /" "$BL_TMP/v4-$n.txt"
+}
+
+log "generating the lists: $SIZES"
+for n in $SIZES; do
+	"$TG" rules -n "$n" >"$BL_TMP/v4-$n.txt" || die "cannot generate the $n-rule list"
+done
+
+# --- receivers ---------------------------------------------------------------
+
+# Per configuration: namespaces and devices; what to read for its drops.
+declare -A C_K C_KIND C_PIN C_STATE
+CONFIGS=()
+K=0
+# loads.tsv: system size wall_s peak_rss_kb kernel_bytes
+LOADS=$OUT/loads.tsv
+: >"$LOADS"
+
+# pair: a new namespace pair gK/rK joined by ibgK/ibrK, receiver with GRO.
+pair() {
+	K=$((K + 1))
+	ns_add "g$K"
+	ns_add "r$K"
+	ip -n "$(ns "g$K")" link add "ibg$K" address "$SND_MAC" type veth \
+		peer name "ibr$K" address "$RCV_MAC" netns "$(ns "r$K")" ||
+		die "cannot create veth ibg$K"
+	ip -n "$(ns "g$K")" link set "ibg$K" up
+	ip -n "$(ns "r$K")" link set "ibr$K" up
+	ip -n "$(ns "r$K")" addr add 198.19.255.254/24 dev "ibr$K"
+	net "r$K" "$TG" gro -i "ibr$K" on || die "cannot switch GRO on for ibr$K"
+}
+
+# record SYSTEM N FILE KERNEL_BYTES: keep a load's time and peak RSS.
+record() {
+	local wall rss
+	read -r wall rss <"$3"
+	printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$wall" "$rss" "${4:--}" >>"$LOADS"
+}
+
+# ipblock_kmem PIN: what the kernel accounts for both IPv4 tries (bytes).
+ipblock_kmem() {
+	local m total=0 b
+	for m in ipv4_map ipv4_map_b; do
+		b=$(bpftool map show pinned "$1/$m" 2>/dev/null |
+			awk '{ for (i = 1; i < NF; i++) if ($i == "memlock") print $(i + 1) }')
+		b=${b%B}
+		[[ $b =~ ^[0-9]+$ ]] || return 0
+		total=$((total + b))
+	done
+	echo "$total"
+}
+
+# ipset_kmem NS NAME: ipset's own account of the set's memory (bytes).
+ipset_kmem() {
+	net "$1" ipset list -t "$2" 2>/dev/null | awk -F': ' '/Size in memory/ { print $2 }'
+}
+
+# ipblock_load NS PIN FILE: the rules into the maps, by the CLI's import.
+ipblock_load() {
+	net "$1" "$RULE" --pin-dir "$2" -i "$3" -p deny
+}
+
+add_config() {
+	local name=$1
+	C_K[$name]=$K
+	C_KIND[$name]=$2
+	C_STATE[$name]=ok
+	CONFIGS+=("$name")
+}
+
+setup_reference() {
+	pair
+	net "r$K" "$TG" attach -i "ibr$K" drop || die "cannot attach the drop-everything program"
+	on_exit "net r$K $TG detach -i ibr$K"
+	add_config floor floor -
+	pair
+	add_config nofilter nofilter -
+	pair
+	net "r$K" "$TG" attach -i "ibr$K" pass || die "cannot attach the pass-everything program"
+	on_exit "net r$K $TG detach -i ibr$K"
+	add_config xdppass xdppass -
+}
+
+setup_ipblock() {
+	local n=$1 pin
+	pair
+	pin_dir "$n"
+	pin=$PIN
+	net "r$K" "$LOADER" --pin-dir "$pin" -d "ibr$K" -m native >/dev/null ||
+		die "cannot attach ipblock to ibr$K"
+	on_exit "net r$K $LOADER --pin-dir $pin -d ibr$K -u"
+	add_config "ipblock-$n" ipblock "$n"
+	C_PIN[ipblock-$n]=$pin
+	if timed_run "$BL_TMP/t" timeout "$LOAD_TIMEOUT" nsenter --net="$(ns_path "r$K")" \
+		"$RULE" --pin-dir "$pin" -i "$BL_TMP/v4-$n.txt" -p deny; then
+		record ipblock "$n" "$BL_TMP/t" "$(ipblock_kmem "$pin")"
+	else
+		# No import in this ipblock-rule: the bench's own batched loader.
+		log "ipblock-rule -i failed ($(head -c 200 "$BL_TMP/t.err")); using trafficgen load"
+		"$TG" load --pin-dir "$pin" "$BL_TMP/v4-$n.txt" >/dev/null ||
+			die "cannot load $n rules into ipblock"
+		echo "- -" >"$BL_TMP/t"
+		record ipblock "$n" "$BL_TMP/t" "$(ipblock_kmem "$pin")"
+	fi
+}
+
+setup_nft() {
+	local n=$1
+	pair
+	add_config "nft-$n" nft "$n"
+	nft_file "ibr$K" "$n" >"$BL_TMP/nft-$n.nft"
+	on_exit "net r$K nft delete table netdev ipblock_bench"
+	if timed_run "$BL_TMP/t" timeout "$LOAD_TIMEOUT" nsenter --net="$(ns_path "r$K")" \
+		nft -f "$BL_TMP/nft-$n.nft"; then
+		record nft "$n" "$BL_TMP/t"
+	else
+		log "nft could not load $n prefixes within ${LOAD_TIMEOUT}s: skipped"
+		C_STATE[nft-$n]="not loaded in ${LOAD_TIMEOUT} s"
+		echo "$LOAD_TIMEOUT -" >"$BL_TMP/t"
+		record nft "$n" "$BL_TMP/t" timeout
+	fi
+	rm -f "$BL_TMP/nft-$n.nft"
+}
+
+setup_ipt() {
+	local n=$1 set=ipblock_bench_$1
+	pair
+	add_config "ipt-$n" ipt "$n"
+	ipset_file "$set" "$n" >"$BL_TMP/ipset-$n"
+	on_exit "net r$K ipset destroy $set"
+	if ! timed_run "$BL_TMP/t" timeout "$LOAD_TIMEOUT" nsenter --net="$(ns_path "r$K")" \
+		ipset restore -f "$BL_TMP/ipset-$n"; then
+		log "ipset could not load $n prefixes within ${LOAD_TIMEOUT}s: skipped"
+		C_STATE[ipt-$n]="not loaded in ${LOAD_TIMEOUT} s"
+		echo "$LOAD_TIMEOUT -" >"$BL_TMP/t"
+		record ipset "$n" "$BL_TMP/t" timeout
+		return
+	fi
+	record ipset "$n" "$BL_TMP/t" "$(ipset_kmem "r$K" "$set")"
+	net "r$K" iptables -t raw -A PREROUTING -i "ibr$K" -m set --match-set "$set" src -j DROP ||
+		die "cannot add the iptables rule"
+	on_exit "net r$K iptables -t raw -D PREROUTING -i ibr$K -m set --match-set $set src -j DROP"
+	rm -f "$BL_TMP/ipset-$n"
+}
+
+# threaded K: the receiver's NAPI in its own kernel thread, on RX_CPU.
+threaded() {
+	local k=$1 before after pid
+	before=$(ps -eo pid=,comm= | awk -v p="napi/ibr$k-" 'index($2, p) == 1 { print $1 }')
+	sysfs "r$k" sh -c "echo 1 > /sys/class/net/ibr$k/threaded" ||
+		die "cannot make ibr$k's NAPI threaded"
+	after=$(ps -eo pid=,comm= | awk -v p="napi/ibr$k-" 'index($2, p) == 1 { print $1 }')
+	for pid in $after; do
+		grep -qw "$pid" <<<"$before" && continue
+		taskset -pc "$RX_CPU" "$pid" >/dev/null || die "cannot pin NAPI thread $pid"
+		renice -n "$NICE" -p "$pid" >/dev/null
+	done
+}
+
+log "setting up the receivers"
+setup_reference
+for n in $SIZES; do
+	log "loading $(label "$n") prefixes into ipblock, nftables, ipset"
+	setup_ipblock "$n"
+	setup_nft "$n"
+	setup_ipt "$n"
+done
+for ((k = 1; k <= K; k++)); do
+	threaded "$k"
+done
+
+# --- measuring ---------------------------------------------------------------
+
+# ip_in_receives NS: datagrams that reached IPv4 input in NS.
+ip_in_receives() {
+	# shellcheck disable=SC2016 # awk's fields, not the shell's
+	net "$1" awk '/^Ip:/ { if (++n == 2) print $4 }' /proc/net/snmp
+}
+
+# drops NAME: the system's own count of dropped packets so far.
+drops() {
+	local name=$1 k=${C_K[$1]}
+	case ${C_KIND[$name]} in
+	floor) rx_packets "r$k" "ibr$k" ;;
+	ipblock)
+		net "r$k" "$LOADER" --pin-dir "${C_PIN[$name]}" -s |
+			awk '/dropped/ { for (i = 1; i < NF; i++) if ($(i + 1) == "packets") { print $i; exit } }'
+		;;
+	nft)
+		# Listing anything of a table makes nft fetch its sets, which takes
+		# minutes at 1M elements: count what never reached IP instead.
+		echo $(($(rx_packets "r$k" "ibr$k") - $(ip_in_receives "r$k")))
+		;;
+	ipt)
+		net "r$k" iptables -t raw -L PREROUTING -v -n -x | awk '/match-set/ { print $1; exit }'
+		;;
+	*) echo 0 ;;
+	esac
+}
+
+declare -A RATE DROPFRAC OFFERED
+
+# measure NAME MODE: one timed window of MODE (drop|pass) traffic.
+measure() {
+	local name=$1 mode=$2 k=${C_K[$1]} src full0 full1 d0 d1 c0 c1 ta tb tc td pid sent
+	local total
+	[[ $mode == drop ]] && src=$DENY_SRC || src=$PASS_SRC
+	total=$(awk -v a="$WARM" -v b="$WINDOW" -v c="$TAIL" 'BEGIN { print a + b + c }')
+	full0=$(rx_packets "r$k" "ibr$k")
+	[[ $mode == drop ]] && d0=$(drops "$name")
+	bl_bg nice -n "$NICE" nsenter --net="$(ns_path "g$k")" "$TG" send -i "ibg$k" --dst-mac "$RCV_MAC" \
+		-s "$src" -d "$DST" -t "$total" -c "$TX_CPU" >"$BL_TMP/send.out" 2>&1
+	pid=$BL_BG
+	sleep "$WARM"
+	ta=$(now_us)
+	c0=$(rx_packets "r$k" "ibr$k")
+	tb=$(now_us)
+	sleep "$WINDOW"
+	tc=$(now_us)
+	c1=$(rx_packets "r$k" "ibr$k")
+	td=$(now_us)
+	bl_wait "$pid" || log "sender failed: $(cat "$BL_TMP/send.out")"
+	full1=$(rx_packets "r$k" "ibr$k")
+	sent=$(awk '/Mpps offered/ { print $(NF - 2) }' "$BL_TMP/send.out")
+	OFFERED[$name:$mode]+="${sent:-0} "
+	RATE[$name:$mode]+="$(awk -v n=$((c1 - c0)) -v t=$(((tc + td) - (ta + tb))) \
+		'BEGIN { printf "%.4f", n / (t / 2) }') "
+	if [[ $mode == drop ]]; then
+		d1=$(drops "$name")
+		DROPFRAC[$name]+="$(awk -v d=$((d1 - d0)) -v n=$((full1 - full0)) \
+			'BEGIN { printf "%.4f", n ? d / n : 0 }') "
+	fi
+}
+
+# The rounds: every configuration once per round, each round starting one
+# further along the list.
+RUNS=()
+for name in "${CONFIGS[@]}"; do
+	[[ ${C_STATE[$name]} == ok ]] || continue
+	case ${C_KIND[$name]} in
+	floor) RUNS+=("$name:drop") ;;
+	nofilter | xdppass) RUNS+=("$name:pass") ;;
+	*) RUNS+=("$name:drop" "$name:pass") ;;
+	esac
+done
+log "measuring: ${#RUNS[@]} configurations x $ROUNDS rounds, ${WINDOW}s windows"
+for ((r = 0; r < ROUNDS; r++)); do
+	for ((j = 0; j < ${#RUNS[@]}; j++)); do
+		run=${RUNS[(j + r * 3) % ${#RUNS[@]}]}
+		measure "${run%:*}" "${run#*:}"
+	done
+	log "round $((r + 1)) of $ROUNDS done"
+done
+
+# --- tables ------------------------------------------------------------------
+
+# med NAME:MODE: "median min max" in Mpps.
+med() {
+	# shellcheck disable=SC2086 # the rates are a word list
+	stats ${RATE[$1]:-}
+}
+
+system_name() {
+	case $1 in
+	floor) echo "XDP drop-everything (baseline: this path's limit)" ;;
+	nofilter) echo "no filter, GRO only (baseline)" ;;
+	xdppass) echo "XDP pass-everything (empty program)" ;;
+	ipblock) echo "ipblock (native XDP)" ;;
+	nft) echo "nftables netdev ingress, interval set" ;;
+	ipt) echo "iptables raw PREROUTING + ipset hash:net" ;;
+	esac
+}
+
+# row SIZE NAME MODE BASELINE_MEDIAN: one table row, and one data line.
+row() {
+	local size=$1 name=$2 mode=$3 base=$4 m lo hi note="" frac
+	if [[ ${C_STATE[$name]} != ok ]]; then
+		echo "| $(label "$size") | $(system_name "${C_KIND[$name]}") | – | ${C_STATE[$name]} | – |"
+		return
+	fi
+	read -r m lo hi <<<"$(med "$name:$mode")"
+	if [[ $mode == drop && ${C_KIND[$name]} != floor ]]; then
+		# shellcheck disable=SC2086
+		read -r frac _ <<<"$(stats ${DROPFRAC[$name]})"
+		awk -v f="$frac" 'BEGIN { exit !(f < 0.99) }' &&
+			note=" (only $(fmt "$(awk -v f="$frac" 'BEGIN { print f * 100 }')" 1)% dropped!)"
+	fi
+	echo "| $(label "$size") | $(system_name "${C_KIND[$name]}")$note | $(fmt "$m" 3) | $(fmt "$lo" 2)–$(fmt "$hi" 2) | $(ratio "$m" "$base") |"
+	echo "${C_KIND[$name]} $size $m $lo $hi" >>"$OUT/$mode.dat"
+}
+
+: >"$OUT/drop.dat"
+: >"$OUT/pass.dat"
+read -r FLOOR _ <<<"$(med floor:drop)"
+read -r NOFILTER _ <<<"$(med nofilter:pass)"
+{
+	echo "| rules | system | Mpps (median) | min–max | × floor |"
+	echo "|---:|---|---:|---:|---:|"
+	row - floor drop "$FLOOR"
+	for n in $SIZES; do
+		for s in ipblock nft ipt; do
+			row "$n" "$s-$n" drop "$FLOOR"
+		done
+	done
+} >"$OUT/drop.md"
+{
+	echo "| rules | system | Mpps (median) | min–max | × no filter |"
+	echo "|---:|---|---:|---:|---:|"
+	row - nofilter pass "$NOFILTER"
+	row - xdppass pass "$NOFILTER"
+	for n in $SIZES; do
+		for s in ipblock nft ipt; do
+			row "$n" "$s-$n" pass "$NOFILTER"
+		done
+	done
+} >"$OUT/pass.md"
+
+# Targets: "| target | figure | met? |" rows.
+verdict() {
+	awk -v a="$1" -v t="$2" 'BEGIN { if (a == "–") print "n/a"; else print (a >= t ? "**met**" : "**MISSED**") }'
+}
+{
+	for n in $SIZES; do
+		read -r ib _ <<<"$(med "ipblock-$n:drop")"
+		for s in nft ipt; do
+			if [[ ${C_STATE[$s-$n]} != ok ]]; then
+				echo "| ipblock ≥ 2.5 × $(system_name "$s") drop rate, $(label "$n")-prefix list | ${C_STATE[$s-$n]} | n/a |"
+				continue
+			fi
+			read -r other _ <<<"$(med "$s-$n:drop")"
+			q=$(ratio "$ib" "$other")
+			echo "| ipblock ≥ 2.5 × $(system_name "$s") drop rate, $(label "$n")-prefix list | $q × ($(fmt "$ib" 3) vs $(fmt "$other" 3) Mpps) | $(verdict "$q" 2.5) |"
+		done
+	done
+	if [[ " $SIZES " == *" 3000 "* ]]; then
+		read -r ib _ <<<"$(med "ipblock-3000:drop")"
+		q=$(ratio "$ib" "$FLOOR")
+		echo "| ipblock ≥ 0.8 × drop-everything floor, 3,000-prefix list | $q × ($(fmt "$ib" 3) vs $(fmt "$FLOOR" 3) Mpps) | $(verdict "$q" 0.8) |"
+	fi
+} >"$OUT/targets-drop.md"
+
+# What the sender offered: the floor's rate means little if it was all.
+# shellcheck disable=SC2086
+read -r off_m off_lo off_hi <<<"$(stats ${OFFERED[floor:drop]})"
+{
+	echo "Sender (CPU $TX_CPU) offered $(fmt "$off_m" 2) Mpps (min–max $(fmt "$off_lo" 2)–$(fmt "$off_hi" 2)) during the floor's runs; receiver NAPI thread on CPU $RX_CPU."
+	echo "$ROUNDS interleaved rounds, ${WINDOW} s windows after ${WARM} s of warm-up, 60-byte UDP frames, 4,096 sources cycled per run."
+	# shellcheck disable=SC2068 # every system's fractions, one word each
+	read -r _ fmin fmax <<<"$(stats ${DROPFRAC[@]})"
+	echo "Cross-check: of the frames each receiver got in a drop run, its system's own count says $(fmt "$(awk -v f="$fmin" 'BEGIN { print f * 100 }')" 2)–$(fmt "$(awk -v f="$fmax" 'BEGIN { print f * 100 }')" 2) % were dropped."
+} >"$OUT/notes.md"
+log "drop and pass tables written"
+
+# --- rule loading --------------------------------------------------------------
+
+# Adding one rule by each system's command line, to the 3,000-rule lists.
+ADD_N=
+for n in $SIZES; do
+	((n >= 1000)) && {
+		ADD_N=$n
+		break
+	}
+done
+declare -A ADD_T
+if [[ -n $ADD_N ]]; then
+	log "adding one rule by each CLI ($ADD_ROUNDS rounds)"
+	ki=${C_K[ipblock-$ADD_N]} kn=${C_K[nft-$ADD_N]} kt=${C_K[ipt-$ADD_N]}
+	for ((r = 0; r < ADD_ROUNDS; r++)); do
+		p=198.19.$((200 + r)).7
+		t0=$(now_us)
+		net "r$ki" "$RULE" --pin-dir "${C_PIN[ipblock-$ADD_N]}" -a "$p" -p deny >/dev/null &&
+			ADD_T[ipblock]+="$(($(now_us) - t0)) "
+		net "r$ki" "$RULE" --pin-dir "${C_PIN[ipblock-$ADD_N]}" -d "$p" >/dev/null
+		if [[ ${C_STATE[ipt-$ADD_N]} == ok ]]; then
+			t0=$(now_us)
+			net "r$kt" ipset add "ipblock_bench_$ADD_N" "$p" && ADD_T[ipset]+="$(($(now_us) - t0)) "
+			net "r$kt" ipset del "ipblock_bench_$ADD_N" "$p"
+		fi
+		if [[ ${C_STATE[nft-$ADD_N]} == ok ]]; then
+			t0=$(now_us)
+			net "r$kn" nft add element netdev ipblock_bench deny4 "{ $p }" &&
+				ADD_T[nft]+="$(($(now_us) - t0)) "
+			net "r$kn" nft delete element netdev ipblock_bench deny4 "{ $p }"
+		fi
+	done
+fi
+
+# More rounds of the 100k import in a scratch namespace (the set-up made the
+# first); 1M is measured once, by the set-up.
+IMP_N=
+for n in $SIZES; do
+	[[ $n == 100000 ]] && IMP_N=$n
+done
+if [[ -n $IMP_N ]] && ((IMPORT_ROUNDS > 1)); then
+	log "importing $(label "$IMP_N") prefixes: $((IMPORT_ROUNDS - 1)) more rounds"
+	ns_add imp
+	ip -n "$(ns imp)" link add ibi0 type veth peer name ibi1
+	ip -n "$(ns imp)" link set ibi0 up
+	ip -n "$(ns imp)" link set ibi1 up
+	pin_dir imp
+	ipin=$PIN
+	net imp "$LOADER" --pin-dir "$ipin" -d ibi0 -m native >/dev/null || die "cannot attach ipblock to ibi0"
+	on_exit "net imp $LOADER --pin-dir $ipin -d ibi0 -u"
+	on_exit "net imp nft delete table netdev ipblock_bench"
+	on_exit "net imp ipset destroy ipblock_bench_imp"
+	nft_file ibi1 "$IMP_N" >"$BL_TMP/nft-imp.nft"
+	ipset_file ipblock_bench_imp "$IMP_N" >"$BL_TMP/ipset-imp"
+	for ((r = 1; r < IMPORT_ROUNDS; r++)); do
+		net imp "$RULE" --pin-dir "$ipin" -F >/dev/null
+		timed_run "$BL_TMP/t" nsenter --net="$(ns_path imp)" "$RULE" --pin-dir "$ipin" \
+			-i "$BL_TMP/v4-$IMP_N.txt" -p deny &&
+			record ipblock "$IMP_N" "$BL_TMP/t" "$(ipblock_kmem "$ipin")"
+		timed_run "$BL_TMP/t" nsenter --net="$(ns_path imp)" ipset restore -f "$BL_TMP/ipset-imp" &&
+			record ipset "$IMP_N" "$BL_TMP/t" "$(ipset_kmem imp ipblock_bench_imp)"
+		net imp ipset destroy ipblock_bench_imp
+		timed_run "$BL_TMP/t" nsenter --net="$(ns_path imp)" nft -f "$BL_TMP/nft-imp.nft" &&
+			record nft "$IMP_N" "$BL_TMP/t"
+		net imp nft delete table netdev ipblock_bench
+	done
+fi
+
+# load_stats SYSTEM N: "wall_median wall_min wall_max rss_median_kb kmem count"
+load_stats() {
+	local sys=$1 n=$2
+	local -a walls=() rss=()
+	local kmem=- w r k
+	while IFS=$'\t' read -r s size w r k; do
+		[[ $s == "$sys" && $size == "$n" ]] || continue
+		[[ $w =~ ^[0-9.]+$ ]] && walls+=("$w")
+		[[ $r =~ ^[0-9]+$ ]] && rss+=("$r")
+		[[ $k =~ ^[0-9]+$ ]] && kmem=$k
+		[[ $k == timeout ]] && kmem=timeout
+	done <"$LOADS"
+	if ((${#walls[@]} == 0)); then
+		echo "nan nan nan nan $kmem 0"
+		return
+	fi
+	read -r wm wl wh <<<"$(stats "${walls[@]}")"
+	read -r rm _ <<<"$(stats "${rss[@]:-nan}")"
+	echo "$wm $wl $wh $rm $kmem ${#walls[@]}"
+}
+
+mib() {
+	awk -v b="$1" -v d="${2:-1}" 'BEGIN { if (b !~ /^[0-9.]+$/) print "–"; else printf "%.*f\n", d, b / 1048576 }'
+}
+
+{
+	if [[ -n $ADD_N ]]; then
+		echo "Adding one rule to the $(label "$ADD_N")-prefix lists, one CLI call (ms, median of $ADD_ROUNDS, min–max; baseline ipset):"
+		echo
+		echo "| system | command | ms (median) | min–max | × ipset |"
+		echo "|---|---|---:|---:|---:|"
+		# shellcheck disable=SC2086
+		read -r ipm _ <<<"$(stats ${ADD_T[ipset]:-})"
+		for s in ipset ipblock nft; do
+			# shellcheck disable=SC2086
+			read -r m lo hi <<<"$(stats ${ADD_T[$s]:-})"
+			case $s in
+			ipblock) cmd="ipblock-rule -a ADDR -p deny" ;;
+			ipset) cmd="ipset add SET ADDR" ;;
+			nft) cmd="nft add element netdev T S { ADDR }" ;;
+			esac
+			echo "| $s | \`$cmd\` | $(fmt "$(awk -v a="$m" 'BEGIN { print a / 1000 }')" 1) | $(fmt "$(awk -v a="$lo" 'BEGIN { print a / 1000 }')" 1)–$(fmt "$(awk -v a="$hi" 'BEGIN { print a / 1000 }')" 1) | $(ratio "$m" "$ipm") |"
+		done
+		echo
+		echo "Each time includes starting the command in the namespace (nsenter).  Not measured at"
+		echo "1M: nft reads an interval set back before changing it, and reading back 1M elements took"
+		echo "over a minute here."
+		echo
+	fi
+	echo "Importing a whole list (wall seconds and the loading process's peak RSS by GNU time; kernel memory where the system reports it; baseline ipset):"
+	echo
+	echo "| rules | system | command | wall s (median) | min–max | runs | × ipset | peak RSS MiB | kernel MiB |"
+	echo "|---:|---|---|---:|---:|---:|---:|---:|---:|"
+	for n in $SIZES; do
+		((n >= 100000)) || continue
+		read -r bw _ <<<"$(load_stats ipset "$n")"
+		for s in ipset ipblock nft; do
+			read -r wm wl wh rm km cnt <<<"$(load_stats "$s" "$n")"
+			case $s in
+			ipblock) cmd="ipblock-rule -i FILE -p deny" ;;
+			ipset) cmd="ipset restore -f FILE" ;;
+			nft) cmd="nft -f FILE" ;;
+			esac
+			if [[ $km == timeout ]]; then
+				echo "| $(label "$n") | $s | \`$cmd\` | > $LOAD_TIMEOUT | not loaded within the time budget | 1 | – | – | – |"
+				continue
+			fi
+			[[ $wm == nan ]] && {
+				echo "| $(label "$n") | $s | \`$cmd\` | – | import not available | 0 | – | – | – |"
+				continue
+			}
+			echo "| $(label "$n") | $s | \`$cmd\` | $(fmt "$wm" 2) | $(fmt "$wl" 2)–$(fmt "$wh" 2) | $cnt | $(ratio "$wm" "$bw") | $(fmt "$(awk -v r="$rm" 'BEGIN { print r / 1024 }')" 1) | $(mib "$km") |"
+		done
+	done
+} >"$OUT/import.md"
+
+log "done; cleaning up"

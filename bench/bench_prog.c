@@ -1,0 +1,686 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Per-packet cost of ipblock's XDP program against an empty XDP program,
+ * by BPF_PROG_RUN with repeat.
+ *
+ * A single frame run with repeat would judge one cached key.  Instead the
+ * frame goes through tg_call (bench/trafficgen.bpf.c), which writes the next
+ * of POOL random sources into it and tail-calls the program under test, so
+ * every repetition judges another address.  The empty program sits behind
+ * the same wrapper: the difference of the two is what ipblock adds.
+ *
+ * For each rule count one private copy of ipblock is loaded (no pins, no
+ * interface) and both rule sets are filled with the list of bench/rulegen.h
+ * by batched map updates.  Sources:
+ *   hit   a random address inside a random rule of the list (a deny rule);
+ *   miss  a random address of the range the list's bulk is spread over
+ *         (11.0.0.0-99.255.255.255, 2400::/6) that no rule covers.
+ * These frames never leave BPF_PROG_RUN (no live-frames flag, no interface),
+ * so their sources need not be documentation addresses; a walk through the
+ * whole trie is what the figure is about.
+ *
+ * Every measurement is checked: ipblock's own counters must have counted
+ * exactly `repeat` drops (hit) or unmatched passes (miss).
+ *
+ *   bench_prog [-r REPEAT] [-n ROUNDS] [-p POOL] [-c CPU] [-o DATAFILE]
+ *              [-s N,N,...]
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/udp.h>
+
+#include "cli.h"
+#include "ipblock.skel.h"
+#include "rulegen.h"
+#include "trafficgen.h"
+#include "trafficgen.skel.h"
+
+#define MAX_SIZES  8
+#define MAX_ROUNDS 64
+#define FRAME_LEN  80 /* IPv6 + UDP + a little payload; IPv4 frames are padded alike */
+
+enum src_kind { SRC_HIT, SRC_MISS };
+
+struct instance {
+	size_t rules;
+	struct ipblock_bpf *skel;
+	struct ipblock_maps maps;
+	struct cidr *list4, *list6; /* the rules, kept to draw hit sources from */
+	size_t n4, n6;
+	double load_s;
+};
+
+struct config {
+	const char *label;
+	struct instance *inst; /* NULL: the empty program */
+	int family;
+	enum src_kind kind;
+	struct tg_source *pool;	     /* `pool` distinct sources */
+	struct tg_source *warm_pool; /* `warm` distinct sources, repeated */
+	double ns[MAX_ROUNDS];
+	double warm_ns[MAX_ROUNDS];
+};
+
+struct bench {
+	struct trafficgen_bpf *tg;
+	uint32_t repeat, rounds, pool, warm;
+	uint8_t frame4[FRAME_LEN], frame6[FRAME_LEN];
+	struct instance inst[MAX_SIZES];
+	size_t ninst;
+	struct config cfg[1 + MAX_SIZES * 4];
+	size_t ncfg;
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* --- frames and pools --------------------------------------------------------- */
+
+static uint32_t sum16(const void *data, size_t len, uint32_t sum)
+{
+	const uint8_t *p = data;
+
+	for (; len > 1; p += 2, len -= 2)
+		sum += (uint32_t)p[0] << 8 | p[1];
+	if (len)
+		sum += (uint32_t)p[0] << 8;
+	return sum;
+}
+
+static uint16_t fold(uint32_t sum)
+{
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return htons((uint16_t)~sum);
+}
+
+/* The frames' fixed parts; sources and checksums come from the pool. */
+static void frames_init(struct bench *b)
+{
+	static const uint8_t dst4[4] = { 198, 19, 255, 254 };
+	static const uint8_t dst6[16] = { 0x20, 0x01, 0x0d, 0xb8, 0, 1, [15] = 1 };
+	struct ethhdr *eth;
+	struct iphdr *ip;
+	struct ipv6hdr *ip6;
+	struct udphdr *udp;
+
+	memset(b->frame4, 0, FRAME_LEN);
+	eth = (struct ethhdr *)b->frame4;
+	memcpy(eth->h_dest, "\x02\x00\x00\x00\x00\x02", ETH_ALEN);
+	memcpy(eth->h_source, "\x02\x00\x00\x00\x00\x01", ETH_ALEN);
+	eth->h_proto = htons(ETH_P_IP);
+	ip = (struct iphdr *)(eth + 1);
+	ip->version = 4;
+	ip->ihl = 5;
+	ip->ttl = 64;
+	ip->protocol = IPPROTO_UDP;
+	ip->tot_len = htons(FRAME_LEN - sizeof(*eth));
+	memcpy(&ip->daddr, dst4, 4);
+	udp = (struct udphdr *)(ip + 1);
+	udp->source = htons(40000);
+	udp->dest = htons(9);
+	udp->len = htons(FRAME_LEN - sizeof(*eth) - sizeof(*ip));
+
+	memset(b->frame6, 0, FRAME_LEN);
+	eth = (struct ethhdr *)b->frame6;
+	memcpy(eth->h_dest, "\x02\x00\x00\x00\x00\x02", ETH_ALEN);
+	memcpy(eth->h_source, "\x02\x00\x00\x00\x00\x01", ETH_ALEN);
+	eth->h_proto = htons(ETH_P_IPV6);
+	ip6 = (struct ipv6hdr *)(eth + 1);
+	ip6->version = 6;
+	ip6->hop_limit = 64;
+	ip6->nexthdr = IPPROTO_UDP;
+	ip6->payload_len = htons(FRAME_LEN - sizeof(*eth) - sizeof(*ip6));
+	memcpy(&ip6->daddr, dst6, 16);
+	udp = (struct udphdr *)(ip6 + 1);
+	udp->source = htons(40000);
+	udp->dest = htons(9);
+	udp->len = ip6->payload_len;
+}
+
+/* Pool entry for src in the frame of its family (checksums as on the wire). */
+static void pool_entry(const struct bench *b, int family, const uint8_t *src, struct tg_source *out)
+{
+	uint8_t f[FRAME_LEN];
+
+	memset(out, 0, sizeof(*out));
+	if (family == AF_INET) {
+		struct iphdr *ip = (struct iphdr *)(b->frame4 + sizeof(struct ethhdr));
+		struct iphdr h = *ip;
+
+		memcpy(out->addr, src, 4);
+		memcpy(&h.saddr, src, 4);
+		h.check = 0;
+		out->ip_check = fold(sum16(&h, sizeof(h), 0));
+		return;
+	}
+	size_t l4 = sizeof(struct ethhdr) + sizeof(struct ipv6hdr), l4len = FRAME_LEN - l4;
+	uint32_t sum;
+
+	memcpy(f, b->frame6, FRAME_LEN);
+	memcpy(out->addr, src, 16);
+	sum = sum16(src, 16, 0);
+	sum = sum16(f + sizeof(struct ethhdr) + 24, 16, sum); /* destination */
+	sum += (uint32_t)l4len + IPPROTO_UDP;
+	sum = sum16(f + l4, l4len, sum);
+	out->udp_check = fold(sum);
+}
+
+static void random_in(const struct cidr *p, uint64_t *rng, uint8_t *addr)
+{
+	unsigned int bits = p->family == AF_INET ? 32 : 128;
+	rg_u128 base = rg_addr_value(p->family, p->addr), host = 0;
+
+	if (p->len < bits)
+		host = rg_rand128(rng) & (((rg_u128)1 << (bits - p->len)) - 1);
+	rg_value_addr(p->family, base | host, addr);
+}
+
+/* Whether the instance's trie has a rule covering addr. */
+static bool covered(const struct instance *in, int family, const uint8_t *addr)
+{
+	struct ipblock_key_v6 key = { .prefixlen = family == AF_INET ? 32 : 128 };
+	struct ipblock_rule val;
+
+	memcpy(key.addr, addr, family == AF_INET ? 4 : 16);
+	return bpf_map_lookup_elem(family == AF_INET ? in->maps.v4_fd : in->maps.v6_fd, &key,
+				   &val) == 0;
+}
+
+static int pool_build(struct bench *b, struct config *c, uint64_t seed)
+{
+	static const struct cidr spread4 = { .family = AF_INET, .len = 0 };
+	const struct instance *in = c->inst;
+	uint64_t rng = seed;
+	uint8_t a[16];
+
+	c->pool = calloc(b->pool, sizeof(*c->pool));
+	if (!c->pool)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < b->pool; i++) {
+		if (c->kind == SRC_HIT) {
+			size_t n = c->family == AF_INET ? in->n4 : in->n6;
+			const struct cidr *l = c->family == AF_INET ? in->list4 : in->list6;
+
+			random_in(&l[rg_rand(&rng) % n], &rng, a);
+		} else if (c->family == AF_INET) {
+			/* 11.0.0.0-99.255.255.255, where the list's bulk lies. */
+			int tries = 0;
+
+			do {
+				random_in(&spread4, &rng, a);
+				a[0] = (uint8_t)(11 + rg_rand(&rng) % 89);
+			} while (in && covered(in, AF_INET, a) && ++tries < 1000);
+			if (in && covered(in, AF_INET, a))
+				return -ENOSPC;
+		} else {
+			struct cidr s6 = { .family = AF_INET6, .len = 6, .addr = { 0x24 } };
+			int tries = 0;
+
+			do
+				random_in(&s6, &rng, a);
+			while (in && covered(in, AF_INET6, a) && ++tries < 1000);
+			if (in && covered(in, AF_INET6, a))
+				return -ENOSPC;
+		}
+		pool_entry(b, c->family, a, &c->pool[i]);
+	}
+	c->warm_pool = calloc(b->pool, sizeof(*c->warm_pool));
+	if (!c->warm_pool)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < b->pool; i++)
+		c->warm_pool[i] = c->pool[i % b->warm];
+	return 0;
+}
+
+/* --- ipblock instances --------------------------------------------------------- */
+
+struct list {
+	struct cidr *v;
+	size_t n, cap;
+};
+
+static void collect(const struct cidr *p, void *ctx)
+{
+	struct list *l = ctx;
+
+	if (l->n < l->cap)
+		l->v[l->n++] = *p;
+}
+
+/* Write n rules into fd: batched, 8192 a call (one by one if refused). */
+static int write_rules(int fd, const struct cidr *list, size_t n, int family)
+{
+	size_t ksz =
+		family == AF_INET ? sizeof(struct ipblock_key_v4) : sizeof(struct ipblock_key_v6);
+	const size_t chunk = 8192;
+	uint8_t *keys = malloc(chunk * ksz);
+	struct ipblock_rule *v = malloc(chunk * sizeof(*v));
+	int ret = 0;
+
+	if (!keys || !v) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n && !ret;) {
+		__u32 cnt = (__u32)(n - i < chunk ? n - i : chunk);
+
+		for (__u32 j = 0; j < cnt; j++) {
+			__u32 plen = list[i + j].len;
+
+			memcpy(keys + j * ksz, &plen, 4);
+			memcpy(keys + j * ksz + 4, list[i + j].addr, ksz - 4);
+			v[j] = (struct ipblock_rule){ .action = IPBLOCK_ACTION_DENY,
+						      .prefixlen = list[i + j].len };
+		}
+		if (bpf_map_update_batch(fd, keys, v, &cnt, NULL)) {
+			if (errno != EINVAL && errno != EOPNOTSUPP) {
+				ret = -errno;
+				break;
+			}
+			for (__u32 j = 0; j < cnt && !ret; j++)
+				if (bpf_map_update_elem(fd, keys + j * ksz, &v[j], BPF_ANY))
+					ret = -errno;
+		}
+		i += cnt;
+	}
+out:
+	free(keys);
+	free(v);
+	return ret;
+}
+
+static int instance_open(struct instance *in, size_t rules)
+{
+	struct list l4 = { 0 }, l6 = { 0 };
+	double t0 = now_s();
+	int ret;
+
+	in->rules = rules;
+	in->maps = (struct ipblock_maps)IPBLOCK_MAPS_INIT;
+	in->skel = ipblock_bpf__open();
+	if (!in->skel)
+		return -errno;
+	if (rules > IPBLOCK_MAX_RULES_DEFAULT) {
+		bpf_map__set_max_entries(in->skel->maps.ipv4_map, (__u32)rules);
+		bpf_map__set_max_entries(in->skel->maps.ipv6_map, (__u32)rules);
+		bpf_map__set_max_entries(in->skel->maps.ipv4_map_b, (__u32)rules);
+		bpf_map__set_max_entries(in->skel->maps.ipv6_map_b, (__u32)rules);
+	}
+	ret = ipblock_bpf__load(in->skel);
+	if (ret)
+		return ret;
+	in->maps.v4_fd = bpf_map__fd(in->skel->maps.ipv4_map);
+	in->maps.v6_fd = bpf_map__fd(in->skel->maps.ipv6_map);
+	in->maps.v4b_fd = bpf_map__fd(in->skel->maps.ipv4_map_b);
+	in->maps.v6b_fd = bpf_map__fd(in->skel->maps.ipv6_map_b);
+	in->maps.config_fd = bpf_map__fd(in->skel->maps.config_map);
+	in->maps.stats_fd = bpf_map__fd(in->skel->maps.stats_map);
+	if (!rules)
+		return 0;
+
+	l4.cap = l6.cap = rules;
+	l4.v = calloc(rules, sizeof(*l4.v));
+	l6.v = calloc(rules, sizeof(*l6.v));
+	if (!l4.v || !l6.v) {
+		free(l4.v);
+		free(l6.v);
+		return -ENOMEM;
+	}
+	rulegen_run(AF_INET, rules, 1, collect, &l4);
+	rulegen_run(AF_INET6, rules, 1, collect, &l6);
+	in->list4 = l4.v;
+	in->n4 = l4.n;
+	in->list6 = l6.v;
+	in->n6 = l6.n;
+	/* Both sets, as ipblock keeps them at rest. */
+	ret = write_rules(in->maps.v4b_fd, l4.v, l4.n, AF_INET);
+	if (!ret)
+		ret = write_rules(in->maps.v4_fd, l4.v, l4.n, AF_INET);
+	if (!ret)
+		ret = write_rules(in->maps.v6b_fd, l6.v, l6.n, AF_INET6);
+	if (!ret)
+		ret = write_rules(in->maps.v6_fd, l6.v, l6.n, AF_INET6);
+	in->load_s = now_s() - t0;
+	return ret;
+}
+
+static void instance_close(struct instance *in)
+{
+	ipblock_bpf__destroy(in->skel);
+	free(in->list4);
+	free(in->list6);
+	memset(in, 0, sizeof(*in));
+}
+
+/* --- measuring ------------------------------------------------------------------ */
+
+static int prog_fd_of(const struct bench *b, const struct config *c)
+{
+	return c->inst ? bpf_program__fd(c->inst->skel->progs.ipblock_xdp)
+		       : bpf_program__fd(b->tg->progs.tg_pass);
+}
+
+/* One run of tg_call over pool; *ns gets ns per frame. */
+static int measure(struct bench *b, struct config *c, const struct tg_source *pool, double *ns)
+{
+	struct ipblock_counter before[IPBLOCK_STAT_MAX], after[IPBLOCK_STAT_MAX];
+	int slot_fd = bpf_map__fd(b->tg->maps.target), pool_fd = bpf_map__fd(b->tg->maps.pool);
+	__u32 zero = 0, n = b->pool;
+	int target = prog_fd_of(b, c), ret;
+	uint32_t *keys = malloc(b->pool * sizeof(*keys));
+	const uint8_t *frame = c->family == AF_INET ? b->frame4 : b->frame6;
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = FRAME_LEN,
+		    .repeat = b->repeat);
+
+	if (!keys)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < b->pool; i++)
+		keys[i] = i;
+	ret = bpf_map_update_batch(pool_fd, keys, pool, &n, NULL) ? -errno : 0;
+	free(keys);
+	if (!ret && bpf_map_update_elem(slot_fd, &zero, &target, BPF_ANY))
+		ret = -errno;
+	if (!ret && c->inst)
+		ret = maps_stats_read(&c->inst->maps, before);
+	if (ret)
+		return ret;
+	if (bpf_prog_test_run_opts(bpf_program__fd(b->tg->progs.tg_call), &opts))
+		return -errno;
+	*ns = opts.duration;
+	if (!c->inst)
+		return opts.retval == XDP_PASS ? 0 : -EPROTO;
+
+	/* The verdicts must be the ones the pool was built for, every time. */
+	enum ipblock_stat want = c->kind == SRC_HIT ? IPBLOCK_STAT_DROP : IPBLOCK_STAT_PASS_NOMATCH;
+
+	ret = maps_stats_read(&c->inst->maps, after);
+	if (ret)
+		return ret;
+	for (int s = 0; s < IPBLOCK_STAT_MAX; s++) {
+		uint64_t got = after[s].packets - before[s].packets;
+		uint64_t exp = s == (int)want ? b->repeat : 0;
+
+		if (got != exp) {
+			fprintf(stderr, "bench_prog: %s: counter %s rose by %llu, expected %llu\n",
+				c->label, maps_stat_name(s), (unsigned long long)got,
+				(unsigned long long)exp);
+			return -EPROTO;
+		}
+	}
+	return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+struct summary {
+	double med, min, max;
+};
+
+static struct summary summarise(const double *v, uint32_t n)
+{
+	double s[MAX_ROUNDS];
+
+	memcpy(s, v, n * sizeof(*s));
+	qsort(s, n, sizeof(*s), cmp_double);
+	return (struct summary){ .med = n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2,
+				 .min = s[0],
+				 .max = s[n - 1] };
+}
+
+static const char *rules_label(size_t n, char *buf, size_t len)
+{
+	if (n >= 1000000 && n % 1000000 == 0)
+		snprintf(buf, len, "%zuM", n / 1000000);
+	else if (n >= 1000 && n % 1000 == 0)
+		snprintf(buf, len, "%zuk", n / 1000);
+	else
+		snprintf(buf, len, "%zu", n);
+	return buf;
+}
+
+static void report(struct bench *b, FILE *data)
+{
+	struct summary empty = summarise(b->cfg[0].ns, b->rounds);
+	struct summary wempty = summarise(b->cfg[0].warm_ns, b->rounds);
+	char rl[32];
+
+	printf("| program | rules | family | sources | ns/pkt (median) | min–max | Δ vs empty "
+	       "(ns) | × empty | warm: ns/pkt | warm: Δ (ns) |\n");
+	printf("|---|---:|---|---|---:|---:|---:|---:|---:|---:|\n");
+	for (size_t i = 0; i < b->ncfg; i++) {
+		struct config *c = &b->cfg[i];
+		struct summary s = summarise(c->ns, b->rounds);
+		struct summary w = summarise(c->warm_ns, b->rounds);
+
+		if (!c->inst)
+			printf("| empty XDP (baseline) | – | – | – ");
+		else
+			printf("| ipblock | %s | IPv%d | %s ",
+			       rules_label(c->inst->rules, rl, sizeof(rl)),
+			       c->family == AF_INET ? 4 : 6, c->kind == SRC_HIT ? "hit" : "miss");
+		printf("| %.0f | %.0f–%.0f | %+.0f | %.2f | %.0f | %+.0f |\n", s.med, s.min, s.max,
+		       s.med - empty.med, s.med / empty.med, w.med, w.med - wempty.med);
+		if (data)
+			fprintf(data, "%s %zu %d %s %.1f %.1f %.1f %.1f %.1f %.1f %.1f %.1f\n",
+				c->inst ? "ipblock" : "empty", c->inst ? c->inst->rules : 0,
+				c->family == AF_INET ? 4 : 6, c->kind == SRC_HIT ? "hit" : "miss",
+				s.med, s.min, s.max, s.med - empty.med, w.med, w.min, w.max,
+				w.med - wempty.med);
+	}
+	printf("\nEach row: %u interleaved rounds of %u frames; sources cycle through %u "
+	       "random addresses (warm: %u, so the trie's path to them stays in cache).  "
+	       "Rules loaded into private maps, both sets, by batched updates in",
+	       b->rounds, b->repeat, b->pool, b->warm);
+	for (size_t i = 0, first = 1; i < b->ninst; i++) {
+		if (!b->inst[i].rules)
+			continue;
+		printf("%s %.2f s (%s)", first ? "" : ",", b->inst[i].load_s,
+		       rules_label(b->inst[i].rules, rl, sizeof(rl)));
+		first = 0;
+	}
+	printf(".\n");
+}
+
+static const struct cli_opt options[] = {
+	{ "repeat", 'r', "N", "frames per run (default 1000000)" },
+	{ "rounds", 'n', "N", "interleaved rounds; the median is reported (default 5)" },
+	{ "pool", 'p', "N", "distinct sources per run, a power of two (default 65536)" },
+	{ "warm", 'w', "N", "distinct sources of the warm-cache runs (default 256)" },
+	{ "sizes", 's', "N,N,...", "rule counts (default 0,1000,100000,1000000)" },
+	{ "cpu", 'c', "CPU", "pin to CPU (default 0)" },
+	{ "data", 'o', "FILE", "also write the figures as columns for gnuplot" },
+	{ "help", 'h', NULL, "show this help" },
+	{},
+};
+
+static int parse_sizes(const char *s, size_t *sizes, size_t *n)
+{
+	char *end;
+
+	*n = 0;
+	while (*s) {
+		unsigned long long v = strtoull(s, &end, 10);
+
+		if (end == s || v > 50000000 || *n == MAX_SIZES)
+			return -EINVAL;
+		sizes[(*n)++] = v;
+		s = *end == ',' ? end + 1 : end;
+		if (*end && *end != ',')
+			return -EINVAL;
+	}
+	return *n ? 0 : -EINVAL;
+}
+
+static void add_config(struct bench *b, const char *label, struct instance *in, int family,
+		       enum src_kind kind)
+{
+	b->cfg[b->ncfg++] =
+		(struct config){ .label = label, .inst = in, .family = family, .kind = kind };
+}
+
+int main(int argc, char **argv)
+{
+	size_t sizes[MAX_SIZES] = { 0, 1000, 100000, 1000000 }, nsizes = 4;
+	static struct bench b = { .repeat = 1000000, .rounds = 5, .pool = 65536, .warm = 256 };
+	static char labels[MAX_SIZES * 4][48];
+	const char *data_path = NULL;
+	uint32_t cpu = 0;
+	FILE *data = NULL;
+	int c, ret = 0;
+
+	while ((c = cli_getopt(argc, argv, options)) != -1) {
+		switch (c) {
+		case 'r':
+			if (cli_parse_u32("--repeat", optarg, 1000, 100000000, &b.repeat))
+				return 2;
+			break;
+		case 'n':
+			if (cli_parse_u32("--rounds", optarg, 1, MAX_ROUNDS, &b.rounds))
+				return 2;
+			break;
+		case 'p':
+			if (cli_parse_u32("--pool", optarg, 1, TG_POOL_MAX, &b.pool))
+				return 2;
+			break;
+		case 'w':
+			if (cli_parse_u32("--warm", optarg, 1, TG_POOL_MAX, &b.warm))
+				return 2;
+			break;
+		case 's':
+			if (parse_sizes(optarg, sizes, &nsizes)) {
+				cli_err("--sizes takes up to %d counts separated by commas.",
+					MAX_SIZES);
+				return 2;
+			}
+			break;
+		case 'c':
+			if (cli_parse_u32("--cpu", optarg, 0, CPU_SETSIZE - 1, &cpu))
+				return 2;
+			break;
+		case 'o':
+			data_path = optarg;
+			break;
+		case 'h':
+			cli_usage(stdout, "[options]",
+				  "Per-packet cost of ipblock's XDP program (BPF_PROG_RUN).",
+				  options);
+			return 0;
+		default:
+			return 2;
+		}
+	}
+	if (b.pool & (b.pool - 1)) {
+		cli_err("--pool must be a power of two.");
+		return 2;
+	}
+	if (cli_require_root())
+		return 1;
+	cli_set_verbose(false);
+
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set))
+		cli_note("cannot pin to CPU %u: %s; running unpinned.", cpu, strerror(errno));
+
+	frames_init(&b);
+	b.tg = trafficgen_bpf__open();
+	if (!b.tg) {
+		cli_err("cannot open the wrapper program: %s.", strerror(errno));
+		return 1;
+	}
+	b.tg->rodata->pool_mask = b.pool - 1;
+	ret = trafficgen_bpf__load(b.tg);
+	if (ret) {
+		cli_err("cannot load the wrapper program: %s.", strerror(-ret));
+		goto out;
+	}
+
+	add_config(&b, "empty", NULL, AF_INET, SRC_MISS);
+	for (size_t i = 0; i < nsizes; i++) {
+		struct instance *in = &b.inst[b.ninst];
+		char rl[32];
+
+		ret = instance_open(in, sizes[i]);
+		if (ret) {
+			cli_err("cannot load ipblock with %zu rules: %s.", sizes[i],
+				strerror(-ret));
+			goto out;
+		}
+		b.ninst++;
+		for (int f = 0; f < 2; f++) {
+			for (int k = sizes[i] ? 0 : 1; k < 2; k++) {
+				char *l = labels[b.ncfg - 1];
+
+				snprintf(l, sizeof(labels[0]), "%s IPv%d %s",
+					 rules_label(sizes[i], rl, sizeof(rl)), f ? 6 : 4,
+					 k ? "miss" : "hit");
+				add_config(&b, l, in, f ? AF_INET6 : AF_INET, k);
+			}
+		}
+	}
+	for (size_t i = 0; i < b.ncfg; i++) {
+		ret = pool_build(&b, &b.cfg[i], 0x1234 + i);
+		if (ret) {
+			cli_err("cannot build the sources of %s: %s.", b.cfg[i].label,
+				strerror(-ret));
+			goto out;
+		}
+	}
+
+	/* Rounds interleave every row, starting each round one row further on. */
+	for (uint32_t r = 0; r < b.rounds; r++) {
+		for (size_t j = 0; j < b.ncfg; j++) {
+			struct config *cf = &b.cfg[(j + r) % b.ncfg];
+
+			ret = measure(&b, cf, cf->pool, &cf->ns[r]);
+			if (!ret)
+				ret = measure(&b, cf, cf->warm_pool, &cf->warm_ns[r]);
+			if (ret) {
+				cli_err("measuring %s failed: %s.", cf->label, strerror(-ret));
+				goto out;
+			}
+		}
+	}
+
+	if (data_path) {
+		data = fopen(data_path, "w");
+		if (!data)
+			cli_err("cannot write %s: %s.", data_path, strerror(errno));
+	}
+	report(&b, data);
+	if (data)
+		fclose(data);
+out:
+	for (size_t i = 0; i < b.ncfg; i++) {
+		free(b.cfg[i].pool);
+		free(b.cfg[i].warm_pool);
+	}
+	for (size_t i = 0; i < b.ninst; i++)
+		instance_close(&b.inst[i]);
+	trafficgen_bpf__destroy(b.tg);
+	return ret ? 1 : 0;
+}

@@ -8,7 +8,7 @@ pkgs=(
 	libbpf-dev libxdp-dev xdp-tools bpftool libelf-dev zlib1g-dev
 	libdw-dev binutils-dev libcmocka-dev valgrind
 	iproute2 iputils-ping tcpdump python3 python3-scapy
-	nftables ipset iptables gnuplot-nox
+	nftables ipset iptables gnuplot-nox time
 )
 
 missing=()

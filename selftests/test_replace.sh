@@ -28,121 +28,44 @@
 # the sender is paced, and the sender veth's TX drop counter is checked, so
 # an exact "sent == received" for the allowed sources is meaningful.
 #
-# Self-contained (selftests/lib.sh was not committed yet when this was
-# written); prints PASS:/FAIL:/SKIP: lines, cleans up on any exit.
+# Uses selftests/lib.sh for namespaces, pins, results and clean-up.
 
-set -u
+# shellcheck source=selftests/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-HERE=$(cd "$(dirname "$0")" && pwd)
-REPO=$(cd "$HERE/.." && pwd)
-BUILD=${BUILD:-build}
-[[ $BUILD == /* ]] || BUILD=$REPO/$BUILD
-LOADER=$BUILD/ipblock-loader
-RULE=$BUILD/ipblock-rule
-PYTHON=/usr/bin/python3
-
-ID=ipbrep-$$
-NS_SND=$ID-snd
-NS_RCV=$ID-rcv
-PIN=/sys/fs/bpf/$ID
-TMP=
-SENDER_PID=
 REPLACES=${REPLACES:-40}
 FILLERS=${FILLERS:-3000}
 PORT=9999
+SOURCES=(198.18.0.10 198.19.1.20 198.19.2.30 2001:db8:a::10 2001:db8:1b::20 2001:db8:2c::30)
 
-FAILS=0
-pass() { echo "PASS: $1"; }
-fail() {
-	FAILS=$((FAILS + 1))
-	echo "FAIL: $1"
-	shift
-	local l
-	for l in "$@"; do echo "    $l"; done
+st_init nft "$PYTHON"
+
+ns_add snd rcv
+veth snd vs rcv vr
+addr rcv vr 198.18.0.1/15 2001:db8::1/32
+addr snd vs 198.18.0.10/15 198.19.1.20/15 198.19.2.30/15 \
+	2001:db8:a::10/32 2001:db8:1b::20/32 2001:db8:2c::30/32
+# Static neighbours: no resolution traffic, no first frames held back.
+ip -n "$(ns snd)" neigh replace 198.18.0.1 lladdr "$(mac rcv vr)" dev vs nud permanent
+ip -n "$(ns snd)" neigh replace 2001:db8::1 lladdr "$(mac rcv vr)" dev vs nud permanent
+# Count per source in the receiver, then drop (no ICMP back).
+in_ns rcv nft -f - <<EOF || setup_fail "cannot install the nftables counters"
+table inet ipbrep {
+	chain input {
+		type filter hook input priority 0; policy accept;
+		ip saddr 198.18.0.10 udp dport $PORT counter drop
+		ip saddr 198.19.1.20 udp dport $PORT counter drop
+		ip saddr 198.19.2.30 udp dport $PORT counter drop
+		ip6 saddr 2001:db8:a::10 udp dport $PORT counter drop
+		ip6 saddr 2001:db8:1b::20 udp dport $PORT counter drop
+		ip6 saddr 2001:db8:2c::30 udp dport $PORT counter drop
+	}
 }
-skip() { echo "SKIP: $1 ($2)"; }
-
-# shellcheck disable=SC2317 # runs from the trap
-cleanup() {
-	if [[ -n $SENDER_PID ]]; then
-		kill "$SENDER_PID" 2>/dev/null
-		wait "$SENDER_PID" 2>/dev/null
-	fi
-	if [[ -e /run/netns/$NS_RCV ]]; then
-		nsenter --net="/run/netns/$NS_RCV" "$LOADER" -d vr --pin-dir "$PIN" -u >/dev/null 2>&1
-	fi
-	if [[ -d $PIN ]]; then
-		rm -f "$PIN"/* 2>/dev/null
-		rmdir "$PIN" 2>/dev/null
-	fi
-	ip netns del "$NS_SND" 2>/dev/null
-	ip netns del "$NS_RCV" 2>/dev/null
-	[[ -n $TMP ]] && rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-in_snd() { ip netns exec "$NS_SND" "$@"; }
-in_rcv() { ip netns exec "$NS_RCV" "$@"; }
-
-# --- prerequisites -------------------------------------------------------------
-why=
-[[ $(id -u) == 0 ]] || why="needs root"
-for tool in ip nsenter nft; do
-	[[ -z $why ]] && ! command -v "$tool" >/dev/null && why="needs $tool"
-done
-[[ -z $why && ! -x $PYTHON ]] && why="needs $PYTHON"
-[[ -z $why && ! -x $RULE ]] && why="build $RULE first"
-if [[ -n $why ]]; then
-	skip test_replace "$why"
-	exit 0
-fi
-TMP=$(mktemp -d /tmp/$ID.XXXXXX)
-
-# --- two namespaces, one veth ----------------------------------------------------
-setup() {
-	ip netns add "$NS_SND" && ip netns add "$NS_RCV" || return 1
-	ip link add vs netns "$NS_SND" type veth peer name vr netns "$NS_RCV" || return 1
-	local ns
-	for ns in "$NS_SND" "$NS_RCV"; do
-		ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 \
-			net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.all.disable_ipv6=0 || return 1
-		ip -n "$ns" link set lo up
-	done
-	ip -n "$NS_SND" link set vs up && ip -n "$NS_RCV" link set vr up || return 1
-	ip -n "$NS_RCV" addr add 198.18.0.1/15 dev vr
-	ip -n "$NS_RCV" addr add 2001:db8::1/32 dev vr nodad
-	local a
-	for a in 198.18.0.10 198.19.1.20 198.19.2.30; do
-		ip -n "$NS_SND" addr add "$a/15" dev vs || return 1
-	done
-	for a in 2001:db8:a::10 2001:db8:1b::20 2001:db8:2c::30; do
-		ip -n "$NS_SND" addr add "$a/32" dev vs nodad || return 1
-	done
-	# Static neighbours: no resolution traffic, no first frames held back.
-	local mac
-	mac=$(ip -n "$NS_RCV" -br link show vr | awk '{print $3}')
-	ip -n "$NS_SND" neigh replace 198.18.0.1 lladdr "$mac" dev vs nud permanent
-	ip -n "$NS_SND" neigh replace 2001:db8::1 lladdr "$mac" dev vs nud permanent
-	# Count per source in the receiver, then drop (no ICMP back).
-	in_rcv nft -f - <<-EOF || return 1
-		table inet ipbrep {
-			chain input {
-				type filter hook input priority 0; policy accept;
-				ip saddr 198.18.0.10 udp dport $PORT counter drop
-				ip saddr 198.19.1.20 udp dport $PORT counter drop
-				ip saddr 198.19.2.30 udp dport $PORT counter drop
-				ip6 saddr 2001:db8:a::10 udp dport $PORT counter drop
-				ip6 saddr 2001:db8:1b::20 udp dport $PORT counter drop
-				ip6 saddr 2001:db8:2c::30 udp dport $PORT counter drop
-			}
-		}
-	EOF
-}
+EOF
 
 # counted SRC: frames from SRC that got past XDP into the receiver's stack.
 counted() {
-	in_rcv nft list chain inet ipbrep input |
+	in_ns rcv nft list chain inet ipbrep input |
 		awk -v s="$1" '$0 ~ ("saddr " s " ") { for (i = 1; i < NF; i++) if ($i == "packets") print $(i + 1) }'
 }
 
@@ -163,7 +86,7 @@ write_lists() {
 		for ((i = 0; i < FILLERS; i++)); do
 			echo "198.18.$((128 + i / 256)).$((i % 256)) deny"
 		done
-	} >"$TMP/x.rules"
+	} >"$ST_TMP/x.rules"
 	{
 		printf '%s\n' "# list Y" "198.18.0.0/16 deny" "198.18.0.0/25 allow" \
 			"198.19.1.0/25 deny" "198.19.2.0/24 allow" "2001:db8::/44 deny" \
@@ -172,36 +95,22 @@ write_lists() {
 		for ((i = 0; i < FILLERS; i++)); do
 			echo "198.18.$((192 + i / 256)).$((i % 256)) deny"
 		done
-	} >"$TMP/y.rules"
-}
-
-# dropped_counter: ipblock's "dropped (deny rule)" packet count.
-dropped_counter() {
-	"$RULE" --pin-dir "$PIN" -l | awk '/dropped \(deny rule\)/ { print $(NF - 3) }'
+	} >"$ST_TMP/y.rules"
 }
 
 tx_dropped() {
-	ip -n "$NS_SND" -s link show vs | awk '/TX:/ { getline; print $4 }'
+	ip -n "$(ns snd)" -s link show vs | awk '/TX:/ { getline; print $4 }'
 }
 
-if ! setup >"$TMP/setup.log" 2>&1; then
-	fail setup "$(cat "$TMP/setup.log")"
-	exit 1
-fi
-if ! nsenter --net="/run/netns/$NS_RCV" "$LOADER" -d vr --pin-dir "$PIN" >"$TMP/load.log" 2>&1; then
-	fail attach "$(cat "$TMP/load.log")"
-	exit 1
-fi
+loader rcv -d vr >"$ST_TMP/load.log" 2>&1 || setup_fail "cannot attach: $(cat "$ST_TMP/load.log")"
 write_lists
-if ! out=$("$RULE" --pin-dir "$PIN" -R "$TMP/x.rules" 2>&1); then
-	fail initial_replace "$out"
-	exit 1
-fi
+run_cli rule -R "$ST_TMP/x.rules"
+cli_ok || setup_fail "the first replace failed: $ERR"
 
 # Quick sanity before the stream: each kind judged as list X says.
 probe_ok=1
 for src in 198.18.0.10 198.19.1.20; do
-	in_snd "$PYTHON" -c "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('$src', 0)); s.sendto(b'x', ('198.18.0.1', $PORT))"
+	in_ns snd "$PYTHON" -c "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('$src', 0)); s.sendto(b'x', ('198.18.0.1', $PORT))"
 done
 sleep 0.2
 [[ $(received 198.18.0.10) == 1 && $(received 198.19.1.20) == 0 ]] || probe_ok=0
@@ -212,52 +121,51 @@ else
 fi
 
 # --- the stream and the switches -------------------------------------------------
-for src in 198.18.0.10 198.19.1.20 198.19.2.30 2001:db8:a::10 2001:db8:1b::20 2001:db8:2c::30; do
+for src in "${SOURCES[@]}"; do
 	BASE[$src]=$(counted "$src")
 done
-drops_before=$(dropped_counter)
+drops_before=$(counter dropped)
 txdrop_before=$(tx_dropped)
-touch "$TMP/run"
-in_snd "$PYTHON" "$HERE/replace_send.py" 198.18.0.1 2001:db8::1 "$PORT" "$TMP/run" 120 \
-	198.18.0.10 198.19.1.20 198.19.2.30 2001:db8:a::10 2001:db8:1b::20 2001:db8:2c::30 \
-	>"$TMP/sent" 2>"$TMP/sender.err" &
-SENDER_PID=$!
+touch "$ST_TMP/run"
+in_ns snd "$PYTHON" "$ST_DIR/replace_send.py" 198.18.0.1 2001:db8::1 "$PORT" "$ST_TMP/run" 120 \
+	"${SOURCES[@]}" >"$ST_TMP/sent" 2>"$ST_TMP/sender.err" &
+sender=$!
+ST_PIDS+=("$sender")
 sleep 0.5
 
 bad=0
 start=$(date +%s.%N)
 for ((i = 0; i < REPLACES; i++)); do
-	list=$TMP/y.rules
-	((i % 2)) && list=$TMP/x.rules
-	if ! out=$("$RULE" --pin-dir "$PIN" -R "$list" 2>&1); then
+	list=$ST_TMP/y.rules
+	((i % 2)) && list=$ST_TMP/x.rules
+	if ! out=$(rule -R "$list" 2>&1); then
 		bad=$((bad + 1))
-		echo "$out" >>"$TMP/replace.err"
+		echo "$out" >>"$ST_TMP/replace.err"
 	fi
 done
 end=$(date +%s.%N)
 sleep 0.5
-rm -f "$TMP/run"
-wait "$SENDER_PID"
-SENDER_PID=
+rm -f "$ST_TMP/run"
+wait "$sender"
 sleep 0.3
 
 if ((bad == 0)); then
 	pass "replaces_succeed ($REPLACES x ipblock-rule -R of $((FILLERS + 9)) rules in $(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }') s)"
 else
-	fail replaces_succeed "$bad of $REPLACES failed:" "$(head -3 "$TMP/replace.err")"
+	fail replaces_succeed "$bad of $REPLACES failed:" "$(head -3 "$ST_TMP/replace.err")"
 fi
 
-if [[ ! -s $TMP/sent ]]; then
-	fail sender "the sender reported nothing" "$(cat "$TMP/sender.err")"
-	exit 1
+if [[ ! -s $ST_TMP/sent ]]; then
+	fail sender "the sender reported nothing" "$(cat "$ST_TMP/sender.err")"
+	st_finish
 fi
 declare -A SENT
-while read -r src n; do SENT[$src]=$n; done <"$TMP/sent"
+while read -r src n; do SENT[$src]=$n; done <"$ST_TMP/sent"
 txdrop=$(($(tx_dropped) - txdrop_before))
 echo "sent / received per source (sender veth TX drops: $txdrop):"
 total_sent=0
 total_recv=0
-for src in 198.18.0.10 198.19.1.20 198.19.2.30 2001:db8:a::10 2001:db8:1b::20 2001:db8:2c::30; do
+for src in "${SOURCES[@]}"; do
 	r=$(received "$src")
 	printf '    %-16s %8s sent %8s received\n' "$src" "${SENT[$src]}" "$r"
 	total_sent=$((total_sent + SENT[$src]))
@@ -309,7 +217,7 @@ check_denied 2001:db8:1b::20
 check_flipping 2001:db8:2c::30
 
 # Every frame the receiver did not count was dropped by ipblock, none elsewhere.
-drops=$(($(dropped_counter) - drops_before))
+drops=$(($(counter dropped) - drops_before))
 if ((txdrop == 0 && drops == total_sent - total_recv)); then
 	pass "ipblock_drops_account_for_every_missing_frame ($drops)"
 elif ((txdrop != 0)); then
@@ -320,9 +228,9 @@ else
 fi
 
 # The switches ended on a complete list: replacing with it again changes nothing.
-last=$TMP/x.rules
-((REPLACES % 2)) && last=$TMP/y.rules
-out=$("$RULE" --pin-dir "$PIN" -R "$last" 2>&1)
+last=$ST_TMP/x.rules
+((REPLACES % 2)) && last=$ST_TMP/y.rules
+out=$(rule -R "$last" 2>&1)
 if [[ $out == *": 0 added, 0 updated, 0 deleted;"* ]]; then
 	pass ends_on_the_last_list
 else
@@ -330,14 +238,14 @@ else
 fi
 
 # -S then -R is an exact round trip.
-"$RULE" --pin-dir "$PIN" -S >"$TMP/save1" 2>&1
-out=$("$RULE" --pin-dir "$PIN" -R "$TMP/save1" 2>&1)
-"$RULE" --pin-dir "$PIN" -S >"$TMP/save2" 2>&1
+rule -S >"$ST_TMP/save1" 2>&1
+out=$(rule -R "$ST_TMP/save1" 2>&1)
+rule -S >"$ST_TMP/save2" 2>&1
 if [[ $out == *": 0 added, 0 updated, 0 deleted;"* ]] &&
-	diff <(grep -v '^#' "$TMP/save1") <(grep -v '^#' "$TMP/save2") >/dev/null; then
+	diff <(grep -v '^#' "$ST_TMP/save1") <(grep -v '^#' "$ST_TMP/save2") >/dev/null; then
 	pass save_restore_round_trip
 else
 	fail save_restore_round_trip "$out"
 fi
 
-exit $((FAILS > 0))
+st_finish

@@ -309,7 +309,9 @@ static int cmd_send(int argc, char **argv)
 		cli_err("bad MAC address '%s'.", dst_mac_s);
 		return 2;
 	}
-	if (cli_parse_prefix(src_s, &src))
+	char note[2 * CIDR_ERRLEN];
+
+	if (cli_parse_prefix(src_s, &src, note, sizeof(note)))
 		return 2;
 	if (inet_pton(src.family, dst_s, dst) != 1) {
 		cli_err("'%s' is not an address of the source prefix's family.", dst_s);

@@ -200,21 +200,23 @@ int cli_open_maps(const char *pin_dir, struct ipblock_maps *m)
 	return ret;
 }
 
-int cli_parse_prefix(const char *text, struct cidr *out)
+int cli_parse_prefix(const char *text, struct cidr *out, char *note, size_t notelen)
 {
 	char err[CIDR_ERRLEN], stored[CIDR_STRLEN];
 	unsigned int notes = 0;
 
+	note[0] = '\0';
 	if (cidr_parse(text, out, &notes, err, sizeof(err))) {
 		cli_err("%s", err);
 		return -EINVAL;
 	}
 	cidr_format(out, stored, sizeof(stored));
 	if (notes & CIDR_NOTE_V4_MAPPED)
-		cli_note("%s is an IPv4-mapped IPv6 prefix; it is stored as the IPv4 rule %s.",
-			 text, stored);
+		snprintf(note, notelen,
+			 "%s is an IPv4-mapped IPv6 prefix; it is stored as the IPv4 rule %s.", text,
+			 stored);
 	else if (notes & CIDR_NOTE_HOST_BITS)
-		cli_note("%s has host bits set; it is stored as %s.", text, stored);
+		snprintf(note, notelen, "%s has host bits set; it is stored as %s.", text, stored);
 	return 0;
 }
 

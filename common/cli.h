@@ -58,10 +58,11 @@ int cli_open_maps(const char *pin_dir, struct ipblock_maps *m);
 
 /*
  * Parse a prefix given on the command line: on error print the parser's
- * sentence and return -EINVAL; print a note when host bits were cleared or
- * an IPv4-mapped prefix became an IPv4 one.
+ * sentence and return -EINVAL.  When host bits were cleared or an
+ * IPv4-mapped prefix became an IPv4 one, note (notelen bytes) gets the
+ * sentence to show once the change succeeded; otherwise it is emptied.
  */
-int cli_parse_prefix(const char *text, struct cidr *out);
+int cli_parse_prefix(const char *text, struct cidr *out, char *note, size_t notelen);
 
 /* Print the verdict counters, one line each, with the given indent. */
 void cli_print_counters(FILE *f, const char *indent, const struct ipblock_maps *m);

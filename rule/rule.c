@@ -199,8 +199,13 @@ static int load_list(const struct config *cfg, uint8_t action, struct rulefile *
 		cli_err("%s", rf->error);
 	if (ret)
 		return ret;
-	for (size_t i = 0; i < rf->n_notes; i++)
-		cli_note("%s", rf->notes[i]);
+	if (cfg->cmd == CMD_REPLACE && rf->n == 0) {
+		/* A failed download must not empty the firewall: -F says it on purpose. */
+		cli_err("%s holds no rules; replacing with it would delete every rule (use -F to "
+			"delete them all).",
+			rf->opts.name);
+		return -ENODATA;
+	}
 	return 0;
 }
 
@@ -284,6 +289,7 @@ int main(int argc, char **argv)
 	struct rulefile rf = {};
 	uint8_t action = 0;
 	struct cidr p;
+	char note[2 * CIDR_ERRLEN] = "";
 	int c, ret = 0;
 
 	stacktrace_init();
@@ -363,7 +369,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	/* Everything the user typed is checked before anything is touched. */
-	if ((cfg.cmd == CMD_ADD || cfg.cmd == CMD_DELETE) && cli_parse_prefix(cfg.cidr, &p))
+	if ((cfg.cmd == CMD_ADD || cfg.cmd == CMD_DELETE) &&
+	    cli_parse_prefix(cfg.cidr, &p, note, sizeof(note)))
 		return 2;
 
 	cli_set_verbose(cfg.verbose);
@@ -409,6 +416,11 @@ int main(int argc, char **argv)
 		break;
 	}
 	maps_unlock(&m);
+	/* Normalisation notes only once the change they describe was made. */
+	if (!ret && note[0])
+		cli_note("%s", note);
+	for (size_t i = 0; !ret && i < rf.n_notes; i++)
+		cli_note("%s", rf.notes[i]);
 	maps_close(&m);
 	rulefile_free(&rf);
 	return ret ? 1 : 0;

@@ -157,6 +157,10 @@ user_error delete_covered_address_not_exact 'no rule for 198.18.5.7/32' rule -d 
 user_error delete_longer_prefix_not_exact 'no rule for 198.18.5.0/25' rule -d 198.18.5.0/25
 user_error delete_shorter_prefix_not_exact 'no rule for 198.18.4.0/23' rule -d 198.18.4.0/23
 user_error rule_nothing_to_do 'nothing to do' rule
+# A list that holds no rule (a failed download, say) must not empty the firewall.
+EMPTY_LIST=$(mktemp "$ST_TMP/empty.XXXXXX")
+printf '# nothing but a comment\n\n' >"$EMPTY_LIST"
+user_error replace_with_empty_list 'holds no rules' rule -R "$EMPTY_LIST" -p deny
 user_error two_commands 'one of' rule -l -F
 user_error unknown_option "unknown option" rule -x
 user_error missing_argument "needs an argument" rule -a

@@ -2,6 +2,7 @@
 /* Typed access to ipblock's maps, pinned or private (tests). */
 #include <endian.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/file.h>
@@ -14,6 +15,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "lfqueue.h"
 #include "maps.h"
 #include "rulecache.h"
 
@@ -1039,36 +1041,76 @@ static size_t writers_for(size_t work)
 	return cpus < MAX_WRITERS ? (size_t)cpus : MAX_WRITERS;
 }
 
+/* Ranges per writer: a writer whose ranges turn out cheap takes more. */
+#define CHUNKS_PER_WRITER 8
+
+/*
+ * The writers of one sync phase share a bounded lock-free queue of range
+ * numbers: each pops the next range until none is left.  Insert cost varies
+ * with where a prefix lands in the trie and with contention on its lock, so
+ * pulling work balances better than handing each writer a fixed share.
+ */
+struct sync_pool {
+	struct lfq *q;
+	struct sync_job *jobs;
+	_Atomic int ret;
+};
+
+static void *sync_worker(void *arg)
+{
+	struct sync_pool *p = arg;
+	struct lfq_item it;
+
+	/* Every range is queued before the writers start: empty means done. */
+	while (lfq_pop(p->q, &it) == 0) {
+		struct sync_job *j = &p->jobs[it.key];
+		int none = 0;
+
+		if (atomic_load(&p->ret))
+			continue; /* drain: another range failed */
+		sync_job_run(j);
+		if (j->ret)
+			atomic_compare_exchange_strong(&p->ret, &none, j->ret);
+	}
+	return NULL;
+}
+
 /*
  * Bring one set from have (its exact content) to want.  Deletes go first,
  * all of them, so that the trie never holds more than max(have, want)
- * rules on the way.  Each phase is cut into prefix ranges, one writer each:
- * a range boundary is a prefix of the larger array and its place in the
- * other, so every prefix falls in the same range in both.
+ * rules on the way.  Each phase is cut into prefix ranges pulled by the
+ * writers from a queue: a range boundary is a prefix of the larger array
+ * and its place in the other, so every prefix falls in the same range in
+ * both.
  */
 static int sync_set(const struct ipblock_maps *m, int set, const struct rule_vec *have,
 		    const struct maps_rule *want, size_t nw)
 {
-	size_t k = writers_for(have->n + nw), hs[MAX_WRITERS + 1], ws[MAX_WRITERS + 1];
-	struct sync_job jobs[MAX_WRITERS];
+	size_t k = writers_for(have->n + nw);
+	size_t n = k > 1 ? k * CHUNKS_PER_WRITER : 1;
+	size_t *hs = calloc(n + 1, sizeof(*hs)), *ws = calloc(n + 1, sizeof(*ws));
+	struct sync_job *jobs = calloc(n, sizeof(*jobs));
+	struct sync_pool pool = { .jobs = jobs };
 	pthread_t tid[MAX_WRITERS];
-	bool started[MAX_WRITERS];
-	int ret = 0;
+	bool started[MAX_WRITERS] = {};
+	int ret = -ENOMEM;
 
-	hs[0] = ws[0] = 0;
-	hs[k] = have->n;
-	ws[k] = nw;
-	for (size_t t = 1; t < k; t++) {
+	if (!hs || !ws || !jobs || lfq_create(&pool.q, n))
+		goto out;
+	hs[n] = have->n;
+	ws[n] = nw;
+	for (size_t t = 1; t < n; t++) {
 		if (nw >= have->n) {
-			ws[t] = t * nw / k;
+			ws[t] = t * nw / n;
 			hs[t] = lower_bound(have->r, have->n, &want[ws[t]].prefix);
 		} else {
-			hs[t] = t * have->n / k;
+			hs[t] = t * have->n / n;
 			ws[t] = lower_bound(want, nw, &have->r[hs[t]].prefix);
 		}
 	}
+	ret = 0;
 	for (int phase = 0; phase < 2 && !ret; phase++) {
-		for (size_t t = 0; t < k; t++) {
+		for (size_t t = 0; t < n; t++) {
 			jobs[t] = (struct sync_job){
 				.m = m,
 				.set = set,
@@ -1079,18 +1121,23 @@ static int sync_set(const struct ipblock_maps *m, int set, const struct rule_vec
 				.want = nw ? want + ws[t] : want,
 				.nw = ws[t + 1] - ws[t],
 			};
-			started[t] =
-				t > 0 && !pthread_create(&tid[t], NULL, sync_job_run, &jobs[t]);
+			ret = lfq_push(pool.q, &(struct lfq_item){ .key = t });
+			if (ret)
+				goto out;
 		}
-		for (size_t t = 0; t < k; t++) {
+		for (size_t t = 1; t < k; t++)
+			started[t] = !pthread_create(&tid[t], NULL, sync_worker, &pool);
+		sync_worker(&pool);
+		for (size_t t = 1; t < k; t++)
 			if (started[t])
 				pthread_join(tid[t], NULL);
-			else
-				sync_job_run(&jobs[t]);
-			if (!ret)
-				ret = jobs[t].ret;
-		}
+		ret = atomic_load(&pool.ret);
 	}
+out:
+	lfq_destroy(pool.q);
+	free(jobs);
+	free(hs);
+	free(ws);
 	return ret;
 }
 

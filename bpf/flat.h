@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The packet-path reader of the flat tables (layout and encodings in
+ * common/flat.h).  Every access is an array-map lookup, which the verifier
+ * inlines into a bounds check and a load, so a region without long rules
+ * costs one load and a long-rule hit a handful.
+ *
+ * The maps are passed in (one top and one data map per family and set), so
+ * the program picks set A or B as it does for the tries:
+ *
+ *	__u32 e = flat_lookup_v4(&flat4_top, &flat4_data, ip->saddr);
+ *	if (e == FLAT_FALLBACK)
+ *		... look the address up in the same set's trie ...
+ *	else if (!e)       no rule
+ *	else               rule flat_entry_id(e), deny if flat_entry_deny(e)
+ *
+ * Ordering: a slot's word is read before its key, and an ext record's
+ * length list before the slots.  User space stores keys before words and
+ * slots before lists, so on x86 (loads are not reordered with loads) a
+ * reader that sees a new word sees its key.  Weaker architectures would
+ * need load-acquire here.
+ */
+#ifndef IPBLOCK_BPF_FLAT_H
+#define IPBLOCK_BPF_FLAT_H
+
+#include <linux/bpf.h>
+#include <linux/in6.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "../common/flat.h"
+
+/* Keep the compiler from moving loads across this point. */
+#define flat_barrier() asm volatile("" ::: "memory")
+
+/* The entry of slot-hash key (hi, lo, len), or 0 when it is not there. */
+static __always_inline __u32 flat_probe(void *data, __u32 mask, __u64 hi, __u64 lo, __u32 len)
+{
+	__u32 home = flat_hash(hi, lo, len);
+
+	for (__u32 n = 0; n < FLAT_MAX_PROBE; n++) {
+		__u32 k = FLAT_SLOT_BASE + ((home + n) & mask);
+		struct flat_slot *s = bpf_map_lookup_elem(data, &k);
+		__u64 w;
+		__u32 tag;
+
+		if (!s)
+			return 0;
+		w = *(volatile __u64 *)&s->word;
+		flat_barrier();
+		tag = w >> 32;
+		if (!tag)
+			return 0;
+		if (tag == len && s->hi == hi && s->lo == lo)
+			return (__u32)w;
+	}
+	return 0;
+}
+
+/*
+ * The entry judging address (hi, lo) (host order, IPv4 in the top 32 bits
+ * of hi) in one table: 0, rule_id << 1 | deny, or FLAT_FALLBACK.
+ */
+static __always_inline __u32 flat_lookup(void *top, void *data, __u32 top_bits, __u64 hi, __u64 lo)
+{
+	__u32 r = hi >> (64 - top_bits), k = r >> 1, e, mask;
+	struct flat_ext *x;
+	__u32 *pair;
+	__u64 lens;
+
+	pair = bpf_map_lookup_elem(top, &k);
+	if (!pair)
+		return FLAT_FALLBACK;
+	e = pair[r & 1];
+	if (e == FLAT_FALLBACK || !(e & FLAT_EXT))
+		return e;
+	k = e & ~FLAT_EXT;
+	x = bpf_map_lookup_elem(data, &k);
+	if (!x)
+		return FLAT_FALLBACK;
+	lens = *(volatile __u64 *)&x->lens;
+	flat_barrier();
+	if ((lens & 0xff) == FLAT_LENS_FALLBACK)
+		return FLAT_FALLBACK;
+	mask = (1u << (x->slot_bits & 31)) - 1;
+
+	/* Longest length first: the first hit is the longest match. */
+	for (int i = 0; i < FLAT_MAX_LENS; i++) {
+		__u32 len = lens & 0xff, v;
+		__u64 mh = hi, ml = lo;
+
+		if (!len)
+			break;
+		lens >>= 8;
+		flat_mask(&mh, &ml, len);
+		v = flat_probe(data, mask, mh, ml, len);
+		if (v)
+			return v;
+	}
+	return x->base;
+}
+
+/* IPv4 source address as it sits in the header. */
+static __always_inline __u32 flat_lookup_v4(void *top, void *data, __be32 saddr)
+{
+	return flat_lookup(top, data, FLAT_V4_TOP_BITS, (__u64)bpf_ntohl(saddr) << 32, 0);
+}
+
+/* IPv6 source address as it sits in the header. */
+static __always_inline __u32 flat_lookup_v6(void *top, void *data, const struct in6_addr *a)
+{
+	__u64 hi = (__u64)bpf_ntohl(a->in6_u.u6_addr32[0]) << 32 | bpf_ntohl(a->in6_u.u6_addr32[1]);
+	__u64 lo = (__u64)bpf_ntohl(a->in6_u.u6_addr32[2]) << 32 | bpf_ntohl(a->in6_u.u6_addr32[3]);
+
+	return flat_lookup(top, data, FLAT_V6_TOP_BITS, hi, lo);
+}
+
+#endif /* IPBLOCK_BPF_FLAT_H */

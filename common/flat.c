@@ -1,0 +1,1133 @@
+// SPDX-License-Identifier: GPL-2.0
+/* flat: compiled lookup tables beside the LPM tries; see flat.h. */
+#include <endian.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "flat.h"
+#include "rulecache.h"
+
+#define FLAT_MAGIC   0x31544c46u /* "FLT1" */
+#define FLAT_VERSION 1
+#define FLAT_NIL     0xffffffffu
+
+/* Header elements (24 bytes each): first, so any geometry finds it. */
+#define HDR_ELEMS FLAT_SLOT_BASE
+
+#define EXT_USED 1
+#define EXT_FREE 2
+
+/*
+ * Per-region counters live in a user-only open-addressing table of u64
+ * records: key (region << 8 | length) in the high half, count in the low
+ * half; a zero count is an empty record.  Length 0 counts the region's
+ * rules that found no slot.
+ */
+#define CNT_MISSING 0
+
+/* User-only bookkeeping in the data map, so another process can pick up. */
+struct flat_hdr {
+	uint32_t magic;
+	uint8_t version, width, top_bits, slot_bits;
+	uint32_t ext_cap, cnt_cap;
+	uint32_t ext_bump;	       /* records [0, bump) were handed out before */
+	uint32_t free_head, free_tail; /* FIFO of freed records, oldest first */
+	uint32_t long_rules, missing;  /* as struct flat_stats */
+	uint32_t ext_regions, fallback_regions;
+	uint32_t dead_slots, live_slots, cnt_used;
+};
+
+_Static_assert(sizeof(struct flat_hdr) <= HDR_ELEMS * FLAT_DATA_VALUE_SIZE, "header too big");
+_Static_assert(sizeof(struct flat_slot) == FLAT_DATA_VALUE_SIZE, "slot is one element");
+_Static_assert(sizeof(struct flat_ext) == FLAT_DATA_VALUE_SIZE, "ext is one element");
+_Static_assert(sizeof(struct flat_rule) == FLAT_IDS_VALUE_SIZE, "rule is one element");
+
+/* Publishing stores: readers see the old word or the new, never a mix. */
+static inline void put32(__u32 *p, __u32 v)
+{
+	__atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+
+static inline void put64(__u64 *p, __u64 v)
+{
+	__atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+
+static uint32_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint32_t)(ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+static bool aged(const struct flat *t, uint32_t since)
+{
+	return !t->quarantine_ms || now_ms() - since >= t->quarantine_ms;
+}
+
+/* Sleep until a record freed at since has aged. */
+static void wait_aged(const struct flat *t, uint32_t since)
+{
+	uint32_t left = t->quarantine_ms - (now_ms() - since);
+	struct timespec ts = { .tv_sec = left / 1000, .tv_nsec = (left % 1000 + 1) * 1000000L };
+
+	if (!aged(t, since))
+		nanosleep(&ts, NULL);
+}
+
+static uint32_t pow2_at_least(uint64_t n)
+{
+	uint32_t p = 64;
+
+	while (p < n && p < (1u << 31))
+		p <<= 1;
+	return p;
+}
+
+static unsigned int log2u(uint32_t p)
+{
+	return 31 - __builtin_clz(p);
+}
+
+static uint64_t page_round(uint64_t bytes)
+{
+	return (bytes + 4095) & ~4095ull;
+}
+
+int flat_sizes_geom(int family, uint32_t slots, uint32_t ext_cap, uint32_t cnt_cap, uint32_t ids,
+		    struct flat_sizes *out)
+{
+	unsigned int top_bits = family == AF_INET ? FLAT_V4_TOP_BITS : FLAT_V6_TOP_BITS;
+
+	if ((family != AF_INET && family != AF_INET6) || !slots || slots > (1u << 30) || !ext_cap ||
+	    ext_cap > (1u << 30) || !cnt_cap || cnt_cap > (1u << 30) || ids < 2 ||
+	    ids > FLAT_MAX_ID + 1u)
+		return -EINVAL;
+	*out = (struct flat_sizes){
+		.slots = pow2_at_least(slots),
+		.ext_cap = ext_cap < (1u << top_bits) ? ext_cap : 1u << top_bits,
+		.cnt_cap = pow2_at_least(cnt_cap),
+		.top_elems = 1u << (top_bits - 1),
+		.ids_elems = ids,
+	};
+	out->data_elems =
+		out->slots + out->ext_cap + HDR_ELEMS +
+		(uint32_t)((out->cnt_cap * 8ull + FLAT_DATA_VALUE_SIZE - 1) / FLAT_DATA_VALUE_SIZE);
+	out->top_bytes = page_round((uint64_t)out->top_elems * FLAT_TOP_VALUE_SIZE);
+	out->data_bytes = page_round((uint64_t)out->data_elems * FLAT_DATA_VALUE_SIZE);
+	out->ids_bytes = page_round((uint64_t)out->ids_elems * FLAT_IDS_VALUE_SIZE);
+	return 0;
+}
+
+int flat_sizes(int family, uint32_t max_rules, struct flat_sizes *out)
+{
+	if (!max_rules || max_rules > (1u << 29))
+		return -EINVAL;
+	/*
+	 * Slots at load <= 1/2: a miss scans ~2.5 slots and a rule finds no
+	 * slot within FLAT_MAX_PROBE about once in a million.  Every region
+	 * with an ext record holds a long rule, and every counter record
+	 * stands for at least one long rule.  Ids: old and new set of a
+	 * replace are alive at once.
+	 */
+	return flat_sizes_geom(family, 2 * max_rules, max_rules, 2 * max_rules, 2 * max_rules + 1,
+			       out);
+}
+
+void flat_ids_attach(struct flat_ids *ids, void *mem, uint32_t n)
+{
+	ids->rules = mem;
+	ids->n = n;
+}
+
+int flat_attach(struct flat *t, int family, const struct flat_sizes *sz, void *top, void *data,
+		struct flat_ids *ids, unsigned int set, flat_parent_fn parent, void *parent_ctx)
+{
+	struct flat_slot *elems = data;
+	struct flat_sizes g;
+	struct flat_hdr *h;
+	int ret;
+
+	ret = flat_sizes_geom(family, sz->slots, sz->ext_cap, sz->cnt_cap, sz->ids_elems, &g);
+	if (ret)
+		return ret;
+	if (g.slots != sz->slots || g.cnt_cap != sz->cnt_cap || g.ext_cap != sz->ext_cap)
+		return -EINVAL;
+	if (set > 7 || !top || !data || !ids || !ids->rules)
+		return -EINVAL;
+	memset(t, 0, sizeof(*t));
+	t->width = family == AF_INET ? 32 : 128;
+	t->top_bits = family == AF_INET ? FLAT_V4_TOP_BITS : FLAT_V6_TOP_BITS;
+	t->slot_bits = log2u(g.slots);
+	t->set = set;
+	t->ext_cap = g.ext_cap;
+	t->cnt_cap = g.cnt_cap;
+	t->top = top;
+	t->hdr = (struct flat_hdr *)elems;
+	t->slots = elems + HDR_ELEMS;
+	t->ext = (struct flat_ext *)(t->slots + g.slots);
+	t->cnt = (uint64_t *)(t->slots + g.slots + g.ext_cap);
+	t->ids = ids;
+	t->parent = parent;
+	t->parent_ctx = parent_ctx;
+	t->quarantine_ms = FLAT_QUARANTINE_MS;
+
+	h = t->hdr;
+	if (!h->magic) {
+		/* A new map is zeroed, which is an empty table but for the header. */
+		h->version = FLAT_VERSION;
+		h->width = t->width;
+		h->top_bits = t->top_bits;
+		h->slot_bits = t->slot_bits;
+		h->ext_cap = g.ext_cap;
+		h->cnt_cap = g.cnt_cap;
+		h->free_head = h->free_tail = FLAT_NIL;
+		put32(&h->magic, FLAT_MAGIC);
+		return 0;
+	}
+	if (h->magic != FLAT_MAGIC || h->version != FLAT_VERSION || h->width != t->width ||
+	    h->top_bits != t->top_bits || h->slot_bits != t->slot_bits || h->ext_cap != g.ext_cap ||
+	    h->cnt_cap != g.cnt_cap)
+		return -EPROTO;
+	return 0;
+}
+
+/* --- ids --------------------------------------------------------------------- */
+
+int flat_ids_alloc(struct flat_ids *ids, uint8_t prefixlen, uint32_t *id)
+{
+	uint32_t n = ids->n, start = ids->rules[0].reserved;
+
+	if (n < 2)
+		return -ENOSPC;
+	/* Hand ids out round-robin: a freed id rests before it counts again. */
+	for (uint32_t k = 1; k < n; k++) {
+		uint32_t i = (uint32_t)((start + k - 1) % (n - 1)) + 1;
+		struct flat_rule *r = &ids->rules[i];
+
+		if (r->sets || (r->flags & FLAT_RULE_RESERVED))
+			continue;
+		r->prefixlen = prefixlen;
+		r->deny_sets = 0;
+		r->flags = FLAT_RULE_RESERVED;
+		ids->rules[0].reserved = i;
+		*id = i;
+		return 0;
+	}
+	return -ENOSPC;
+}
+
+void flat_ids_release(struct flat_ids *ids, uint32_t id)
+{
+	if (id && id < ids->n)
+		ids->rules[id].flags &= ~FLAT_RULE_RESERVED;
+}
+
+void flat_ids_reclaim(struct flat_ids *ids)
+{
+	for (uint32_t i = 1; i < ids->n; i++)
+		if (!ids->rules[i].sets)
+			ids->rules[i].flags &= ~FLAT_RULE_RESERVED;
+}
+
+/* Length of the rule an entry names; -1 for "no rule" so any rule beats it. */
+static int entry_len(const struct flat *t, uint32_t e)
+{
+	uint32_t id = flat_entry_id(e);
+
+	if (!id || id >= t->ids->n)
+		return -1;
+	return t->ids->rules[id].prefixlen;
+}
+
+static uint32_t entry_of(uint32_t id, bool deny)
+{
+	return id << 1 | (deny ? 1 : 0);
+}
+
+/* --- addresses and regions --------------------------------------------------- */
+
+static void key_of(const struct flat *t, const uint8_t *addr, __u64 *hi, __u64 *lo)
+{
+	if (t->width == 32) {
+		uint32_t a;
+
+		memcpy(&a, addr, 4);
+		*hi = (__u64)be32toh(a) << 32;
+		*lo = 0;
+	} else {
+		uint64_t h, l;
+
+		memcpy(&h, addr, 8);
+		memcpy(&l, addr + 8, 8);
+		*hi = be64toh(h);
+		*lo = be64toh(l);
+	}
+}
+
+static uint32_t region_of(const struct flat *t, __u64 hi)
+{
+	return (uint32_t)(hi >> (64 - t->top_bits));
+}
+
+static uint32_t nslots(const struct flat *t)
+{
+	return 1u << t->slot_bits;
+}
+
+static struct flat_ext *ext_of(const struct flat *t, uint32_t e)
+{
+	uint32_t i = (e & ~FLAT_EXT) - HDR_ELEMS - nslots(t);
+
+	return i < t->ext_cap ? &t->ext[i] : NULL;
+}
+
+/* Where region r's <= N verdict lives (top or its ext record), NULL on fallback. */
+static __u32 *base_of(const struct flat *t, uint32_t r)
+{
+	uint32_t e = t->top[r];
+	struct flat_ext *x;
+
+	if (e == FLAT_FALLBACK)
+		return NULL;
+	if (!(e & FLAT_EXT))
+		return &t->top[r];
+	x = ext_of(t, e);
+	return x ? &x->base : NULL;
+}
+
+/* --- per-region counters ------------------------------------------------------ */
+
+static uint32_t cnt_key(uint32_t region, unsigned int len)
+{
+	return region << 8 | len;
+}
+
+/* Index of key's record, or of the empty record where it would go. */
+static uint32_t cnt_probe(const struct flat *t, uint32_t key, bool *found)
+{
+	uint32_t mask = t->cnt_cap - 1, i = flat_hash(key, 0, 0) & mask;
+
+	for (uint32_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
+		uint64_t rec = t->cnt[i];
+
+		if (!(uint32_t)rec)
+			break;
+		if ((uint32_t)(rec >> 32) == key) {
+			*found = true;
+			return i;
+		}
+	}
+	*found = false;
+	return t->cnt[i] ? FLAT_NIL : i;
+}
+
+static uint32_t cnt_get(const struct flat *t, uint32_t region, unsigned int len)
+{
+	bool found;
+	uint32_t i = cnt_probe(t, cnt_key(region, len), &found);
+
+	return found ? (uint32_t)t->cnt[i] : 0;
+}
+
+/* Remove record i, pulling later records of its run back (no tombstones). */
+static void cnt_remove_at(struct flat *t, uint32_t i)
+{
+	uint32_t mask = t->cnt_cap - 1, j = i;
+
+	for (;;) {
+		uint32_t home;
+		bool stays;
+
+		j = (j + 1) & mask;
+		if (!(uint32_t)t->cnt[j])
+			break;
+		home = flat_hash((uint32_t)(t->cnt[j] >> 32), 0, 0) & mask;
+		stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+		if (!stays) {
+			t->cnt[i] = t->cnt[j];
+			i = j;
+		}
+	}
+	t->cnt[i] = 0;
+	t->hdr->cnt_used--;
+}
+
+/* Add delta (+1/-1) to a counter; *now gets the new value.  -ENOSPC when full. */
+static int cnt_add(struct flat *t, uint32_t region, unsigned int len, int delta, uint32_t *now)
+{
+	uint32_t key = cnt_key(region, len);
+	bool found;
+	uint32_t i = cnt_probe(t, key, &found);
+	uint32_t v = found ? (uint32_t)t->cnt[i] : 0;
+
+	if (delta < 0 && !v)
+		return -ENOENT;
+	if (!found && i == FLAT_NIL)
+		return -ENOSPC;
+	v += delta;
+	if (now)
+		*now = v;
+	if (!v) {
+		cnt_remove_at(t, i);
+		return 0;
+	}
+	if (!found)
+		t->hdr->cnt_used++;
+	t->cnt[i] = (uint64_t)key << 32 | v;
+	return 0;
+}
+
+/* --- slots -------------------------------------------------------------------- */
+
+static uint32_t slot_home(const struct flat *t, __u64 hi, __u64 lo, unsigned int len)
+{
+	return flat_hash(hi, lo, len) & (nslots(t) - 1);
+}
+
+/* The live slot of (hi, lo, len), or FLAT_NIL. */
+static uint32_t slot_find(const struct flat *t, __u64 hi, __u64 lo, unsigned int len)
+{
+	uint32_t mask = nslots(t) - 1, i = slot_home(t, hi, lo, len);
+
+	for (int n = 0; n < FLAT_MAX_PROBE; n++, i = (i + 1) & mask) {
+		const struct flat_slot *s = &t->slots[i];
+		uint32_t tag = (uint32_t)(s->word >> 32);
+
+		if (!tag)
+			break;
+		if (tag == len && s->hi == hi && s->lo == lo)
+			return i;
+	}
+	return FLAT_NIL;
+}
+
+/*
+ * Put a new (hi, lo, len) -> entry within FLAT_MAX_PROBE of its home: the
+ * first empty slot, or a dead one that died long enough ago or held this very
+ * prefix (a reader still looking at it compares equal bytes).  -ENOSPC when
+ * the window is full of live and recently dead slots that will not age.
+ */
+static int slot_insert(struct flat *t, __u64 hi, __u64 lo, unsigned int len, uint32_t entry)
+{
+	uint32_t mask = nslots(t) - 1;
+
+	for (int attempt = 0; attempt < 2; attempt++) {
+		uint32_t i = slot_home(t, hi, lo, len), young = FLAT_NIL, young_ms = 0;
+
+		for (int n = 0; n < FLAT_MAX_PROBE; n++, i = (i + 1) & mask) {
+			struct flat_slot *s = &t->slots[i];
+			uint32_t tag = (uint32_t)(s->word >> 32);
+			bool same = s->hi == hi && s->lo == lo && (tag & 0xff) == len;
+
+			if (tag && !(tag & FLAT_TAG_DEAD))
+				continue;
+			if (tag && !same && !aged(t, (uint32_t)s->word)) {
+				if (young == FLAT_NIL) {
+					young = i;
+					young_ms = (uint32_t)s->word;
+				}
+				continue;
+			}
+			if (tag)
+				t->hdr->dead_slots--;
+			s->hi = hi;
+			s->lo = lo;
+			put64(&s->word, (__u64)len << 32 | entry);
+			t->hdr->live_slots++;
+			return 0;
+		}
+		if (young == FLAT_NIL)
+			break;
+		wait_aged(t, young_ms);
+	}
+	return -ENOSPC;
+}
+
+static void slot_kill(struct flat *t, uint32_t i)
+{
+	struct flat_slot *s = &t->slots[i];
+	uint32_t len = (uint32_t)(s->word >> 32);
+
+	put64(&s->word, (__u64)(FLAT_TAG_DEAD | len) << 32 | now_ms());
+	t->hdr->live_slots--;
+	t->hdr->dead_slots++;
+}
+
+/* --- ext records -------------------------------------------------------------- */
+
+/* A free record, oldest freed first; waits out the quarantine if it must. */
+static int ext_alloc(struct flat *t, uint32_t *out)
+{
+	struct flat_hdr *h = t->hdr;
+	uint32_t i;
+
+	if (h->free_head != FLAT_NIL &&
+	    (aged(t, t->ext[h->free_head].freed_ms) || h->ext_bump >= t->ext_cap)) {
+		i = h->free_head;
+		wait_aged(t, t->ext[i].freed_ms);
+		h->free_head = t->ext[i].nlong;
+		if (h->free_head == FLAT_NIL)
+			h->free_tail = FLAT_NIL;
+	} else if (h->ext_bump < t->ext_cap) {
+		i = h->ext_bump++;
+	} else {
+		return -ENOSPC;
+	}
+	t->ext[i] = (struct flat_ext){ .slot_bits = t->slot_bits, .state = EXT_USED };
+	*out = i;
+	return 0;
+}
+
+static void ext_free(struct flat *t, uint32_t i)
+{
+	struct flat_hdr *h = t->hdr;
+	struct flat_ext *x = &t->ext[i];
+
+	x->state = EXT_FREE;
+	x->nlong = FLAT_NIL;
+	x->freed_ms = now_ms();
+	if (h->free_tail == FLAT_NIL)
+		h->free_head = i;
+	else
+		t->ext[h->free_tail].nlong = i;
+	h->free_tail = i;
+}
+
+static uint32_t ext_index(const struct flat *t, const struct flat_ext *x)
+{
+	return (uint32_t)(x - t->ext);
+}
+
+/* lens with len inserted in order (longest first); the list has room. */
+static __u64 lens_insert(__u64 lens, unsigned int len)
+{
+	uint8_t b[FLAT_MAX_LENS] = { 0 }, out[FLAT_MAX_LENS] = { 0 };
+	int n = 0, k = 0;
+	bool put = false;
+	__u64 v = 0;
+
+	for (int i = 0; i < FLAT_MAX_LENS; i++)
+		b[i] = (uint8_t)(lens >> (8 * i));
+	for (int i = 0; i < FLAT_MAX_LENS && b[i]; i++, n++) {
+		if (!put && len > b[i]) {
+			out[k++] = (uint8_t)len;
+			put = true;
+		}
+		if (k < FLAT_MAX_LENS)
+			out[k++] = b[i];
+	}
+	if (!put && k < FLAT_MAX_LENS)
+		out[k++] = (uint8_t)len;
+	for (int i = 0; i < FLAT_MAX_LENS; i++)
+		v |= (__u64)out[i] << (8 * i);
+	return v;
+}
+
+static __u64 lens_remove(__u64 lens, unsigned int len)
+{
+	__u64 v = 0;
+	int k = 0;
+
+	for (int i = 0; i < FLAT_MAX_LENS; i++) {
+		unsigned int b = (uint8_t)(lens >> (8 * i));
+
+		if (b && b != len)
+			v |= (__u64)b << (8 * k++);
+	}
+	return v;
+}
+
+/*
+ * The list a region should show, from its counters: FLAT_LENS_FALLBACK when
+ * a rule is missing from the hash or there are too many lengths.
+ */
+static __u64 lens_from_counts(const struct flat *t, uint32_t r, unsigned int *nlens,
+			      uint32_t *nlong)
+{
+	__u64 v = 0;
+	unsigned int n = 0;
+	uint32_t total = 0;
+
+	for (unsigned int len = t->width; len > t->top_bits; len--) {
+		uint32_t c = cnt_get(t, r, len);
+
+		if (!c)
+			continue;
+		total += c;
+		if (n < FLAT_MAX_LENS)
+			v |= (__u64)len << (8 * n);
+		n++;
+	}
+	*nlens = n;
+	*nlong = total;
+	if (n > FLAT_MAX_LENS || cnt_get(t, r, CNT_MISSING))
+		return FLAT_LENS_FALLBACK;
+	return v;
+}
+
+/* Publish a region's new list, keeping the fallback count right. */
+static void set_lens(struct flat *t, struct flat_ext *x, __u64 lens)
+{
+	bool was = x->lens == FLAT_LENS_FALLBACK, is = lens == FLAT_LENS_FALLBACK;
+
+	if (was == is && x->lens == lens)
+		return;
+	put64(&x->lens, lens);
+	if (is && !was)
+		t->hdr->fallback_regions++;
+	else if (was && !is)
+		t->hdr->fallback_regions--;
+}
+
+/* A fallen-back region whose rules fit again gets its list back. */
+static void region_recover(struct flat *t, struct flat_ext *x, uint32_t r)
+{
+	unsigned int nlens;
+	uint32_t nlong;
+	__u64 lens;
+
+	if (x->lens != FLAT_LENS_FALLBACK)
+		return;
+	lens = lens_from_counts(t, r, &nlens, &nlong);
+	set_lens(t, x, lens);
+}
+
+/* --- add ---------------------------------------------------------------------- */
+
+static bool check_prefix(const struct flat *t, const struct cidr *p)
+{
+	return (t->width == 32 ? p->family == AF_INET : p->family == AF_INET6) &&
+	       p->len <= t->width;
+}
+
+static void ids_mark(struct flat *t, uint32_t id, unsigned int len, bool deny, bool in)
+{
+	struct flat_rule *r = &t->ids->rules[id];
+	uint8_t bit = (uint8_t)(1u << t->set);
+
+	if (in) {
+		r->prefixlen = (uint8_t)len;
+		r->sets |= bit;
+		r->flags &= ~FLAT_RULE_RESERVED;
+		if (deny)
+			r->deny_sets |= bit;
+		else
+			r->deny_sets &= ~bit;
+	} else {
+		r->sets &= ~bit;
+		r->deny_sets &= ~bit;
+	}
+}
+
+/* Push entry e of a rule of length len into every region it covers. */
+static void add_short(struct flat *t, __u64 hi, unsigned int len, uint32_t e)
+{
+	uint32_t r0 = len ? region_of(t, hi) : 0, n = 1u << (t->top_bits - len);
+	uint32_t last = 0;
+	int last_len = -1;
+
+	for (uint32_t r = r0; r < r0 + n; r++) {
+		__u32 *b = base_of(t, r);
+		int l;
+
+		if (!b)
+			continue;
+		/* Runs of regions share a verdict: skip the id table on repeats. */
+		if (*b == last) {
+			l = last_len;
+		} else {
+			l = entry_len(t, *b);
+			last = *b;
+			last_len = l;
+		}
+		if (l <= (int)len)
+			put32(b, e);
+	}
+}
+
+static int add_long(struct flat *t, __u64 hi, __u64 lo, unsigned int len, uint32_t e, bool update,
+		    uint32_t *prev)
+{
+	uint32_t r = region_of(t, hi), i = slot_find(t, hi, lo, len), c = 0, top;
+	struct flat_ext *x;
+	bool placed, is_new;
+	int ret;
+
+	if (i != FLAT_NIL) {
+		/* Same prefix: one store swaps the verdict. */
+		*prev = (uint32_t)t->slots[i].word;
+		put64(&t->slots[i].word, (__u64)len << 32 | e);
+		return 0;
+	}
+	placed = !slot_insert(t, hi, lo, len, e);
+	/* An update of a rule that had found no slot is not a new rule. */
+	is_new = !(update && cnt_get(t, r, CNT_MISSING) && cnt_get(t, r, len));
+	if (is_new) {
+		ret = cnt_add(t, r, len, +1, &c);
+		if (ret)
+			return ret;
+		t->hdr->long_rules++;
+	}
+	if (!placed) {
+		if (is_new || !cnt_get(t, r, CNT_MISSING)) {
+			ret = cnt_add(t, r, CNT_MISSING, +1, NULL);
+			if (ret)
+				return ret;
+			t->hdr->missing++;
+		}
+	} else if (!is_new) {
+		cnt_add(t, r, CNT_MISSING, -1, NULL);
+		t->hdr->missing--;
+	}
+
+	top = t->top[r];
+	if (top == FLAT_FALLBACK)
+		return 0;
+	if (top & FLAT_EXT) {
+		x = ext_of(t, top);
+		if (!x)
+			return -EPROTO;
+		if (is_new) {
+			x->nlong++;
+			if (c == 1)
+				x->nlens++;
+		}
+		if (x->lens == FLAT_LENS_FALLBACK)
+			region_recover(t, x, r);
+		else if (!placed || x->nlens > FLAT_MAX_LENS)
+			set_lens(t, x, FLAT_LENS_FALLBACK);
+		else if (c == 1)
+			set_lens(t, x, lens_insert(x->lens, len));
+		return 0;
+	}
+	/* The region's first long rule: fill a record, then point top at it. */
+	if (ext_alloc(t, &i)) {
+		put32(&t->top[r], FLAT_FALLBACK);
+		t->hdr->fallback_regions++;
+		return 0;
+	}
+	x = &t->ext[i];
+	x->base = top;
+	x->nlong = 1;
+	x->nlens = 1;
+	x->lens = placed ? len : FLAT_LENS_FALLBACK;
+	if (!placed)
+		t->hdr->fallback_regions++;
+	put32(&t->top[r], FLAT_EXT | (HDR_ELEMS + nslots(t) + i));
+	t->hdr->ext_regions++;
+	return 0;
+}
+
+int flat_add(struct flat *t, const struct cidr *p, uint32_t id, bool deny, uint32_t old_id)
+{
+	uint32_t prev = 0;
+	struct cidr c;
+	__u64 hi, lo;
+	int ret;
+
+	if (!check_prefix(t, p) || !id || id > FLAT_MAX_ID || id >= t->ids->n ||
+	    old_id >= t->ids->n)
+		return -EINVAL;
+	c = *p;
+	cidr_clear_host_bits(&c);
+	key_of(t, c.addr, &hi, &lo);
+	/* Lengths are compared through the id table: it must know this one first. */
+	ids_mark(t, id, c.len, deny, true);
+	if (c.len <= t->top_bits) {
+		add_short(t, hi, c.len, entry_of(id, deny));
+		ret = 0;
+	} else {
+		ret = add_long(t, hi, lo, c.len, entry_of(id, deny), old_id != 0, &prev);
+	}
+	/* The id the prefix had here, as told or as found in its slot. */
+	if (!old_id)
+		old_id = flat_entry_id(prev);
+	if (!ret && old_id && old_id != id)
+		ids_mark(t, old_id, c.len, false, false);
+	return ret;
+}
+
+/* --- delete ------------------------------------------------------------------- */
+
+static int parent_entry(struct flat *t, const struct cidr *p, uint32_t *e)
+{
+	struct flat_match m;
+	struct cidr q = *p;
+	int ret;
+
+	*e = 0;
+	if (!p->len)
+		return 0;
+	if (!t->parent)
+		return -EINVAL;
+	q.len = p->len - 1;
+	cidr_clear_host_bits(&q);
+	ret = t->parent(t->parent_ctx, &q, &m);
+	if (ret == -ENOENT)
+		return 0;
+	if (ret)
+		return ret;
+	if (!m.id || m.id >= t->ids->n || m.prefixlen > q.len)
+		return -EPROTO;
+	/* The parent may not have reached this table yet: teach its length. */
+	t->ids->rules[m.id].prefixlen = m.prefixlen;
+	*e = entry_of(m.id, m.deny);
+	return 0;
+}
+
+static int delete_short(struct flat *t, const struct cidr *p, __u64 hi, uint32_t id)
+{
+	uint32_t r0 = p->len ? region_of(t, hi) : 0, n = 1u << (t->top_bits - p->len), pe;
+	int ret = parent_entry(t, p, &pe);
+
+	if (ret)
+		return ret;
+	for (uint32_t r = r0; r < r0 + n; r++) {
+		__u32 *b = base_of(t, r);
+
+		if (b && flat_entry_id(*b) == id)
+			put32(b, pe);
+	}
+	return 0;
+}
+
+static int delete_long(struct flat *t, __u64 hi, __u64 lo, unsigned int len)
+{
+	uint32_t r = region_of(t, hi), i = slot_find(t, hi, lo, len), c, top;
+	struct flat_ext *x = NULL;
+
+	if (!cnt_get(t, r, len))
+		return -ENOENT;
+	if (i == FLAT_NIL) {
+		/* Not in the hash: it must be one of the region's missing rules. */
+		if (cnt_add(t, r, CNT_MISSING, -1, NULL))
+			return -ENOENT;
+		t->hdr->missing--;
+	}
+	cnt_add(t, r, len, -1, &c);
+	t->hdr->long_rules--;
+
+	top = t->top[r];
+	if (top != FLAT_FALLBACK && (top & FLAT_EXT))
+		x = ext_of(t, top);
+	if (!x) {
+		if (i != FLAT_NIL)
+			slot_kill(t, i);
+		return 0;
+	}
+	x->nlong--;
+	if (!c)
+		x->nlens--;
+	if (!x->nlong) {
+		/* The region's last long rule: top answers alone again. */
+		put32(&t->top[r], x->base);
+		if (i != FLAT_NIL)
+			slot_kill(t, i);
+		if (x->lens == FLAT_LENS_FALLBACK)
+			t->hdr->fallback_regions--;
+		ext_free(t, ext_index(t, x));
+		t->hdr->ext_regions--;
+		return 0;
+	}
+	/* Unlist the length before its last slot dies. */
+	if (!c && x->lens != FLAT_LENS_FALLBACK)
+		set_lens(t, x, lens_remove(x->lens, len));
+	if (i != FLAT_NIL)
+		slot_kill(t, i);
+	region_recover(t, x, r);
+	return 0;
+}
+
+int flat_delete(struct flat *t, const struct cidr *p, uint32_t id)
+{
+	struct cidr c;
+	__u64 hi, lo;
+	int ret;
+
+	if (!check_prefix(t, p) || !id || id >= t->ids->n)
+		return -EINVAL;
+	if (!(t->ids->rules[id].sets & (1u << t->set)))
+		return -ENOENT;
+	c = *p;
+	cidr_clear_host_bits(&c);
+	key_of(t, c.addr, &hi, &lo);
+	if (c.len <= t->top_bits)
+		ret = delete_short(t, &c, hi, id);
+	else
+		ret = delete_long(t, hi, lo, c.len);
+	if (!ret)
+		ids_mark(t, id, c.len, false, false);
+	return ret;
+}
+
+/* --- lookup ------------------------------------------------------------------- */
+
+uint32_t flat_lookup(const struct flat *t, const uint8_t *addr)
+{
+	const struct flat_ext *x;
+	__u64 hi, lo, lens;
+	uint32_t e, mask;
+
+	key_of(t, addr, &hi, &lo);
+	e = t->top[region_of(t, hi)];
+	if (e == FLAT_FALLBACK || !(e & FLAT_EXT))
+		return e;
+	x = ext_of(t, e);
+	if (!x)
+		return FLAT_FALLBACK;
+	lens = x->lens;
+	if ((lens & 0xff) == FLAT_LENS_FALLBACK)
+		return FLAT_FALLBACK;
+	mask = (1u << x->slot_bits) - 1;
+	for (int k = 0; k < FLAT_MAX_LENS; k++) {
+		uint32_t len = (uint32_t)(lens >> (8 * k)) & 0xff, i;
+		__u64 mh = hi, ml = lo;
+
+		if (!len)
+			break;
+		flat_mask(&mh, &ml, len);
+		i = flat_hash(mh, ml, len) & mask;
+		for (int n = 0; n < FLAT_MAX_PROBE; n++, i = (i + 1) & mask) {
+			const struct flat_slot *s = &t->slots[i];
+			__u64 w = s->word;
+			uint32_t tag = (uint32_t)(w >> 32);
+
+			if (!tag)
+				break;
+			if (tag == len && s->hi == mh && s->lo == ml)
+				return (uint32_t)w;
+		}
+	}
+	return x->base;
+}
+
+/* --- batches ------------------------------------------------------------------ */
+
+int flat_apply(struct flat *t, const struct flat_change *c, size_t n)
+{
+	int ret;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!c[i].del)
+			continue;
+		ret = flat_delete(t, &c[i].prefix, c[i].id);
+		if (ret && ret != -ENOENT)
+			return ret;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (c[i].del)
+			continue;
+		ret = flat_add(t, &c[i].prefix, c[i].id, c[i].deny, c[i].old_id);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int by_len(const void *a, const void *b)
+{
+	const struct flat_change *x = a, *y = b;
+
+	return (int)x->prefix.len - (int)y->prefix.len;
+}
+
+int flat_build(struct flat *t, struct flat_change *c, size_t n)
+{
+	qsort(c, n, sizeof(*c), by_len);
+	return flat_apply(t, c, n);
+}
+
+struct change_list {
+	struct flat_change *c;
+	size_t n, cap;
+};
+
+static int collect(enum rulecache_change kind, const struct rule_entry *old,
+		   const struct rule_entry *new, void *ctx)
+{
+	struct change_list *l = ctx;
+	const struct rule_entry *e = new ? new : old;
+
+	if (!e->rule_id)
+		return -EINVAL;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 1024;
+		struct flat_change *c = realloc(l->c, cap * sizeof(*c));
+
+		if (!c)
+			return -ENOMEM;
+		l->c = c;
+		l->cap = cap;
+	}
+	l->c[l->n++] = (struct flat_change){
+		.prefix = e->prefix,
+		.id = e->rule_id,
+		.old_id = kind == RULECACHE_UPDATE ? old->rule_id : 0,
+		.deny = e->action == IPBLOCK_ACTION_DENY,
+		.del = kind == RULECACHE_DELETE,
+	};
+	return 0;
+}
+
+/* The family's part of a diff: the other family's changes belong to its table. */
+static size_t keep_family(struct flat_change *c, size_t n, int family)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (c[i].prefix.family == family)
+			c[k++] = c[i];
+	return k;
+}
+
+int flat_sync(struct flat *t, const struct rulecache *have, const struct rulecache *want,
+	      size_t *changes)
+{
+	struct change_list l = { 0 };
+	int ret = rulecache_diff(have, want, RULECACHE_DIFF_RULE_ID, collect, &l);
+
+	if (!ret) {
+		l.n = keep_family(l.c, l.n, t->width == 32 ? AF_INET : AF_INET6);
+		ret = flat_apply(t, l.c, l.n);
+	}
+	if (changes)
+		*changes = l.n;
+	free(l.c);
+	return ret;
+}
+
+/* --- repair and stats ---------------------------------------------------------- */
+
+/* Rebuild a region that lost its ext record for want of one. */
+static int repair_region(struct flat *t, uint32_t r, bool *fixed)
+{
+	unsigned int nlens;
+	uint32_t nlong, base, i;
+	struct cidr q = { .family = t->width == 32 ? AF_INET : AF_INET6 };
+	__u64 hi = (__u64)r << (64 - t->top_bits), lens;
+	int ret;
+
+	*fixed = false;
+	lens = lens_from_counts(t, r, &nlens, &nlong);
+	/* The region's first address at length N + 1 asks for rules <= N. */
+	if (t->width == 32) {
+		uint32_t a = htobe32((uint32_t)(hi >> 32));
+
+		memcpy(q.addr, &a, 4);
+	} else {
+		uint64_t a = htobe64(hi);
+
+		memcpy(q.addr, &a, 8);
+	}
+	q.len = t->top_bits + 1;
+	ret = parent_entry(t, &q, &base);
+	if (ret)
+		return ret;
+	if (!nlong) {
+		put32(&t->top[r], base);
+		t->hdr->fallback_regions--;
+		*fixed = true;
+		return 0;
+	}
+	if (ext_alloc(t, &i))
+		return 0;
+	t->ext[i].base = base;
+	t->ext[i].nlong = nlong;
+	t->ext[i].nlens = (uint8_t)nlens;
+	t->ext[i].lens = lens;
+	put32(&t->top[r], FLAT_EXT | (HDR_ELEMS + nslots(t) + i));
+	t->hdr->ext_regions++;
+	if (lens != FLAT_LENS_FALLBACK) {
+		t->hdr->fallback_regions--;
+		*fixed = true;
+	}
+	return 0;
+}
+
+/* Place a rule that found no slot when it was added, if it fits now. */
+static int replace_missing(const struct rule_entry *e, void *ctx)
+{
+	struct flat *t = ctx;
+	__u64 hi, lo;
+	uint32_t r;
+
+	if (!check_prefix(t, &e->prefix) || e->prefix.len <= t->top_bits)
+		return 0;
+	key_of(t, e->prefix.addr, &hi, &lo);
+	flat_mask(&hi, &lo, e->prefix.len);
+	r = region_of(t, hi);
+	if (!cnt_get(t, r, CNT_MISSING) || slot_find(t, hi, lo, e->prefix.len) != FLAT_NIL)
+		return 0;
+	if (slot_insert(t, hi, lo, e->prefix.len,
+			entry_of(e->rule_id, e->action == IPBLOCK_ACTION_DENY)))
+		return 0;
+	cnt_add(t, r, CNT_MISSING, -1, NULL);
+	t->hdr->missing--;
+	return 0;
+}
+
+int flat_repair(struct flat *t, const struct rulecache *set, uint32_t *fixed)
+{
+	uint32_t n = 0, regions = 1u << t->top_bits;
+	int ret = 0;
+
+	if (set && t->hdr->missing) {
+		ret = rulecache_foreach(set, replace_missing, t);
+		if (ret)
+			return ret;
+	}
+
+	for (uint32_t r = 0; r < regions && t->hdr->fallback_regions; r++) {
+		uint32_t e = t->top[r];
+		bool ok = false;
+
+		if (e == FLAT_FALLBACK) {
+			ret = repair_region(t, r, &ok);
+			if (ret)
+				break;
+		} else if (e & FLAT_EXT) {
+			struct flat_ext *x = ext_of(t, e);
+
+			if (x && x->lens == FLAT_LENS_FALLBACK) {
+				region_recover(t, x, r);
+				ok = x->lens != FLAT_LENS_FALLBACK;
+			}
+		}
+		n += ok;
+	}
+	if (fixed)
+		*fixed = n;
+	return ret;
+}
+
+void flat_stats(const struct flat *t, struct flat_stats *st)
+{
+	const struct flat_hdr *h = t->hdr;
+
+	*st = (struct flat_stats){
+		.long_rules = h->long_rules,
+		.missing = h->missing,
+		.ext_regions = h->ext_regions,
+		.fallback_regions = h->fallback_regions,
+		.dead_slots = h->dead_slots,
+		.slots = nslots(t),
+	};
+}
+
+void *flat_map_mmap(int map_fd, uint64_t bytes)
+{
+	void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, map_fd, 0);
+
+	return mem == MAP_FAILED ? NULL : mem;
+}
+
+void flat_map_munmap(void *mem, uint64_t bytes)
+{
+	if (mem)
+		munmap(mem, bytes);
+}

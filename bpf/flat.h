@@ -34,9 +34,9 @@
 #define flat_barrier() asm volatile("" ::: "memory")
 
 /* The entry of slot-hash key (hi, lo, len), or 0 when it is not there. */
-static __always_inline __u32 flat_probe(void *data, __u32 mask, __u64 hi, __u64 lo, __u32 len)
+static __always_inline __u32 flat_probe(void *data, __u32 bits, __u64 hi, __u64 lo, __u32 len)
 {
-	__u32 home = flat_hash(hi, lo, len);
+	__u32 home = flat_home(hi, lo, len, bits), mask = (1u << bits) - 1;
 
 	for (__u32 n = 0; n < FLAT_MAX_PROBE; n++) {
 		__u32 k = FLAT_SLOT_BASE + ((home + n) & mask);
@@ -63,7 +63,7 @@ static __always_inline __u32 flat_probe(void *data, __u32 mask, __u64 hi, __u64 
  */
 static __always_inline __u32 flat_lookup(void *top, void *data, __u32 top_bits, __u64 hi, __u64 lo)
 {
-	__u32 r = hi >> (64 - top_bits), k = r >> 1, e, mask;
+	__u32 r = hi >> (64 - top_bits), k = r >> 1, e, bits;
 	struct flat_ext *x;
 	__u32 *pair;
 	__u64 lens;
@@ -82,7 +82,7 @@ static __always_inline __u32 flat_lookup(void *top, void *data, __u32 top_bits, 
 	flat_barrier();
 	if ((lens & 0xff) == FLAT_LENS_FALLBACK)
 		return FLAT_FALLBACK;
-	mask = (1u << (x->slot_bits & 31)) - 1;
+	bits = x->slot_bits & 31;
 
 	/* Longest length first: the first hit is the longest match. */
 	for (int i = 0; i < FLAT_MAX_LENS; i++) {
@@ -93,7 +93,7 @@ static __always_inline __u32 flat_lookup(void *top, void *data, __u32 top_bits, 
 			break;
 		lens >>= 8;
 		flat_mask(&mh, &ml, len);
-		v = flat_probe(data, mask, mh, ml, len);
+		v = flat_probe(data, bits, mh, ml, len);
 		if (v)
 			return v;
 	}

@@ -7,6 +7,8 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include <bpf/bpf.h>
+
 #include "flat.h"
 #include "rulecache.h"
 
@@ -91,6 +93,11 @@ static uint32_t pow2_at_least(uint64_t n)
 static unsigned int log2u(uint32_t p)
 {
 	return 31 - __builtin_clz(p);
+}
+
+static uint32_t nslots_of(const struct flat *t)
+{
+	return 1u << t->slot_bits;
 }
 
 static uint64_t page_round(uint64_t bytes)
@@ -196,6 +203,47 @@ int flat_attach(struct flat *t, int family, const struct flat_sizes *sz, void *t
 	return 0;
 }
 
+void flat_clear(struct flat *t)
+{
+	uint64_t data = (uint64_t)(HDR_ELEMS + nslots_of(t) + t->ext_cap) * FLAT_DATA_VALUE_SIZE +
+			(uint64_t)t->cnt_cap * 8;
+	struct flat_hdr h = *t->hdr;
+	uint8_t bit = (uint8_t)(1u << t->set);
+
+	memset(t->top, 0, sizeof(*t->top) << t->top_bits);
+	memset(t->hdr, 0, data);
+	*t->hdr = (struct flat_hdr){
+		.magic = h.magic,
+		.version = h.version,
+		.width = h.width,
+		.top_bits = h.top_bits,
+		.slot_bits = h.slot_bits,
+		.ext_cap = h.ext_cap,
+		.cnt_cap = h.cnt_cap,
+		.free_head = FLAT_NIL,
+		.free_tail = FLAT_NIL,
+	};
+	for (uint32_t i = 1; i < t->ids->n; i++) {
+		t->ids->rules[i].sets &= ~bit;
+		t->ids->rules[i].deny_sets &= ~bit;
+	}
+}
+
+int flat_parent_trie(void *ctx, const struct cidr *p, struct flat_match *m)
+{
+	/* The IPv4 key is the first 8 bytes of this layout. */
+	struct ipblock_key_v6 key = { .prefixlen = p->len };
+	struct ipblock_rule val;
+
+	memcpy(key.addr, p->addr, sizeof(key.addr));
+	if (bpf_map_lookup_elem(*(const int *)ctx, &key, &val))
+		return -errno;
+	m->id = val.rule_id;
+	m->prefixlen = val.prefixlen;
+	m->deny = val.action == IPBLOCK_ACTION_DENY;
+	return 0;
+}
+
 /* --- ids --------------------------------------------------------------------- */
 
 int flat_ids_alloc(struct flat_ids *ids, uint8_t prefixlen, uint32_t *id)
@@ -274,14 +322,9 @@ static uint32_t region_of(const struct flat *t, __u64 hi)
 	return (uint32_t)(hi >> (64 - t->top_bits));
 }
 
-static uint32_t nslots(const struct flat *t)
-{
-	return 1u << t->slot_bits;
-}
-
 static struct flat_ext *ext_of(const struct flat *t, uint32_t e)
 {
-	uint32_t i = (e & ~FLAT_EXT) - HDR_ELEMS - nslots(t);
+	uint32_t i = (e & ~FLAT_EXT) - HDR_ELEMS - nslots_of(t);
 
 	return i < t->ext_cap ? &t->ext[i] : NULL;
 }
@@ -310,7 +353,7 @@ static uint32_t cnt_key(uint32_t region, unsigned int len)
 /* Index of key's record, or of the empty record where it would go. */
 static uint32_t cnt_probe(const struct flat *t, uint32_t key, bool *found)
 {
-	uint32_t mask = t->cnt_cap - 1, i = flat_hash(key, 0, 0) & mask;
+	uint32_t mask = t->cnt_cap - 1, i = flat_home(key, 0, 0, log2u(t->cnt_cap));
 
 	for (uint32_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
 		uint64_t rec = t->cnt[i];
@@ -346,7 +389,7 @@ static void cnt_remove_at(struct flat *t, uint32_t i)
 		j = (j + 1) & mask;
 		if (!(uint32_t)t->cnt[j])
 			break;
-		home = flat_hash((uint32_t)(t->cnt[j] >> 32), 0, 0) & mask;
+		home = flat_home((uint32_t)(t->cnt[j] >> 32), 0, 0, log2u(t->cnt_cap));
 		stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
 		if (!stays) {
 			t->cnt[i] = t->cnt[j];
@@ -386,13 +429,13 @@ static int cnt_add(struct flat *t, uint32_t region, unsigned int len, int delta,
 
 static uint32_t slot_home(const struct flat *t, __u64 hi, __u64 lo, unsigned int len)
 {
-	return flat_hash(hi, lo, len) & (nslots(t) - 1);
+	return flat_home(hi, lo, len, t->slot_bits);
 }
 
 /* The live slot of (hi, lo, len), or FLAT_NIL. */
 static uint32_t slot_find(const struct flat *t, __u64 hi, __u64 lo, unsigned int len)
 {
-	uint32_t mask = nslots(t) - 1, i = slot_home(t, hi, lo, len);
+	uint32_t mask = nslots_of(t) - 1, i = slot_home(t, hi, lo, len);
 
 	for (int n = 0; n < FLAT_MAX_PROBE; n++, i = (i + 1) & mask) {
 		const struct flat_slot *s = &t->slots[i];
@@ -414,7 +457,7 @@ static uint32_t slot_find(const struct flat *t, __u64 hi, __u64 lo, unsigned int
  */
 static int slot_insert(struct flat *t, __u64 hi, __u64 lo, unsigned int len, uint32_t entry)
 {
-	uint32_t mask = nslots(t) - 1;
+	uint32_t mask = nslots_of(t) - 1;
 
 	for (int attempt = 0; attempt < 2; attempt++) {
 		uint32_t i = slot_home(t, hi, lo, len), young = FLAT_NIL, young_ms = 0;
@@ -718,7 +761,7 @@ static int add_long(struct flat *t, __u64 hi, __u64 lo, unsigned int len, uint32
 	x->lens = placed ? len : FLAT_LENS_FALLBACK;
 	if (!placed)
 		t->hdr->fallback_regions++;
-	put32(&t->top[r], FLAT_EXT | (HDR_ELEMS + nslots(t) + i));
+	put32(&t->top[r], FLAT_EXT | (HDR_ELEMS + nslots_of(t) + i));
 	t->hdr->ext_regions++;
 	return 0;
 }
@@ -891,7 +934,7 @@ uint32_t flat_lookup(const struct flat *t, const uint8_t *addr)
 		if (!len)
 			break;
 		flat_mask(&mh, &ml, len);
-		i = flat_hash(mh, ml, len) & mask;
+		i = flat_home(mh, ml, len, x->slot_bits);
 		for (int n = 0; n < FLAT_MAX_PROBE; n++, i = (i + 1) & mask) {
 			const struct flat_slot *s = &t->slots[i];
 			__u64 w = s->word;
@@ -1040,7 +1083,7 @@ static int repair_region(struct flat *t, uint32_t r, bool *fixed)
 	t->ext[i].nlong = nlong;
 	t->ext[i].nlens = (uint8_t)nlens;
 	t->ext[i].lens = lens;
-	put32(&t->top[r], FLAT_EXT | (HDR_ELEMS + nslots(t) + i));
+	put32(&t->top[r], FLAT_EXT | (HDR_ELEMS + nslots_of(t) + i));
 	t->hdr->ext_regions++;
 	if (lens != FLAT_LENS_FALLBACK) {
 		t->hdr->fallback_regions--;
@@ -1115,7 +1158,7 @@ void flat_stats(const struct flat *t, struct flat_stats *st)
 		.ext_regions = h->ext_regions,
 		.fallback_regions = h->fallback_regions,
 		.dead_slots = h->dead_slots,
-		.slots = nslots(t),
+		.slots = nslots_of(t),
 	};
 }
 

@@ -22,15 +22,17 @@
  * those of an LPM over the rules: short rules are pushed into every region
  * they cover (a longer short rule wins), long ones are found exactly.
  *
- * Why not DIR-24-8's 256-entry tbl8 groups: a group costs 1 KiB per /24 that
- * holds anything longer than /24, so a million scattered /32s need ~1 GiB
- * per set or fall back to the trie; a hash slot costs 48 bytes per rule at
- * load 1/2 and keeps the IPv4 hit path at a few loads.  IPv6 uses the same
- * shape with N = 20: the kernel's own hash map costs ~25 ns per probe on
- * this machine (jhash and a call) while an inlined array read costs ~2 ns,
- * so every structure here is an array map, and per-region length lists keep
- * the probes to the lengths that occur in the packet's region (blocklists
- * use few).  Measured figures: see tests/test_flat.c and the report.
+ * Why not DIR-24-8's 256-entry tbl8 groups below the /24 table: a group
+ * costs 1 KiB per /24 that holds anything longer than /24, so a million
+ * scattered /32s need ~1 GiB per set or most of them fall back to the trie;
+ * a hash slot costs 48 bytes per rule at load 1/2 and a hit still takes a
+ * few loads.  Why arrays only: on this machine a BPF hash-map probe costs
+ * ~25 ns (a call and jhash), an inlined array read ~2 ns.  IPv6 uses the
+ * same shape with N = 24 rather than 20: real IPv6 lives in 2000::/3, which
+ * holds only 2^17 /20 regions, so a million rules put ~8 rules of ~5
+ * lengths in every region and a miss probed them all (+42 ns at 1M rules);
+ * with /24 regions it is +9 ns, for 60 MiB more per set.  Per-region length
+ * lists keep the probes to the lengths used in the packet's region.
  *
  * Fallback: a region whose rules cannot all be represented -- more than 8
  * distinct long lengths (IPv6 only), a rule that found no slot within
@@ -90,7 +92,7 @@
 #endif
 
 #define FLAT_V4_TOP_BITS 24
-#define FLAT_V6_TOP_BITS 20
+#define FLAT_V6_TOP_BITS 24
 
 #define FLAT_EXT      0x80000000u
 #define FLAT_FALLBACK 0xffffffffu
@@ -142,19 +144,16 @@ struct flat_rule {
 #define FLAT_RULE_RESERVED 0x1
 
 /*
- * Multiply-xorshift mix of the masked prefix and its length; user space and
- * the BPF program must agree on it bit for bit.
+ * Home slot of a key in a table of 2^bits slots (6..30): one multiply
+ * folds the halves and the length, a second spreads them, and the top bits
+ * of a product depend on every bit below them.  User space and the BPF
+ * program must agree on it bit for bit.
  */
-FLAT_INLINE __u32 flat_hash(__u64 hi, __u64 lo, __u32 len)
+FLAT_INLINE __u32 flat_home(__u64 hi, __u64 lo, __u32 len, __u32 bits)
 {
-	__u64 x = hi ^ (lo * 0x9e3779b97f4a7c15ull) ^ ((__u64)len << 1);
+	__u64 x = hi ^ (lo * 0x9e3779b97f4a7c15ull) ^ len;
 
-	x ^= x >> 31;
-	x *= 0xd6e8feb86659fd93ull;
-	x ^= x >> 32;
-	x *= 0xd6e8feb86659fd93ull;
-	x ^= x >> 29;
-	return (__u32)x;
+	return (__u32)((x * 0xd6e8feb86659fd93ull) >> (64 - bits));
 }
 
 /* Clear the bits of (hi, lo) past len (1..128). */
@@ -210,6 +209,12 @@ struct flat_match {
  * For a BPF LPM trie that is one lookup with key.prefixlen = p->len.
  */
 typedef int (*flat_parent_fn)(void *ctx, const struct cidr *p, struct flat_match *m);
+
+/*
+ * flat_parent_fn over a BPF LPM trie of ipblock's layout: ctx points to
+ * the trie's fd (int).  Its values must carry rule ids and prefix lengths.
+ */
+int flat_parent_trie(void *ctx, const struct cidr *p, struct flat_match *m);
 
 struct flat_hdr;
 
@@ -274,6 +279,12 @@ int flat_sizes_geom(int family, uint32_t slots, uint32_t ext_cap, uint32_t cnt_c
  */
 int flat_attach(struct flat *t, int family, const struct flat_sizes *sz, void *top, void *data,
 		struct flat_ids *ids, unsigned int set, flat_parent_fn parent, void *parent_ctx);
+
+/*
+ * Empty the table and take this set's bit off every id.  Only for a set no
+ * packet reads (the inactive one): a rebuild is flat_clear() + flat_build().
+ */
+void flat_clear(struct flat *t);
 
 /* Attach to an ids map's memory (ids_elems * 8 bytes); zeroed memory is fine. */
 void flat_ids_attach(struct flat_ids *ids, void *mem, uint32_t n);

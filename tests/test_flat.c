@@ -6,7 +6,8 @@
  * sharing ids, and the BPF reader run by BPF_PROG_RUN over the same tables.
  *
  * FLAT_SEED=n repeats a run; FLAT_BENCH=1 adds the 1M-rule measurements
- * (BPF ns/packet, update and compile cost), which take a minute or two.
+ * (BPF ns/packet, update and compile cost), which take a minute;
+ * FLAT_ONLY=pattern runs the matching tests only.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -741,12 +742,12 @@ static void test_dead_slot_not_reused_within_quarantine(void **state)
 	mask = (1u << tb.t.slot_bits) - 1;
 	/* Two host routes with the same home slot. */
 	a.addr[0] = 198, a.addr[1] = 18, a.addr[2] = 5, a.addr[3] = 1;
-	home = flat_hash(v4_hi(&a), 0, 32) & mask;
+	home = flat_home(v4_hi(&a), 0, 32, tb.t.slot_bits);
 	for (uint32_t x = 2;; x++) {
 		uint32_t v = htonl(0xc6120500u + x);
 
 		memcpy(b.addr, &v, 4);
-		if ((flat_hash((__u64)ntohl(v) << 32, 0, 32) & mask) == home)
+		if (flat_home((__u64)ntohl(v) << 32, 0, 32, tb.t.slot_bits) == home)
 			break;
 	}
 	assert_int_equal(flat_ids_alloc(&ids, 32, &ida), 0);
@@ -845,6 +846,20 @@ static void test_two_sets_sync_by_diff_and_share_ids(void **state)
 			used += ids.rules[i].sets != 0;
 		assert_int_equal(used, new.n);
 
+		/* A rebuild from scratch gives the same table; A keeps its bits. */
+		flat_clear(&b.t);
+		for (size_t i = 0; i < new.n; i++)
+			assert_int_equal(ids.rules[new.v[i].rule_id].sets, 1);
+		c = calloc(new.n, sizeof(*c));
+		for (size_t i = 0; i < new.n; i++)
+			c[i] = change_of(&new.v[i], false);
+		assert_int_equal(flat_build(&b.t, c, new.n), 0);
+		free(c);
+		check_all(&b.t, &new, 5000);
+		check_stats(&b.t, &new);
+		for (size_t i = 0; i < new.n; i++)
+			assert_int_equal(ids.rules[new.v[i].rule_id].sets, 3);
+
 		/* A geometry that does not match the memory is refused. */
 		struct flat_sizes other;
 
@@ -930,9 +945,12 @@ static int quiet(enum libbpf_print_level level, const char *fmt, va_list ap)
 	return level == LIBBPF_WARN ? vfprintf(stderr, fmt, ap) : 0;
 }
 
-/* Load the test program with tables for max_rules (or the geometry in sz). */
+/*
+ * Load the test program with tables for max_rules (or the geometry in sz);
+ * deletes find parents in the program's tries, as the tools will.
+ */
 static void bpf_env_open(struct bpf_env *b, uint32_t max_rules, const struct flat_sizes *sz,
-			 uint32_t trie_cap, struct rulecache *ref[2])
+			 uint32_t trie_cap)
 {
 	struct bpf_map *tops[2], *datas[2];
 
@@ -965,7 +983,8 @@ static void bpf_env_open(struct bpf_env *b, uint32_t max_rules, const struct fla
 		assert_non_null(b->data[f]);
 		ids_new(&b->ids[f], b->sz[f].ids_elems);
 		assert_int_equal(flat_attach(&b->t[f], f ? AF_INET6 : AF_INET, &b->sz[f], b->top[f],
-					     b->data[f], &b->ids[f], 0, cache_parent, ref[f]),
+					     b->data[f], &b->ids[f], 0, flat_parent_trie,
+					     &b->trie_fd[f]),
 				 0);
 		b->t[f].quarantine_ms = 0;
 	}
@@ -1066,7 +1085,6 @@ static void bpf_check_rules(struct bpf_env *b, struct rules *r, size_t nrandom, 
 static void test_bpf_verdicts_match_reference(void **state)
 {
 	struct rules r[2];
-	struct rulecache *ref[2];
 	struct bpf_env b;
 	struct rule_entry e;
 	size_t fell = 0;
@@ -1074,9 +1092,7 @@ static void test_bpf_verdicts_match_reference(void **state)
 
 	rules_init(&r[0], AF_INET);
 	rules_init(&r[1], AF_INET6);
-	ref[0] = r[0].rc;
-	ref[1] = r[1].rc;
-	bpf_env_open(&b, 20000, NULL, 20000, ref);
+	bpf_env_open(&b, 20000, NULL, 20000);
 	for (int f = 0; f < 2; f++) {
 		while (r[f].n < 3000 / SCALE)
 			gen_rule(&r[f], &b.ids[f], &e);
@@ -1112,7 +1128,6 @@ static void test_bpf_fallback_regions_ask_the_trie(void **state)
 {
 	struct flat_sizes sz[2];
 	struct rules r[2];
-	struct rulecache *ref[2];
 	struct bpf_env b;
 	struct rule_entry e;
 	size_t fell = 0;
@@ -1120,11 +1135,9 @@ static void test_bpf_fallback_regions_ask_the_trie(void **state)
 
 	rules_init(&r[0], AF_INET);
 	rules_init(&r[1], AF_INET6);
-	ref[0] = r[0].rc;
-	ref[1] = r[1].rc;
 	assert_int_equal(flat_sizes_geom(AF_INET, 64, 16, 8192, 8192, &sz[0]), 0);
 	assert_int_equal(flat_sizes_geom(AF_INET6, 64, 16, 8192, 8192, &sz[1]), 0);
-	bpf_env_open(&b, 0, sz, 8192, ref);
+	bpf_env_open(&b, 0, sz, 8192);
 	for (int f = 0; f < 2; f++) {
 		struct flat_stats st;
 
@@ -1332,19 +1345,15 @@ static void bench_size(int family, size_t n, bool updates)
 {
 	uint32_t max_rules = n > 1000 ? (uint32_t)n : 1000;
 	static uint8_t addrs[BENCH_ADDRS][16];
-	struct rulecache *ref[2];
 	struct flat_stats st;
-	struct rules r, other;
+	struct rules r;
 	struct bpf_env b;
 	struct flat_change *c;
 	double t0, build_s, trie_s, ns[3];
 	int f = fi(family);
 
 	rules_init(&r, family);
-	rules_init(&other, family == AF_INET ? AF_INET6 : AF_INET);
-	ref[f] = r.rc;
-	ref[!f] = other.rc;
-	bpf_env_open(&b, max_rules, NULL, max_rules, ref);
+	bpf_env_open(&b, max_rules, NULL, max_rules);
 	bench_rules(&r, &b.ids[f], n);
 	t0 = now_s();
 	for (size_t i = 0; i < r.n; i++)
@@ -1401,7 +1410,6 @@ static void bench_size(int family, size_t n, bool updates)
 	}
 	bpf_env_close(&b);
 	rules_free(&r);
-	rules_free(&other);
 }
 
 static void test_bpf_cost_report(void **state)
@@ -1439,5 +1447,7 @@ int main(void)
 	};
 
 	seed();
+	if (getenv("FLAT_ONLY"))
+		cmocka_set_test_filter(getenv("FLAT_ONLY"));
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

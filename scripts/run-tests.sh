@@ -39,7 +39,7 @@ run_cmocka() {
 	local run pass skip
 	run=$(sed -n 's/^\[==========\] \([0-9]\+\) test(s) run\.$/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
 	pass=$(sed -n 's/^\[  PASSED  \] \([0-9]\+\) test(s)\.$/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
-	skip=$(sed -n 's/^\[  SKIPPED \] \([0-9]\+\) test(s)\.$/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
+	skip=$(sed -n 's/^\[  SKIPPED \] \([0-9]\+\) test(s).*/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
 	local fail=$((run - pass - skip))
 	if ((run == 0 || (rc != 0 && fail == 0))); then
 		# Died before or after its summary: count the binary as one failure.

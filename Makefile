@@ -52,7 +52,7 @@ TEST_HELPER_OBJS := $(TEST_HELPER_SRCS:tests/helpers/%.c=$(BUILD)/tests/helpers/
 BINS := $(BUILD)/ipblock-loader $(BUILD)/ipblock-rule
 
 # Benchmark programs: each bench/*.c is one program linked with the library.
-BENCH_SRCS := $(sort $(wildcard bench/*.c))
+BENCH_SRCS := $(sort $(filter-out %.bpf.c,$(wildcard bench/*.c)))
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
 # Keep object files that are only steps towards a test or bench binary.
@@ -126,7 +126,7 @@ test-build: $(TEST_BINS) $(BINS) $(BPF_OBJ)
 # Which tests each flavour runs.  TSan: the concurrency tests.  ASan+UBSan:
 # every test but the crash-handler one, whose children must die by their own
 # signal rather than by a sanitizer report (it runs under valgrind instead).
-TSAN_TESTS := test_rwlock test_lfqueue test_rulecache
+TSAN_TESTS := test_rwlock test_lfqueue test_rulecache test_bulk
 ASAN_SKIP  := test_stacktrace
 VALGRIND_TESTS := test_stacktrace test_cidr
 
@@ -166,8 +166,6 @@ clean:
 	rm -rf $(BUILD)
 
 # --- bench: the traffic generator's BPF object (owned by bench/) -------------
-# bench/trafficgen.bpf.c is BPF, not a bench program, although bench/*.c
-# matches it: its "program" target only stands for the object and skeleton.
 TG_BPF_OBJ := $(BUILD)/bench/trafficgen.bpf.o
 TG_SKEL	:= $(BUILD)/trafficgen.skel.h
 
@@ -176,10 +174,6 @@ $(TG_BPF_OBJ): bench/trafficgen.bpf.c bench/trafficgen.h | $(BUILD)/.dir
 
 $(TG_SKEL): $(TG_BPF_OBJ)
 	$(BPFTOOL) gen skeleton $< name trafficgen_bpf > $@.tmp && mv $@.tmp $@
-
-.PHONY: $(BUILD)/bench/trafficgen.bpf
-$(BUILD)/bench/trafficgen.bpf: $(TG_SKEL)
-	@:
 
 $(BUILD)/bench/trafficgen.o $(BUILD)/bench/bench_prog.o: $(TG_SKEL) bench/trafficgen.h bench/rulegen.h
 

@@ -478,8 +478,8 @@ static int slot_insert(struct flat *t, __u64 hi, __u64 lo, unsigned int len, uin
 			}
 			if (tag)
 				t->hdr->dead_slots--;
-			s->hi = hi;
-			s->lo = lo;
+			__atomic_store_n(&s->hi, hi, __ATOMIC_RELAXED);
+			__atomic_store_n(&s->lo, lo, __ATOMIC_RELAXED);
 			put64(&s->word, (__u64)len << 32 | entry);
 			t->hdr->live_slots++;
 			return 0;
@@ -916,14 +916,19 @@ uint32_t flat_lookup(const struct flat *t, const uint8_t *addr)
 	__u64 hi, lo, lens;
 	uint32_t e, mask;
 
+	/*
+	 * The same loads in the same order as bpf/flat.h, acquire where the
+	 * BPF reader relies on x86 ordering, so a process may look up while
+	 * another one writes.
+	 */
 	key_of(t, addr, &hi, &lo);
-	e = t->top[region_of(t, hi)];
+	e = __atomic_load_n(&t->top[region_of(t, hi)], __ATOMIC_ACQUIRE);
 	if (e == FLAT_FALLBACK || !(e & FLAT_EXT))
 		return e;
 	x = ext_of(t, e);
 	if (!x)
 		return FLAT_FALLBACK;
-	lens = x->lens;
+	lens = __atomic_load_n(&x->lens, __ATOMIC_ACQUIRE);
 	if ((lens & 0xff) == FLAT_LENS_FALLBACK)
 		return FLAT_FALLBACK;
 	mask = (1u << x->slot_bits) - 1;
@@ -937,16 +942,17 @@ uint32_t flat_lookup(const struct flat *t, const uint8_t *addr)
 		i = flat_home(mh, ml, len, x->slot_bits);
 		for (int n = 0; n < FLAT_MAX_PROBE; n++, i = (i + 1) & mask) {
 			const struct flat_slot *s = &t->slots[i];
-			__u64 w = s->word;
+			__u64 w = __atomic_load_n(&s->word, __ATOMIC_ACQUIRE);
 			uint32_t tag = (uint32_t)(w >> 32);
 
 			if (!tag)
 				break;
-			if (tag == len && s->hi == mh && s->lo == ml)
+			if (tag == len && __atomic_load_n(&s->hi, __ATOMIC_RELAXED) == mh &&
+			    __atomic_load_n(&s->lo, __ATOMIC_RELAXED) == ml)
 				return (uint32_t)w;
 		}
 	}
-	return x->base;
+	return __atomic_load_n(&x->base, __ATOMIC_RELAXED);
 }
 
 /* --- batches ------------------------------------------------------------------ */

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -64,10 +65,19 @@ static void seed(void)
 {
 	const char *s = getenv("FLAT_SEED");
 
-	rng_state = s ? strtoull(s, NULL, 0) : (uint64_t)time(NULL) * 2654435761u + 1;
+	rng_state = s ? strtoull(s, NULL, 0)
+		      : ((uint64_t)time(NULL) << 20 ^ (uint64_t)getpid()) * 2654435761u + 1;
 	if (!rng_state)
 		rng_state = 1;
 	printf("# FLAT_SEED=%llu\n", (unsigned long long)rng_state);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 static unsigned int width_of(int family)
@@ -877,6 +887,186 @@ static void test_two_sets_sync_by_diff_and_share_ids(void **state)
 	}
 }
 
+/*
+ * A reader thread looks addresses up while the writer changes rules one at
+ * a time.  The writer publishes the expected verdicts of each state before
+ * the change and bumps a generation counter around it (odd: in progress),
+ * so a lookup that overlapped at most one change must equal the state
+ * before or after it -- never a half-written entry, a parent that was not
+ * there, or a slot read while being reused.
+ */
+#define RACE_ADDRS 8
+#define RACE_OPS   (6000 / SCALE)
+#define RACE_POOL  12
+
+struct race {
+	const struct flat *t;
+	/* One lookup of addrs[i]; false when the answer cannot be judged. */
+	bool (*lookup)(struct race *rc, int i, uint32_t *v);
+	void *ctx;
+	uint8_t addrs[RACE_ADDRS][16];
+	uint32_t expect[RACE_OPS + 1][RACE_ADDRS]; /* after op k */
+	uint64_t gen;				   /* 2k: op k done; 2k-1: op k running */
+	int started, done;
+	uint64_t sweeps; /* reader passes over addrs: the writer keeps pace */
+	size_t checked, violations;
+	char what[160];
+};
+
+static void *race_reader(void *arg)
+{
+	struct race *rc = arg;
+
+	__atomic_store_n(&rc->started, 1, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&rc->done, __ATOMIC_ACQUIRE)) {
+		for (int i = 0; i < RACE_ADDRS; i++) {
+			uint64_t g1 = __atomic_load_n(&rc->gen, __ATOMIC_ACQUIRE), g2, from, to;
+			uint32_t v, a, b;
+			bool judged = rc->lookup(rc, i, &v);
+
+			g2 = __atomic_load_n(&rc->gen, __ATOMIC_ACQUIRE);
+			from = g1 / 2;
+			to = (g2 + 1) / 2;
+			if (!judged || to - from > 1)
+				continue;
+			a = __atomic_load_n(&rc->expect[from][i], __ATOMIC_RELAXED);
+			b = __atomic_load_n(&rc->expect[to][i], __ATOMIC_RELAXED);
+			rc->checked++;
+			if (v != a && v != b && !rc->violations++)
+				snprintf(rc->what, sizeof(rc->what),
+					 "addr %d between states %llu and %llu: got %u/%u, "
+					 "expected %u/%u or %u/%u",
+					 i, (unsigned long long)from, (unsigned long long)to,
+					 v >> 1, v & 1, a >> 1, a & 1, b >> 1, b & 1);
+		}
+		__atomic_fetch_add(&rc->sweeps, 1, __ATOMIC_RELEASE);
+	}
+	return NULL;
+}
+
+/* Churn the pool in t while rc->lookup reads; ref is t's rule set. */
+static void race_run(struct race *rc, struct flat *t, struct flat_ids *ids, struct rules *ref)
+{
+	static const char *const pool4[RACE_POOL] = {
+		"10.0.0.0/16",	 "10.0.5.0/24", "10.0.5.0/25",	"10.0.5.0/28",
+		"10.0.5.7/32",	 "10.0.5.6/31", "10.0.6.0/24",	"10.0.6.128/26",
+		"10.0.6.200/32", "10.0.0.0/8",	"10.0.5.64/26", "10.0.6.201/32",
+	};
+	static const char *const pool6[RACE_POOL] = {
+		"2001:db8::/32",   "2001:db8:5::/48",	     "2001:db8:5::/56",
+		"2001:db8:5::/64", "2001:db8:5::7/128",	     "2001:db8:5::6/127",
+		"2001:db8:6::/48", "2001:db8:6::/96",	     "2001:db8:6::200/128",
+		"2001:d00::/24",   "2001:db8:5:0:8000::/65", "2001:db8:6::201/128",
+	};
+	int family = ref->family;
+	const char *const *pool = family == AF_INET ? pool4 : pool6;
+	struct rule_entry rules[RACE_POOL];
+	bool present[RACE_POOL] = { false };
+	pthread_t th;
+
+	t->quarantine_ms = 2;
+	for (int i = 0; i < RACE_POOL; i++) {
+		memset(&rules[i], 0, sizeof(rules[i]));
+		assert_int_equal(cidr_parse(pool[i], &rules[i].prefix, NULL, NULL, 0), 0);
+		rules[i].action = IPBLOCK_ACTION_DENY;
+	}
+	for (int i = 0; i < RACE_ADDRS; i++) {
+		addr_in(&rules[1 + i % 8].prefix, rc->addrs[i]);
+		if (i < 2)
+			addr_edge(&rules[4 + i].prefix, false, rc->addrs[i]);
+	}
+	rc->t = t;
+	assert_int_equal(pthread_create(&th, NULL, race_reader, rc), 0);
+	while (!__atomic_load_n(&rc->started, __ATOMIC_ACQUIRE))
+		sched_yield();
+
+	for (uint64_t k = 1; k <= RACE_OPS; k++) {
+		int i = (int)below(RACE_POOL);
+		struct rule_entry *e = &rules[i];
+		uint32_t old_id = 0;
+		enum { ADD, DEL, UPD } op;
+
+		if (!present[i]) {
+			op = ADD;
+			assert_int_equal(flat_ids_alloc(ids, e->prefix.len, &e->rule_id), 0);
+		} else if (below(3)) {
+			op = DEL;
+		} else {
+			op = UPD;
+			old_id = e->rule_id;
+			e->action ^= IPBLOCK_ACTION_ALLOW ^ IPBLOCK_ACTION_DENY;
+			if (below(2))
+				assert_int_equal(flat_ids_alloc(ids, e->prefix.len, &e->rule_id),
+						 0);
+		}
+		if (op == DEL)
+			assert_int_equal(rulecache_remove(ref->rc, &e->prefix), 0);
+		else
+			assert_int_equal(rulecache_insert(ref->rc, e, NULL), 0);
+		for (int a = 0; a < RACE_ADDRS; a++)
+			__atomic_store_n(&rc->expect[k][a],
+					 reference_entry(ref->rc, family, rc->addrs[a]),
+					 __ATOMIC_RELAXED);
+		__atomic_store_n(&rc->gen, 2 * k - 1, __ATOMIC_RELEASE);
+		if (op == DEL)
+			assert_int_equal(flat_delete(t, &e->prefix, e->rule_id), 0);
+		else
+			assert_int_equal(flat_add(t, &e->prefix, e->rule_id,
+						  e->action == IPBLOCK_ACTION_DENY, old_id),
+					 0);
+		__atomic_store_n(&rc->gen, 2 * k, __ATOMIC_RELEASE);
+		present[i] = op != DEL;
+		/*
+		 * A slow reader (a syscall per lookup) must still see most
+		 * states; on a busy machine give up waiting after 100 us.
+		 */
+		uint64_t sw = __atomic_load_n(&rc->sweeps, __ATOMIC_ACQUIRE);
+		double until = now_s() + 100e-6;
+
+		while (__atomic_load_n(&rc->sweeps, __ATOMIC_ACQUIRE) == sw && now_s() < until)
+			;
+	}
+	__atomic_store_n(&rc->done, 1, __ATOMIC_RELEASE);
+	pthread_join(th, NULL);
+	printf("# %s: %zu concurrent lookups checked\n", family == AF_INET ? "v4" : "v6",
+	       rc->checked);
+	if (rc->violations)
+		fail_msg("%zu lookups saw neither state: %s", rc->violations, rc->what);
+	assert_true(rc->checked > 0);
+}
+
+static bool race_lookup_user(struct race *rc, int i, uint32_t *v)
+{
+	*v = flat_lookup(rc->t, rc->addrs[i]);
+	return true;
+}
+
+static void test_reader_sees_old_or_new_during_changes(void **state)
+{
+	(void)state;
+	for (int f = 0; f < 2; f++) {
+		int family = f ? AF_INET6 : AF_INET;
+		struct race *rc = calloc(1, sizeof(*rc));
+		struct flat_sizes sz;
+		struct flat_ids ids;
+		struct table tb;
+		struct rules ref;
+
+		assert_non_null(rc);
+		rules_init(&ref, family);
+		ids_new(&ids, 256);
+		/* Few slots and ext records: dead slots and freed records get reused. */
+		assert_int_equal(flat_sizes_geom(family, 64, 4, 256, 256, &sz), 0);
+		table_new_sized(&tb, family, &sz, &ids, 0, ref.rc);
+		rc->lookup = race_lookup_user;
+		race_run(rc, &tb.t, &ids, &ref);
+		table_free(&tb);
+		free(ids.rules);
+		rules_free(&ref);
+		free(rc);
+	}
+}
+
 static void test_ids_reserved_until_added_then_reclaimed(void **state)
 {
 	struct flat_ids ids;
@@ -1155,15 +1345,47 @@ static void test_bpf_fallback_regions_ask_the_trie(void **state)
 	rules_free(&r[1]);
 }
 
-/* --- measurements ----------------------------------------------------------------------------- */
-
-static double now_s(void)
+/* The race above with the kernel's reader: BPF_PROG_RUN from the thread. */
+static bool race_lookup_bpf(struct race *rc, int i, uint32_t *v)
 {
-	struct timespec ts;
+	struct bpf_env *b = rc->ctx;
+	int family = rc->t->width == 32 ? AF_INET : AF_INET6;
+	uint8_t frame[256];
+	size_t len = frame_of(family, rc->addrs[i], frame, sizeof(frame));
+	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = frame, .data_size_in = (uint32_t)len,
+		    .repeat = 1);
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
+	if (bpf_prog_test_run_opts(bpf_program__fd(b->skel->progs.flat_xdp), &o))
+		return false;
+	*v = b->skel->bss->result_entry;
+	/* The trie is not kept in step here: its answers prove nothing. */
+	return !b->skel->bss->result_fallback;
 }
+
+static void test_bpf_reader_sees_old_or_new_during_changes(void **state)
+{
+	struct bpf_env b;
+	(void)state;
+
+	bpf_env_open(&b, 64, NULL, 64);
+	for (int f = 0; f < 2; f++) {
+		struct race *rc = calloc(1, sizeof(*rc));
+		struct rules ref;
+
+		assert_non_null(rc);
+		rules_init(&ref, f ? AF_INET6 : AF_INET);
+		b.t[f].parent = cache_parent;
+		b.t[f].parent_ctx = ref.rc;
+		rc->lookup = race_lookup_bpf;
+		rc->ctx = &b;
+		race_run(rc, &b.t[f], &b.ids[f], &ref);
+		rules_free(&ref);
+		free(rc);
+	}
+	bpf_env_close(&b);
+}
+
+/* --- measurements ----------------------------------------------------------------------------- */
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -1438,11 +1660,13 @@ int main(void)
 		cmocka_unit_test(test_v6_exhausted_table_falls_back_then_recovers),
 		cmocka_unit_test(test_v6_region_with_many_lengths_falls_back),
 		cmocka_unit_test(test_dead_slot_not_reused_within_quarantine),
+		cmocka_unit_test(test_reader_sees_old_or_new_during_changes),
 		cmocka_unit_test(test_two_sets_sync_by_diff_and_share_ids),
 		cmocka_unit_test(test_ids_reserved_until_added_then_reclaimed),
 		cmocka_unit_test(test_bad_arguments_are_refused),
 		cmocka_unit_test(test_bpf_verdicts_match_reference),
 		cmocka_unit_test(test_bpf_fallback_regions_ask_the_trie),
+		cmocka_unit_test(test_bpf_reader_sees_old_or_new_during_changes),
 		cmocka_unit_test(test_bpf_cost_report),
 	};
 

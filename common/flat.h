@@ -126,7 +126,7 @@ struct flat_ext {
 	__u32 base;	/* entry of the longest rule <= N covering the region */
 	__u8 slot_bits; /* log2 of the slot count: readers need no config */
 	__u8 nlens;	/* user: distinct long lengths in the region */
-	__u16 state;	/* user: FLAT_EXT_USED or FLAT_EXT_FREE */
+	__u16 state;	/* user: 1 in use, 2 free */
 	__u64 lens;	/* long lengths, longest first, 0 ends; FLAT_LENS_FALLBACK */
 	__u32 nlong;	/* user: long rules in the region (free: next free record) */
 	__u32 freed_ms; /* user: when it was freed */
@@ -228,7 +228,7 @@ struct flat {
 	uint32_t cnt_cap;  /* per-region counter records (a power of two) */
 	uint32_t *top;
 	struct flat_slot *slots;
-	struct flat_ext *ext; /* data-map element slots + i is ext[i] */
+	struct flat_ext *ext; /* ext[i] is data-map element FLAT_SLOT_BASE + slots + i */
 	struct flat_hdr *hdr;
 	uint64_t *cnt;
 	struct flat_ids *ids;
@@ -305,8 +305,9 @@ void flat_ids_reclaim(struct flat_ids *ids);
 /*
  * Make rule p (normalised) judge with id and deny in this set: a new prefix
  * (old_id 0), or an existing one whose action or id changes (old_id: the
- * id it had in this set, so its set bit is cleared).  Never fails for lack
- * of room: a region that cannot hold the rule falls back to the trie.
+ * id it had in this set -- equal to id for an action change -- whose set
+ * bit is cleared if it differs).  Never fails for lack of room: a region
+ * that cannot hold the rule falls back to the trie.
  * -EINVAL for a bad prefix or id, -ENOSPC only if counters overflow.
  */
 int flat_add(struct flat *t, const struct cidr *p, uint32_t id, bool deny, uint32_t old_id);
@@ -327,7 +328,7 @@ uint32_t flat_lookup(const struct flat *t, const uint8_t *addr);
 struct flat_change {
 	struct cidr prefix;
 	uint32_t id;	 /* add: the rule's id; delete: the id it had */
-	uint32_t old_id; /* add over an existing prefix: its old id, else 0 */
+	uint32_t old_id; /* add over an existing prefix: the id it had, else 0 */
 	bool deny;
 	bool del;
 };

@@ -633,6 +633,14 @@ static void exhausted_table_falls_back(int family)
 	flat_stats(&tb.t, &st);
 	assert_true(st.fallback_regions > 0);
 	assert_true(st.missing > 0);
+	/* Churn, updates included, while rules lack slots. */
+	for (int i = 0; i < 1500; i++) {
+		struct cidr touched;
+
+		random_step(&r, &ids, &tb.t, &touched);
+		check_edges(&tb.t, r.rc, &touched);
+	}
+	check_stats(&tb.t, &r);
 	fallbacks_seen = 0;
 	check_all(&tb.t, &r, 20000);
 	assert_true(fallbacks_seen > 0);

@@ -40,6 +40,7 @@
 #include <linux/ipv6.h>
 #include <linux/udp.h>
 
+#include "bench_util.h"
 #include "cli.h"
 #include "ipblock.skel.h"
 #include "rulegen.h"
@@ -82,33 +83,7 @@ struct bench {
 	size_t ncfg;
 };
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* --- frames and pools --------------------------------------------------------- */
-
-static uint32_t sum16(const void *data, size_t len, uint32_t sum)
-{
-	const uint8_t *p = data;
-
-	for (; len > 1; p += 2, len -= 2)
-		sum += (uint32_t)p[0] << 8 | p[1];
-	if (len)
-		sum += (uint32_t)p[0] << 8;
-	return sum;
-}
-
-static uint16_t fold(uint32_t sum)
-{
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return htons((uint16_t)~sum);
-}
 
 /* The frames' fixed parts; sources and checksums come from the pool. */
 static void frames_init(struct bench *b)

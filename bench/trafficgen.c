@@ -41,6 +41,7 @@
 #include <linux/sockios.h>
 #include <linux/udp.h>
 
+#include "bench_util.h"
 #include "cli.h"
 #include "rulegen.h"
 #include "trafficgen.h"
@@ -60,34 +61,7 @@ static void on_signal(int sig)
 	stop = 1;
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* --- frames ----------------------------------------------------------------- */
-
-/* Ones' complement sum of 16-bit big-endian words, not yet folded. */
-static uint32_t sum16(const void *data, size_t len, uint32_t sum)
-{
-	const uint8_t *p = data;
-
-	for (; len > 1; p += 2, len -= 2)
-		sum += (uint32_t)p[0] << 8 | p[1];
-	if (len)
-		sum += (uint32_t)p[0] << 8;
-	return sum;
-}
-
-static uint16_t fold(uint32_t sum)
-{
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return htons((uint16_t)~sum);
-}
 
 struct frame {
 	uint8_t data[FRAME_MAX];

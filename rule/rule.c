@@ -151,10 +151,59 @@ static int finish_output(void)
 	return 0;
 }
 
-static int do_list(const struct ipblock_maps *m, bool save)
+static int print_entry(const struct rule_entry *e, void *ctx)
+{
+	char text[CIDR_STRLEN];
+
+	(void)ctx;
+	fputs(cidr_format(&e->prefix, text, sizeof(text)), stdout);
+	putchar(' ');
+	fputs(ipblock_action_name(e->action), stdout);
+	putchar('\n');
+	return 0;
+}
+
+/*
+ * -l: the rule cache is the user-space picture of the rule set (load, then
+ * a sorted walk); the totals follow as comment lines.
+ */
+static int do_list(const struct ipblock_maps *m)
+{
+	struct rulecache *rc = rulecache_new();
+	int ret;
+
+	if (!rc) {
+		cli_err("out of memory.");
+		return -ENOMEM;
+	}
+	ret = rulecache_load_maps(rc, m);
+	if (ret) {
+		cli_err("cannot read the rules: %s.", strerror(-ret));
+		goto out;
+	}
+	ret = rulecache_foreach(rc, print_entry, NULL);
+	if (ret) {
+		cli_err("cannot list the rules: %s.", strerror(-ret));
+		goto out;
+	}
+	/* Totals as comment lines, so the rule lines stay "CIDR action" only. */
+	printf("# %zu rules (%zu IPv4, %zu IPv6); counters, all interfaces:\n",
+	       rulecache_count(rc, AF_UNSPEC), rulecache_count(rc, AF_INET),
+	       rulecache_count(rc, AF_INET6));
+	cli_print_counters(stdout, "#   ", m);
+	ret = finish_output();
+out:
+	rulecache_free(rc);
+	return ret;
+}
+
+/* -S: straight from the batch read, already in cidr_compare() order. */
+static int do_save(const struct ipblock_maps *m)
 {
 	struct maps_rule *r = NULL;
 	size_t n = 0, v4, v6;
+	char when[32];
+	time_t now = time(NULL);
 	int ret;
 
 	ret = maps_rules_read(m, &r, &n);
@@ -163,21 +212,10 @@ static int do_list(const struct ipblock_maps *m, bool save)
 		return ret;
 	}
 	count_families(r, n, &v4, &v6);
-	if (save) {
-		char when[32];
-		time_t now = time(NULL);
-
-		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-		printf("# ipblock rule set saved %s: %zu rules (%zu IPv4, %zu IPv6)\n", when, n, v4,
-		       v6);
-		printf("# restore with: ipblock-rule -R FILE\n");
-	}
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+	printf("# ipblock rule set saved %s: %zu rules (%zu IPv4, %zu IPv6)\n", when, n, v4, v6);
+	printf("# restore with: ipblock-rule -R FILE\n");
 	print_rules(r, n);
-	if (!save) {
-		/* Totals as comment lines, so the rule lines stay "CIDR action" only. */
-		printf("# %zu rules (%zu IPv4, %zu IPv6); counters, all interfaces:\n", n, v4, v6);
-		cli_print_counters(stdout, "#   ", m);
-	}
 	free(r);
 	return finish_output();
 }
@@ -407,7 +445,7 @@ int main(int argc, char **argv)
 	case CMD_SAVE:
 		/* Big listings go out in large writes. */
 		setvbuf(stdout, NULL, _IOFBF, 1 << 16);
-		ret = do_list(&m, cfg.cmd == CMD_SAVE);
+		ret = cfg.cmd == CMD_SAVE ? do_save(&m) : do_list(&m);
 		break;
 	case CMD_FLUSH:
 		ret = do_flush(&m);

@@ -157,16 +157,6 @@ static void pool_entry(const struct bench *b, int family, const uint8_t *src, st
 	out->udp_check = fold(sum);
 }
 
-static void random_in(const struct cidr *p, uint64_t *rng, uint8_t *addr)
-{
-	unsigned int bits = p->family == AF_INET ? 32 : 128;
-	rg_u128 base = rg_addr_value(p->family, p->addr), host = 0;
-
-	if (p->len < bits)
-		host = rg_rand128(rng) & (((rg_u128)1 << (bits - p->len)) - 1);
-	rg_value_addr(p->family, base | host, addr);
-}
-
 /* Whether the instance's trie has a rule covering addr. */
 static bool covered(const struct instance *in, int family, const uint8_t *addr)
 {
@@ -193,13 +183,13 @@ static int pool_build(struct bench *b, struct config *c, uint64_t seed)
 			size_t n = c->family == AF_INET ? in->n4 : in->n6;
 			const struct cidr *l = c->family == AF_INET ? in->list4 : in->list6;
 
-			random_in(&l[rg_rand(&rng) % n], &rng, a);
+			rg_random_in(&l[rg_rand(&rng) % n], &rng, a);
 		} else if (c->family == AF_INET) {
 			/* 11.0.0.0-99.255.255.255, where the list's bulk lies. */
 			int tries = 0;
 
 			do {
-				random_in(&spread4, &rng, a);
+				rg_random_in(&spread4, &rng, a);
 				a[0] = (uint8_t)(11 + rg_rand(&rng) % 89);
 			} while (in && covered(in, AF_INET, a) && ++tries < 1000);
 			if (in && covered(in, AF_INET, a))
@@ -209,7 +199,7 @@ static int pool_build(struct bench *b, struct config *c, uint64_t seed)
 			int tries = 0;
 
 			do
-				random_in(&s6, &rng, a);
+				rg_random_in(&s6, &rng, a);
 			while (in && covered(in, AF_INET6, a) && ++tries < 1000);
 			if (in && covered(in, AF_INET6, a))
 				return -ENOSPC;

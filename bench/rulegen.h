@@ -262,4 +262,15 @@ static inline size_t rulegen_run(int family, size_t n, uint64_t seed, rulegen_em
 	return g.emitted;
 }
 
+/* A uniformly random address inside p (4 or 16 bytes by family). */
+static inline void rg_random_in(const struct cidr *p, uint64_t *rng, uint8_t *addr)
+{
+	unsigned int bits = p->family == AF_INET ? 32 : 128;
+	rg_u128 base = rg_addr_value(p->family, p->addr), host = 0;
+
+	if (p->len < bits)
+		host = rg_rand128(rng) & (((rg_u128)1 << (bits - p->len)) - 1);
+	rg_value_addr(p->family, base | host, addr);
+}
+
 #endif /* BENCH_RULEGEN_H */

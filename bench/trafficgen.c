@@ -145,17 +145,6 @@ static void frame_source(const struct frame *f, const uint8_t *src, struct tg_so
 		out->udp_check = 0xffff;
 }
 
-/* A uniformly random address inside p. */
-static void random_in(const struct cidr *p, uint64_t *rng, uint8_t *addr)
-{
-	unsigned int bits = p->family == AF_INET ? 32 : 128;
-	rg_u128 base = rg_addr_value(p->family, p->addr), host = 0;
-
-	if (p->len < bits)
-		host = rg_rand128(rng) & (((rg_u128)1 << (bits - p->len)) - 1);
-	rg_value_addr(p->family, base | host, addr);
-}
-
 static int parse_mac(const char *s, uint8_t *mac)
 {
 	unsigned int b[ETH_ALEN];
@@ -199,7 +188,7 @@ static int fill_pool(struct trafficgen_bpf *skel, const struct frame *f, const s
 		struct tg_source s;
 		uint8_t a[16];
 
-		random_in(src, &rng, a);
+		rg_random_in(src, &rng, a);
 		frame_source(f, a, &s);
 		if (bpf_map_update_elem(fd, &i, &s, BPF_ANY))
 			return -errno;

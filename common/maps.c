@@ -93,6 +93,24 @@ out:
 	return ret;
 }
 
+int maps_pins_present(const char *pin_dir, size_t *found, char *err, size_t errlen)
+{
+	*found = 0;
+	for (size_t i = 0; i < MAPS_COUNT; i++) {
+		int ret = maps_check_pinned(pin_dir, &maps_layouts[i], err, errlen);
+
+		if (ret == -ENOENT)
+			continue;
+		if (ret && ret != -EPROTO)
+			snprintf(err, errlen, "cannot inspect %s/%s: %s", pin_dir,
+				 maps_layouts[i].name, strerror(-ret));
+		if (ret)
+			return ret;
+		(*found)++;
+	}
+	return 0;
+}
+
 void maps_close(struct ipblock_maps *m)
 {
 	for (size_t i = 0; i < MAPS_COUNT; i++) {

@@ -53,6 +53,13 @@ int *maps_fd_slot(struct ipblock_maps *m, size_t i);
 int maps_check_pinned(const char *pin_dir, const struct maps_layout *l, char *err, size_t errlen);
 
 /*
+ * Check every map ipblock pins at pin_dir; *found gets how many are there.
+ * 0, or the first error other than -ENOENT (-EPROTO: a pin of another
+ * layout); err then holds a sentence naming the map.
+ */
+int maps_pins_present(const char *pin_dir, size_t *found, char *err, size_t errlen);
+
+/*
  * Open the pinned maps.  -ENOENT when ipblock is not loaded, -EPROTO
  * when a pin has another layout (err says which), -EACCES/-EPERM without
  * privilege.

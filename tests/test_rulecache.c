@@ -22,17 +22,7 @@
 
 #include "harness.h"
 #include "rulecache.h"
-
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define UNDER_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define UNDER_SANITIZER 1
-#endif
-#endif
-#ifndef UNDER_SANITIZER
-#define UNDER_SANITIZER 0
-#endif
+#include "sanitizer.h"
 
 /* Sanitizers slow every access 5-20x; smaller sets keep the run short. */
 #define SCALE(n) (UNDER_SANITIZER ? (n) / 4 : (n))

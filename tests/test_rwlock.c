@@ -13,17 +13,7 @@
 #include <cmocka.h>
 
 #include "rwlock.h"
-
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define UNDER_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define UNDER_SANITIZER 1
-#endif
-#endif
-#ifndef UNDER_SANITIZER
-#define UNDER_SANITIZER 0
-#endif
+#include "sanitizer.h"
 
 /*
  * cmocka's assertions may only fail on the main thread (they longjmp), so

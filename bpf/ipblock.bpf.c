@@ -8,13 +8,13 @@
 #include "parse.h"
 #include "ipblock.h"
 
-#define DEFINE_TRIE(name, key_type)                               \
-	struct {                                                  \
-		__uint(type, BPF_MAP_TYPE_LPM_TRIE);              \
-		__uint(max_entries, IPBLOCK_MAX_RULES_DEFAULT);   \
-		__type(key, key_type);                            \
-		__type(value, struct ipblock_rule);               \
-		__uint(map_flags, BPF_F_NO_PREALLOC);             \
+#define DEFINE_TRIE(name, key_type)                                                                \
+	struct {                                                                                   \
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);                                               \
+		__uint(max_entries, IPBLOCK_MAX_RULES_DEFAULT);                                    \
+		__type(key, key_type);                                                             \
+		__type(value, struct ipblock_rule);                                                \
+		__uint(map_flags, BPF_F_NO_PREALLOC);                                              \
 	} name SEC(".maps")
 
 /* Set A and set B of each family; see ipblock.h for how they alternate. */

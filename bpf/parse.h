@@ -39,14 +39,14 @@ static __always_inline void cursor_init(struct cursor *c, struct xdp_md *ctx)
 }
 
 /* parse_<type>(): take one fixed-size header off the cursor, or NULL. */
-#define DEFINE_PARSE(type)                                                 \
-	static __always_inline struct type *parse_##type(struct cursor *c) \
-	{                                                                  \
-		struct type *h = c->pos;                                   \
-		if ((void *)(h + 1) > c->end)                              \
-			return NULL;                                       \
-		c->pos = h + 1;                                            \
-		return h;                                                  \
+#define DEFINE_PARSE(type)                                                                         \
+	static __always_inline struct type *parse_##type(struct cursor *c)                         \
+	{                                                                                          \
+		struct type *h = c->pos;                                                           \
+		if ((void *)(h + 1) > c->end)                                                      \
+			return NULL;                                                               \
+		c->pos = h + 1;                                                                    \
+		return h;                                                                          \
 	}
 
 DEFINE_PARSE(ethhdr)

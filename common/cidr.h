@@ -16,8 +16,8 @@
 
 /* A normalised prefix: host bits are always zero. */
 struct cidr {
-	uint8_t family; /* AF_INET or AF_INET6 */
-	uint8_t len;	/* 0..32 or 0..128 */
+	uint8_t family;	  /* AF_INET or AF_INET6 */
+	uint8_t len;	  /* 0..32 or 0..128 */
 	uint8_t addr[16]; /* network byte order; IPv4 uses addr[0..3], rest zero */
 };
 

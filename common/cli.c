@@ -74,10 +74,10 @@ int cli_getopt(int argc, char **argv, const struct cli_opt *opts)
 		/* ':' first: a missing argument returns ':' rather than '?'. */
 		shortopts[s++] = ':';
 		for (; opts[i].long_name && i < CLI_MAX_OPTS; i++) {
-			longopts[i] = (struct option){ opts[i].long_name,
-						       opts[i].arg_name ? required_argument
-									: no_argument,
-						       NULL, opts[i].short_name };
+			longopts[i] =
+				(struct option){ opts[i].long_name,
+						 opts[i].arg_name ? required_argument : no_argument,
+						 NULL, opts[i].short_name };
 			if (opts[i].short_name < 256) {
 				shortopts[s++] = (char)opts[i].short_name;
 				if (opts[i].arg_name)
@@ -172,9 +172,7 @@ int cli_open_maps(const char *pin_dir, struct ipblock_maps *m)
 	case 0:
 		return 0;
 	case -ENOENT:
-		for (size_t i = 0; i < MAPS_COUNT; i++)
-			found += maps_check_pinned(pin_dir, &maps_layouts[i], err, sizeof(err)) != -ENOENT;
-		if (found)
+		if (maps_pins_present(pin_dir, &found, err, sizeof(err)) || found)
 			cli_err("%s holds only some of ipblock's maps; detach ipblock from every "
 				"interface, remove the directory and attach again.",
 				pin_dir);
@@ -213,8 +211,8 @@ int cli_parse_prefix(const char *text, struct cidr *out, char *note, size_t note
 	cidr_format(out, stored, sizeof(stored));
 	if (notes & CIDR_NOTE_V4_MAPPED)
 		snprintf(note, notelen,
-			 "%s is an IPv4-mapped IPv6 prefix; it is stored as the IPv4 rule %s.", text,
-			 stored);
+			 "%s is an IPv4-mapped IPv6 prefix; it is stored as the IPv4 rule %s.",
+			 text, stored);
 	else if (notes & CIDR_NOTE_HOST_BITS)
 		snprintf(note, notelen, "%s has host bits set; it is stored as %s.", text, stored);
 	return 0;

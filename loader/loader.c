@@ -26,7 +26,8 @@ static const struct cli_opt options[] = {
 	{ "unload", 'u', NULL, "detach from IFACE; the rules stay pinned" },
 	{ "mode", 'm', "MODE", "attach mode: native (default, falls back to skb) or skb" },
 	{ "status", 's', NULL, "show interfaces, modes, program ids, rule counts, counters" },
-	{ "pin-dir", OPT_PIN_DIR, "DIR", "where the maps are pinned (" IPBLOCK_PIN_DIR_DEFAULT ")" },
+	{ "pin-dir", OPT_PIN_DIR, "DIR",
+	  "where the maps are pinned (" IPBLOCK_PIN_DIR_DEFAULT ")" },
 	{ "max-rules", OPT_MAX_RULES, "N",
 	  "capacity per family when the maps are created (default 1000000)" },
 	{ "verbose", 'v', NULL, "show libbpf/libxdp messages (the verifier log too)" },
@@ -111,27 +112,20 @@ static int prepare_pin_dir(const char *pin_dir, bool *created)
  */
 static int check_pins(const struct config *cfg, uint32_t *pinned_max)
 {
-	int found = 0;
+	char err[512] = "";
+	size_t found;
+	int ret = maps_pins_present(cfg->pin_dir, &found, err, sizeof(err));
 
-	for (size_t i = 0; i < MAPS_COUNT; i++) {
-		char err[512] = "";
-		int ret = maps_check_pinned(cfg->pin_dir, &maps_layouts[i], err, sizeof(err));
-
-		if (ret == -ENOENT)
-			continue;
-		if (ret == -EPROTO) {
-			cli_err("%s: it was pinned by another ipblock version; save the rules "
-				"(ipblock-rule -l), detach ipblock from every interface, remove %s "
-				"and attach again.",
-				err, cfg->pin_dir);
-			return ret;
-		}
-		if (ret) {
-			cli_err("cannot inspect %s/%s: %s.", cfg->pin_dir, maps_layouts[i].name,
-				strerror(-ret));
-			return ret;
-		}
-		found++;
+	if (ret == -EPROTO) {
+		cli_err("%s: it was pinned by another ipblock version; save the rules "
+			"(ipblock-rule -S), detach ipblock from every interface, remove %s "
+			"and attach again.",
+			err, cfg->pin_dir);
+		return ret;
+	}
+	if (ret) {
+		cli_err("%s.", err);
+		return ret;
 	}
 	if (found == 0)
 		return 0;
@@ -143,9 +137,8 @@ static int check_pins(const struct config *cfg, uint32_t *pinned_max)
 	}
 
 	struct ipblock_maps m;
-	char err[512];
-	int ret = maps_open_pinned(cfg->pin_dir, &m, err, sizeof(err));
 
+	ret = maps_open_pinned(cfg->pin_dir, &m, err, sizeof(err));
 	if (!ret)
 		ret = maps_capacity(&m, AF_INET, pinned_max);
 	maps_close(&m);
@@ -255,8 +248,10 @@ static int do_attach(const struct config *cfg)
 		return pins;
 	}
 	if (pins && cfg->max_rules && cfg->max_rules != pinned_max) {
-		cli_err("the pinned maps hold at most %u rules per family; --max-rules %u needs new "
-			"maps: save the rules, detach from every interface, remove %s, attach again.",
+		cli_err("the pinned maps hold at most %u rules per family; --max-rules %u needs "
+			"new "
+			"maps: save the rules, detach from every interface, remove %s, attach "
+			"again.",
 			pinned_max, cfg->max_rules, cfg->pin_dir);
 		return -EEXIST;
 	}
@@ -280,7 +275,8 @@ static int do_attach(const struct config *cfg)
 			unpin_created(cfg->pin_dir, dir_created);
 		libxdp_strerror(ret, msg, sizeof(msg));
 		if (ret == -EACCES || ret == -EINVAL)
-			cli_err("the kernel refused to load or attach ipblock on %s in %s mode (%s); "
+			cli_err("the kernel refused to load or attach ipblock on %s in %s mode "
+				"(%s); "
 				"run with -v to see the verifier log.",
 				cfg->dev, mode_name(mode), msg);
 		else

@@ -81,13 +81,13 @@ static int teardown(void **state)
 
 struct row {
 	const char *name;
-	int family;	     /* AF_INET, AF_INET6, or 0 with ethertype */
+	int family; /* AF_INET, AF_INET6, or 0 with ethertype */
 	uint16_t ethertype;
 	const char *src;
-	uint16_t tags[3];    /* a third tag is written by hand */
+	uint16_t tags[3]; /* a third tag is written by hand */
 	uint8_t ip_options;
-	int cut;	     /* >0: keep only this many bytes; <0: drop this many from the end */
-	int ihl;	     /* override the IPv4 IHL when non-zero */
+	int cut; /* >0: keep only this many bytes; <0: drop this many from the end */
+	int ihl; /* override the IPv4 IHL when non-zero */
 	int expect;
 };
 
@@ -101,7 +101,14 @@ static const struct row rows[] = {
 	{ "v4 deny /24", AF_INET, 0, "198.18.1.1", {}, 0, 0, 0, XDP_DROP },
 	{ "v4 allow /32 inside deny /24", AF_INET, 0, "198.18.1.7", {}, 0, 0, 0, XDP_PASS },
 	{ "v4 deny /32 inside allow /16", AF_INET, 0, "198.18.2.9", {}, 0, 0, 0, XDP_DROP },
-	{ "v4 neighbour of deny /32 keeps the /16 allow", AF_INET, 0, "198.18.2.10", {}, 0, 0, 0,
+	{ "v4 neighbour of deny /32 keeps the /16 allow",
+	  AF_INET,
+	  0,
+	  "198.18.2.10",
+	  {},
+	  0,
+	  0,
+	  0,
 	  XDP_PASS },
 	{ "v4 first address of deny /24", AF_INET, 0, "198.18.1.0", {}, 0, 0, 0, XDP_DROP },
 	{ "v4 last address of deny /24", AF_INET, 0, "198.18.1.255", {}, 0, 0, 0, XDP_DROP },
@@ -110,8 +117,15 @@ static const struct row rows[] = {
 	{ "v6 deny /48", AF_INET6, 0, "2001:db8:1::1", {}, 0, 0, 0, XDP_DROP },
 	{ "v6 allow /128 inside deny /48", AF_INET6, 0, "2001:db8:1::7", {}, 0, 0, 0, XDP_PASS },
 	{ "v6 deny /128 inside allow /34", AF_INET6, 0, "2001:db8:2::9", {}, 0, 0, 0, XDP_DROP },
-	{ "v6 last address of deny /48", AF_INET6, 0, "2001:db8:1:ffff:ffff:ffff:ffff:ffff", {},
-	  0, 0, 0, XDP_DROP },
+	{ "v6 last address of deny /48",
+	  AF_INET6,
+	  0,
+	  "2001:db8:1:ffff:ffff:ffff:ffff:ffff",
+	  {},
+	  0,
+	  0,
+	  0,
+	  XDP_DROP },
 	{ "v6 no match", AF_INET6, 0, "2001:db8:c000::1", {}, 0, 0, 0, XDP_PASS },
 	{ "802.1Q v4 deny", AF_INET, 0, "198.18.1.1", { Q }, 0, 0, 0, XDP_DROP },
 	{ "802.1Q v4 allow inside deny", AF_INET, 0, "198.18.1.7", { Q }, 0, 0, 0, XDP_PASS },
@@ -128,8 +142,7 @@ static const struct row rows[] = {
 	{ "truncated IPv4 header", AF_INET, 0, "198.18.1.1", {}, 0, 14 + 19, 0, XDP_PASS },
 	{ "truncated IPv6 header", AF_INET6, 0, "2001:db8:1::1", {}, 0, 14 + 39, 0, XDP_PASS },
 	{ "IPv4 header, nothing after", AF_INET, 0, "198.18.1.1", {}, 0, 14 + 20, 0, XDP_DROP },
-	{ "IPv6 header, nothing after", AF_INET6, 0, "2001:db8:1::1", {}, 0, 14 + 40, 0,
-	  XDP_DROP },
+	{ "IPv6 header, nothing after", AF_INET6, 0, "2001:db8:1::1", {}, 0, 14 + 40, 0, XDP_DROP },
 	{ "IPv4 with options deny", AF_INET, 0, "198.18.1.1", {}, 8, 0, 0, XDP_DROP },
 	{ "IPv4 with 40 bytes of options deny", AF_INET, 0, "198.18.1.1", {}, 40, 0, 0, XDP_DROP },
 	{ "IPv4 options cut short", AF_INET, 0, "198.18.1.1", {}, 8, 14 + 24, 0, XDP_PASS },
@@ -191,8 +204,9 @@ static void test_verdict_table(void **state)
 				    len, ret);
 			failures++;
 		} else if (verdict != rows[i].expect) {
-			print_error("row '%s' (%zu bytes): expected %s, got %d\n", rows[i].name, len,
-				    rows[i].expect == XDP_DROP ? "XDP_DROP" : "XDP_PASS", verdict);
+			print_error("row '%s' (%zu bytes): expected %s, got %d\n", rows[i].name,
+				    len, rows[i].expect == XDP_DROP ? "XDP_DROP" : "XDP_PASS",
+				    verdict);
 			failures++;
 		}
 	}
@@ -281,7 +295,7 @@ static void test_counters_count_packets_and_bytes_per_verdict(void **state)
 	assert_int_equal(maps_stats_read(&h.maps, before), 0);
 	for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
 		size_t len = build_row(seq[i], buf, sizeof(buf));
-		int slot = seq[i] == &drop	? IPBLOCK_STAT_DROP
+		int slot = seq[i] == &drop    ? IPBLOCK_STAT_DROP
 			   : seq[i] == &allow ? IPBLOCK_STAT_PASS_ALLOW
 			   : seq[i] == &none  ? IPBLOCK_STAT_PASS_NOMATCH
 					      : IPBLOCK_STAT_PASS_OTHER;
@@ -452,13 +466,14 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_zero_length_deny_with_allows_is_an_allowlist,
 						setup_empty, teardown),
-		cmocka_unit_test_setup_teardown(test_updating_a_rule_flips_its_verdict,
-						setup_empty, teardown),
+		cmocka_unit_test_setup_teardown(test_updating_a_rule_flips_its_verdict, setup_empty,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_exact_get_ignores_covering_rules, setup_empty,
 						teardown),
 		cmocka_unit_test(test_full_map_refuses_with_enospc),
-		cmocka_unit_test_setup_teardown(test_replace_leaves_both_sets_equal_to_the_new_rules,
-						setup_empty, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_replace_leaves_both_sets_equal_to_the_new_rules, setup_empty,
+			teardown),
 		cmocka_unit_test(test_replace_over_capacity_changes_nothing),
 	};
 	int failed = cmocka_run_group_tests_name("verdict table", table, setup_table, teardown);

@@ -73,8 +73,8 @@ void harness_close(struct harness *h)
 int harness_run(struct harness *h, const void *frame, size_t len, int *verdict)
 {
 	uint8_t out[2048];
-	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = len,
-		    .data_out = out, .data_size_out = sizeof(out), .repeat = 1);
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = len, .data_out = out,
+		    .data_size_out = sizeof(out), .repeat = 1);
 
 	if (bpf_prog_test_run_opts(h->prog_fd, &opts))
 		return -errno;

@@ -45,12 +45,12 @@ int harness_verdict_src(struct harness *h, int family, const uint8_t *src, int *
 #define FRAME_VLAN_8021AD 0x88a8
 
 struct frame_spec {
-	int family;		/* AF_INET, AF_INET6, or 0 for a raw ethertype */
-	uint16_t ethertype;	/* used when family == 0 (e.g. 0x0806 ARP) */
-	uint16_t tags[2];	/* outer first; 0 = no tag */
-	uint8_t src[16];	/* source address, network byte order */
-	uint8_t ip_options;	/* IPv4 only: bytes of options (multiple of 4, <= 40) */
-	size_t payload;		/* UDP payload bytes */
+	int family;	    /* AF_INET, AF_INET6, or 0 for a raw ethertype */
+	uint16_t ethertype; /* used when family == 0 (e.g. 0x0806 ARP) */
+	uint16_t tags[2];   /* outer first; 0 = no tag */
+	uint8_t src[16];    /* source address, network byte order */
+	uint8_t ip_options; /* IPv4 only: bytes of options (multiple of 4, <= 40) */
+	size_t payload;	    /* UDP payload bytes */
 };
 
 /*

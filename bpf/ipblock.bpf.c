@@ -4,9 +4,16 @@
  * deny rule.  No match, an allow rule, or a frame that is not IPv4/IPv6 (or is
  * too short to be judged) passes.  Counters are per-CPU: nothing shared is
  * written on the packet path.
+ *
+ * The verdict comes from the flat table of the active set (bpf/flat.h): one
+ * array load for most addresses, a few for a region holding rules longer
+ * than /24.  Where the table says FLAT_FALLBACK (a region it could not
+ * represent, or every region with --lookup trie) the same set's LPM trie
+ * answers.  Both say the same: the tables are compiled from the tries.
  */
 #include "parse.h"
 #include "ipblock.h"
+#include "flat.h"
 
 #define DEFINE_TRIE(name, key_type)                                                                \
 	struct {                                                                                   \
@@ -22,6 +29,27 @@ DEFINE_TRIE(ipv4_map, struct ipblock_key_v4);
 DEFINE_TRIE(ipv6_map, struct ipblock_key_v6);
 DEFINE_TRIE(ipv4_map_b, struct ipblock_key_v4);
 DEFINE_TRIE(ipv6_map_b, struct ipblock_key_v6);
+
+/* Sizes are set by the loader (maps_obj_size()); these are placeholders. */
+#define DEFINE_FLAT(name, value_type, entries)                                                     \
+	struct {                                                                                   \
+		__uint(type, BPF_MAP_TYPE_ARRAY);                                                  \
+		__uint(map_flags, BPF_F_MMAPABLE);                                                 \
+		__uint(max_entries, entries);                                                      \
+		__type(key, __u32);                                                                \
+		__type(value, value_type);                                                         \
+	} name SEC(".maps")
+
+DEFINE_FLAT(flat4_top, __u64, 1);
+DEFINE_FLAT(flat4_top_b, __u64, 1);
+DEFINE_FLAT(flat4_data, struct flat_slot, 1);
+DEFINE_FLAT(flat4_data_b, struct flat_slot, 1);
+DEFINE_FLAT(flat4_ids, struct flat_rule, 1);
+DEFINE_FLAT(flat6_top, __u64, 1);
+DEFINE_FLAT(flat6_top_b, __u64, 1);
+DEFINE_FLAT(flat6_data, struct flat_slot, 1);
+DEFINE_FLAT(flat6_data_b, struct flat_slot, 1);
+DEFINE_FLAT(flat6_ids, struct flat_rule, 1);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -48,11 +76,22 @@ static __always_inline int account(struct xdp_md *ctx, __u32 slot, int verdict)
 	return verdict;
 }
 
-static __always_inline int judge(struct xdp_md *ctx, struct ipblock_rule *rule)
+/* The verdict of a trie lookup's answer. */
+static __always_inline int judge_rule(struct xdp_md *ctx, struct ipblock_rule *rule)
 {
 	if (!rule)
 		return account(ctx, IPBLOCK_STAT_PASS_NOMATCH, XDP_PASS);
 	if (rule->action == IPBLOCK_ACTION_DENY)
+		return account(ctx, IPBLOCK_STAT_DROP, XDP_DROP);
+	return account(ctx, IPBLOCK_STAT_PASS_ALLOW, XDP_PASS);
+}
+
+/* The verdict of a flat entry other than FLAT_FALLBACK. */
+static __always_inline int judge_entry(struct xdp_md *ctx, __u32 e)
+{
+	if (!e)
+		return account(ctx, IPBLOCK_STAT_PASS_NOMATCH, XDP_PASS);
+	if (flat_entry_deny(e))
 		return account(ctx, IPBLOCK_STAT_DROP, XDP_DROP);
 	return account(ctx, IPBLOCK_STAT_PASS_ALLOW, XDP_PASS);
 }
@@ -75,25 +114,41 @@ int ipblock_xdp(struct xdp_md *ctx)
 	cursor_init(&c, ctx);
 	proto = parse_eth_vlans(&c);
 
+	/*
+	 * Each set has its own branch: the maps must be known to the verifier
+	 * at each call for their lookups to be inlined into plain loads.
+	 */
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct ipblock_key_v4 key = { .prefixlen = 32 };
 		struct iphdr *ip = parse_ipv4(&c);
+		__u32 set, e;
 
 		if (!ip)
 			goto other;
+		set = active_set();
+		e = set ? flat_lookup_v4(&flat4_top_b, &flat4_data_b, ip->saddr)
+			: flat_lookup_v4(&flat4_top, &flat4_data, ip->saddr);
+		if (e != FLAT_FALLBACK)
+			return judge_entry(ctx, e);
 		__builtin_memcpy(key.addr, &ip->saddr, sizeof(key.addr));
-		return judge(ctx, active_set() ? bpf_map_lookup_elem(&ipv4_map_b, &key)
-					       : bpf_map_lookup_elem(&ipv4_map, &key));
+		return judge_rule(ctx, set ? bpf_map_lookup_elem(&ipv4_map_b, &key)
+					   : bpf_map_lookup_elem(&ipv4_map, &key));
 	}
 	if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipblock_key_v6 key = { .prefixlen = 128 };
 		struct ipv6hdr *ip6 = parse_ipv6(&c);
+		__u32 set, e;
 
 		if (!ip6)
 			goto other;
+		set = active_set();
+		e = set ? flat_lookup_v6(&flat6_top_b, &flat6_data_b, &ip6->saddr)
+			: flat_lookup_v6(&flat6_top, &flat6_data, &ip6->saddr);
+		if (e != FLAT_FALLBACK)
+			return judge_entry(ctx, e);
 		__builtin_memcpy(key.addr, &ip6->saddr, sizeof(key.addr));
-		return judge(ctx, active_set() ? bpf_map_lookup_elem(&ipv6_map_b, &key)
-					       : bpf_map_lookup_elem(&ipv6_map, &key));
+		return judge_rule(ctx, set ? bpf_map_lookup_elem(&ipv6_map_b, &key)
+					   : bpf_map_lookup_elem(&ipv6_map, &key));
 	}
 other:
 	return account(ctx, IPBLOCK_STAT_PASS_OTHER, XDP_PASS);

@@ -29,6 +29,24 @@
 #define IPBLOCK_MAP_CONFIG "config_map"
 #define IPBLOCK_MAP_STATS  "stats_map"
 
+/*
+ * The flat lookup tables (common/flat.h) compiled from the tries, which the
+ * program reads instead of them: per family a top array and a data array
+ * for each set, and one ids array shared by both sets.  With --lookup trie
+ * the top arrays hold a single entry saying "ask the trie", and the data
+ * and ids arrays one unused element.
+ */
+#define IPBLOCK_MAP_FLAT4_TOP	 "flat4_top"
+#define IPBLOCK_MAP_FLAT4_TOP_B	 "flat4_top_b"
+#define IPBLOCK_MAP_FLAT4_DATA	 "flat4_data"
+#define IPBLOCK_MAP_FLAT4_DATA_B "flat4_data_b"
+#define IPBLOCK_MAP_FLAT4_IDS	 "flat4_ids"
+#define IPBLOCK_MAP_FLAT6_TOP	 "flat6_top"
+#define IPBLOCK_MAP_FLAT6_TOP_B	 "flat6_top_b"
+#define IPBLOCK_MAP_FLAT6_DATA	 "flat6_data"
+#define IPBLOCK_MAP_FLAT6_DATA_B "flat6_data_b"
+#define IPBLOCK_MAP_FLAT6_IDS	 "flat6_ids"
+
 /* The XDP program's function name, which is also its kernel program name. */
 #define IPBLOCK_PROG_NAME "ipblock_xdp"
 
@@ -57,10 +75,11 @@ enum ipblock_action {
 /*
  * Value of both tries.  prefixlen repeats the key's length so that a lookup,
  * which answers with the longest match, also says which rule matched (exact
- * reads and a future "which rule judges ADDR" need it).  rule_id will index
- * the per-rule counter array and user-space metadata (added-at, expiry,
- * comment) without changing the pinned maps' names or the packet path; 0
- * means "no id assigned".  flags is reserved and 0.
+ * reads and a future "which rule judges ADDR" need it).  rule_id is the
+ * prefix's id in the flat tables (dense, per family, the same in both sets;
+ * the flat entries carry it to the packet path), which per-rule counters
+ * and user-space metadata (added-at, expiry, comment) will be indexed by;
+ * 0 means "no id" (--lookup trie assigns none).  flags is reserved and 0.
  */
 struct ipblock_rule {
 	__u8 action;	/* enum ipblock_action */
@@ -72,8 +91,15 @@ struct ipblock_rule {
 /* The one entry of config_map. */
 struct ipblock_config {
 	__u32 active_set; /* 0: set A, 1: set B */
-	__u32 flags;	  /* reserved, 0 */
+	__u32 flags;	  /* IPBLOCK_CONFIG_*; the program reads none of them */
 };
+
+/*
+ * A writer is changing the rules: set before its first change, cleared
+ * after its last.  Found set by the next writer, it means one died half-way
+ * and the flat tables may disagree with the tries, so they are recompiled.
+ */
+#define IPBLOCK_CONFIG_DIRTY 0x1
 
 /* Index into the per-CPU stats array: one slot per verdict. */
 enum ipblock_stat {

@@ -15,6 +15,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "flat.h"
 #include "lfqueue.h"
 #include "maps.h"
 #include "rulecache.h"
@@ -25,6 +26,19 @@
 			BPF_F_NO_PREALLOC, 0                                                       \
 	}
 
+/* Any size: maps_obj_size() chooses it, the flat code checks it. */
+#define FLAT_LAYOUT(name, value_size)                                                              \
+	{                                                                                          \
+		name, BPF_MAP_TYPE_ARRAY, sizeof(__u32), value_size, BPF_F_MMAPABLE, 0             \
+	}
+
+#define FLAT_LAYOUTS(f)                                                                            \
+	FLAT_LAYOUT(IPBLOCK_MAP_FLAT##f##_TOP, FLAT_TOP_VALUE_SIZE),                               \
+		FLAT_LAYOUT(IPBLOCK_MAP_FLAT##f##_TOP_B, FLAT_TOP_VALUE_SIZE),                     \
+		FLAT_LAYOUT(IPBLOCK_MAP_FLAT##f##_DATA, FLAT_DATA_VALUE_SIZE),                     \
+		FLAT_LAYOUT(IPBLOCK_MAP_FLAT##f##_DATA_B, FLAT_DATA_VALUE_SIZE),                   \
+		FLAT_LAYOUT(IPBLOCK_MAP_FLAT##f##_IDS, FLAT_IDS_VALUE_SIZE)
+
 const struct maps_layout maps_layouts[MAPS_COUNT] = {
 	TRIE_LAYOUT(IPBLOCK_MAP_V4, struct ipblock_key_v4),
 	TRIE_LAYOUT(IPBLOCK_MAP_V6, struct ipblock_key_v6),
@@ -34,14 +48,24 @@ const struct maps_layout maps_layouts[MAPS_COUNT] = {
 	  1 },
 	{ IPBLOCK_MAP_STATS, BPF_MAP_TYPE_PERCPU_ARRAY, sizeof(__u32),
 	  sizeof(struct ipblock_counter), 0, IPBLOCK_STAT_MAX },
+	FLAT_LAYOUTS(4),
+	FLAT_LAYOUTS(6),
 };
+
+/* Index in maps_layouts of the first flat map of a family. */
+#define FLAT_FIRST(family) ((family) == AF_INET ? 6 : 6 + MAPS_FLAT_MAPS)
 
 int *maps_fd_slot(struct ipblock_maps *m, size_t i)
 {
-	int *slots[MAPS_COUNT] = { &m->v4_fd,  &m->v6_fd,     &m->v4b_fd,
-				   &m->v6b_fd, &m->config_fd, &m->stats_fd };
+	int *slots[6] = {
+		&m->v4_fd, &m->v6_fd, &m->v4b_fd, &m->v6b_fd, &m->config_fd, &m->stats_fd
+	};
 
-	return slots[i];
+	if (i < 6)
+		return slots[i];
+	if (i < 6 + MAPS_FLAT_MAPS)
+		return &m->flat4_fd[i - 6];
+	return &m->flat6_fd[i - 6 - MAPS_FLAT_MAPS];
 }
 
 static const char *map_type_name(uint32_t type)
@@ -120,6 +144,7 @@ void maps_close(struct ipblock_maps *m)
 			close(*fd);
 		*fd = -1;
 	}
+	maps_release(m);
 	if (m->lock_fd >= 0)
 		close(m->lock_fd);
 	m->lock_fd = -1;
@@ -166,6 +191,365 @@ void maps_unlock(const struct ipblock_maps *m)
 {
 	if (m->lock_fd >= 0)
 		flock(m->lock_fd, LOCK_UN);
+}
+
+/* --- the flat tables: state of this process ---------------------------------- */
+
+/*
+ * One family's tables as this process sees them.  The maps hold the whole
+ * state (common/flat.h), so any process that maps them can carry on where
+ * another stopped; what lives here is only the mapping.
+ */
+struct flat_family {
+	bool on;	/* MAPS_LOOKUP_FLAT, mapped */
+	bool trie_only; /* MAPS_LOOKUP_TRIE: nothing to keep in step */
+	struct flat_sizes sz;
+	struct flat t[2]; /* set A, set B */
+	struct flat_ids ids;
+	void *mem[MAPS_FLAT_MAPS];
+	uint64_t bytes[MAPS_FLAT_MAPS];
+	int trie_fd[2]; /* t[s]'s parent: the trie of set s */
+};
+
+struct maps_flat {
+	struct flat_family fam[2]; /* IPv4, IPv6 */
+	bool damaged;		   /* this change failed half-way: keep the dirty mark */
+};
+
+static int trie_fd(const struct ipblock_maps *m, int set, int family);
+
+static const int *flat_fds(const struct ipblock_maps *m, int family)
+{
+	return family == AF_INET ? m->flat4_fd : m->flat6_fd;
+}
+
+static int map_max_entries(int fd, uint32_t *max)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		return -errno;
+	*max = info.max_entries;
+	return 0;
+}
+
+void maps_release(struct ipblock_maps *m)
+{
+	if (!m->flat)
+		return;
+	for (int f = 0; f < 2; f++)
+		for (int i = 0; i < MAPS_FLAT_MAPS; i++)
+			flat_map_munmap(m->flat->fam[f].mem[i], m->flat->fam[f].bytes[i]);
+	free(m->flat);
+	m->flat = NULL;
+}
+
+const char *maps_lookup_name(enum maps_lookup l)
+{
+	return l == MAPS_LOOKUP_TRIE ? "trie" : "flat";
+}
+
+int maps_lookup_parse(const char *s, enum maps_lookup *l)
+{
+	if (!strcmp(s, "flat"))
+		*l = MAPS_LOOKUP_FLAT;
+	else if (!strcmp(s, "trie"))
+		*l = MAPS_LOOKUP_TRIE;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+/* max_entries of family's flat maps (enum maps_flat_map order). */
+static int flat_entries(int family, uint32_t max_rules, enum maps_lookup lookup,
+			uint32_t n[MAPS_FLAT_MAPS], uint64_t bytes[MAPS_FLAT_MAPS])
+{
+	struct flat_sizes sz;
+	int ret;
+
+	if (lookup == MAPS_LOOKUP_TRIE) {
+		for (int i = 0; i < MAPS_FLAT_MAPS; i++) {
+			n[i] = 1;
+			bytes[i] = 4096;
+		}
+		return 0;
+	}
+	ret = flat_sizes(family, max_rules, &sz);
+	if (ret)
+		return ret;
+	n[MAPS_FLAT_TOP] = n[MAPS_FLAT_TOP_B] = sz.top_elems;
+	n[MAPS_FLAT_DATA] = n[MAPS_FLAT_DATA_B] = sz.data_elems;
+	n[MAPS_FLAT_IDS] = sz.ids_elems;
+	bytes[MAPS_FLAT_TOP] = bytes[MAPS_FLAT_TOP_B] = sz.top_bytes;
+	bytes[MAPS_FLAT_DATA] = bytes[MAPS_FLAT_DATA_B] = sz.data_bytes;
+	bytes[MAPS_FLAT_IDS] = sz.ids_bytes;
+	return 0;
+}
+
+uint64_t maps_lookup_bytes(uint32_t max_rules, enum maps_lookup lookup)
+{
+	uint64_t total = 0;
+
+	for (int f = 0; f < 2; f++) {
+		uint32_t n[MAPS_FLAT_MAPS];
+		uint64_t bytes[MAPS_FLAT_MAPS];
+
+		if (flat_entries(f ? AF_INET6 : AF_INET, max_rules, lookup, n, bytes))
+			return 0;
+		for (int i = 0; i < MAPS_FLAT_MAPS; i++)
+			total += bytes[i];
+	}
+	return total;
+}
+
+int maps_obj_size(struct bpf_object *obj, uint32_t max_rules, enum maps_lookup lookup)
+{
+	int ret = 0;
+
+	if (!max_rules)
+		return -EINVAL;
+	for (size_t i = 0; i < MAPS_COUNT && !ret; i++) {
+		const struct maps_layout *l = &maps_layouts[i];
+		struct bpf_map *map = bpf_object__find_map_by_name(obj, l->name);
+		uint32_t n[MAPS_FLAT_MAPS], entries = l->max_entries;
+		uint64_t bytes[MAPS_FLAT_MAPS];
+
+		if (!map)
+			return -ENOENT;
+		if (l->type == BPF_MAP_TYPE_LPM_TRIE) {
+			entries = max_rules;
+		} else if (i >= FLAT_FIRST(AF_INET)) {
+			int family = i >= FLAT_FIRST(AF_INET6) ? AF_INET6 : AF_INET;
+
+			ret = flat_entries(family, max_rules, lookup, n, bytes);
+			entries = n[i - FLAT_FIRST(family)];
+		}
+		if (!ret)
+			ret = bpf_map__set_max_entries(map, entries);
+	}
+	return ret;
+}
+
+int maps_obj_pin(struct bpf_object *obj, const char *pin_dir)
+{
+	char path[4096];
+
+	for (size_t i = 0; i < MAPS_COUNT; i++) {
+		struct bpf_map *map = bpf_object__find_map_by_name(obj, maps_layouts[i].name);
+		int ret;
+
+		if (!map)
+			return -ENOENT;
+		snprintf(path, sizeof(path), "%s/%s", pin_dir, maps_layouts[i].name);
+		ret = bpf_map__set_pin_path(map, path);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+int maps_from_obj(struct bpf_object *obj, struct ipblock_maps *m)
+{
+	*m = (struct ipblock_maps)IPBLOCK_MAPS_INIT;
+	for (size_t i = 0; i < MAPS_COUNT; i++) {
+		struct bpf_map *map = bpf_object__find_map_by_name(obj, maps_layouts[i].name);
+
+		if (!map || bpf_map__fd(map) < 0) {
+			*m = (struct ipblock_maps)IPBLOCK_MAPS_INIT;
+			return -ENOENT;
+		}
+		*maps_fd_slot(m, i) = bpf_map__fd(map);
+	}
+	return 0;
+}
+
+int maps_lookup_mode(const struct ipblock_maps *m, enum maps_lookup *lookup)
+{
+	uint32_t top = 0;
+	int ret = map_max_entries(m->flat4_fd[MAPS_FLAT_TOP], &top);
+
+	if (!ret)
+		*lookup = top == 1 ? MAPS_LOOKUP_TRIE : MAPS_LOOKUP_FLAT;
+	return ret;
+}
+
+/* Undo a half-made mapping of one family. */
+static void flat_family_unmap(struct flat_family *ff)
+{
+	for (int i = 0; i < MAPS_FLAT_MAPS; i++)
+		flat_map_munmap(ff->mem[i], ff->bytes[i]);
+	*ff = (struct flat_family){};
+}
+
+/*
+ * Map one family's tables, once per process.  *out is NULL when the maps
+ * were made for the tries alone (whose top entry is then made to say so).
+ * -EPROTO when the tables do not fit the tries' capacity or hold a table
+ * of another format.
+ */
+static int flat_family(const struct ipblock_maps *m, int family, struct flat_family **out)
+{
+	const int *fds = flat_fds(m, family);
+	uint32_t cap, top = 0, n[MAPS_FLAT_MAPS];
+	struct flat_family *ff;
+	int ret;
+
+	*out = NULL;
+	if (!m->flat) {
+		/* Only this process's mapping, not the maps' content: fine through const. */
+		((struct ipblock_maps *)m)->flat = calloc(1, sizeof(*m->flat));
+		if (!m->flat)
+			return -ENOMEM;
+	}
+	ff = &m->flat->fam[family == AF_INET ? 0 : 1];
+	if (ff->on || ff->trie_only) {
+		*out = ff->on ? ff : NULL;
+		return 0;
+	}
+	ret = map_max_entries(fds[MAPS_FLAT_TOP], &top);
+	if (ret)
+		return ret;
+	if (top == 1) {
+		/* The tries alone: one top entry sends every region to them. */
+		__u64 ask_trie = ~0ull;
+		__u32 zero = 0;
+
+		if (bpf_map_update_elem(fds[MAPS_FLAT_TOP], &zero, &ask_trie, BPF_ANY) ||
+		    bpf_map_update_elem(fds[MAPS_FLAT_TOP_B], &zero, &ask_trie, BPF_ANY))
+			return -errno;
+		ff->trie_only = true;
+		return 0;
+	}
+	ret = maps_capacity(m, family, &cap);
+	if (!ret)
+		ret = flat_entries(family, cap, MAPS_LOOKUP_FLAT, n, ff->bytes);
+	if (!ret)
+		ret = flat_sizes(family, cap, &ff->sz);
+	for (int i = 0; i < MAPS_FLAT_MAPS && !ret; i++) {
+		uint32_t have = 0;
+
+		ret = map_max_entries(fds[i], &have);
+		if (!ret && have != n[i])
+			ret = -EPROTO;
+		if (!ret) {
+			ff->mem[i] = flat_map_mmap(fds[i], ff->bytes[i]);
+			if (!ff->mem[i])
+				ret = -errno;
+		}
+	}
+	if (ret)
+		goto fail;
+	flat_ids_attach(&ff->ids, ff->mem[MAPS_FLAT_IDS], ff->sz.ids_elems);
+	for (int s = 0; s < 2 && !ret; s++) {
+		ff->trie_fd[s] = trie_fd(m, s, family);
+		ret = flat_attach(&ff->t[s], family, &ff->sz,
+				  ff->mem[s ? MAPS_FLAT_TOP_B : MAPS_FLAT_TOP],
+				  ff->mem[s ? MAPS_FLAT_DATA_B : MAPS_FLAT_DATA], &ff->ids,
+				  (unsigned)s, flat_parent_trie, &ff->trie_fd[s]);
+	}
+	if (ret)
+		goto fail;
+	ff->on = true;
+	*out = ff;
+	return 0;
+fail:
+	flat_family_unmap(ff);
+	return ret;
+}
+
+int maps_flat_info(const struct ipblock_maps *m, int family, int set, struct maps_flat_info *out)
+{
+	struct flat_family *ff;
+	struct flat_stats st;
+	int ret = flat_family(m, family, &ff);
+
+	if (ret)
+		return ret;
+	if (!ff)
+		return -EOPNOTSUPP;
+	flat_stats(&ff->t[set ? 1 : 0], &st);
+	*out = (struct maps_flat_info){
+		.long_rules = st.long_rules - st.missing,
+		.fallback_regions = st.fallback_regions,
+		.ext_regions = st.ext_regions,
+	};
+	for (uint32_t i = 1; i < ff->ids.n; i++)
+		out->ids_used += ff->ids.rules[i].sets != 0;
+	return 0;
+}
+
+static int config_read(const struct ipblock_maps *m, struct ipblock_config *cfg)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(m->config_fd, &zero, cfg) ? -errno : 0;
+}
+
+static int config_write(const struct ipblock_maps *m, const struct ipblock_config *cfg)
+{
+	__u32 zero = 0;
+
+	/* An 8-byte value copied at once: the program sees old or new. */
+	return bpf_map_update_elem(m->config_fd, &zero, cfg, BPF_ANY) ? -errno : 0;
+}
+
+static int flat_rebuild(const struct ipblock_maps *m);
+
+/*
+ * Start a change of the rules: map the tables of both families, recompile
+ * them if the last writer died half-way, and leave the dirty mark for as
+ * long as tries and tables may disagree.  *on: the tables are in use.
+ */
+static int change_begin(const struct ipblock_maps *m, bool *on)
+{
+	struct flat_family *f4, *f6;
+	struct ipblock_config cfg;
+	int ret = flat_family(m, AF_INET, &f4);
+
+	if (!ret)
+		ret = flat_family(m, AF_INET6, &f6);
+	if (ret)
+		return ret;
+	*on = f4 || f6;
+	if (!*on)
+		return 0;
+	m->flat->damaged = false;
+	ret = config_read(m, &cfg);
+	if (!ret && (cfg.flags & IPBLOCK_CONFIG_DIRTY)) {
+		ret = flat_rebuild(m);
+		if (!ret)
+			ret = config_read(m, &cfg);
+	}
+	if (ret)
+		return ret;
+	cfg.flags |= IPBLOCK_CONFIG_DIRTY;
+	return config_write(m, &cfg);
+}
+
+/* End a change: clear the dirty mark unless the tables were left behind. */
+static void change_end(const struct ipblock_maps *m, bool on)
+{
+	struct ipblock_config cfg;
+
+	if (!on || m->flat->damaged || config_read(m, &cfg))
+		return;
+	cfg.flags &= ~IPBLOCK_CONFIG_DIRTY;
+	config_write(m, &cfg);
+}
+
+/* The mapped tables of family, or NULL (trie lookup, or not mapped yet). */
+static struct flat_family *flat_on(const struct ipblock_maps *m, int family)
+{
+	struct flat_family *ff = m->flat ? &m->flat->fam[family == AF_INET ? 0 : 1] : NULL;
+
+	return ff && ff->on ? ff : NULL;
+}
+
+static void flat_damaged(const struct ipblock_maps *m)
+{
+	if (m->flat)
+		m->flat->damaged = true;
 }
 
 /* Fill the trie key for p; returns the fd of p's family in the given set. */
@@ -224,25 +608,69 @@ static int set_get(const struct ipblock_maps *m, int set, const struct cidr *p,
 	return 0;
 }
 
-int maps_rule_set(const struct ipblock_maps *m, const struct cidr *p,
-		  const struct ipblock_rule *val)
+/* Both tries of p's family, B first: the same size, so a full B means a full A. */
+static int tries_set(const struct ipblock_maps *m, const struct cidr *p,
+		     const struct ipblock_rule *val, bool in_b, const struct ipblock_rule *old_b)
 {
-	struct ipblock_rule old;
-	bool existed = set_get(m, 1, p, &old) == 0;
-	int ret;
+	int ret = set_update(m, 1, p, val);
 
-	/* B first: both sets are the same size, so a full B means a full A. */
-	ret = set_update(m, 1, p, val);
 	if (ret)
 		return ret;
 	ret = set_update(m, 0, p, val);
 	if (ret) {
 		/* Put B back as it was: nothing half-done. */
-		if (existed)
-			set_update(m, 1, p, &old);
+		if (in_b)
+			set_update(m, 1, p, old_b);
 		else
 			set_delete(m, 1, p);
 	}
+	return ret;
+}
+
+/*
+ * With the flat tables, p gets an id (the one it has, else a free one) and
+ * both tables follow the tries: B first, then A, each an update that judges
+ * every address by the old or the new rule at every instant.
+ */
+int maps_rule_set(const struct ipblock_maps *m, const struct cidr *p,
+		  const struct ipblock_rule *val)
+{
+	struct ipblock_rule old[2], v = *val;
+	struct flat_family *ff;
+	bool in[2], on, fresh = false;
+	int ret = change_begin(m, &on);
+
+	if (ret)
+		return ret;
+	ff = flat_on(m, p->family);
+	for (int s = 0; s < 2; s++)
+		in[s] = set_get(m, s, p, &old[s]) == 0;
+	if (ff) {
+		v.rule_id = in[0] && old[0].rule_id ? old[0].rule_id : in[1] ? old[1].rule_id : 0;
+		if (!v.rule_id) {
+			ret = flat_ids_alloc(&ff->ids, p->len, &v.rule_id);
+			if (ret)
+				goto out;
+			fresh = true;
+		}
+	}
+	ret = tries_set(m, p, &v, in[1], &old[1]);
+	if (ret) {
+		if (fresh)
+			flat_ids_release(&ff->ids, v.rule_id);
+		goto out;
+	}
+	for (int s = 1; ff && s >= 0; s--) {
+		int err = flat_add(&ff->t[s], p, v.rule_id, v.action == IPBLOCK_ACTION_DENY,
+				   in[s] ? old[s].rule_id : 0);
+
+		if (err) {
+			flat_damaged(m);
+			ret = err;
+		}
+	}
+out:
+	change_end(m, on);
 	return ret;
 }
 
@@ -253,13 +681,35 @@ int maps_rule_get(const struct ipblock_maps *m, const struct cidr *p, struct ipb
 
 int maps_rule_delete(const struct ipblock_maps *m, const struct cidr *p)
 {
-	int ret_b = set_delete(m, 1, p);
-	int ret_a = set_delete(m, 0, p);
+	struct ipblock_rule old[2];
+	struct flat_family *ff;
+	int ret[2], err;
+	bool on;
 
+	err = change_begin(m, &on);
+	if (err)
+		return err;
+	ff = flat_on(m, p->family);
+	for (int s = 1; s >= 0; s--) {
+		bool had = set_get(m, s, p, &old[s]) == 0;
+
+		ret[s] = set_delete(m, s, p);
+		if (ff && had && !ret[s] && old[s].rule_id) {
+			/* The trie first: the table asks it for what p covered. */
+			err = flat_delete(&ff->t[s], p, old[s].rule_id);
+			if (err && err != -ENOENT) {
+				flat_damaged(m);
+				ret[s] = err;
+			}
+		}
+	}
+	change_end(m, on);
 	/* Gone from either set is a delete; absent from both is -ENOENT. */
-	if (ret_a == 0 || ret_b == 0)
-		return 0;
-	return ret_a;
+	if (ret[0] == 0 || ret[1] == 0)
+		return ret[0] && ret[0] != -ENOENT   ? ret[0]
+		       : ret[1] && ret[1] != -ENOENT ? ret[1]
+						     : 0;
+	return ret[0];
 }
 
 static void key_to_cidr(int family, const void *key, struct cidr *p)
@@ -548,11 +998,12 @@ int maps_active_set(const struct ipblock_maps *m, uint32_t *set)
 
 static int set_active(const struct ipblock_maps *m, uint32_t set)
 {
-	struct ipblock_config cfg = { .active_set = set };
-	__u32 zero = 0;
+	struct ipblock_config cfg;
+	int ret = config_read(m, &cfg);
 
-	/* One 4-byte store in an array value: the program sees old or new. */
-	return bpf_map_update_elem(m->config_fd, &zero, &cfg, BPF_ANY) ? -errno : 0;
+	/* The flags (the dirty mark) stay as they are. */
+	cfg.active_set = set;
+	return ret ? ret : config_write(m, &cfg);
 }
 
 /*
@@ -1101,8 +1552,11 @@ static void *sync_worker(void *arg)
  * and its place in the other, so every prefix falls in the same range in
  * both.
  */
+static int flat_follow(const struct ipblock_maps *m, int set, const struct rule_vec *have,
+		       const struct maps_rule *want, size_t nw);
+
 static int sync_set(const struct ipblock_maps *m, int set, const struct rule_vec *have,
-		    const struct maps_rule *want, size_t nw)
+		    const struct maps_rule *want, size_t nw, bool follow)
 {
 	size_t k = writers_for(have->n + nw);
 	size_t n = k > 1 ? k * CHUNKS_PER_WRITER : 1;
@@ -1151,6 +1605,9 @@ static int sync_set(const struct ipblock_maps *m, int set, const struct rule_vec
 				pthread_join(tid[t], NULL);
 		ret = atomic_load(&pool.ret);
 	}
+	/* One writer for the tables, once the trie is what they compile. */
+	if (!ret && follow)
+		ret = flat_follow(m, set, have, want, nw);
 out:
 	lfq_destroy(pool.q);
 	free(jobs);
@@ -1159,20 +1616,290 @@ out:
 	return ret;
 }
 
-int maps_flush(const struct ipblock_maps *m, size_t *removed)
-{
-	struct rule_vec a, b;
-	int ret = read_both(m, &a, &b);
+/* --- the flat tables: following the tries in bulk ----------------------------- */
 
-	/* B first, as maps_rule_delete() does: the active set A goes last. */
+struct change_vec {
+	struct flat_change *c;
+	size_t n, cap;
+};
+
+static int change_push(struct change_vec *v, const struct maps_rule *r, uint32_t old_id, bool del)
+{
+	if (v->n == v->cap) {
+		size_t cap = v->cap ? 2 * v->cap : 1024;
+		struct flat_change *c = realloc(v->c, cap * sizeof(*c));
+
+		if (!c)
+			return -ENOMEM;
+		v->c = c;
+		v->cap = cap;
+	}
+	v->c[v->n++] = (struct flat_change){
+		.prefix = r->prefix,
+		.id = r->val.rule_id,
+		.old_id = old_id,
+		.deny = r->val.action == IPBLOCK_ACTION_DENY,
+		.del = del,
+	};
+	return 0;
+}
+
+static int change_gone(const struct maps_rule *old, void *ctx)
+{
+	return change_push(ctx, old, 0, true);
+}
+
+static int change_added(const struct maps_rule *new, void *ctx)
+{
+	return change_push(ctx, new, 0, false);
+}
+
+static int change_changed(const struct maps_rule *old, const struct maps_rule *new, void *ctx)
+{
+	return change_push(ctx, new, old->val.rule_id, false);
+}
+
+/* The part of a sorted rule array in family: IPv4 sorts first. */
+static void family_part(const struct maps_rule *r, size_t n, int family, const struct maps_rule **p,
+			size_t *np)
+{
+	static const struct cidr first_v6 = { .family = AF_INET6 };
+	size_t v6 = lower_bound(r, n, &first_v6);
+
+	*p = family == AF_INET || !n ? r : r + v6;
+	*np = family == AF_INET ? v6 : n - v6;
+}
+
+/* Empty set's table of family and compile it from want[0..n) (that family's rules). */
+static int table_build(struct flat_family *ff, int set, const struct maps_rule *want, size_t n)
+{
+	struct change_vec v = {};
+	int ret = 0;
+
+	flat_clear(&ff->t[set]);
+	for (size_t i = 0; i < n && !ret; i++)
+		ret = change_push(&v, &want[i], 0, false);
 	if (!ret)
-		ret = sync_set(m, 1, &b, NULL, 0);
+		ret = flat_build(&ff->t[set], v.c, v.n);
+	free(v.c);
+	return ret;
+}
+
+/*
+ * Bring an inactive set's tables from have to want, the trie being at want
+ * already: the diff applied change by change, or, when most of the table
+ * changes, the table compiled afresh (shortest rules first, each region
+ * written by few rules).
+ */
+static int flat_follow(const struct ipblock_maps *m, int set, const struct rule_vec *have,
+		       const struct maps_rule *want, size_t nw)
+{
+	static const struct diff_hooks hooks = { change_gone, change_added, change_changed };
+
+	for (int f = 0; f < 2; f++) {
+		int family = f ? AF_INET6 : AF_INET, ret;
+		struct flat_family *ff = flat_on(m, family);
+		const struct maps_rule *h, *w;
+		struct change_vec v = {};
+		size_t nh, n;
+
+		if (!ff)
+			continue;
+		family_part(have->r, have->n, family, &h, &nh);
+		family_part(want, nw, family, &w, &n);
+		ret = diff_walk(h, nh, w, n, &hooks, &v);
+		if (!ret && v.n > n / 2)
+			ret = table_build(ff, set, w, n);
+		else if (!ret)
+			ret = flat_apply(&ff->t[set], v.c, v.n);
+		free(v.c);
+		if (ret) {
+			flat_damaged(m);
+			return ret;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Give every rule of want its id: the one its prefix has in the set judged
+ * now, else in the other set, else a free one.  A prefix is one rule in
+ * both sets and keeps its id across a replace, so what is indexed by id
+ * (per-rule counters) follows the rule.  With the tries alone ids are 0.
+ */
+static int assign_ids(const struct ipblock_maps *m, struct maps_rule *want, size_t nw,
+		      const struct rule_vec *act, const struct rule_vec *other)
+{
+	size_t i = 0, j = 0;
+
+	for (size_t k = 0; k < nw; k++) {
+		struct maps_rule *r = &want[k];
+		struct flat_family *ff = flat_on(m, r->prefix.family);
+		uint32_t id = 0;
+		int ret;
+
+		r->val.rule_id = 0;
+		if (!ff)
+			continue;
+		while (i < act->n && cidr_compare(&act->r[i].prefix, &r->prefix) < 0)
+			i++;
+		while (j < other->n && cidr_compare(&other->r[j].prefix, &r->prefix) < 0)
+			j++;
+		if (i < act->n && !cidr_compare(&act->r[i].prefix, &r->prefix))
+			id = act->r[i].val.rule_id;
+		if (!id && j < other->n && !cidr_compare(&other->r[j].prefix, &r->prefix))
+			id = other->r[j].val.rule_id;
+		if (!id) {
+			ret = flat_ids_alloc(&ff->ids, r->prefix.len, &id);
+			if (ret)
+				return ret;
+		}
+		r->val.rule_id = id;
+	}
+	return 0;
+}
+
+/* Forget ids reserved but never given to a rule (after a failed change). */
+static void ids_reclaim(const struct ipblock_maps *m)
+{
+	for (int f = 0; f < 2; f++) {
+		struct flat_family *ff = flat_on(m, f ? AF_INET6 : AF_INET);
+
+		if (ff)
+			flat_ids_reclaim(&ff->ids);
+	}
+}
+
+/*
+ * Make the ids of w (the rules judged now) usable for a rebuild: a valid
+ * id (nonzero, in range, not already taken by an earlier rule) is kept and
+ * reserved, any other replaced by a free one.  The tables of the set being
+ * compiled were cleared, so only the other set's rules hold ids.
+ */
+#define KEPT 0x80000000u
+
+static int rebuild_ids(const struct ipblock_maps *m, struct maps_rule *w, size_t n)
+{
+	uint8_t *seen[2] = {};
+	int ret = 0;
+
+	ids_reclaim(m);
+	for (int f = 0; f < 2 && !ret; f++) {
+		struct flat_family *ff = flat_on(m, f ? AF_INET6 : AF_INET);
+
+		if (ff && !(seen[f] = calloc(ff->ids.n / 8 + 1, 1)))
+			ret = -ENOMEM;
+	}
+	/* Keep the valid ids first, so that none is handed to another rule. */
+	for (int pass = 0; pass < 2 && !ret; pass++) {
+		for (size_t k = 0; k < n && !ret; k++) {
+			int f = w[k].prefix.family == AF_INET ? 0 : 1;
+			struct flat_family *ff = flat_on(m, w[k].prefix.family);
+			uint32_t id = w[k].val.rule_id;
+			bool valid;
+
+			if (!ff)
+				continue;
+			valid = id && id < ff->ids.n && !(seen[f][id / 8] & (1u << (id % 8)));
+			if (pass == 0 && valid) {
+				seen[f][id / 8] |= (uint8_t)(1u << (id % 8));
+				ff->ids.rules[id].flags |= FLAT_RULE_RESERVED;
+				w[k].val.rule_id |= KEPT; /* ids stay below it */
+			} else if (pass == 0) {
+				w[k].val.rule_id = 0;
+			} else if (id & KEPT) {
+				w[k].val.rule_id = id & ~KEPT;
+			} else {
+				ret = flat_ids_alloc(&ff->ids, w[k].prefix.len, &w[k].val.rule_id);
+			}
+		}
+	}
+	free(seen[0]);
+	free(seen[1]);
+	return ret;
+}
+
+/*
+ * Compile both sets' tables from the tries anew.  The set not judged now
+ * is brought to the rules judged now (trie and table), the program moves
+ * to it, then the other set follows, and A ends active, as at rest.
+ */
+static int flat_rebuild(const struct ipblock_maps *m)
+{
+	struct rule_vec a = {}, b = {}, w = {};
+	uint32_t active = 0;
+	int ret = maps_active_set(m, &active), x = active ? 0 : 1;
+
 	if (!ret)
-		ret = sync_set(m, 0, &a, NULL, 0);
-	if (removed)
-		*removed = ret ? 0 : a.n;
+		ret = read_both(m, &a, &b);
+	if (ret)
+		return ret;
+	ret = vec_reserve(&w, (active ? b.n : a.n) + 1);
+	if (ret)
+		goto out;
+	w.n = active ? b.n : a.n;
+	memcpy(w.r, active ? b.r : a.r, w.n * sizeof(*w.r));
+	for (int pass = 0; pass < 2 && !ret; pass++) {
+		int set = pass ? !x : x;
+
+		for (int f = 0; f < 2; f++) {
+			struct flat_family *ff = flat_on(m, f ? AF_INET6 : AF_INET);
+
+			if (ff)
+				flat_clear(&ff->t[set]);
+		}
+		if (pass == 0)
+			ret = rebuild_ids(m, w.r, w.n);
+		if (!ret)
+			ret = sync_set(m, set, set ? &b : &a, w.r, w.n, false);
+		for (int f = 0; f < 2 && !ret; f++) {
+			int family = f ? AF_INET6 : AF_INET;
+			struct flat_family *ff = flat_on(m, family);
+			const struct maps_rule *part;
+			size_t n;
+
+			family_part(w.r, w.n, family, &part, &n);
+			if (ff)
+				ret = table_build(ff, set, part, n);
+		}
+		/* Then the program judges by the set just compiled; A last. */
+		if (!ret && (pass == 0 || set == 0))
+			ret = set_active(m, (uint32_t)set);
+		if (!ret)
+			wait_for_readers();
+	}
+out:
+	if (ret)
+		flat_damaged(m);
+	ids_reclaim(m);
 	free(a.r);
 	free(b.r);
+	free(w.r);
+	return ret;
+}
+
+int maps_flat_rebuild(const struct ipblock_maps *m)
+{
+	bool on;
+	int ret = change_begin(m, &on);
+
+	if (!ret && !on)
+		return -EOPNOTSUPP;
+	if (!ret)
+		ret = flat_rebuild(m);
+	if (on)
+		change_end(m, on);
+	return ret;
+}
+
+/* Every rule goes, as one replace: no packet meets half the rules. */
+int maps_flush(const struct ipblock_maps *m, size_t *removed)
+{
+	struct maps_replace_stats st = {};
+	int ret = maps_replace_rules(m, NULL, 0, &st);
+
+	if (removed)
+		*removed = ret ? 0 : st.deleted;
 	return ret;
 }
 
@@ -1237,7 +1964,7 @@ static int check_capacity(const struct ipblock_maps *m, const struct maps_rule *
  * again.  Every packet therefore meets the complete old set (A) or the
  * complete new one (B, then A).
  */
-static int replace_with(const struct ipblock_maps *m, const struct maps_rule *want, size_t nw,
+static int replace_with(const struct ipblock_maps *m, struct maps_rule *want, size_t nw,
 			struct rule_vec *a, struct rule_vec *b, struct maps_replace_stats *st)
 {
 	static const struct diff_hooks counters = { count_gone, count_added, count_changed };
@@ -1256,7 +1983,7 @@ static int replace_with(const struct ipblock_maps *m, const struct maps_rule *wa
 		 * program judges by, so A catches up with it and takes over
 		 * before B is touched.
 		 */
-		ret = sync_set(m, 0, a, b->r, b->n);
+		ret = sync_set(m, 0, a, b->r, b->n, true);
 		if (!ret)
 			ret = set_active(m, 0);
 		if (ret)
@@ -1269,15 +1996,22 @@ static int replace_with(const struct ipblock_maps *m, const struct maps_rule *wa
 		memcpy(a->r, b->r, b->n * sizeof(*a->r));
 		a->n = a->cap = b->n;
 	}
+	ret = assign_ids(m, want, nw, a, b);
+	if (ret)
+		return ret;
 	diff_walk(a->r, a->n, want, nw, &counters, st);
 
 	/* B is inactive: a failure here changed no verdict. */
-	ret = sync_set(m, 1, b, want, nw);
+	ret = sync_set(m, 1, b, want, nw, true);
 	if (ret) {
-		/* Put B back; a rule not yet written is simply absent (ENOENT). */
-		struct rule_vec w = { (struct maps_rule *)want, nw, nw };
+		/*
+		 * Put B back; a rule not yet written is simply absent
+		 * (ENOENT).  B's tables follow only a complete sync, so
+		 * they never left b.
+		 */
+		struct rule_vec w = { want, nw, nw };
 
-		sync_set(m, 1, &w, b->r, b->n);
+		sync_set(m, 1, &w, b->r, b->n, false);
 		return ret;
 	}
 	ret = set_active(m, 1);
@@ -1285,7 +2019,7 @@ static int replace_with(const struct ipblock_maps *m, const struct maps_rule *wa
 		return ret;
 	wait_for_readers();
 	/* At rest A and B agree and B's old content was already read: reuse it. */
-	ret = sync_set(m, 0, same_set(a, b) ? b : a, want, nw);
+	ret = sync_set(m, 0, same_set(a, b) ? b : a, want, nw, true);
 	if (ret)
 		return ret; /* B stays active; the next replace repairs A first */
 	ret = set_active(m, 0);
@@ -1332,6 +2066,24 @@ fail:
 	return -ENOMEM;
 }
 
+/* replace_with() inside a change: tables mapped, repaired, marked dirty. */
+static int replace_change(const struct ipblock_maps *m, struct maps_rule *want, size_t nw,
+			  struct rule_vec *a, struct rule_vec *b, struct maps_replace_stats *st)
+{
+	bool on;
+	int ret = change_begin(m, &on);
+
+	if (ret)
+		return ret;
+	ret = read_both(m, a, b);
+	if (!ret)
+		ret = replace_with(m, want, nw, a, b, st);
+	if (ret)
+		ids_reclaim(m);
+	change_end(m, on);
+	return ret;
+}
+
 int maps_replace_rules(const struct ipblock_maps *m, const struct maps_rule *rules, size_t n,
 		       struct maps_replace_stats *st)
 {
@@ -1342,14 +2094,18 @@ int maps_replace_rules(const struct ipblock_maps *m, const struct maps_rule *rul
 
 	if (ret)
 		return ret;
-	if (sorted)
-		rules = sorted;
+	if (!sorted) {
+		/* A copy of ours: the rules' ids are filled in. */
+		sorted = malloc((n + 1) * sizeof(*sorted));
+		if (!sorted)
+			return -ENOMEM;
+		if (n)
+			memcpy(sorted, rules, n * sizeof(*sorted));
+	}
 	/* A list that cannot fit is refused before the sets are read. */
-	ret = check_capacity(m, rules, n, st ? st : &ignored);
+	ret = check_capacity(m, sorted, n, st ? st : &ignored);
 	if (!ret)
-		ret = read_both(m, &a, &b);
-	if (!ret)
-		ret = replace_with(m, rules, n, &a, &b, st ? st : &ignored);
+		ret = replace_change(m, sorted, n, &a, &b, st ? st : &ignored);
 	free(a.r);
 	free(b.r);
 	free(sorted);
@@ -1382,25 +2138,32 @@ int maps_import_rules(const struct ipblock_maps *m, const struct maps_rule *rule
 		      struct maps_replace_stats *st)
 {
 	struct maps_replace_stats ignored;
-	struct rule_vec a, b, want = {};
+	struct rule_vec a = {}, b = {}, want = {};
 	struct maps_rule *sorted;
 	uint32_t active = 0;
+	bool on;
 	int ret = prepare_rules(rules, n, &sorted);
 
 	if (ret)
 		return ret;
+	ret = change_begin(m, &on);
+	if (ret)
+		goto out;
 	ret = maps_active_set(m, &active);
 	if (!ret)
 		ret = read_both(m, &a, &b);
-	if (ret)
-		goto out;
 	/* The union is taken over what the program judges by now. */
-	ret = merge_sets(active ? b.r : a.r, active ? b.n : a.n, sorted ? sorted : rules, n, &want);
+	if (!ret)
+		ret = merge_sets(active ? b.r : a.r, active ? b.n : a.n, sorted ? sorted : rules, n,
+				 &want);
 	if (!ret)
 		ret = replace_with(m, want.r, want.n, &a, &b, st ? st : &ignored);
+	if (ret)
+		ids_reclaim(m);
+	change_end(m, on);
+out:
 	free(a.r);
 	free(b.r);
-out:
 	free(want.r);
 	free(sorted);
 	return ret;

@@ -10,6 +10,18 @@
 #include "cidr.h"
 #include "ipblock.h"
 
+/* The flat tables' maps of one family, in maps_layouts order. */
+enum maps_flat_map {
+	MAPS_FLAT_TOP,
+	MAPS_FLAT_TOP_B,
+	MAPS_FLAT_DATA,
+	MAPS_FLAT_DATA_B,
+	MAPS_FLAT_IDS,
+	MAPS_FLAT_MAPS,
+};
+
+struct maps_flat;
+
 struct ipblock_maps {
 	int v4_fd; /* set A: what listings read */
 	int v6_fd;
@@ -17,17 +29,25 @@ struct ipblock_maps {
 	int v6b_fd;
 	int config_fd; /* which set the program reads */
 	int stats_fd;
+	int flat4_fd[MAPS_FLAT_MAPS]; /* the flat tables (enum maps_flat_map) */
+	int flat6_fd[MAPS_FLAT_MAPS];
 	int lock_fd; /* the pin directory, flock()ed by writers; -1: no locking */
+	/*
+	 * The flat tables mmap()ed, made by the first change and released
+	 * by maps_close() or maps_release(): state of this process only.
+	 */
+	struct maps_flat *flat;
 };
 
 #define IPBLOCK_MAPS_INIT                                                                          \
 	{                                                                                          \
 		.v4_fd = -1, .v6_fd = -1, .v4b_fd = -1, .v6b_fd = -1, .config_fd = -1,             \
-		.stats_fd = -1, .lock_fd = -1                                                      \
+		.stats_fd = -1, .flat4_fd = { -1, -1, -1, -1, -1 },                                \
+		.flat6_fd = { -1, -1, -1, -1, -1 }, .lock_fd = -1, .flat = NULL                    \
 	}
 
 /* How many maps ipblock pins. */
-#define MAPS_COUNT 6
+#define MAPS_COUNT (6 + 2 * MAPS_FLAT_MAPS)
 
 /* What a pinned map must look like to be reused by this build. */
 struct maps_layout {
@@ -39,7 +59,10 @@ struct maps_layout {
 	uint32_t max_entries; /* 0: any (the tries' capacity is chosen at creation) */
 };
 
-/* The layouts of this build's maps: v4, v6, v4 B, v6 B, config, stats. */
+/*
+ * The layouts of this build's maps: v4, v6, v4 B, v6 B, config, stats, then
+ * the flat maps of IPv4 and of IPv6 (enum maps_flat_map order).
+ */
 extern const struct maps_layout maps_layouts[MAPS_COUNT];
 
 /* The fd of map i (maps_layouts order) in m, for code that walks them all. */
@@ -66,8 +89,78 @@ int maps_pins_present(const char *pin_dir, size_t *found, char *err, size_t errl
  */
 int maps_open_pinned(const char *pin_dir, struct ipblock_maps *m, char *err, size_t errlen);
 
-/* Close whichever fds are open and reset them to -1. */
+/* Close whichever fds are open and reset them to -1; maps_release() too. */
 void maps_close(struct ipblock_maps *m);
+
+/*
+ * Drop this process's state of the flat tables (their mappings) without
+ * closing fds: for maps whose fds belong to someone else (a skeleton).
+ */
+void maps_release(struct ipblock_maps *m);
+
+/*
+ * How the program finds a source's rule.  MAPS_LOOKUP_FLAT: the flat
+ * tables, compiled from the tries and kept in step with them (the
+ * default; see common/flat.h for what they cost).  MAPS_LOOKUP_TRIE: the
+ * LPM tries alone; the flat maps shrink to one element, rule ids are 0.
+ */
+enum maps_lookup {
+	MAPS_LOOKUP_FLAT,
+	MAPS_LOOKUP_TRIE,
+};
+
+/* "flat" / "trie", and back (-EINVAL). */
+const char *maps_lookup_name(enum maps_lookup l);
+int maps_lookup_parse(const char *s, enum maps_lookup *l);
+
+struct bpf_object;
+
+/*
+ * Before the program's object is loaded: give every map its size for
+ * max_rules rules per family and the chosen lookup.  -EINVAL for a
+ * max_rules the flat tables cannot be sized for.
+ */
+int maps_obj_size(struct bpf_object *obj, uint32_t max_rules, enum maps_lookup lookup);
+
+/* Before loading: pin every map under pin_dir (existing pins are reused). */
+int maps_obj_pin(struct bpf_object *obj, const char *pin_dir);
+
+/*
+ * After loading: the fds of obj's maps into m (they stay obj's: release m
+ * with maps_release(), not maps_close()).  No locking (lock_fd -1).
+ */
+int maps_from_obj(struct bpf_object *obj, struct ipblock_maps *m);
+
+/*
+ * Kernel memory the maps take for max_rules per family with this lookup,
+ * not counting the tries, which grow with their rules (about 100 bytes a
+ * rule each).  0 for an impossible size.
+ */
+uint64_t maps_lookup_bytes(uint32_t max_rules, enum maps_lookup lookup);
+
+/* Which lookup the maps were made for (from the top arrays' size). */
+int maps_lookup_mode(const struct ipblock_maps *m, enum maps_lookup *lookup);
+
+/* What the flat tables of one family and set hold (for status and tests). */
+struct maps_flat_info {
+	uint32_t long_rules;	   /* rules longer than /24, found in the hash */
+	uint32_t fallback_regions; /* /24 regions judged by the trie instead */
+	uint32_t ext_regions;	   /* regions holding rules longer than /24 */
+	uint32_t ids_used;	   /* rule ids in use in the family (both sets) */
+};
+
+/*
+ * Fill *out for family's tables of set (0 = A, 1 = B).  -EOPNOTSUPP with
+ * MAPS_LOOKUP_TRIE.
+ */
+int maps_flat_info(const struct ipblock_maps *m, int family, int set, struct maps_flat_info *out);
+
+/*
+ * Recompile both sets' flat tables from the tries, with the atomicity of a
+ * replace (every packet meets a complete table).  Writers run it
+ * themselves when they find a change left half-done (IPBLOCK_CONFIG_DIRTY).
+ */
+int maps_flat_rebuild(const struct ipblock_maps *m);
 
 /*
  * Serialise changes between processes: flock() on the pin directory,

@@ -19,7 +19,7 @@
 
 #define BPFFS_ROOT "/sys/fs/bpf"
 
-enum { OPT_PIN_DIR = 256, OPT_MAX_RULES };
+enum { OPT_PIN_DIR = 256, OPT_MAX_RULES, OPT_LOOKUP };
 
 static const struct cli_opt options[] = {
 	{ "dev", 'd', "IFACE", "interface to attach to (or detach from, with -u)" },
@@ -30,6 +30,9 @@ static const struct cli_opt options[] = {
 	  "where the maps are pinned (" IPBLOCK_PIN_DIR_DEFAULT ")" },
 	{ "max-rules", OPT_MAX_RULES, "N",
 	  "capacity per family when the maps are created (default 1000000)" },
+	{ "lookup", OPT_LOOKUP, "KIND",
+	  "flat (default: compiled tables, ~0.6 GiB at 1M rules) or trie (LPM tries only, "
+	  "slower); chosen when the maps are created" },
 	{ "verbose", 'v', NULL, "show libbpf/libxdp messages (the verifier log too)" },
 	{ "help", 'h', NULL, "show this help" },
 	{},
@@ -42,6 +45,8 @@ struct config {
 	bool mode_forced;
 	enum xdp_attach_mode mode;
 	uint32_t max_rules; /* 0: keep the pinned maps' or the default */
+	enum maps_lookup lookup;
+	bool lookup_forced;
 };
 
 static const char *mode_name(enum xdp_attach_mode m)
@@ -110,7 +115,7 @@ static int prepare_pin_dir(const char *pin_dir, bool *created)
  * 0 when none exist, or a negative error after printing what to do.  The
  * existing tries' capacity goes into *pinned_max.
  */
-static int check_pins(const struct config *cfg, uint32_t *pinned_max)
+static int check_pins(const struct config *cfg, uint32_t *pinned_max, enum maps_lookup *lookup)
 {
 	char err[512] = "";
 	size_t found;
@@ -141,6 +146,8 @@ static int check_pins(const struct config *cfg, uint32_t *pinned_max)
 	ret = maps_open_pinned(cfg->pin_dir, &m, err, sizeof(err));
 	if (!ret)
 		ret = maps_capacity(&m, AF_INET, pinned_max);
+	if (!ret)
+		ret = maps_lookup_mode(&m, lookup);
 	maps_close(&m);
 	if (ret) {
 		cli_err("cannot read the pinned maps in %s: %s.", cfg->pin_dir, strerror(-ret));
@@ -163,31 +170,20 @@ static void unpin_created(const char *pin_dir, bool dir_created)
 }
 
 static int try_attach(const struct config *cfg, int ifindex, enum xdp_attach_mode mode,
-		      uint32_t max_rules, uint32_t *prog_id)
+		      uint32_t max_rules, enum maps_lookup lookup, uint32_t *prog_id)
 {
 	struct ipblock_bpf *skel = ipblock_bpf__open();
-	struct bpf_map *maps[MAPS_COUNT];
 	struct xdp_program *prog;
-	char path[4096];
 	int ret;
 
 	if (!skel)
 		return -errno;
-	/* In maps_layouts order. */
-	maps[0] = skel->maps.ipv4_map;
-	maps[1] = skel->maps.ipv6_map;
-	maps[2] = skel->maps.ipv4_map_b;
-	maps[3] = skel->maps.ipv6_map_b;
-	maps[4] = skel->maps.config_map;
-	maps[5] = skel->maps.stats_map;
-	for (size_t i = 0; i < MAPS_COUNT; i++) {
-		snprintf(path, sizeof(path), "%s/%s", cfg->pin_dir, maps_layouts[i].name);
-		ret = bpf_map__set_pin_path(maps[i], path);
-		if (ret)
-			goto out;
-	}
-	for (size_t i = 0; i < 4; i++)
-		bpf_map__set_max_entries(maps[i], max_rules);
+	/* Pinned maps are reused as they are; new ones get these sizes. */
+	ret = maps_obj_pin(skel->obj, cfg->pin_dir);
+	if (!ret)
+		ret = maps_obj_size(skel->obj, max_rules, lookup);
+	if (ret)
+		goto out;
 
 	prog = xdp_program__from_bpf_obj(skel->obj, "xdp");
 	ret = libxdp_get_error(prog);
@@ -207,6 +203,7 @@ static int do_attach(const struct config *cfg)
 	int ifindex = if_nametoindex(cfg->dev);
 	struct xdp_multiprog *mp;
 	uint32_t pinned_max = 0, max_rules, prog_id = 0;
+	enum maps_lookup lookup = cfg->lookup, pinned_lookup = MAPS_LOOKUP_FLAT;
 	enum xdp_attach_mode mode;
 	bool dir_created;
 	int pins, ret;
@@ -241,7 +238,7 @@ static int do_attach(const struct config *cfg)
 	ret = prepare_pin_dir(cfg->pin_dir, &dir_created);
 	if (ret)
 		return ret;
-	pins = check_pins(cfg, &pinned_max);
+	pins = check_pins(cfg, &pinned_max, &pinned_lookup);
 	if (pins < 0) {
 		if (dir_created)
 			rmdir(cfg->pin_dir);
@@ -255,15 +252,24 @@ static int do_attach(const struct config *cfg)
 			pinned_max, cfg->max_rules, cfg->pin_dir);
 		return -EEXIST;
 	}
+	if (pins && cfg->lookup_forced && cfg->lookup != pinned_lookup) {
+		cli_err("the pinned maps were made for --lookup %s; --lookup %s needs new maps: "
+			"save the rules, detach from every interface, remove %s, attach again.",
+			maps_lookup_name(pinned_lookup), maps_lookup_name(cfg->lookup),
+			cfg->pin_dir);
+		return -EEXIST;
+	}
 	max_rules = pins ? pinned_max : cfg->max_rules ? cfg->max_rules : IPBLOCK_MAX_RULES_DEFAULT;
+	if (pins)
+		lookup = pinned_lookup;
 
 	mode = cfg->mode;
-	ret = try_attach(cfg, ifindex, mode, max_rules, &prog_id);
+	ret = try_attach(cfg, ifindex, mode, max_rules, lookup, &prog_id);
 	if (ret == -EOPNOTSUPP && !cfg->mode_forced && mode == XDP_MODE_NATIVE) {
 		if (!pins)
 			unpin_created(cfg->pin_dir, false);
 		mode = XDP_MODE_SKB;
-		ret = try_attach(cfg, ifindex, mode, max_rules, &prog_id);
+		ret = try_attach(cfg, ifindex, mode, max_rules, lookup, &prog_id);
 		if (!ret)
 			cli_note("%s has no native XDP support; attached in skb (generic) mode.",
 				 cfg->dev);
@@ -274,7 +280,13 @@ static int do_attach(const struct config *cfg)
 		if (!pins)
 			unpin_created(cfg->pin_dir, dir_created);
 		libxdp_strerror(ret, msg, sizeof(msg));
-		if (ret == -EACCES || ret == -EINVAL)
+		if (ret == -ENOMEM && !pins)
+			cli_err("the kernel could not allocate ipblock's maps for %u rules per "
+				"family with --lookup %s (%llu MiB of tables); choose a smaller "
+				"--max-rules or --lookup trie.",
+				max_rules, maps_lookup_name(lookup),
+				(unsigned long long)(maps_lookup_bytes(max_rules, lookup) >> 20));
+		else if (ret == -EACCES || ret == -EINVAL)
 			cli_err("the kernel refused to load or attach ipblock on %s in %s mode "
 				"(%s); "
 				"run with -v to see the verifier log.",
@@ -293,9 +305,10 @@ static int do_attach(const struct config *cfg)
 		maps_close(&m);
 	}
 	printf("ipblock attached to %s (%s mode, program id %u); %s rules: %zu IPv4, %zu IPv6 "
-	       "in %s\n",
+	       "in %s; lookup: %s (%llu MiB of tables)\n",
 	       cfg->dev, mode_name(mode), prog_id, pins ? "kept" : "new maps,", v4, v6,
-	       cfg->pin_dir);
+	       cfg->pin_dir, maps_lookup_name(lookup),
+	       (unsigned long long)(maps_lookup_bytes(max_rules, lookup) >> 20));
 	return 0;
 }
 
@@ -329,6 +342,27 @@ static int do_detach(const struct config *cfg)
 	       "them)\n",
 	       cfg->dev, cfg->pin_dir);
 	return 0;
+}
+
+/* How the program finds rules, and where the flat tables send it to the tries. */
+static void print_lookup(const struct ipblock_maps *m, uint32_t cap)
+{
+	enum maps_lookup lookup;
+	uint32_t active = 0;
+
+	if (maps_lookup_mode(m, &lookup) || maps_active_set(m, &active))
+		return;
+	printf("  lookup: %s, %llu MiB of tables\n", maps_lookup_name(lookup),
+	       (unsigned long long)(maps_lookup_bytes(cap, lookup) >> 20));
+	for (int f = 0; lookup == MAPS_LOOKUP_FLAT && f < 2; f++) {
+		struct maps_flat_info in;
+
+		if (maps_flat_info(m, f ? AF_INET6 : AF_INET, (int)active, &in))
+			continue;
+		printf("    %s: %u rules longer than /24 in %u regions; %u regions left to the "
+		       "trie\n",
+		       f ? "IPv6" : "IPv4", in.long_rules, in.ext_regions, in.fallback_regions);
+	}
 }
 
 static int do_status(const struct config *cfg)
@@ -379,6 +413,7 @@ static int do_status(const struct config *cfg)
 	printf("  rules (pinned in %s, kept across detach; ipblock-rule -F removes them):\n",
 	       cfg->pin_dir);
 	printf("    IPv4 %zu of %u, IPv6 %zu of %u\n", v4, cap, v6, cap);
+	print_lookup(&m, cap);
 	printf("  counters (all interfaces):\n");
 	cli_print_counters(stdout, "    ", &m);
 	maps_close(&m);
@@ -427,6 +462,13 @@ int main(int argc, char **argv)
 		case OPT_MAX_RULES:
 			if (cli_parse_u32("--max-rules", optarg, 1, 100000000, &cfg.max_rules))
 				return 2;
+			break;
+		case OPT_LOOKUP:
+			if (maps_lookup_parse(optarg, &cfg.lookup)) {
+				cli_err("unknown lookup '%s': use flat or trie.", optarg);
+				return 2;
+			}
+			cfg.lookup_forced = true;
 			break;
 		case 'v':
 			cfg.verbose = true;

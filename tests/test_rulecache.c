@@ -932,10 +932,13 @@ static void test_kernel_verdicts_match_cache_lookup(void **state)
 		assert_int_equal(maps_rule_set(&h.maps, &c.e[i].prefix, &val), 0);
 	}
 
-	/* Reading the maps back gives the same set. */
+	/*
+	 * Reading the maps back gives the same set (rule ids are the maps'
+	 * own: the flat tables hand them out).
+	 */
 	assert_int_equal(rulecache_load_maps(loaded, &h.maps), 0);
 	assert_int_equal(rulecache_count(loaded, AF_UNSPEC), c.n);
-	assert_int_equal(rulecache_diff(rc, loaded, RULECACHE_DIFF_RULE_ID, count_cb, &changes), 0);
+	assert_int_equal(rulecache_diff(rc, loaded, 0, count_cb, &changes), 0);
 	assert_int_equal(changes, 0);
 
 	for (size_t i = 0; i < probes; i++) {

@@ -23,7 +23,7 @@ static int quiet_print(enum libbpf_print_level level, const char *fmt, va_list a
 	return 0;
 }
 
-int harness_open_capacity(struct harness *h, uint32_t max_rules)
+int harness_open_lookup(struct harness *h, uint32_t max_rules, enum maps_lookup lookup)
 {
 	int ret;
 
@@ -34,27 +34,24 @@ int harness_open_capacity(struct harness *h, uint32_t max_rules)
 	h->skel = ipblock_bpf__open();
 	if (!h->skel)
 		return errno ? -errno : -EINVAL;
-	if (max_rules) {
-		bpf_map__set_max_entries(h->skel->maps.ipv4_map, max_rules);
-		bpf_map__set_max_entries(h->skel->maps.ipv6_map, max_rules);
-		bpf_map__set_max_entries(h->skel->maps.ipv4_map_b, max_rules);
-		bpf_map__set_max_entries(h->skel->maps.ipv6_map_b, max_rules);
-	}
-	ret = ipblock_bpf__load(h->skel);
+	ret = maps_obj_size(h->skel->obj, max_rules ? max_rules : HARNESS_MAX_RULES, lookup);
+	if (!ret)
+		ret = ipblock_bpf__load(h->skel);
+	/* The fds belong to the skeleton; harness_close() frees them once. */
+	if (!ret)
+		ret = maps_from_obj(h->skel->obj, &h->maps);
 	if (ret) {
 		ipblock_bpf__destroy(h->skel);
 		h->skel = NULL;
 		return ret;
 	}
-	/* The fds belong to the skeleton; harness_close() frees them once. */
-	h->maps.v4_fd = bpf_map__fd(h->skel->maps.ipv4_map);
-	h->maps.v6_fd = bpf_map__fd(h->skel->maps.ipv6_map);
-	h->maps.v4b_fd = bpf_map__fd(h->skel->maps.ipv4_map_b);
-	h->maps.v6b_fd = bpf_map__fd(h->skel->maps.ipv6_map_b);
-	h->maps.config_fd = bpf_map__fd(h->skel->maps.config_map);
-	h->maps.stats_fd = bpf_map__fd(h->skel->maps.stats_map);
 	h->prog_fd = bpf_program__fd(h->skel->progs.ipblock_xdp);
 	return 0;
+}
+
+int harness_open_capacity(struct harness *h, uint32_t max_rules)
+{
+	return harness_open_lookup(h, max_rules, MAPS_LOOKUP_FLAT);
 }
 
 int harness_open(struct harness *h)
@@ -64,6 +61,7 @@ int harness_open(struct harness *h)
 
 void harness_close(struct harness *h)
 {
+	maps_release(&h->maps);
 	ipblock_bpf__destroy(h->skel);
 	h->skel = NULL;
 	h->maps = (struct ipblock_maps)IPBLOCK_MAPS_INIT;

@@ -229,6 +229,28 @@ void flat_clear(struct flat *t)
 	}
 }
 
+int flat_copy(struct flat *dst, const struct flat *src)
+{
+	uint64_t data =
+		(uint64_t)(HDR_ELEMS + nslots_of(src) + src->ext_cap) * FLAT_DATA_VALUE_SIZE +
+		(uint64_t)src->cnt_cap * 8;
+	uint8_t from = (uint8_t)(1u << src->set), to = (uint8_t)(1u << dst->set);
+
+	if (dst->width != src->width || dst->top_bits != src->top_bits ||
+	    dst->slot_bits != src->slot_bits || dst->ext_cap != src->ext_cap ||
+	    dst->cnt_cap != src->cnt_cap || dst->ids != src->ids || dst->set == src->set)
+		return -EINVAL;
+	memcpy(dst->top, src->top, sizeof(*dst->top) << dst->top_bits);
+	memcpy(dst->hdr, src->hdr, data);
+	for (uint32_t i = 1; i < dst->ids->n; i++) {
+		struct flat_rule *r = &dst->ids->rules[i];
+
+		r->sets = (uint8_t)((r->sets & ~to) | (r->sets & from ? to : 0));
+		r->deny_sets = (uint8_t)((r->deny_sets & ~to) | (r->deny_sets & from ? to : 0));
+	}
+	return 0;
+}
+
 int flat_parent_trie(void *ctx, const struct cidr *p, struct flat_match *m)
 {
 	/* The IPv4 key is the first 8 bytes of this layout. */

@@ -286,6 +286,15 @@ int flat_attach(struct flat *t, int family, const struct flat_sizes *sz, void *t
  */
 void flat_clear(struct flat *t);
 
+/*
+ * Make dst (another set of the same family and geometry) hold exactly what
+ * src holds, ids' set bits included: after a replace both sets carry the
+ * same rules, and copying the compiled table is far cheaper than compiling
+ * it twice.  Only for a dst no packet reads.  -EINVAL on a geometry
+ * mismatch.
+ */
+int flat_copy(struct flat *dst, const struct flat *src);
+
 /* Attach to an ids map's memory (ids_elems * 8 bytes); zeroed memory is fine. */
 void flat_ids_attach(struct flat_ids *ids, void *mem, uint32_t n);
 

@@ -796,7 +796,7 @@ static void test_dead_slot_not_reused_within_quarantine(void **state)
  * keep their ids across sets, and ids in neither set are free afterwards.
  * A table re-attached from its memory (another process) carries on.
  */
-static void test_two_sets_sync_by_diff_and_share_ids(void **state)
+static void test_two_sets_sync_by_diff_copy_and_share_ids(void **state)
 {
 	struct rules old, new;
 	struct flat_ids ids;
@@ -877,6 +877,35 @@ static void test_two_sets_sync_by_diff_and_share_ids(void **state)
 		check_stats(&b.t, &new);
 		for (size_t i = 0; i < new.n; i++)
 			assert_int_equal(ids.rules[new.v[i].rule_id].sets, 3);
+
+		/*
+		 * A copy: A is taken back to old, then made a copy of B (new).
+		 * It judges as B does, and the ids of old-only rules are free.
+		 */
+		flat_clear(&a.t);
+		c = calloc(old.n, sizeof(*c));
+		for (size_t i = 0; i < old.n; i++)
+			c[i] = change_of(&old.v[i], false);
+		a.t.parent_ctx = old.rc;
+		assert_int_equal(flat_build(&a.t, c, old.n), 0);
+		free(c);
+		check_all(&a.t, &old, 2000);
+		assert_int_equal(flat_copy(&a.t, &b.t), 0);
+		a.t.parent_ctx = new.rc;
+		check_all(&a.t, &new, 5000);
+		check_stats(&a.t, &new);
+		used = 0;
+		for (uint32_t i = 1; i < ids.n; i++)
+			used += ids.rules[i].sets != 0;
+		assert_int_equal(used, new.n);
+		for (size_t i = 0; i < new.n; i++) {
+			const struct flat_rule *r = &ids.rules[new.v[i].rule_id];
+			unsigned int deny = new.v[i].action == IPBLOCK_ACTION_DENY ? 3 : 0;
+
+			assert_int_equal(r->sets, 3);
+			assert_int_equal(r->deny_sets, deny);
+		}
+		assert_int_equal(flat_copy(&a.t, &a.t), -EINVAL);
 
 		/* A geometry that does not match the memory is refused. */
 		struct flat_sizes other;
@@ -1669,7 +1698,7 @@ int main(void)
 		cmocka_unit_test(test_v6_region_with_many_lengths_falls_back),
 		cmocka_unit_test(test_dead_slot_not_reused_within_quarantine),
 		cmocka_unit_test(test_reader_sees_old_or_new_during_changes),
-		cmocka_unit_test(test_two_sets_sync_by_diff_and_share_ids),
+		cmocka_unit_test(test_two_sets_sync_by_diff_copy_and_share_ids),
 		cmocka_unit_test(test_ids_reserved_until_added_then_reclaimed),
 		cmocka_unit_test(test_bad_arguments_are_refused),
 		cmocka_unit_test(test_bpf_verdicts_match_reference),

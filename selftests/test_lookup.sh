@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# The two lookups on real traffic.  --lookup trie: the program asks the LPM
+# tries only.  --lookup flat (the default): it reads the tables compiled
+# from them; a /32 (/128) allow inside a /24 (/64) deny exercises both the
+# one-load regions and the hashed long rules.  A rule written into the
+# tries behind the tools' back is not seen by the flat tables -- proof that
+# the live program reads them -- until a writer finds the dirty mark a
+# dead writer would leave and recompiles them from the tries.
+#
+#   snd (va) 198.18.0.1, .0.3 /24  2001:db8::1, ::3 /64  --  rcv (vb) .0.2 ::2  <- ipblock
+# shellcheck disable=SC2317,SC2119
+set -u
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
+
+st_init bpftool
+
+ns_add snd rcv
+veth snd va rcv vb
+addr snd va 198.18.0.1/24 198.18.0.3/24 2001:db8::1/64 2001:db8::3/64
+addr rcv vb 198.18.0.2/24 2001:db8::2/64
+
+# status_has TEXT: ipblock-loader -s prints a line containing TEXT.
+status_has() {
+	local s
+	s=$(loader rcv -s 2>&1)
+	grep -qF -- "$1" <<<"$s" && return 0
+	WHY="ipblock-loader -s has no line with '$1':
+$s"
+	return 1
+}
+
+# nested_rules: /24 and /64 denied, .0.1 and ::1 allowed inside them.
+nested_rules() {
+	rule -a 198.18.0.0/24 -p deny && rule -a 198.18.0.1/32 -p allow &&
+		rule -a 2001:db8::/64 -p deny && rule -a 2001:db8::1/128 -p allow
+}
+
+# nested_verdicts PREFIX: what nested_rules implies, on real traffic.
+nested_verdicts() {
+	local p=$1
+	check "${p}_allow_inside_deny_v4" ping_passes snd 198.18.0.2 198.18.0.1
+	check "${p}_deny_v4" ping_dropped snd 198.18.0.2 198.18.0.3
+	check "${p}_allow_inside_deny_v6" ping_passes snd 2001:db8::2 2001:db8::1
+	check "${p}_deny_v6" ping_dropped snd 2001:db8::2 2001:db8::3
+}
+
+say "--lookup trie"
+run_cli loader rcv -d vb --lookup trie --max-rules 4096
+check trie_attach cli_ok
+check trie_attach_names_lookup has_line "$(grep -o 'lookup: trie' <<<"$OUT")" "lookup: trie"
+check trie_status status_has "lookup: trie"
+if nested_rules >/dev/null; then
+	nested_verdicts trie
+else
+	fail trie_rules "ipblock-rule refused the nested rules"
+fi
+
+say "a lookup other than the pinned one is refused, changing nothing"
+run_cli loader rcv -d vb -u
+check trie_detach cli_ok
+run_cli loader rcv -d vb --lookup flat
+check other_lookup_refused cli_error "made for --lookup trie"
+check other_lookup_left_detached ping_passes snd 198.18.0.2 198.18.0.3
+run_cli loader rcv -d vb --lookup nonsense
+check unknown_lookup_refused cli_error "unknown lookup"
+rm -rf "$PIN"
+
+say "--lookup flat (the default)"
+run_cli loader rcv -d vb --max-rules 4096
+check flat_attach cli_ok
+check flat_attach_names_lookup has_line "$(grep -o 'lookup: flat' <<<"$OUT")" "lookup: flat"
+if nested_rules >/dev/null; then
+	nested_verdicts flat
+	check flat_status_v4_long_rule status_has "IPv4: 1 rules longer than /24 in 1 regions; 0 regions left to the trie"
+	check flat_status_v6_long_rules status_has "IPv6: 2 rules longer than /24 in 1 regions; 0 regions left to the trie"
+else
+	fail flat_rules "ipblock-rule refused the nested rules"
+fi
+rule -d 198.18.0.1/32 >/dev/null
+check flat_delete_long_rule_v4 ping_dropped snd 198.18.0.2 198.18.0.1
+rule -d 198.18.0.0/24 >/dev/null
+check flat_delete_short_rule_v4 ping_passes snd 198.18.0.2 198.18.0.3
+
+say "the live program reads the tables; a dirty mark recompiles them"
+# 198.18.0.3/32 deny into both tries directly: key {32, addr}, value
+# {deny, 32, flags 0, rule id 0}.  The tables do not know it.
+for m in ipv4_map ipv4_map_b; do
+	bpftool map update pinned "$PIN/$m" key 32 0 0 0 198 18 0 3 \
+		value 2 32 0 0 0 0 0 0 >/dev/null 2>&1
+done
+check bypassed_rule_is_not_in_the_tables ping_passes snd 198.18.0.2 198.18.0.3
+# What a writer that died half-way leaves: the dirty mark, set A active.
+bpftool map update pinned "$PIN/config_map" key 0 0 0 0 value 0 0 0 0 1 0 0 0 >/dev/null 2>&1
+run_cli rule -a 198.18.0.200/32 -p deny
+check writer_after_dirty_mark cli_ok
+check recompiled_tables_have_the_rule ping_dropped snd 198.18.0.2 198.18.0.3
+check recompiled_tables_keep_the_rest ping_passes snd 198.18.0.2 198.18.0.1
+check recompiled_v6_rules_kept ping_dropped snd 2001:db8::2 2001:db8::3
+check recompiled_rule_listed has_line "$(rule_lines)" "198.18.0.3/32 deny"
+dirty=$(bpftool map lookup pinned "$PIN/config_map" key 0 0 0 0 2>/dev/null | tr -d '\n' |
+	grep -o '"flags": [0-9]*' | grep -o '[0-9]*$')
+check dirty_mark_cleared same "${dirty:-?}" 0 "config_map flags"
+
+run_cli loader rcv -d vb -u
+check flat_detach cli_ok
+
+st_finish

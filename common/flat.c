@@ -1009,6 +1009,8 @@ static int by_len(const void *a, const void *b)
 
 int flat_build(struct flat *t, struct flat_change *c, size_t n)
 {
+	if (!n)
+		return 0;
 	qsort(c, n, sizeof(*c), by_len);
 	return flat_apply(t, c, n);
 }

@@ -397,7 +397,8 @@ static void test_replace_repairs_a_set_b_left_active(void **state)
 	struct maps_rule y = make_rule("198.18.2.0/24", IPBLOCK_ACTION_DENY);
 	struct maps_rule z[2] = { make_rule("198.18.3.0/24", IPBLOCK_ACTION_DENY),
 				  make_rule("2001:db8::/32", IPBLOCK_ACTION_ALLOW) };
-	struct ipblock_config cfg = { .active_set = 1 };
+	/* A replace dies with its changes half-made: the dirty mark stays. */
+	struct ipblock_config cfg = { .active_set = 1, .flags = IPBLOCK_CONFIG_DIRTY };
 	struct ipblock_maps view_b = h.maps;
 	struct maps_replace_stats st;
 	uint32_t active = 9;
@@ -407,9 +408,11 @@ static void test_replace_repairs_a_set_b_left_active(void **state)
 	/* What a replace killed between its two switches leaves: B active, A behind. */
 	view_b.v4_fd = h.maps.v4b_fd;
 	view_b.v6_fd = h.maps.v6b_fd;
+	view_b.flat = NULL; /* its own mapping of the tables */
 	assert_int_equal(maps_rule_set(&view_b, &x.prefix, &x.val), 0);
 	assert_int_equal(maps_rule_set(&h.maps, &y.prefix, &y.val), 0);
 	assert_int_equal(maps_rule_delete(&view_b, &y.prefix), 0);
+	maps_release(&view_b);
 	assert_int_equal(bpf_map_update_elem(h.maps.config_fd, &zero, &cfg, BPF_ANY), 0);
 
 	assert_int_equal(maps_replace_rules(&h.maps, z, 2, &st), 0);
@@ -419,6 +422,8 @@ static void test_replace_repairs_a_set_b_left_active(void **state)
 	assert_int_equal(maps_active_set(&h.maps, &active), 0);
 	assert_int_equal(active, 0);
 	assert_both_sets(&h.maps, z, 2);
+	assert_int_equal(bpf_map_lookup_elem(h.maps.config_fd, &zero, &cfg), 0);
+	assert_int_equal(cfg.flags, 0);
 }
 
 static void test_flush_empties_both_sets(void **state)

@@ -497,17 +497,21 @@ static int config_write(const struct ipblock_maps *m, const struct ipblock_confi
 static int flat_rebuild(const struct ipblock_maps *m);
 
 /*
- * Start a change of the rules: map the tables of both families, recompile
- * them if the last writer died half-way, and leave the dirty mark for as
- * long as tries and tables may disagree.  *on: the tables are in use.
+ * Start a change of the rules of family (AF_UNSPEC: both): map its tables,
+ * recompile every table if the last writer died half-way, and leave the
+ * dirty mark for as long as tries and tables may disagree.  *on: the
+ * tables are in use.  Mapping costs a few ms per 100 MiB, so a one-rule
+ * change maps only its own family.
  */
-static int change_begin(const struct ipblock_maps *m, bool *on)
+static int change_begin(const struct ipblock_maps *m, int family, bool *on)
 {
-	struct flat_family *f4, *f6;
+	struct flat_family *f4 = NULL, *f6 = NULL;
 	struct ipblock_config cfg;
-	int ret = flat_family(m, AF_INET, &f4);
+	int ret = 0;
 
-	if (!ret)
+	if (family != AF_INET6)
+		ret = flat_family(m, AF_INET, &f4);
+	if (!ret && family != AF_INET)
 		ret = flat_family(m, AF_INET6, &f6);
 	if (ret)
 		return ret;
@@ -517,7 +521,11 @@ static int change_begin(const struct ipblock_maps *m, bool *on)
 	m->flat->damaged = false;
 	ret = config_read(m, &cfg);
 	if (!ret && (cfg.flags & IPBLOCK_CONFIG_DIRTY)) {
-		ret = flat_rebuild(m);
+		ret = flat_family(m, AF_INET, &f4);
+		if (!ret)
+			ret = flat_family(m, AF_INET6, &f6);
+		if (!ret)
+			ret = flat_rebuild(m);
 		if (!ret)
 			ret = config_read(m, &cfg);
 	}
@@ -638,7 +646,7 @@ int maps_rule_set(const struct ipblock_maps *m, const struct cidr *p,
 	struct ipblock_rule old[2], v = *val;
 	struct flat_family *ff;
 	bool in[2], on, fresh = false;
-	int ret = change_begin(m, &on);
+	int ret = change_begin(m, p->family, &on);
 
 	if (ret)
 		return ret;
@@ -686,7 +694,7 @@ int maps_rule_delete(const struct ipblock_maps *m, const struct cidr *p)
 	int ret[2], err;
 	bool on;
 
-	err = change_begin(m, &on);
+	err = change_begin(m, p->family, &on);
 	if (err)
 		return err;
 	ff = flat_on(m, p->family);
@@ -1901,7 +1909,7 @@ out:
 int maps_flat_rebuild(const struct ipblock_maps *m)
 {
 	bool on;
-	int ret = change_begin(m, &on);
+	int ret = change_begin(m, AF_UNSPEC, &on);
 
 	if (!ret && !on)
 		return -EOPNOTSUPP;
@@ -2091,7 +2099,7 @@ static int replace_change(const struct ipblock_maps *m, struct maps_rule *want, 
 			  struct rule_vec *a, struct rule_vec *b, struct maps_replace_stats *st)
 {
 	bool on;
-	int ret = change_begin(m, &on);
+	int ret = change_begin(m, AF_UNSPEC, &on);
 
 	if (ret)
 		return ret;
@@ -2166,7 +2174,7 @@ int maps_import_rules(const struct ipblock_maps *m, const struct maps_rule *rule
 
 	if (ret)
 		return ret;
-	ret = change_begin(m, &on);
+	ret = change_begin(m, AF_UNSPEC, &on);
 	if (ret)
 		goto out;
 	ret = maps_active_set(m, &active);

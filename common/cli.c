@@ -235,3 +235,13 @@ void cli_print_counters(FILE *f, const char *indent, const struct ipblock_maps *
 			maps_stat_name(order[i]), (unsigned long long)c[order[i]].packets,
 			(unsigned long long)c[order[i]].bytes);
 }
+
+const char *cli_change_error(int err)
+{
+	if (err == -EPROTO)
+		return "the pinned lookup tables do not fit this build (another ipblock version "
+		       "made "
+		       "them: save the rules with -S, detach, remove the pin directory, attach "
+		       "again)";
+	return strerror(-err);
+}

@@ -64,6 +64,12 @@ int cli_open_maps(const char *pin_dir, struct ipblock_maps *m);
  */
 int cli_parse_prefix(const char *text, struct cidr *out, char *note, size_t notelen);
 
+/*
+ * Why a change of the rules failed, for "cannot add X: <this>.": errno's
+ * text, or what to do about tables of another version (-EPROTO).
+ */
+const char *cli_change_error(int err);
+
 /* Print the verdict counters, one line each, with the given indent. */
 void cli_print_counters(FILE *f, const char *indent, const struct ipblock_maps *m);
 

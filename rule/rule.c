@@ -83,7 +83,7 @@ static int do_add(const struct config *cfg, const struct ipblock_maps *m, const 
 		return ret;
 	}
 	if (ret) {
-		cli_err("cannot add %s: %s.", text, strerror(-ret));
+		cli_err("cannot add %s: %s.", text, cli_change_error(ret));
 		return ret;
 	}
 	if (!existed)
@@ -107,7 +107,7 @@ static int do_delete(const struct ipblock_maps *m, const struct cidr *p)
 		return ret;
 	}
 	if (ret) {
-		cli_err("cannot delete %s: %s.", text, strerror(-ret));
+		cli_err("cannot delete %s: %s.", text, cli_change_error(ret));
 		return ret;
 	}
 	printf("deleted %s\n", text);
@@ -269,7 +269,7 @@ static int do_bulk(const struct config *cfg, const struct ipblock_maps *m,
 	}
 	if (ret) {
 		cli_err("cannot %s %s: %s.", import ? "import" : "replace the rules with", name,
-			strerror(-ret));
+			cli_change_error(ret));
 		return ret;
 	}
 	if (import)
@@ -290,7 +290,7 @@ static int do_flush(const struct ipblock_maps *m)
 	int ret = maps_flush(m, &removed);
 
 	if (ret) {
-		cli_err("flush stopped after %zu rules: %s.", removed, strerror(-ret));
+		cli_err("flush stopped after %zu rules: %s.", removed, cli_change_error(ret));
 		return ret;
 	}
 	printf("flushed %zu rules\n", removed);

@@ -135,8 +135,10 @@ static int check_pins(const struct config *cfg, uint32_t *pinned_max, enum maps_
 	if (found == 0)
 		return 0;
 	if (found != MAPS_COUNT) {
-		cli_err("%s holds only some of ipblock's maps; remove the directory and attach "
-			"again.",
+		cli_err("%s holds only some of ipblock's maps (made by an older ipblock without "
+			"lookup tables?); save the rules with the ipblock-rule that made them "
+			"(-S), "
+			"detach it, remove the directory, attach again and restore them (-R).",
 			cfg->pin_dir);
 		return -EPROTO;
 	}

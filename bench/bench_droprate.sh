@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Receive-side drop and pass rates over veth, and rule-loading figures, for
-# ipblock, nftables, iptables + ipset and reference XDP programs.  Writes
+# ipblock (with its flat tables, the default, and with --lookup trie, the
+# LPM tries alone), nftables, iptables + ipset and reference XDP programs.  Writes
 # markdown fragments and gnuplot data into OUTDIR; bench/run.sh assembles
 # them.  Not a test.
 #
@@ -147,10 +148,14 @@ record() {
 	printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$wall" "$rss" "${4:--}" >>"$LOADS"
 }
 
-# ipblock_kmem PIN: what the kernel accounts for both IPv4 tries (bytes).
+# ipblock_kmem PIN: what the kernel accounts for the maps an IPv4 list
+# occupies (bytes): both IPv4 tries and the IPv4 flat tables (their arrays
+# are sized by the capacity, not by the list; one element each with
+# --lookup trie).
 ipblock_kmem() {
 	local m total=0 b
-	for m in ipv4_map ipv4_map_b; do
+	for m in ipv4_map ipv4_map_b flat4_top flat4_top_b flat4_data flat4_data_b flat4_ids; do
+		[[ -e $1/$m ]] || continue
 		b=$(bpftool map show pinned "$1/$m" 2>/dev/null |
 			awk '{ for (i = 1; i < NF; i++) if ($i == "memlock") print $(i + 1) }')
 		b=${b%B}
@@ -191,26 +196,29 @@ setup_reference() {
 	add_config xdppass xdppass -
 }
 
+# setup_ipblock N KIND: ipblock with list N; KIND ipblock (flat tables, the
+# loader's default) or ipbtrie (--lookup trie).
 setup_ipblock() {
-	local n=$1 pin
+	local n=$1 kind=$2 pin lookup=flat
+	[[ $kind == ipbtrie ]] && lookup=trie
 	pair
-	pin_dir "$n"
+	pin_dir "$n-$lookup"
 	pin=$PIN
-	net "r$K" "$LOADER" --pin-dir "$pin" -d "ibr$K" -m native >/dev/null ||
-		die "cannot attach ipblock to ibr$K"
+	net "r$K" "$LOADER" --pin-dir "$pin" -d "ibr$K" -m native --lookup "$lookup" >/dev/null ||
+		die "cannot attach ipblock ($lookup lookup) to ibr$K"
 	on_exit "net r$K $LOADER --pin-dir $pin -d ibr$K -u"
-	add_config "ipblock-$n" ipblock "$n"
-	C_PIN[ipblock-$n]=$pin
+	add_config "$kind-$n" "$kind" "$n"
+	C_PIN[$kind-$n]=$pin
 	if timed_run "$BL_TMP/t" timeout "$LOAD_TIMEOUT" nsenter --net="$(ns_path "r$K")" \
 		"$RULE" --pin-dir "$pin" -i "$BL_TMP/v4-$n.txt" -p deny; then
-		record ipblock "$n" "$BL_TMP/t" "$(ipblock_kmem "$pin")"
+		record "$kind" "$n" "$BL_TMP/t" "$(ipblock_kmem "$pin")"
 	else
-		# No import in this ipblock-rule: the bench's own batched loader.
+		# ipblock-rule -i failed: the bench's own loader (the same library call).
 		log "ipblock-rule -i failed ($(head -c 200 "$BL_TMP/t.err")); using trafficgen load"
 		"$TG" load --pin-dir "$pin" "$BL_TMP/v4-$n.txt" >/dev/null ||
 			die "cannot load $n rules into ipblock"
 		echo "- -" >"$BL_TMP/t"
-		record ipblock "$n" "$BL_TMP/t" "$(ipblock_kmem "$pin")"
+		record "$kind" "$n" "$BL_TMP/t" "$(ipblock_kmem "$pin")"
 	fi
 }
 
@@ -270,8 +278,9 @@ threaded() {
 log "setting up the receivers"
 setup_reference
 for n in $SIZES; do
-	log "loading $(label "$n") prefixes into ipblock, nftables, ipset"
-	setup_ipblock "$n"
+	log "loading $(label "$n") prefixes into ipblock (flat, trie), nftables, ipset"
+	setup_ipblock "$n" ipblock
+	setup_ipblock "$n" ipbtrie
 	setup_nft "$n"
 	setup_ipt "$n"
 done
@@ -292,7 +301,7 @@ drops() {
 	local name=$1 k=${C_K[$1]}
 	case ${C_KIND[$name]} in
 	floor) rx_packets "r$k" "ibr$k" ;;
-	ipblock)
+	ipblock | ipbtrie)
 		net "r$k" "$LOADER" --pin-dir "${C_PIN[$name]}" -s |
 			awk '/dropped/ { for (i = 1; i < NF; i++) if ($(i + 1) == "packets") { print $i; exit } }'
 		;;
@@ -375,7 +384,8 @@ system_name() {
 	floor) echo "XDP drop-everything (baseline: this path's limit)" ;;
 	nofilter) echo "no filter, GRO only (baseline)" ;;
 	xdppass) echo "XDP pass-everything (empty program)" ;;
-	ipblock) echo "ipblock (native XDP)" ;;
+	ipblock) echo "ipblock, flat lookup (native XDP)" ;;
+	ipbtrie) echo "ipblock, trie lookup (before)" ;;
 	nft) echo "nftables netdev ingress, interval set" ;;
 	ipt) echo "iptables raw PREROUTING + ipset hash:net" ;;
 	esac
@@ -408,7 +418,7 @@ read -r NOFILTER _ <<<"$(med nofilter:pass)"
 	echo "|---:|---|---:|---:|---:|"
 	row - floor drop "$FLOOR"
 	for n in $SIZES; do
-		for s in ipblock nft ipt; do
+		for s in ipblock ipbtrie nft ipt; do
 			row "$n" "$s-$n" drop "$FLOOR"
 		done
 	done
@@ -419,7 +429,7 @@ read -r NOFILTER _ <<<"$(med nofilter:pass)"
 	row - nofilter pass "$NOFILTER"
 	row - xdppass pass "$NOFILTER"
 	for n in $SIZES; do
-		for s in ipblock nft ipt; do
+		for s in ipblock ipbtrie nft ipt; do
 			row "$n" "$s-$n" pass "$NOFILTER"
 		done
 	done
@@ -444,8 +454,9 @@ verdict() {
 	done
 	if [[ " $SIZES " == *" 3000 "* ]]; then
 		read -r ib _ <<<"$(med "ipblock-3000:drop")"
+		read -r it _ <<<"$(med "ipbtrie-3000:drop")"
 		q=$(ratio "$ib" "$FLOOR")
-		echo "| ipblock ≥ 0.8 × drop-everything floor, 3,000-prefix list | $q × ($(fmt "$ib" 3) vs $(fmt "$FLOOR" 3) Mpps) | $(verdict "$q" 0.8) |"
+		echo "| ipblock ≥ 0.8 × drop-everything floor, 3,000-prefix list | flat: $q × ($(fmt "$ib" 3) vs $(fmt "$FLOOR" 3) Mpps); before (trie): $(ratio "$it" "$FLOOR") × | $(verdict "$q" 0.8) |"
 	fi
 } >"$OUT/targets-drop.md"
 
@@ -474,13 +485,16 @@ done
 declare -A ADD_T
 if [[ -n $ADD_N ]]; then
 	log "adding one rule by each CLI ($ADD_ROUNDS rounds)"
-	ki=${C_K[ipblock-$ADD_N]} kn=${C_K[nft-$ADD_N]} kt=${C_K[ipt-$ADD_N]}
+	kn=${C_K[nft-$ADD_N]} kt=${C_K[ipt-$ADD_N]}
 	for ((r = 0; r < ADD_ROUNDS; r++)); do
 		p=198.19.$((200 + r)).7
-		t0=$(now_us)
-		net "r$ki" "$RULE" --pin-dir "${C_PIN[ipblock-$ADD_N]}" -a "$p" -p deny >/dev/null &&
-			ADD_T[ipblock]+="$(($(now_us) - t0)) "
-		net "r$ki" "$RULE" --pin-dir "${C_PIN[ipblock-$ADD_N]}" -d "$p" >/dev/null
+		for s in ipblock ipbtrie; do
+			ki=${C_K[$s-$ADD_N]}
+			t0=$(now_us)
+			net "r$ki" "$RULE" --pin-dir "${C_PIN[$s-$ADD_N]}" -a "$p" -p deny >/dev/null &&
+				ADD_T[$s]+="$(($(now_us) - t0)) "
+			net "r$ki" "$RULE" --pin-dir "${C_PIN[$s-$ADD_N]}" -d "$p" >/dev/null
+		done
 		if [[ ${C_STATE[ipt-$ADD_N]} == ok ]]; then
 			t0=$(now_us)
 			net "r$kt" ipset add "ipblock_bench_$ADD_N" "$p" && ADD_T[ipset]+="$(($(now_us) - t0)) "
@@ -505,21 +519,31 @@ if [[ -n $IMP_N ]] && ((IMPORT_ROUNDS > 1)); then
 	log "importing $(label "$IMP_N") prefixes: $((IMPORT_ROUNDS - 1)) more rounds"
 	ns_add imp
 	ip -n "$(ns imp)" link add ibi0 type veth peer name ibi1
-	ip -n "$(ns imp)" link set ibi0 up
-	ip -n "$(ns imp)" link set ibi1 up
+	ip -n "$(ns imp)" link add ibi2 type veth peer name ibi3
+	for d in ibi0 ibi1 ibi2 ibi3; do
+		ip -n "$(ns imp)" link set "$d" up
+	done
 	pin_dir imp
 	ipin=$PIN
+	pin_dir imp-trie
+	tpin=$PIN
 	net imp "$LOADER" --pin-dir "$ipin" -d ibi0 -m native >/dev/null || die "cannot attach ipblock to ibi0"
 	on_exit "net imp $LOADER --pin-dir $ipin -d ibi0 -u"
+	net imp "$LOADER" --pin-dir "$tpin" -d ibi2 -m native --lookup trie >/dev/null ||
+		die "cannot attach ipblock (trie lookup) to ibi2"
+	on_exit "net imp $LOADER --pin-dir $tpin -d ibi2 -u"
 	on_exit "net imp nft delete table netdev ipblock_bench"
 	on_exit "net imp ipset destroy ipblock_bench_imp"
 	nft_file ibi1 "$IMP_N" >"$BL_TMP/nft-imp.nft"
 	ipset_file ipblock_bench_imp "$IMP_N" >"$BL_TMP/ipset-imp"
 	for ((r = 1; r < IMPORT_ROUNDS; r++)); do
-		net imp "$RULE" --pin-dir "$ipin" -F >/dev/null
-		timed_run "$BL_TMP/t" nsenter --net="$(ns_path imp)" "$RULE" --pin-dir "$ipin" \
-			-i "$BL_TMP/v4-$IMP_N.txt" -p deny &&
-			record ipblock "$IMP_N" "$BL_TMP/t" "$(ipblock_kmem "$ipin")"
+		for s in ipblock ipbtrie; do
+			[[ $s == ipblock ]] && p=$ipin || p=$tpin
+			net imp "$RULE" --pin-dir "$p" -F >/dev/null
+			timed_run "$BL_TMP/t" nsenter --net="$(ns_path imp)" "$RULE" --pin-dir "$p" \
+				-i "$BL_TMP/v4-$IMP_N.txt" -p deny &&
+				record "$s" "$IMP_N" "$BL_TMP/t" "$(ipblock_kmem "$p")"
+		done
 		timed_run "$BL_TMP/t" nsenter --net="$(ns_path imp)" ipset restore -f "$BL_TMP/ipset-imp" &&
 			record ipset "$IMP_N" "$BL_TMP/t" "$(ipset_kmem imp ipblock_bench_imp)"
 		net imp ipset destroy ipblock_bench_imp
@@ -550,6 +574,15 @@ load_stats() {
 	echo "$wm $wl $wh $rm $kmem ${#walls[@]}"
 }
 
+# sys_short KIND: the system's name in the loading tables.
+sys_short() {
+	case $1 in
+	ipblock) echo "ipblock (flat)" ;;
+	ipbtrie) echo "ipblock (trie)" ;;
+	*) echo "$1" ;;
+	esac
+}
+
 mib() {
 	awk -v b="$1" -v d="${2:-1}" 'BEGIN { if (b !~ /^[0-9.]+$/) print "–"; else printf "%.*f\n", d, b / 1048576 }'
 }
@@ -562,15 +595,16 @@ mib() {
 		echo "|---|---|---:|---:|---:|"
 		# shellcheck disable=SC2086
 		read -r ipm _ <<<"$(stats ${ADD_T[ipset]:-})"
-		for s in ipset ipblock nft; do
+		for s in ipset ipblock ipbtrie nft; do
 			# shellcheck disable=SC2086
 			read -r m lo hi <<<"$(stats ${ADD_T[$s]:-})"
 			case $s in
 			ipblock) cmd="ipblock-rule -a ADDR -p deny" ;;
+			ipbtrie) cmd="ipblock-rule -a ADDR -p deny" ;;
 			ipset) cmd="ipset add SET ADDR" ;;
 			nft) cmd="nft add element netdev T S { ADDR }" ;;
 			esac
-			echo "| $s | \`$cmd\` | $(fmt "$(awk -v a="$m" 'BEGIN { print a / 1000 }')" 1) | $(fmt "$(awk -v a="$lo" 'BEGIN { print a / 1000 }')" 1)–$(fmt "$(awk -v a="$hi" 'BEGIN { print a / 1000 }')" 1) | $(ratio "$m" "$ipm") |"
+			echo "| $(sys_short "$s") | \`$cmd\` | $(fmt "$(awk -v a="$m" 'BEGIN { print a / 1000 }')" 1) | $(fmt "$(awk -v a="$lo" 'BEGIN { print a / 1000 }')" 1)–$(fmt "$(awk -v a="$hi" 'BEGIN { print a / 1000 }')" 1) | $(ratio "$m" "$ipm") |"
 		done
 		echo
 		echo "Each time includes starting the command in the namespace (nsenter).  Not measured at"
@@ -578,29 +612,30 @@ mib() {
 		echo "over a minute here."
 		echo
 	fi
-	echo "Importing a whole list (wall seconds and the loading process's peak RSS by GNU time; kernel memory where the system reports it; baseline ipset):"
+	echo "Importing a whole list (wall seconds and the loading process's peak RSS by GNU time; kernel memory where the system reports it, for ipblock the memlock of its IPv4 maps: both tries plus, with the flat lookup, the IPv4 tables sized for 1M rules; baseline ipset):"
 	echo
 	echo "| rules | system | command | wall s (median) | min–max | runs | × ipset | peak RSS MiB | kernel MiB |"
 	echo "|---:|---|---|---:|---:|---:|---:|---:|---:|"
 	for n in $SIZES; do
 		((n >= 100000)) || continue
 		read -r bw _ <<<"$(load_stats ipset "$n")"
-		for s in ipset ipblock nft; do
+		for s in ipset ipblock ipbtrie nft; do
 			read -r wm wl wh rm km cnt <<<"$(load_stats "$s" "$n")"
 			case $s in
 			ipblock) cmd="ipblock-rule -i FILE -p deny" ;;
+			ipbtrie) cmd="ipblock-rule -i FILE -p deny" ;;
 			ipset) cmd="ipset restore -f FILE" ;;
 			nft) cmd="nft -f FILE" ;;
 			esac
 			if [[ $km == timeout ]]; then
-				echo "| $(label "$n") | $s | \`$cmd\` | > $LOAD_TIMEOUT | not loaded within the time budget | 1 | – | – | – |"
+				echo "| $(label "$n") | $(sys_short "$s") | \`$cmd\` | > $LOAD_TIMEOUT | not loaded within the time budget | 1 | – | – | – |"
 				continue
 			fi
 			[[ $wm == nan ]] && {
-				echo "| $(label "$n") | $s | \`$cmd\` | – | import not available | 0 | – | – | – |"
+				echo "| $(label "$n") | $(sys_short "$s") | \`$cmd\` | – | import not available | 0 | – | – | – |"
 				continue
 			}
-			echo "| $(label "$n") | $s | \`$cmd\` | $(fmt "$wm" 2) | $(fmt "$wl" 2)–$(fmt "$wh" 2) | $cnt | $(ratio "$wm" "$bw") | $(fmt "$(awk -v r="$rm" 'BEGIN { print r / 1024 }')" 1) | $(mib "$km") |"
+			echo "| $(label "$n") | $(sys_short "$s") | \`$cmd\` | $(fmt "$wm" 2) | $(fmt "$wl" 2)–$(fmt "$wh" 2) | $cnt | $(ratio "$wm" "$bw") | $(fmt "$(awk -v r="$rm" 'BEGIN { print r / 1024 }')" 1) | $(mib "$km") |"
 		done
 	done
 } >"$OUT/import.md"

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Bulk rule-set figures for ipblock-rule: import of 100k and 1M generated
-# IPv4 prefixes, -l and -S of 1M, -R of 1M over 1M with 10% changed, flush;
-# wall/user/sys time and peak RSS per command, and what the kernel spends
-# per rule.  Prints a markdown table.  Not part of make test; about a
-# minute on a 2-core machine.
+# Bulk rule-set figures for ipblock-rule, with the flat lookup (the default)
+# against --lookup trie (the LPM tries alone, the "before"): import of 1M
+# generated IPv4 prefixes (median of interleaved rounds, the bulk issue's
+# <= 2 s target), then once each: import of 100k, -l and -S of 1M, -R of 1M
+# over 1M unchanged and with 10% changed, flush; wall/user/sys time and
+# peak RSS per command, and what the kernel spends.  Prints a markdown
+# report.  Not part of make test; under a minute on a 2-core machine.
 #
-#   BUILD=build bench/bench_import.sh
+#   BUILD=build bench/bench_import.sh [-r ROUNDS] [-l "flat trie"] [-o DATAFILE]
 #
-# Runs against a private pin directory and a veth in a private namespace,
-# so it never touches a real installation.
+# DATAFILE gets "import1m LOOKUP median min max" lines (seconds) for
+# bench/run.sh's targets.  Runs against private pin directories and veths
+# in a private namespace, so it never touches a real installation.
 
 set -u
 
@@ -23,20 +26,47 @@ RULE=$BUILD/ipblock-rule
 PYTHON=/usr/bin/python3
 TIME=/usr/bin/time
 
+ROUNDS=3
+LOOKUPS="flat trie"
+DATA=
+while getopts "r:l:o:h" opt; do
+	case $opt in
+	r) ROUNDS=$OPTARG ;;
+	l) LOOKUPS=$OPTARG ;;
+	o) DATA=$OPTARG ;;
+	*)
+		sed -n '3,17p' "$0" | sed 's/^# \{0,1\}//'
+		[[ $opt == h ]] && exit 0
+		exit 2
+		;;
+	esac
+done
+
 ID=ipbbench-$$
 NS=$ID
-PIN=/sys/fs/bpf/$ID
 TMP=
 
+# pin L / dev L: the pin directory and interface of lookup L.
+pin() {
+	echo "/sys/fs/bpf/$ID-$1"
+}
+dev() {
+	echo "vb$1"
+}
+
 cleanup() {
-	if [[ -e /run/netns/$NS ]]; then
-		nsenter --net="/run/netns/$NS" "$LOADER" -d vb --pin-dir "$PIN" -u >/dev/null 2>&1
-		ip netns del "$NS" 2>/dev/null
-	fi
-	if [[ -d $PIN ]]; then
-		rm -f "$PIN"/* 2>/dev/null
-		rmdir "$PIN" 2>/dev/null
-	fi
+	local l p
+	for l in $LOOKUPS; do
+		p=$(pin "$l")
+		if [[ -e /run/netns/$NS ]]; then
+			nsenter --net="/run/netns/$NS" "$LOADER" -d "$(dev "$l")" --pin-dir "$p" -u >/dev/null 2>&1
+		fi
+		if [[ -d $p ]]; then
+			rm -f "$p"/* 2>/dev/null
+			rmdir "$p" 2>/dev/null
+		fi
+	done
+	[[ -e /run/netns/$NS ]] && ip netns del "$NS" 2>/dev/null
 	[[ -n $TMP ]] && rm -rf "$TMP"
 }
 # shellcheck disable=SC2317 # runs from the trap
@@ -52,14 +82,21 @@ die() {
 for f in "$LOADER" "$RULE" "$PYTHON" "$TIME"; do
 	[[ -x $f ]] || die "needs $f (build first: make BUILD=${BUILD#"$REPO"/})"
 done
+[[ $ROUNDS =~ ^[1-9][0-9]?$ ]] || die "-r takes 1 to 99 rounds"
+for l in $LOOKUPS; do
+	[[ $l == flat || $l == trie ]] || die "-l takes flat and/or trie"
+done
 TMP=$(mktemp -d /tmp/$ID.XXXXXX)
 
 ip netns add "$NS" || die "cannot create a namespace"
-ip -n "$NS" link add vb type veth peer name vb1 || die "cannot create a veth"
-ip -n "$NS" link set vb up
-ip -n "$NS" link set vb1 up
-nsenter --net="/run/netns/$NS" "$LOADER" -d vb --pin-dir "$PIN" --max-rules 1000000 >/dev/null ||
-	die "cannot attach ipblock"
+for l in $LOOKUPS; do
+	ip -n "$NS" link add "$(dev "$l")" type veth peer name "$(dev "$l")1" ||
+		die "cannot create a veth"
+	ip -n "$NS" link set "$(dev "$l")" up
+	ip -n "$NS" link set "$(dev "$l")1" up
+	nsenter --net="/run/netns/$NS" "$LOADER" -d "$(dev "$l")" --pin-dir "$(pin "$l")" \
+		--max-rules 1000000 --lookup "$l" >/dev/null || die "cannot attach ipblock ($l lookup)"
+done
 
 # Lists: unique random IPv4 prefixes, /16../32, in save format; the second
 # 1M list flips the action of 5% and swaps another 5% for new prefixes.
@@ -97,19 +134,21 @@ with open(tmp + "/v4_1m_changed.txt", "w") as f:
             f.write(p + " deny\n")
 EOF
 
-R=("$RULE" --pin-dir "$PIN")
-ROWS=()
+# R L ARGS...: ipblock-rule on lookup L's maps (untimed steps).
+R() {
+	local l=$1
+	shift
+	"$RULE" --pin-dir "$(pin "$l")" "$@"
+}
 
-# run LABEL RULES CMD...: time one command, keep a table row.
+# run KEY L CMD...: time one command; $TMP/KEY.L gets "wall user sys rss_kb".
 run() {
-	local label=$1 rules=$2 out=$TMP/out
+	local key=$1 l=$2
 	shift 2
-	if ! "$TIME" -f '%e %U %S %M' -o "$TMP/time" "$@" >"$out" 2>"$TMP/err"; then
+	if ! "$TIME" -f '%e %U %S %M' -o "$TMP/$key.$l" "$@" >"$TMP/out" 2>"$TMP/err"; then
 		cat "$TMP/err" >&2
-		die "'$label' failed"
+		die "'$key' ($l lookup) failed"
 	fi
-	read -r wall user sys rss <"$TMP/time"
-	ROWS+=("| $label | $rules | $wall | $user | $sys | $((rss / 1024)) |")
 }
 
 # Bytes in allocated kmalloc objects: trie nodes are kmalloc()ed and
@@ -124,34 +163,145 @@ settle() {
 	sleep 1
 }
 
-"${R[@]}" -F >/dev/null
-run "import (-i -p deny)" 100000 "${R[@]}" -i "$TMP/v4_100k.txt" -p deny
-"${R[@]}" -F >/dev/null
-settle
-slab_before=$(slab_bytes)
-run "import (-i, save format)" 1000000 "${R[@]}" -i "$TMP/v4_1m.txt"
-settle
-slab_after=$(slab_bytes)
-memlock=$(bpftool map show pinned "$PIN/ipv4_map" 2>/dev/null | awk '{ for (i = 1; i < NF; i++) if ($i == "memlock") print $(i + 1) }')
-run "list (-l)" 1000000 "${R[@]}" -l
-run "save (-S)" 1000000 "${R[@]}" -S
-cp "$TMP/out" "$TMP/saved.txt"
-run "replace, nothing changed (-R of the save)" 1000000 "${R[@]}" -R "$TMP/saved.txt"
-run "replace, 10% changed (-R)" 1000000 "${R[@]}" -R "$TMP/v4_1m_changed.txt"
-changes=$(grep -o '[0-9]* added, [0-9]* updated, [0-9]* deleted' "$TMP/out")
-run "flush (-F)" 1000000 "${R[@]}" -F
+# memlock L MAP...: the kernel's account of the maps (bytes).
+memlock() {
+	local l=$1 m total=0 b
+	shift
+	for m in "$@"; do
+		b=$(bpftool map show pinned "$(pin "$l")/$m" 2>/dev/null |
+			awk '{ for (i = 1; i < NF; i++) if ($i == "memlock") print $(i + 1) }')
+		b=${b%B}
+		[[ $b =~ ^[0-9]+$ ]] && total=$((total + b))
+	done
+	echo "$total"
+}
+
+# stats N...: "median min max".
+stats() {
+	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
+		END {
+			m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+			print m, v[1], v[NR]
+		}'
+}
+
+# --- 1M import, interleaved rounds ---------------------------------------------
+declare -A WALLS USER SYS RSS SLAB TRIE_MEMLOCK
+read -ra LK <<<"$LOOKUPS"
+for ((r = 0; r < ROUNDS; r++)); do
+	for ((j = 0; j < ${#LK[@]}; j++)); do
+		l=${LK[(j + r) % ${#LK[@]}]}
+		R "$l" -F >/dev/null
+		settle
+		before=$(slab_bytes)
+		run import1m "$l" "$RULE" --pin-dir "$(pin "$l")" -i "$TMP/v4_1m.txt"
+		read -r wall user sys rss <"$TMP/import1m.$l"
+		WALLS[$l]+="$wall "
+		USER[$l]+="$user "
+		SYS[$l]+="$sys "
+		RSS[$l]+="$rss "
+		if ((r == 0)); then
+			settle
+			SLAB[$l]=$(($(slab_bytes) - before))
+			TRIE_MEMLOCK[$l]=$(memlock "$l" ipv4_map)
+		fi
+	done
+done
+
+# --- the other operations, once each ---------------------------------------------
+OPS=(list save same changed flush import100k)
+declare -A OP_LABEL=(
+	[list]="list (-l)"
+	[save]="save (-S)"
+	[same]="replace, nothing changed (-R of the save)"
+	[changed]="replace, 10% changed (-R)"
+	[flush]="flush (-F)"
+	[import100k]="import (-i -p deny) into an empty set"
+)
+declare -A OP_RULES=([list]=1000000 [save]=1000000 [same]=1000000 [changed]=1000000
+	[flush]=1000000 [import100k]=100000)
+for l in $LOOKUPS; do
+	run list "$l" "$RULE" --pin-dir "$(pin "$l")" -l
+	run save "$l" "$RULE" --pin-dir "$(pin "$l")" -S
+	cp "$TMP/out" "$TMP/saved.txt"
+	run same "$l" "$RULE" --pin-dir "$(pin "$l")" -R "$TMP/saved.txt"
+	run changed "$l" "$RULE" --pin-dir "$(pin "$l")" -R "$TMP/v4_1m_changed.txt"
+	changes=$(grep -o '[0-9]* added, [0-9]* updated, [0-9]* deleted' "$TMP/out")
+	run flush "$l" "$RULE" --pin-dir "$(pin "$l")" -F
+	run import100k "$l" "$RULE" --pin-dir "$(pin "$l")" -i "$TMP/v4_100k.txt" -p deny
+done
+
+# --- report --------------------------------------------------------------------------
+has() {
+	[[ " $LOOKUPS " == *" $1 "* ]]
+}
+ratio() {
+	awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "–"; else printf "%.2f\n", a / b }'
+}
 
 echo "## ipblock-rule bulk figures ($(nproc) CPUs, kernel $(uname -r))"
 echo
-echo "| operation | rules | wall s | user s | sys s | peak RSS MiB |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: |"
-printf '%s\n' "${ROWS[@]}"
+echo "Importing 1,000,000 IPv4 prefixes (\`ipblock-rule -i\`, save format) into an attached,"
+echo "empty ipblock: median of $ROUNDS interleaved rounds.  Target (bulk issue): ≤ 2 s."
+echo
+echo "| lookup | wall s (median) | min–max | × trie | user s | sys s | peak RSS MiB | ≤ 2 s? |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+[[ -n $DATA ]] && : >"$DATA"
+trie_med=
+# shellcheck disable=SC2086 # word lists
+has trie && read -r trie_med _ <<<"$(stats ${WALLS[trie]})"
+for l in $LOOKUPS; do
+	# shellcheck disable=SC2086
+	read -r m lo hi <<<"$(stats ${WALLS[$l]})"
+	# shellcheck disable=SC2086
+	read -r um _ <<<"$(stats ${USER[$l]})"
+	# shellcheck disable=SC2086
+	read -r sm _ <<<"$(stats ${SYS[$l]})"
+	# shellcheck disable=SC2086
+	read -r rm _ <<<"$(stats ${RSS[$l]})"
+	met=$(awk -v m="$m" 'BEGIN { print m <= 2 ? "met" : "MISSED" }')
+	echo "| $l | $m | $lo–$hi | $(ratio "$m" "${trie_med:-0}") | $um | $sm | $((${rm%.*} / 1024)) | $met |"
+	[[ -n $DATA ]] && echo "import1m $l $m $lo $hi" >>"$DATA"
+done
+echo
+echo "Peak RSS counts the pages of BPF maps the process has mmap()ed: with the flat lookup"
+echo "ipblock-rule maps every flat table (the kernel's pages, not a copy), so it shows their"
+echo "size, not memory the process allocated."
+echo
+echo "Then, once each (wall seconds; user, sys and peak RSS of the flat lookup's run):"
+echo
+echo "| operation | rules | trie: wall s | flat: wall s | flat ÷ trie | flat: user s | flat: sys s | flat: peak RSS MiB |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+for op in "${OPS[@]}"; do
+	tw=- fw=- fu=- fs=- fr=-
+	has trie && read -r tw _ <"$TMP/$op.trie"
+	has flat && read -r fw fu fs fr <"$TMP/$op.flat"
+	[[ $fr != - ]] && fr=$((fr / 1024))
+	q=–
+	[[ $tw != - && $fw != - ]] && q=$(ratio "$fw" "$tw")
+	echo "| ${OP_LABEL[$op]} | ${OP_RULES[$op]} | $tw | $fw | $q | $fu | $fs | $fr |"
+done
 echo
 echo "The 10% change was: $changes (each change is made in set B, then in set A)."
 echo
-slab_delta=$((slab_after - slab_before))
-echo "| kernel memory, 1M rules | bytes per rule |"
-echo "| --- | ---: |"
-echo "| kmalloc objects added, both sets | $((slab_delta / 1000000)) |"
-echo "| the same, per set (one LPM trie) | $((slab_delta / 2000000)) |"
-[[ -n $memlock ]] && echo "| bpftool memlock of one trie (leaves only, the kernel's estimate) | $((${memlock%B} / 1000000)) |"
+echo "| kernel memory, 1M rules | trie lookup | flat lookup |"
+echo "| --- | ---: | ---: |"
+row() {
+	local what=$1 t=$2 f=$3
+	has trie || t=–
+	has flat || f=–
+	echo "| $what | $t | $f |"
+}
+row "kmalloc objects added by the import, bytes per rule (both sets' tries)" \
+	"$((${SLAB[trie]:-0} / 1000000))" "$((${SLAB[flat]:-0} / 1000000))"
+row "bpftool memlock of one trie, bytes per rule (leaves only, the kernel's estimate)" \
+	"$((${TRIE_MEMLOCK[trie]:-0} / 1000000))" "$((${TRIE_MEMLOCK[flat]:-0} / 1000000))"
+flat_maps=()
+for f in 4 6; do
+	for m in top top_b data data_b ids; do
+		flat_maps+=("flat${f}_$m")
+	done
+done
+row "flat tables, both families and sets, MiB (fixed by --max-rules 1000000)" \
+	"$(awk -v b="$(memlock trie "${flat_maps[@]}")" 'BEGIN { printf "%.1f", b / 1048576 }')" \
+	"$(awk -v b="$(memlock flat "${flat_maps[@]}")" 'BEGIN { printf "%.1f", b / 1048576 }')"

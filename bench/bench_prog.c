@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Per-packet cost of ipblock's XDP program against an empty XDP program,
- * by BPF_PROG_RUN with repeat.
+ * by BPF_PROG_RUN with repeat, for both ways the program can find a rule:
+ * the flat tables (the default) and the LPM tries alone (--lookup trie,
+ * the "before").
  *
  * A single frame run with repeat would judge one cached key.  Instead the
  * frame goes through tg_call (bench/trafficgen.bpf.c), which writes the next
@@ -9,21 +11,23 @@
  * every repetition judges another address.  The empty program sits behind
  * the same wrapper: the difference of the two is what ipblock adds.
  *
- * For each rule count one private copy of ipblock is loaded (no pins, no
- * interface) and both rule sets are filled with the list of bench/rulegen.h
- * by batched map updates.  Sources:
+ * For each rule count and lookup one private copy of ipblock is loaded (no
+ * pins, no interface), its maps sized by maps_obj_size() for the capacity a
+ * default installation has, and filled with the list of bench/rulegen.h by
+ * maps_replace_rules(), which compiles the flat tables as the tools do.
+ * Sources (the same pools for both lookups):
  *   hit   a random address inside a random rule of the list (a deny rule);
  *   miss  a random address of the range the list's bulk is spread over
  *         (11.0.0.0-99.255.255.255, 2400::/6) that no rule covers.
  * These frames never leave BPF_PROG_RUN (no live-frames flag, no interface),
  * so their sources need not be documentation addresses; a walk through the
- * whole trie is what the figure is about.
+ * whole table is what the figure is about.
  *
  * Every measurement is checked: ipblock's own counters must have counted
  * exactly `repeat` drops (hit) or unmatched passes (miss).
  *
  *   bench_prog [-r REPEAT] [-n ROUNDS] [-p POOL] [-c CPU] [-o DATAFILE]
- *              [-s N,N,...]
+ *              [-s N,N,...] [-l trie,flat] [-C CAPACITY]
  */
 #include <errno.h>
 #include <sched.h>
@@ -42,24 +46,32 @@
 
 #include "bench_util.h"
 #include "cli.h"
+#include "flat.h"
 #include "ipblock.skel.h"
+#include "maps.h"
 #include "rulegen.h"
 #include "trafficgen.h"
 #include "trafficgen.skel.h"
 
-#define MAX_SIZES  8
-#define MAX_ROUNDS 64
-#define FRAME_LEN  80 /* IPv6 + UDP + a little payload; IPv4 frames are padded alike */
+#define MAX_SIZES   8
+#define MAX_LOOKUPS 2
+#define MAX_INST    (MAX_SIZES * MAX_LOOKUPS)
+#define MAX_ROUNDS  64
+#define FRAME_LEN   80 /* IPv6 + UDP + a little payload; IPv4 frames are padded alike */
 
 enum src_kind { SRC_HIT, SRC_MISS };
 
 struct instance {
 	size_t rules;
+	enum maps_lookup lookup;
+	uint32_t capacity; /* rules per family the maps are sized for */
 	struct ipblock_bpf *skel;
 	struct ipblock_maps maps;
 	struct cidr *list4, *list6; /* the rules, kept to draw hit sources from */
 	size_t n4, n6;
 	double load_s;
+	bool has_info; /* flat lookup with rules: info4/info6 hold set A's tables */
+	struct maps_flat_info info4, info6;
 };
 
 struct config {
@@ -75,11 +87,14 @@ struct config {
 
 struct bench {
 	struct trafficgen_bpf *tg;
-	uint32_t repeat, rounds, pool, warm;
+	uint32_t repeat, rounds, pool, warm, capacity;
 	uint8_t frame4[FRAME_LEN], frame6[FRAME_LEN];
-	struct instance inst[MAX_SIZES];
+	size_t sizes[MAX_SIZES], nsizes;
+	enum maps_lookup lookups[MAX_LOOKUPS];
+	size_t nlookups;
+	struct instance inst[MAX_INST];
 	size_t ninst;
-	struct config cfg[1 + MAX_SIZES * 4];
+	struct config cfg[1 + MAX_INST * 4];
 	size_t ncfg;
 };
 
@@ -168,11 +183,12 @@ static bool covered(const struct instance *in, int family, const uint8_t *addr)
 				   &val) == 0;
 }
 
-static int pool_build(struct bench *b, struct config *c, uint64_t seed)
+static int pool_build(struct bench *b, struct config *c)
 {
 	static const struct cidr spread4 = { .family = AF_INET, .len = 0 };
 	const struct instance *in = c->inst;
-	uint64_t rng = seed;
+	/* Seeded by what the pool is for, so both lookups meet the same sources. */
+	uint64_t rng = 0x1234 ^ (in ? in->rules : 0) << 8 ^ (uint64_t)c->family << 2 ^ c->kind;
 	uint8_t a[16];
 
 	c->pool = calloc(b->pool, sizeof(*c->pool));
@@ -229,76 +245,50 @@ static void collect(const struct cidr *p, void *ctx)
 		l->v[l->n++] = *p;
 }
 
-/* Write n rules into fd: batched, 8192 a call (one by one if refused). */
-static int write_rules(int fd, const struct cidr *list, size_t n, int family)
+/* Both families' lists as deny rules, through the API the tools use. */
+static int fill(struct instance *in)
 {
-	size_t ksz =
-		family == AF_INET ? sizeof(struct ipblock_key_v4) : sizeof(struct ipblock_key_v6);
-	const size_t chunk = 8192;
-	uint8_t *keys = malloc(chunk * ksz);
-	struct ipblock_rule *v = malloc(chunk * sizeof(*v));
-	int ret = 0;
+	size_t n = in->n4 + in->n6;
+	struct maps_rule *r = calloc(n, sizeof(*r));
+	struct maps_replace_stats st;
+	int ret;
 
-	if (!keys || !v) {
-		ret = -ENOMEM;
-		goto out;
+	if (!r)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		r[i].prefix = i < in->n4 ? in->list4[i] : in->list6[i - in->n4];
+		r[i].val.action = IPBLOCK_ACTION_DENY;
 	}
-	for (size_t i = 0; i < n && !ret;) {
-		__u32 cnt = (__u32)(n - i < chunk ? n - i : chunk);
-
-		for (__u32 j = 0; j < cnt; j++) {
-			__u32 plen = list[i + j].len;
-
-			memcpy(keys + j * ksz, &plen, 4);
-			memcpy(keys + j * ksz + 4, list[i + j].addr, ksz - 4);
-			v[j] = (struct ipblock_rule){ .action = IPBLOCK_ACTION_DENY,
-						      .prefixlen = list[i + j].len };
-		}
-		if (bpf_map_update_batch(fd, keys, v, &cnt, NULL)) {
-			if (errno != EINVAL && errno != EOPNOTSUPP) {
-				ret = -errno;
-				break;
-			}
-			for (__u32 j = 0; j < cnt && !ret; j++)
-				if (bpf_map_update_elem(fd, keys + j * ksz, &v[j], BPF_ANY))
-					ret = -errno;
-		}
-		i += cnt;
-	}
-out:
-	free(keys);
-	free(v);
+	ret = maps_rules_sort(r, NULL, n);
+	if (!ret)
+		ret = maps_replace_rules(&in->maps, r, n, &st);
+	free(r);
+	if (!ret && st.added != n)
+		ret = -EPROTO;
 	return ret;
 }
 
-static int instance_open(struct instance *in, size_t rules)
+static int instance_open(struct instance *in, size_t rules, enum maps_lookup lookup,
+			 uint32_t capacity)
 {
 	struct list l4 = { 0 }, l6 = { 0 };
-	double t0 = now_s();
+	double t0;
 	int ret;
 
 	in->rules = rules;
+	in->lookup = lookup;
+	in->capacity = rules > capacity ? (uint32_t)rules : capacity;
 	in->maps = (struct ipblock_maps)IPBLOCK_MAPS_INIT;
 	in->skel = ipblock_bpf__open();
 	if (!in->skel)
 		return -errno;
-	if (rules > IPBLOCK_MAX_RULES_DEFAULT) {
-		bpf_map__set_max_entries(in->skel->maps.ipv4_map, (__u32)rules);
-		bpf_map__set_max_entries(in->skel->maps.ipv6_map, (__u32)rules);
-		bpf_map__set_max_entries(in->skel->maps.ipv4_map_b, (__u32)rules);
-		bpf_map__set_max_entries(in->skel->maps.ipv6_map_b, (__u32)rules);
-	}
-	ret = ipblock_bpf__load(in->skel);
-	if (ret)
+	ret = maps_obj_size(in->skel->obj, in->capacity, lookup);
+	if (!ret)
+		ret = ipblock_bpf__load(in->skel);
+	if (!ret)
+		ret = maps_from_obj(in->skel->obj, &in->maps);
+	if (ret || !rules)
 		return ret;
-	in->maps.v4_fd = bpf_map__fd(in->skel->maps.ipv4_map);
-	in->maps.v6_fd = bpf_map__fd(in->skel->maps.ipv6_map);
-	in->maps.v4b_fd = bpf_map__fd(in->skel->maps.ipv4_map_b);
-	in->maps.v6b_fd = bpf_map__fd(in->skel->maps.ipv6_map_b);
-	in->maps.config_fd = bpf_map__fd(in->skel->maps.config_map);
-	in->maps.stats_fd = bpf_map__fd(in->skel->maps.stats_map);
-	if (!rules)
-		return 0;
 
 	l4.cap = l6.cap = rules;
 	l4.v = calloc(rules, sizeof(*l4.v));
@@ -314,20 +304,21 @@ static int instance_open(struct instance *in, size_t rules)
 	in->n4 = l4.n;
 	in->list6 = l6.v;
 	in->n6 = l6.n;
-	/* Both sets, as ipblock keeps them at rest. */
-	ret = write_rules(in->maps.v4b_fd, l4.v, l4.n, AF_INET);
-	if (!ret)
-		ret = write_rules(in->maps.v4_fd, l4.v, l4.n, AF_INET);
-	if (!ret)
-		ret = write_rules(in->maps.v6b_fd, l6.v, l6.n, AF_INET6);
-	if (!ret)
-		ret = write_rules(in->maps.v6_fd, l6.v, l6.n, AF_INET6);
+	t0 = now_s();
+	ret = fill(in);
 	in->load_s = now_s() - t0;
+	if (ret || lookup != MAPS_LOOKUP_FLAT)
+		return ret;
+	ret = maps_flat_info(&in->maps, AF_INET, 0, &in->info4);
+	if (!ret)
+		ret = maps_flat_info(&in->maps, AF_INET6, 0, &in->info6);
+	in->has_info = !ret;
 	return ret;
 }
 
 static void instance_close(struct instance *in)
 {
+	maps_release(&in->maps);
 	ipblock_bpf__destroy(in->skel);
 	free(in->list4);
 	free(in->list6);
@@ -425,47 +416,121 @@ static const char *rules_label(size_t n, char *buf, size_t len)
 	return buf;
 }
 
+static struct config *find_cfg(struct bench *b, size_t rules, enum maps_lookup lookup, int family,
+			       enum src_kind kind)
+{
+	for (size_t i = 0; i < b->ncfg; i++) {
+		struct config *c = &b->cfg[i];
+
+		if (c->inst && c->inst->rules == rules && c->inst->lookup == lookup &&
+		    c->family == family && c->kind == kind)
+			return c;
+	}
+	return NULL;
+}
+
+/* "ns min–max | Δ" of one lookup's row, or dashes when it was not run. */
+static void print_cells(const struct bench *b, const struct config *c, double empty)
+{
+	struct summary s;
+
+	if (!c) {
+		printf(" – | – | – |");
+		return;
+	}
+	s = summarise(c->ns, b->rounds);
+	printf(" %.0f | %.0f–%.0f | **%+.0f** |", s.med, s.min, s.max, s.med - empty);
+}
+
+static void print_warm(const struct bench *b, const struct config *c, double empty)
+{
+	if (!c) {
+		printf(" – |");
+		return;
+	}
+	printf(" %+.0f |", summarise(c->warm_ns, b->rounds).med - empty);
+}
+
 static void report(struct bench *b, FILE *data)
 {
 	struct summary empty = summarise(b->cfg[0].ns, b->rounds);
 	struct summary wempty = summarise(b->cfg[0].warm_ns, b->rounds);
 	char rl[32];
 
-	printf("| program | rules | family | sources | ns/pkt (median) | min–max | Δ vs empty "
-	       "(ns) | × empty | warm: ns/pkt | warm: Δ (ns) |\n");
-	printf("|---|---:|---|---|---:|---:|---:|---:|---:|---:|\n");
-	for (size_t i = 0; i < b->ncfg; i++) {
+	printf("Baseline: the empty program, %.0f ns per packet (min–max %.0f–%.0f; warm %.0f).  "
+	       "Δ: what ipblock adds to it.\n\n",
+	       empty.med, empty.min, empty.max, wempty.med);
+	printf("| rules | family | sources | trie: ns/pkt | min–max | trie: Δ (ns) | flat: ns/pkt "
+	       "| min–max | flat: Δ (ns) | flat ÷ trie | warm: trie Δ | warm: flat Δ |\n");
+	printf("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+	for (size_t i = 0; i < b->nsizes; i++) {
+		for (int f = 0; f < 2; f++) {
+			for (int k = b->sizes[i] ? SRC_HIT : SRC_MISS; k <= SRC_MISS; k++) {
+				int fam = f ? AF_INET6 : AF_INET;
+				struct config *t =
+					find_cfg(b, b->sizes[i], MAPS_LOOKUP_TRIE, fam, k);
+				struct config *l =
+					find_cfg(b, b->sizes[i], MAPS_LOOKUP_FLAT, fam, k);
+
+				printf("| %s | IPv%d | %s |",
+				       rules_label(b->sizes[i], rl, sizeof(rl)), f ? 6 : 4,
+				       k == SRC_HIT ? "hit" : "miss");
+				print_cells(b, t, empty.med);
+				print_cells(b, l, empty.med);
+				if (t && l)
+					printf(" %.2f |", summarise(l->ns, b->rounds).med /
+								  summarise(t->ns, b->rounds).med);
+				else
+					printf(" – |");
+				print_warm(b, t, wempty.med);
+				print_warm(b, l, wempty.med);
+				printf("\n");
+			}
+		}
+	}
+
+	for (size_t i = 0; data && i < b->ncfg; i++) {
 		struct config *c = &b->cfg[i];
 		struct summary s = summarise(c->ns, b->rounds);
 		struct summary w = summarise(c->warm_ns, b->rounds);
 
-		if (!c->inst)
-			printf("| empty XDP (baseline) | – | – | – ");
-		else
-			printf("| ipblock | %s | IPv%d | %s ",
-			       rules_label(c->inst->rules, rl, sizeof(rl)),
-			       c->family == AF_INET ? 4 : 6, c->kind == SRC_HIT ? "hit" : "miss");
-		printf("| %.0f | %.0f–%.0f | %+.0f | %.2f | %.0f | %+.0f |\n", s.med, s.min, s.max,
-		       s.med - empty.med, s.med / empty.med, w.med, w.med - wempty.med);
-		if (data)
-			fprintf(data, "%s %zu %d %s %.1f %.1f %.1f %.1f %.1f %.1f %.1f %.1f\n",
-				c->inst ? "ipblock" : "empty", c->inst ? c->inst->rules : 0,
-				c->family == AF_INET ? 4 : 6, c->kind == SRC_HIT ? "hit" : "miss",
-				s.med, s.min, s.max, s.med - empty.med, w.med, w.min, w.max,
-				w.med - wempty.med);
+		fprintf(data, "%s %zu %d %s %s %.1f %.1f %.1f %.1f %.1f %.1f %.1f %.1f\n",
+			c->inst ? "ipblock" : "empty", c->inst ? c->inst->rules : 0,
+			c->family == AF_INET ? 4 : 6, c->kind == SRC_HIT ? "hit" : "miss",
+			c->inst ? maps_lookup_name(c->inst->lookup) : "-", s.med, s.min, s.max,
+			s.med - empty.med, w.med, w.min, w.max, w.med - wempty.med);
 	}
+
 	printf("\nEach row: %u interleaved rounds of %u frames; sources cycle through %u "
-	       "random addresses (warm: %u, so the trie's path to them stays in cache).  "
-	       "Rules loaded into private maps, both sets, by batched updates in",
-	       b->rounds, b->repeat, b->pool, b->warm);
-	for (size_t i = 0, first = 1; i < b->ninst; i++) {
-		if (!b->inst[i].rules)
+	       "random addresses (warm: %u, so the path to them stays in cache), the same for "
+	       "both lookups.  Maps sized for %u rules per family (the default capacity); "
+	       "flat tables and their bookkeeping: %.0f MiB of kernel memory per instance "
+	       "(trie lookup: %.1f MiB), besides the tries.\n\n",
+	       b->rounds, b->repeat, b->pool, b->warm, b->capacity,
+	       maps_lookup_bytes(b->capacity, MAPS_LOOKUP_FLAT) / 1048576.0,
+	       maps_lookup_bytes(b->capacity, MAPS_LOOKUP_TRIE) / 1048576.0);
+	printf("| rules | lookup | loaded by maps_replace_rules (s) | IPv4: long rules | IPv4: "
+	       "regions on the trie | IPv6: long rules | IPv6: regions on the trie |\n");
+	printf("|---:|---|---:|---:|---:|---:|---:|\n");
+	for (size_t i = 0; i < b->ninst; i++) {
+		struct instance *in = &b->inst[i];
+
+		if (!in->rules)
 			continue;
-		printf("%s %.2f s (%s)", first ? "" : ",", b->inst[i].load_s,
-		       rules_label(b->inst[i].rules, rl, sizeof(rl)));
-		first = 0;
+		printf("| %s | %s | %.2f |", rules_label(in->rules, rl, sizeof(rl)),
+		       maps_lookup_name(in->lookup), in->load_s);
+		if (in->has_info)
+			printf(" %u | %u | %u | %u |\n", in->info4.long_rules,
+			       in->info4.fallback_regions, in->info6.long_rules,
+			       in->info6.fallback_regions);
+		else
+			printf(" – | all | – | all |\n");
 	}
-	printf(".\n");
+	printf("\n\"Long rules\" are longer than /24 and live in the flat tables' hash; a region "
+	       "\"on the trie\" is a /24 whose rules the flat table cannot represent (more than %d "
+	       "distinct long lengths, or a slot beyond the probe limit): its addresses pay for "
+	       "the flat lookup and the trie's.\n",
+	       FLAT_MAX_LENS);
 }
 
 static const struct cli_opt options[] = {
@@ -474,6 +539,8 @@ static const struct cli_opt options[] = {
 	{ "pool", 'p', "N", "distinct sources per run, a power of two (default 65536)" },
 	{ "warm", 'w', "N", "distinct sources of the warm-cache runs (default 256)" },
 	{ "sizes", 's', "N,N,...", "rule counts (default 0,1000,100000,1000000)" },
+	{ "lookups", 'l', "L,L", "lookups to measure: trie, flat (default trie,flat)" },
+	{ "capacity", 'C', "N", "rules per family the maps are sized for (default 1000000)" },
 	{ "cpu", 'c', "CPU", "pin to CPU (default 0)" },
 	{ "data", 'o', "FILE", "also write the figures as columns for gnuplot" },
 	{ "help", 'h', NULL, "show this help" },
@@ -498,6 +565,25 @@ static int parse_sizes(const char *s, size_t *sizes, size_t *n)
 	return *n ? 0 : -EINVAL;
 }
 
+static int parse_lookups(const char *s, enum maps_lookup *l, size_t *n)
+{
+	char buf[64], *save = NULL, *tok;
+
+	if (strlen(s) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, s);
+	*n = 0;
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (*n == MAX_LOOKUPS || maps_lookup_parse(tok, &l[*n]))
+			return -EINVAL;
+		for (size_t i = 0; i < *n; i++)
+			if (l[i] == l[*n])
+				return -EINVAL;
+		(*n)++;
+	}
+	return *n ? 0 : -EINVAL;
+}
+
 static void add_config(struct bench *b, const char *label, struct instance *in, int family,
 		       enum src_kind kind)
 {
@@ -507,9 +593,16 @@ static void add_config(struct bench *b, const char *label, struct instance *in, 
 
 int main(int argc, char **argv)
 {
-	size_t sizes[MAX_SIZES] = { 0, 1000, 100000, 1000000 }, nsizes = 4;
-	static struct bench b = { .repeat = 1000000, .rounds = 5, .pool = 65536, .warm = 256 };
-	static char labels[MAX_SIZES * 4][48];
+	static struct bench b = { .repeat = 1000000,
+				  .rounds = 5,
+				  .pool = 65536,
+				  .warm = 256,
+				  .capacity = IPBLOCK_MAX_RULES_DEFAULT,
+				  .sizes = { 0, 1000, 100000, 1000000 },
+				  .nsizes = 4,
+				  .lookups = { MAPS_LOOKUP_TRIE, MAPS_LOOKUP_FLAT },
+				  .nlookups = 2 };
+	static char labels[MAX_INST * 4][64];
 	const char *data_path = NULL;
 	uint32_t cpu = 0;
 	FILE *data = NULL;
@@ -534,11 +627,22 @@ int main(int argc, char **argv)
 				return 2;
 			break;
 		case 's':
-			if (parse_sizes(optarg, sizes, &nsizes)) {
+			if (parse_sizes(optarg, b.sizes, &b.nsizes)) {
 				cli_err("--sizes takes up to %d counts separated by commas.",
 					MAX_SIZES);
 				return 2;
 			}
+			break;
+		case 'l':
+			if (parse_lookups(optarg, b.lookups, &b.nlookups)) {
+				cli_err("--lookups takes trie, flat or both, separated by a "
+					"comma.");
+				return 2;
+			}
+			break;
+		case 'C':
+			if (cli_parse_u32("--capacity", optarg, 1, 50000000, &b.capacity))
+				return 2;
 			break;
 		case 'c':
 			if (cli_parse_u32("--cpu", optarg, 0, CPU_SETSIZE - 1, &cpu))
@@ -585,30 +689,36 @@ int main(int argc, char **argv)
 	}
 
 	add_config(&b, "empty", NULL, AF_INET, SRC_MISS);
-	for (size_t i = 0; i < nsizes; i++) {
-		struct instance *in = &b.inst[b.ninst];
-		char rl[32];
+	for (size_t i = 0; i < b.nsizes; i++) {
+		for (size_t j = 0; j < b.nlookups; j++) {
+			struct instance *in = &b.inst[b.ninst];
+			const char *ln = maps_lookup_name(b.lookups[j]);
+			char rl[32];
 
-		ret = instance_open(in, sizes[i]);
-		if (ret) {
-			cli_err("cannot load ipblock with %zu rules: %s.", sizes[i],
-				strerror(-ret));
-			goto out;
-		}
-		b.ninst++;
-		for (int f = 0; f < 2; f++) {
-			for (int k = sizes[i] ? 0 : 1; k < 2; k++) {
-				char *l = labels[b.ncfg - 1];
+			ret = instance_open(in, b.sizes[i], b.lookups[j], b.capacity);
+			if (ret) {
+				cli_err("cannot load ipblock (%s lookup) with %zu rules: %s.", ln,
+					b.sizes[i], strerror(-ret));
+				instance_close(in);
+				goto out;
+			}
+			b.ninst++;
+			fprintf(stderr, "bench_prog: %s rules, %s lookup: loaded in %.2f s\n",
+				rules_label(b.sizes[i], rl, sizeof(rl)), ln, in->load_s);
+			for (int f = 0; f < 2; f++) {
+				for (int k = b.sizes[i] ? SRC_HIT : SRC_MISS; k <= SRC_MISS; k++) {
+					char *l = labels[b.ncfg - 1];
 
-				snprintf(l, sizeof(labels[0]), "%s IPv%d %s",
-					 rules_label(sizes[i], rl, sizeof(rl)), f ? 6 : 4,
-					 k ? "miss" : "hit");
-				add_config(&b, l, in, f ? AF_INET6 : AF_INET, k);
+					snprintf(l, sizeof(labels[0]), "%s %s IPv%d %s", ln,
+						 rules_label(b.sizes[i], rl, sizeof(rl)), f ? 6 : 4,
+						 k == SRC_MISS ? "miss" : "hit");
+					add_config(&b, l, in, f ? AF_INET6 : AF_INET, k);
+				}
 			}
 		}
 	}
 	for (size_t i = 0; i < b.ncfg; i++) {
-		ret = pool_build(&b, &b.cfg[i], 0x1234 + i);
+		ret = pool_build(&b, &b.cfg[i]);
 		if (ret) {
 			cli_err("cannot build the sources of %s: %s.", b.cfg[i].label,
 				strerror(-ret));

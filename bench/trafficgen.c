@@ -11,8 +11,9 @@
  *   trafficgen rules -n N [-6] [-S SEED]
  *       Print the N-prefix list of bench/rulegen.h, one prefix a line.
  *   trafficgen load --pin-dir DIR FILE
- *       Add every prefix of FILE as a deny rule to ipblock's pinned maps, both
- *       sets, with batched map updates (the bench's fast path for 1M rules).
+ *       Add every prefix of FILE as a deny rule to ipblock's pinned maps by
+ *       maps_import_rules(), which keeps the flat tables in step (the
+ *       bench's fallback when ipblock-rule has no -i).
  *   trafficgen attach -i IFACE drop|pass  |  trafficgen detach -i IFACE
  *       The reference receivers: an XDP program that drops (passes)
  *       everything, attached in native mode.
@@ -48,10 +49,6 @@
 #include "trafficgen.skel.h"
 
 #define FRAME_MAX 1514
-
-#ifndef ENOTSUPP
-#define ENOTSUPP 524 /* the kernel's "operation not supported" */
-#endif
 
 static volatile sig_atomic_t stop;
 
@@ -404,56 +401,24 @@ static int cmd_rules(int argc, char **argv)
 	return fflush(stdout) ? 1 : 0;
 }
 
-struct keys {
-	void *k;
-	struct ipblock_rule *v;
-	size_t n, cap, ksz;
+struct rules {
+	struct maps_rule *v;
+	size_t n, cap;
 };
 
-static int keys_add(struct keys *ks, const struct cidr *p)
+static int rules_add(struct rules *rs, const struct cidr *p)
 {
-	if (ks->n == ks->cap) {
-		size_t cap = ks->cap ? ks->cap * 2 : 65536;
-		void *k = realloc(ks->k, cap * ks->ksz);
-		void *v = k ? realloc(ks->v, cap * sizeof(*ks->v)) : NULL;
+	if (rs->n == rs->cap) {
+		size_t cap = rs->cap ? rs->cap * 2 : 65536;
+		struct maps_rule *v = realloc(rs->v, cap * sizeof(*v));
 
-		if (k)
-			ks->k = k;
 		if (!v)
 			return -ENOMEM;
-		ks->v = v;
-		ks->cap = cap;
+		rs->v = v;
+		rs->cap = cap;
 	}
-	uint8_t *key = (uint8_t *)ks->k + ks->n * ks->ksz;
-	__u32 plen = p->len;
-
-	memcpy(key, &plen, sizeof(plen));
-	memcpy(key + sizeof(plen), p->addr, ks->ksz - sizeof(plen));
-	ks->v[ks->n] = (struct ipblock_rule){ .action = IPBLOCK_ACTION_DENY, .prefixlen = p->len };
-	ks->n++;
-	return 0;
-}
-
-/* Write every key into fd: batches of 8192, or one by one if refused. */
-static int write_keys(int fd, const struct keys *ks)
-{
-	const size_t chunk = 8192;
-
-	for (size_t i = 0; i < ks->n;) {
-		__u32 cnt = (__u32)(ks->n - i < chunk ? ks->n - i : chunk);
-		uint8_t *k = (uint8_t *)ks->k + i * ks->ksz;
-
-		if (!bpf_map_update_batch(fd, k, &ks->v[i], &cnt, NULL)) {
-			i += cnt;
-			continue;
-		}
-		if (errno != EINVAL && errno != EOPNOTSUPP && errno != ENOTSUPP)
-			return -errno;
-		for (__u32 j = 0; j < cnt; j++)
-			if (bpf_map_update_elem(fd, k + j * ks->ksz, &ks->v[i + j], BPF_ANY))
-				return -errno;
-		i += cnt;
-	}
+	rs->v[rs->n++] =
+		(struct maps_rule){ .prefix = *p, .val = { .action = IPBLOCK_ACTION_DENY } };
 	return 0;
 }
 
@@ -465,9 +430,9 @@ static const struct cli_opt load_opts[] = {
 
 static int cmd_load(int argc, char **argv)
 {
-	struct keys v4 = { .ksz = sizeof(struct ipblock_key_v4) };
-	struct keys v6 = { .ksz = sizeof(struct ipblock_key_v6) };
 	struct ipblock_maps m = IPBLOCK_MAPS_INIT;
+	struct maps_replace_stats st;
+	struct rules rs = { 0 };
 	const char *pin_dir = NULL;
 	char line[256], err[CIDR_ERRLEN];
 	size_t lineno = 0;
@@ -482,7 +447,8 @@ static int cmd_load(int argc, char **argv)
 			break;
 		case 'h':
 			cli_usage(stdout, "load --pin-dir DIR FILE",
-				  "Add FILE's prefixes as deny rules to both rule sets.",
+				  "Add FILE's prefixes as deny rules (maps_import_rules(), so the "
+				  "flat tables follow).",
 				  load_opts);
 			return 0;
 		default:
@@ -510,11 +476,13 @@ static int cmd_load(int argc, char **argv)
 			ret = -EINVAL;
 			break;
 		}
-		ret = keys_add(p.family == AF_INET ? &v4 : &v6, &p);
+		ret = rules_add(&rs, &p);
 		if (ret)
 			break;
 	}
 	fclose(in);
+	if (!ret)
+		ret = maps_rules_sort(rs.v, NULL, rs.n);
 	if (ret)
 		goto out;
 	if (cli_open_maps(pin_dir, &m)) {
@@ -522,26 +490,19 @@ static int cmd_load(int argc, char **argv)
 		goto out;
 	}
 	t0 = now_s();
-	/* Set B first, as maps_rule_set() does: A stays the complete view. */
-	ret = write_keys(m.v4b_fd, &v4);
-	if (!ret)
-		ret = write_keys(m.v4_fd, &v4);
-	if (!ret)
-		ret = write_keys(m.v6b_fd, &v6);
-	if (!ret)
-		ret = write_keys(m.v6_fd, &v6);
+	ret = maps_lock(&m, true);
+	if (!ret) {
+		ret = maps_import_rules(&m, rs.v, rs.n, &st);
+		maps_unlock(&m);
+	}
 	if (ret) {
 		cli_err("cannot write the rules: %s.", strerror(-ret));
 		goto out;
 	}
-	printf("loaded %zu IPv4 and %zu IPv6 deny rules into both sets in %.3f s\n", v4.n, v6.n,
-	       now_s() - t0);
+	printf("loaded %zu IPv4 and %zu IPv6 deny rules in %.3f s\n", st.v4, st.v6, now_s() - t0);
 out:
 	maps_close(&m);
-	free(v4.k);
-	free(v4.v);
-	free(v6.k);
-	free(v6.v);
+	free(rs.v);
 	return ret ? 1 : 0;
 }
 

@@ -1567,8 +1567,13 @@ enum follow {
 	FOLLOW_COPY, /* as FOLLOW_DIFF, or copy the other set's, which holds want */
 };
 
-static int flat_follow(const struct ipblock_maps *m, int set, const struct rule_vec *have,
-		       const struct maps_rule *want, size_t nw, enum follow how);
+struct follow_job;
+static int follow_plan(struct follow_job **jp, const struct ipblock_maps *m, int set,
+		       const struct rule_vec *have, const struct maps_rule *want, size_t nw,
+		       enum follow how);
+static bool follow_needs_trie(const struct follow_job *j);
+static void *follow_thread(void *arg);
+static int follow_finish(struct follow_job *j, bool run);
 
 static int sync_set(const struct ipblock_maps *m, int set, const struct rule_vec *have,
 		    const struct maps_rule *want, size_t nw, enum follow follow)
@@ -1578,12 +1583,24 @@ static int sync_set(const struct ipblock_maps *m, int set, const struct rule_vec
 	size_t *hs = calloc(n + 1, sizeof(*hs)), *ws = calloc(n + 1, sizeof(*ws));
 	struct sync_job *jobs = calloc(n, sizeof(*jobs));
 	struct sync_pool pool = { .jobs = jobs };
-	pthread_t tid[MAX_WRITERS];
-	bool started[MAX_WRITERS] = {};
+	struct follow_job *fj = NULL;
+	pthread_t tid[MAX_WRITERS], ft;
+	bool started[MAX_WRITERS] = {}, flat_early = false;
 	int ret = -ENOMEM;
 
 	if (!hs || !ws || !jobs || lfq_create(&pool.q, n))
 		goto out;
+	if (follow != FOLLOW_NONE) {
+		ret = follow_plan(&fj, m, set, have, want, nw, follow);
+		if (ret)
+			goto out;
+		/*
+		 * Tables compiled afresh or copied do not ask the trie: one
+		 * thread builds them while the writers fill the trie.
+		 */
+		if (fj && !follow_needs_trie(fj))
+			flat_early = !pthread_create(&ft, NULL, follow_thread, fj);
+	}
 	hs[n] = have->n;
 	ws[n] = nw;
 	for (size_t t = 1; t < n; t++) {
@@ -1610,8 +1627,10 @@ static int sync_set(const struct ipblock_maps *m, int set, const struct rule_vec
 			};
 			ret = lfq_push(pool.q, &(struct lfq_item){ .key = t });
 			if (ret)
-				goto out;
+				break;
 		}
+		if (ret)
+			break;
 		for (size_t t = 1; t < k; t++)
 			started[t] = !pthread_create(&tid[t], NULL, sync_worker, &pool);
 		sync_worker(&pool);
@@ -1620,9 +1639,19 @@ static int sync_set(const struct ipblock_maps *m, int set, const struct rule_vec
 				pthread_join(tid[t], NULL);
 		ret = atomic_load(&pool.ret);
 	}
-	/* One writer for the tables, once the trie is what they compile. */
-	if (!ret && follow != FOLLOW_NONE)
-		ret = flat_follow(m, set, have, want, nw, follow);
+	if (flat_early) {
+		pthread_join(ft, NULL);
+		/* A trie left short of want leaves the tables ahead of it. */
+		if (ret)
+			flat_damaged(m);
+	}
+	/* Otherwise one writer for the tables, once the trie is what they compile. */
+	if (fj) {
+		int fret = follow_finish(fj, !flat_early && !ret);
+
+		if (!ret)
+			ret = fret;
+	}
 out:
 	lfq_destroy(pool.q);
 	free(jobs);
@@ -1711,41 +1740,126 @@ static bool copy_pays(const struct flat_family *ff, size_t n)
 }
 
 /*
- * Bring an inactive set's tables from have to want, the trie being at want
- * already: the diff applied change by change, or, when most of the table
- * changes, the table compiled afresh (shortest rules first, each region
- * written by few rules) or copied from the other set when it holds want.
+ * Bringing an inactive set's tables from have to want, the trie being at
+ * want (or getting there): per family the diff applied change by change,
+ * or, when most of the table changes, the table compiled afresh (shortest
+ * rules first, each region written by few rules) or copied from the other
+ * set when that one holds want.  Only the first asks the trie (a delete
+ * looks up what covered the prefix), so only it must wait for the trie.
  */
-static int flat_follow(const struct ipblock_maps *m, int set, const struct rule_vec *have,
-		       const struct maps_rule *want, size_t nw, enum follow how)
+enum follow_way {
+	WAY_NONE,
+	WAY_APPLY,
+	WAY_BUILD,
+	WAY_COPY,
+};
+
+struct follow_job {
+	const struct ipblock_maps *m;
+	int set;
+	struct {
+		enum follow_way way;
+		struct change_vec v;
+		const struct maps_rule *want; /* the family's part of want */
+		size_t n;
+	} fam[2];
+	int ret;
+};
+
+static int follow_plan(struct follow_job **jp, const struct ipblock_maps *m, int set,
+		       const struct rule_vec *have, const struct maps_rule *want, size_t nw,
+		       enum follow how)
 {
 	static const struct diff_hooks hooks = { change_gone, change_added, change_changed };
+	struct follow_job *j = calloc(1, sizeof(*j));
+	int ret = 0;
 
-	for (int f = 0; f < 2; f++) {
-		int family = f ? AF_INET6 : AF_INET, ret;
+	*jp = j;
+	if (!j)
+		return -ENOMEM;
+	j->m = m;
+	j->set = set;
+	for (int f = 0; f < 2 && !ret; f++) {
+		int family = f ? AF_INET6 : AF_INET;
 		struct flat_family *ff = flat_on(m, family);
-		const struct maps_rule *h, *w;
-		struct change_vec v = {};
-		size_t nh, n;
+		const struct maps_rule *h;
+		size_t nh;
 
 		if (!ff)
 			continue;
 		family_part(have->r, have->n, family, &h, &nh);
-		family_part(want, nw, family, &w, &n);
-		ret = diff_walk(h, nh, w, n, &hooks, &v);
-		if (!ret && how == FOLLOW_COPY && copy_pays(ff, v.n))
-			ret = flat_copy(&ff->t[set], &ff->t[!set]);
-		else if (!ret && v.n > n / 2)
-			ret = table_build(ff, set, w, n);
-		else if (!ret)
-			ret = flat_apply(&ff->t[set], v.c, v.n);
-		free(v.c);
+		family_part(want, nw, family, &j->fam[f].want, &j->fam[f].n);
+		ret = diff_walk(h, nh, j->fam[f].want, j->fam[f].n, &hooks, &j->fam[f].v);
+		if (!j->fam[f].v.n)
+			j->fam[f].way = WAY_NONE;
+		else if (how == FOLLOW_COPY && copy_pays(ff, j->fam[f].v.n))
+			j->fam[f].way = WAY_COPY;
+		else if (j->fam[f].v.n > j->fam[f].n / 2)
+			j->fam[f].way = WAY_BUILD;
+		else
+			j->fam[f].way = WAY_APPLY;
+		if (j->fam[f].way != WAY_APPLY) {
+			free(j->fam[f].v.c);
+			j->fam[f].v = (struct change_vec){};
+		}
+	}
+	if (ret)
+		follow_finish(j, false);
+	if (ret)
+		*jp = NULL;
+	return ret;
+}
+
+static bool follow_needs_trie(const struct follow_job *j)
+{
+	return j->fam[0].way == WAY_APPLY || j->fam[1].way == WAY_APPLY;
+}
+
+static int follow_run(struct follow_job *j)
+{
+	for (int f = 0; f < 2; f++) {
+		struct flat_family *ff = flat_on(j->m, f ? AF_INET6 : AF_INET);
+		struct flat *t = ff ? &ff->t[j->set] : NULL;
+		int ret = 0;
+
+		switch (j->fam[f].way) {
+		case WAY_NONE:
+			break;
+		case WAY_APPLY:
+			ret = flat_apply(t, j->fam[f].v.c, j->fam[f].v.n);
+			break;
+		case WAY_BUILD:
+			ret = table_build(ff, j->set, j->fam[f].want, j->fam[f].n);
+			break;
+		case WAY_COPY:
+			ret = flat_copy(t, &ff->t[!j->set]);
+			break;
+		}
 		if (ret) {
-			flat_damaged(m);
+			flat_damaged(j->m);
 			return ret;
 		}
 	}
 	return 0;
+}
+
+static void *follow_thread(void *arg)
+{
+	struct follow_job *j = arg;
+
+	j->ret = follow_run(j);
+	return NULL;
+}
+
+/* Run the job now (unless it ran in its thread, or must not), free it: its result. */
+static int follow_finish(struct follow_job *j, bool run)
+{
+	int ret = run ? follow_run(j) : j->ret;
+
+	free(j->fam[0].v.c);
+	free(j->fam[1].v.c);
+	free(j);
+	return ret;
 }
 
 /*

@@ -1015,36 +1015,35 @@ int flat_build(struct flat *t, struct flat_change *c, size_t n)
 	return flat_apply(t, c, n);
 }
 
-struct change_list {
-	struct flat_change *c;
-	size_t n, cap;
-};
+int flat_changes_push(struct flat_changes *l, const struct flat_change *c)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 1024;
+		struct flat_change *grown = realloc(l->c, cap * sizeof(*grown));
+
+		if (!grown)
+			return -ENOMEM;
+		l->c = grown;
+		l->cap = cap;
+	}
+	l->c[l->n++] = *c;
+	return 0;
+}
 
 static int collect(enum rulecache_change kind, const struct rule_entry *old,
 		   const struct rule_entry *new, void *ctx)
 {
-	struct change_list *l = ctx;
 	const struct rule_entry *e = new ? new : old;
 
 	if (!e->rule_id)
 		return -EINVAL;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 1024;
-		struct flat_change *c = realloc(l->c, cap * sizeof(*c));
-
-		if (!c)
-			return -ENOMEM;
-		l->c = c;
-		l->cap = cap;
-	}
-	l->c[l->n++] = (struct flat_change){
-		.prefix = e->prefix,
-		.id = e->rule_id,
-		.old_id = kind == RULECACHE_UPDATE ? old->rule_id : 0,
-		.deny = e->action == IPBLOCK_ACTION_DENY,
-		.del = kind == RULECACHE_DELETE,
-	};
-	return 0;
+	return flat_changes_push(ctx, &(struct flat_change){
+					      .prefix = e->prefix,
+					      .id = e->rule_id,
+					      .old_id = kind == RULECACHE_UPDATE ? old->rule_id : 0,
+					      .deny = e->action == IPBLOCK_ACTION_DENY,
+					      .del = kind == RULECACHE_DELETE,
+				      });
 }
 
 /* The family's part of a diff: the other family's changes belong to its table. */
@@ -1061,7 +1060,7 @@ static size_t keep_family(struct flat_change *c, size_t n, int family)
 int flat_sync(struct flat *t, const struct rulecache *have, const struct rulecache *want,
 	      size_t *changes)
 {
-	struct change_list l = { 0 };
+	struct flat_changes l = { 0 };
 	int ret = rulecache_diff(have, want, RULECACHE_DIFF_RULE_ID, collect, &l);
 
 	if (!ret) {

@@ -342,6 +342,15 @@ struct flat_change {
 	bool del;
 };
 
+/* A growing array of changes, for callers that collect a diff. */
+struct flat_changes {
+	struct flat_change *c;
+	size_t n, cap;
+};
+
+/* Append one change (the array grows by doubling).  -ENOMEM. */
+int flat_changes_push(struct flat_changes *l, const struct flat_change *c);
+
 /*
  * Apply a diff: every delete first, then every add, each as flat_delete()
  * / flat_add().  Stops at the first error (-ENOENT of a delete is skipped).

@@ -1662,30 +1662,15 @@ out:
 
 /* --- the flat tables: following the tries in bulk ----------------------------- */
 
-struct change_vec {
-	struct flat_change *c;
-	size_t n, cap;
-};
-
-static int change_push(struct change_vec *v, const struct maps_rule *r, uint32_t old_id, bool del)
+static int change_push(struct flat_changes *v, const struct maps_rule *r, uint32_t old_id, bool del)
 {
-	if (v->n == v->cap) {
-		size_t cap = v->cap ? 2 * v->cap : 1024;
-		struct flat_change *c = realloc(v->c, cap * sizeof(*c));
-
-		if (!c)
-			return -ENOMEM;
-		v->c = c;
-		v->cap = cap;
-	}
-	v->c[v->n++] = (struct flat_change){
-		.prefix = r->prefix,
-		.id = r->val.rule_id,
-		.old_id = old_id,
-		.deny = r->val.action == IPBLOCK_ACTION_DENY,
-		.del = del,
-	};
-	return 0;
+	return flat_changes_push(v, &(struct flat_change){
+					    .prefix = r->prefix,
+					    .id = r->val.rule_id,
+					    .old_id = old_id,
+					    .deny = r->val.action == IPBLOCK_ACTION_DENY,
+					    .del = del,
+				    });
 }
 
 static int change_gone(const struct maps_rule *old, void *ctx)
@@ -1717,7 +1702,7 @@ static void family_part(const struct maps_rule *r, size_t n, int family, const s
 /* Empty set's table of family and compile it from want[0..n) (that family's rules). */
 static int table_build(struct flat_family *ff, int set, const struct maps_rule *want, size_t n)
 {
-	struct change_vec v = {};
+	struct flat_changes v = {};
 	int ret = 0;
 
 	flat_clear(&ff->t[set]);
@@ -1759,7 +1744,7 @@ struct follow_job {
 	int set;
 	struct {
 		enum follow_way way;
-		struct change_vec v;
+		struct flat_changes v;
 		const struct maps_rule *want; /* the family's part of want */
 		size_t n;
 	} fam[2];
@@ -1800,7 +1785,7 @@ static int follow_plan(struct follow_job **jp, const struct ipblock_maps *m, int
 			j->fam[f].way = WAY_APPLY;
 		if (j->fam[f].way != WAY_APPLY) {
 			free(j->fam[f].v.c);
-			j->fam[f].v = (struct change_vec){};
+			j->fam[f].v = (struct flat_changes){};
 		}
 	}
 	if (ret)

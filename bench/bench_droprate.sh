@@ -52,11 +52,7 @@ while getopts "o:r:w:s:h" opt; do
 	r) ROUNDS=$OPTARG ;;
 	w) WINDOW=$OPTARG ;;
 	s) SIZES=$OPTARG ;;
-	*)
-		sed -n '3,12p' "$0" | sed 's/^# \{0,1\}//'
-		[[ $opt == h ]] && exit 0
-		exit 2
-		;;
+	*) usage 3,12 "$opt" ;;
 	esac
 done
 [[ -n $OUT ]] || die "give -o OUTDIR"

@@ -16,13 +16,9 @@
 # in a private namespace, so it never touches a real installation.
 
 set -u
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
-HERE=$(cd "$(dirname "$0")" && pwd)
-REPO=$(cd "$HERE/.." && pwd)
-BUILD=${BUILD:-build}
-[[ $BUILD == /* ]] || BUILD=$REPO/$BUILD
-LOADER=$BUILD/ipblock-loader
-RULE=$BUILD/ipblock-rule
 PYTHON=/usr/bin/python3
 TIME=/usr/bin/time
 
@@ -34,11 +30,7 @@ while getopts "r:l:o:h" opt; do
 	r) ROUNDS=$OPTARG ;;
 	l) LOOKUPS=$OPTARG ;;
 	o) DATA=$OPTARG ;;
-	*)
-		sed -n '3,17p' "$0" | sed 's/^# \{0,1\}//'
-		[[ $opt == h ]] && exit 0
-		exit 2
-		;;
+	*) usage 3,17 "$opt" ;;
 	esac
 done
 
@@ -80,7 +72,7 @@ die() {
 
 [[ $(id -u) == 0 ]] || die "needs root"
 for f in "$LOADER" "$RULE" "$PYTHON" "$TIME"; do
-	[[ -x $f ]] || die "needs $f (build first: make BUILD=${BUILD#"$REPO"/})"
+	[[ -x $f ]] || die "needs $f (build first: make BUILD=${BUILD#"$BL_REPO"/})"
 done
 [[ $ROUNDS =~ ^[1-9][0-9]?$ ]] || die "-r takes 1 to 99 rounds"
 for l in $LOOKUPS; do
@@ -176,15 +168,6 @@ memlock() {
 	echo "$total"
 }
 
-# stats N...: "median min max".
-stats() {
-	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
-		END {
-			m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-			print m, v[1], v[NR]
-		}'
-}
-
 # --- 1M import, interleaved rounds ---------------------------------------------
 declare -A WALLS USER SYS RSS SLAB TRIE_MEMLOCK
 read -ra LK <<<"$LOOKUPS"
@@ -234,9 +217,6 @@ done
 # --- report --------------------------------------------------------------------------
 has() {
 	[[ " $LOOKUPS " == *" $1 "* ]]
-}
-ratio() {
-	awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "–"; else printf "%.2f\n", a / b }'
 }
 
 echo "## ipblock-rule bulk figures ($(nproc) CPUs, kernel $(uname -r))"

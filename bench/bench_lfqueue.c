@@ -237,13 +237,6 @@ struct cell {
 	int n;
 };
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
 static double median(struct cell *c)
 {
 	qsort(c->v, c->n, sizeof(c->v[0]), cmp_double);

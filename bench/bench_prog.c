@@ -44,7 +44,6 @@
 #include <linux/ipv6.h>
 #include <linux/udp.h>
 
-#include "bench_util.h"
 #include "cli.h"
 #include "flat.h"
 #include "ipblock.skel.h"
@@ -52,11 +51,12 @@
 #include "rulegen.h"
 #include "trafficgen.h"
 #include "trafficgen.skel.h"
+#include "bench_util.h" /* after ipblock.skel.h: bench_ipblock_open() */
 
 #define MAX_SIZES   8
 #define MAX_LOOKUPS 2
 #define MAX_INST    (MAX_SIZES * MAX_LOOKUPS)
-#define MAX_ROUNDS  64
+#define MAX_ROUNDS  BENCH_MAX_ROUNDS
 #define FRAME_LEN   80 /* IPv6 + UDP + a little payload; IPv4 frames are padded alike */
 
 enum src_kind { SRC_HIT, SRC_MISS };
@@ -99,50 +99,6 @@ struct bench {
 };
 
 /* --- frames and pools --------------------------------------------------------- */
-
-/* The frames' fixed parts; sources and checksums come from the pool. */
-static void frames_init(struct bench *b)
-{
-	static const uint8_t dst4[4] = { 198, 19, 255, 254 };
-	static const uint8_t dst6[16] = { 0x20, 0x01, 0x0d, 0xb8, 0, 1, [15] = 1 };
-	struct ethhdr *eth;
-	struct iphdr *ip;
-	struct ipv6hdr *ip6;
-	struct udphdr *udp;
-
-	memset(b->frame4, 0, FRAME_LEN);
-	eth = (struct ethhdr *)b->frame4;
-	memcpy(eth->h_dest, "\x02\x00\x00\x00\x00\x02", ETH_ALEN);
-	memcpy(eth->h_source, "\x02\x00\x00\x00\x00\x01", ETH_ALEN);
-	eth->h_proto = htons(ETH_P_IP);
-	ip = (struct iphdr *)(eth + 1);
-	ip->version = 4;
-	ip->ihl = 5;
-	ip->ttl = 64;
-	ip->protocol = IPPROTO_UDP;
-	ip->tot_len = htons(FRAME_LEN - sizeof(*eth));
-	memcpy(&ip->daddr, dst4, 4);
-	udp = (struct udphdr *)(ip + 1);
-	udp->source = htons(40000);
-	udp->dest = htons(9);
-	udp->len = htons(FRAME_LEN - sizeof(*eth) - sizeof(*ip));
-
-	memset(b->frame6, 0, FRAME_LEN);
-	eth = (struct ethhdr *)b->frame6;
-	memcpy(eth->h_dest, "\x02\x00\x00\x00\x00\x02", ETH_ALEN);
-	memcpy(eth->h_source, "\x02\x00\x00\x00\x00\x01", ETH_ALEN);
-	eth->h_proto = htons(ETH_P_IPV6);
-	ip6 = (struct ipv6hdr *)(eth + 1);
-	ip6->version = 6;
-	ip6->hop_limit = 64;
-	ip6->nexthdr = IPPROTO_UDP;
-	ip6->payload_len = htons(FRAME_LEN - sizeof(*eth) - sizeof(*ip6));
-	memcpy(&ip6->daddr, dst6, 16);
-	udp = (struct udphdr *)(ip6 + 1);
-	udp->source = htons(40000);
-	udp->dest = htons(9);
-	udp->len = ip6->payload_len;
-}
 
 /* Pool entry for src in the frame of its family (checksums as on the wire). */
 static void pool_entry(const struct bench *b, int family, const uint8_t *src, struct tg_source *out)
@@ -278,15 +234,7 @@ static int instance_open(struct instance *in, size_t rules, enum maps_lookup loo
 	in->rules = rules;
 	in->lookup = lookup;
 	in->capacity = rules > capacity ? (uint32_t)rules : capacity;
-	in->maps = (struct ipblock_maps)IPBLOCK_MAPS_INIT;
-	in->skel = ipblock_bpf__open();
-	if (!in->skel)
-		return -errno;
-	ret = maps_obj_size(in->skel->obj, in->capacity, lookup);
-	if (!ret)
-		ret = ipblock_bpf__load(in->skel);
-	if (!ret)
-		ret = maps_from_obj(in->skel->obj, &in->maps);
+	ret = bench_ipblock_open(&in->skel, &in->maps, in->capacity, lookup);
 	if (ret || !rules)
 		return ret;
 
@@ -318,8 +266,7 @@ static int instance_open(struct instance *in, size_t rules, enum maps_lookup loo
 
 static void instance_close(struct instance *in)
 {
-	maps_release(&in->maps);
-	ipblock_bpf__destroy(in->skel);
+	bench_ipblock_close(in->skel, &in->maps);
 	free(in->list4);
 	free(in->list6);
 	memset(in, 0, sizeof(*in));
@@ -381,28 +328,6 @@ static int measure(struct bench *b, struct config *c, const struct tg_source *po
 		}
 	}
 	return 0;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-struct summary {
-	double med, min, max;
-};
-
-static struct summary summarise(const double *v, uint32_t n)
-{
-	double s[MAX_ROUNDS];
-
-	memcpy(s, v, n * sizeof(*s));
-	qsort(s, n, sizeof(*s), cmp_double);
-	return (struct summary){ .med = n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2,
-				 .min = s[0],
-				 .max = s[n - 1] };
 }
 
 static const char *rules_label(size_t n, char *buf, size_t len)
@@ -565,25 +490,6 @@ static int parse_sizes(const char *s, size_t *sizes, size_t *n)
 	return *n ? 0 : -EINVAL;
 }
 
-static int parse_lookups(const char *s, enum maps_lookup *l, size_t *n)
-{
-	char buf[64], *save = NULL, *tok;
-
-	if (strlen(s) >= sizeof(buf))
-		return -EINVAL;
-	strcpy(buf, s);
-	*n = 0;
-	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (*n == MAX_LOOKUPS || maps_lookup_parse(tok, &l[*n]))
-			return -EINVAL;
-		for (size_t i = 0; i < *n; i++)
-			if (l[i] == l[*n])
-				return -EINVAL;
-		(*n)++;
-	}
-	return *n ? 0 : -EINVAL;
-}
-
 static void add_config(struct bench *b, const char *label, struct instance *in, int family,
 		       enum src_kind kind)
 {
@@ -634,11 +540,8 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'l':
-			if (parse_lookups(optarg, b.lookups, &b.nlookups)) {
-				cli_err("--lookups takes trie, flat or both, separated by a "
-					"comma.");
+			if (cli_parse_lookups(optarg, b.lookups, MAX_LOOKUPS, &b.nlookups))
 				return 2;
-			}
 			break;
 		case 'C':
 			if (cli_parse_u32("--capacity", optarg, 1, 50000000, &b.capacity))
@@ -664,18 +567,11 @@ int main(int argc, char **argv)
 		cli_err("--pool must be a power of two.");
 		return 2;
 	}
-	if (cli_require_root())
+	if (bench_start(cpu))
 		return 1;
-	cli_set_verbose(false);
 
-	cpu_set_t set;
-
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	if (sched_setaffinity(0, sizeof(set), &set))
-		cli_note("cannot pin to CPU %u: %s; running unpinned.", cpu, strerror(errno));
-
-	frames_init(&b);
+	bench_frame_init(b.frame4, FRAME_LEN, AF_INET);
+	bench_frame_init(b.frame6, FRAME_LEN, AF_INET6);
 	b.tg = trafficgen_bpf__open();
 	if (!b.tg) {
 		cli_err("cannot open the wrapper program: %s.", strerror(errno));

@@ -40,13 +40,13 @@
 #include <linux/ip.h>
 #include <linux/udp.h>
 
-#include "bench_util.h"
 #include "cli.h"
 #include "ipblock.skel.h"
 #include "maps.h"
 #include "rulegen.h"
+#include "bench_util.h" /* after ipblock.skel.h: bench_ipblock_open() */
 
-#define MAX_ROUNDS  64
+#define MAX_ROUNDS  BENCH_MAX_ROUNDS
 #define MAX_LOOKUPS 2
 #define NPREFIX	    3
 #define NOPS	    (2 * NPREFIX) /* set and delete of each prefix */
@@ -109,15 +109,7 @@ static int instance_open(struct instance *in, size_t rules, enum maps_lookup loo
 
 	in->rules = rules;
 	in->lookup = lookup;
-	in->maps = (struct ipblock_maps)IPBLOCK_MAPS_INIT;
-	in->skel = ipblock_bpf__open();
-	if (!in->skel)
-		return -errno;
-	ret = maps_obj_size(in->skel->obj, instance_capacity(rules, capacity), lookup);
-	if (!ret)
-		ret = ipblock_bpf__load(in->skel);
-	if (!ret)
-		ret = maps_from_obj(in->skel->obj, &in->maps);
+	ret = bench_ipblock_open(&in->skel, &in->maps, instance_capacity(rules, capacity), lookup);
 	if (ret || !rules)
 		return ret;
 	l.cap = rules;
@@ -136,33 +128,11 @@ static int instance_open(struct instance *in, size_t rules, enum maps_lookup loo
 
 static void instance_close(struct instance *in)
 {
-	maps_release(&in->maps);
-	ipblock_bpf__destroy(in->skel);
+	bench_ipblock_close(in->skel, &in->maps);
 	memset(in, 0, sizeof(*in));
 }
 
 /* --- checking verdicts --------------------------------------------------------- */
-
-static void frame_init(uint8_t *f)
-{
-	struct ethhdr *eth = (struct ethhdr *)f;
-	struct iphdr *ip = (struct iphdr *)(eth + 1);
-	struct udphdr *udp = (struct udphdr *)(ip + 1);
-
-	memset(f, 0, FRAME_LEN);
-	memcpy(eth->h_dest, "\x02\x00\x00\x00\x00\x02", ETH_ALEN);
-	memcpy(eth->h_source, "\x02\x00\x00\x00\x00\x01", ETH_ALEN);
-	eth->h_proto = htons(ETH_P_IP);
-	ip->version = 4;
-	ip->ihl = 5;
-	ip->ttl = 64;
-	ip->protocol = IPPROTO_UDP;
-	ip->tot_len = htons(FRAME_LEN - sizeof(*eth));
-	ip->daddr = htonl(0xc613fffe); /* never judged: only the source is */
-	udp->source = htons(40000);
-	udp->dest = htons(9);
-	udp->len = htons(FRAME_LEN - sizeof(*eth) - sizeof(*ip));
-}
 
 /*
  * Judge NCHECK random addresses inside p by the program and by set A's
@@ -282,28 +252,6 @@ static int pick_prefixes(struct bench *b)
 
 /* --- report ------------------------------------------------------------------------ */
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-struct summary {
-	double med, min, max;
-};
-
-static struct summary summarise(const double *v, uint32_t n)
-{
-	double s[MAX_ROUNDS];
-
-	memcpy(s, v, n * sizeof(*s));
-	qsort(s, n, sizeof(*s), cmp_double);
-	return (struct summary){ .med = n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2,
-				 .min = s[0],
-				 .max = s[n - 1] };
-}
-
 /* µs as a table cell: whole numbers from 100 up, one decimal below. */
 static const char *fmt_us(double us, char *buf, size_t len)
 {
@@ -369,25 +317,6 @@ static const struct cli_opt options[] = {
 	{},
 };
 
-static int parse_lookups(const char *s, enum maps_lookup *l, size_t *n)
-{
-	char buf[64], *save = NULL, *tok;
-
-	if (strlen(s) >= sizeof(buf))
-		return -EINVAL;
-	strcpy(buf, s);
-	*n = 0;
-	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (*n == MAX_LOOKUPS || maps_lookup_parse(tok, &l[*n]))
-			return -EINVAL;
-		for (size_t i = 0; i < *n; i++)
-			if (l[i] == l[*n])
-				return -EINVAL;
-		(*n)++;
-	}
-	return *n ? 0 : -EINVAL;
-}
-
 int main(int argc, char **argv)
 {
 	static struct bench b = { .rounds = 9,
@@ -398,7 +327,6 @@ int main(int argc, char **argv)
 				  .nlookups = 2,
 				  .rng = 0x5eed };
 	uint32_t cpu = 0, rules;
-	cpu_set_t set;
 	int c, ret = 0;
 
 	while ((c = cli_getopt(argc, argv, options)) != -1) {
@@ -417,11 +345,8 @@ int main(int argc, char **argv)
 			b.rules = rules;
 			break;
 		case 'l':
-			if (parse_lookups(optarg, b.lookups, &b.nlookups)) {
-				cli_err("--lookups takes trie, flat or both, separated by a "
-					"comma.");
+			if (cli_parse_lookups(optarg, b.lookups, MAX_LOOKUPS, &b.nlookups))
 				return 2;
-			}
 			break;
 		case 'C':
 			if (cli_parse_u32("--capacity", optarg, 1, 50000000, &b.capacity))
@@ -440,14 +365,9 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (cli_require_root())
+	if (bench_start(cpu))
 		return 1;
-	cli_set_verbose(false);
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	if (sched_setaffinity(0, sizeof(set), &set))
-		cli_note("cannot pin to CPU %u: %s; running unpinned.", cpu, strerror(errno));
-	frame_init(b.frame);
+	bench_frame_init(b.frame, FRAME_LEN, AF_INET); /* only the source is judged */
 
 	for (size_t l = 0; l < b.nlookups; l++) {
 		for (int full = 0; full < 2; full++) {

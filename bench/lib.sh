@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Shared helpers of the bench scripts (bench/run.sh, bench/bench_droprate.sh).
+# Shared helpers of the bench scripts (bench/run.sh, bench/bench_droprate.sh,
+# bench/bench_import.sh).
 #
 # Everything a script makes -- namespaces, pins, temporary files, background
 # processes -- is registered here and removed on exit, also on an error or
@@ -38,6 +39,14 @@ log() {
 die() {
 	echo "${0##*/}: $*" >&2
 	exit 1
+}
+
+# usage LINES OPT: the script's header comment LINES (sed's "3,12") as help
+# for getopts' OPT; exits 0 for -h, 2 for a bad option.
+usage() {
+	sed -n "$1p" "$0" | sed 's/^# \{0,1\}//'
+	[[ $2 == h ]] && exit 0
+	exit 2
 }
 
 # --- clean-up ----------------------------------------------------------------

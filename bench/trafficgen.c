@@ -282,15 +282,9 @@ static int cmd_send(int argc, char **argv)
 		cli_err("no interface named '%s'.", dev);
 		return 1;
 	}
-	if (cpu != UINT32_MAX) {
-		cpu_set_t set;
-
-		CPU_ZERO(&set);
-		CPU_SET(cpu, &set);
-		if (sched_setaffinity(0, sizeof(set), &set)) {
-			cli_err("cannot pin to CPU %u: %s.", cpu, strerror(errno));
-			return 1;
-		}
+	if (cpu != UINT32_MAX && pin_cpu(cpu)) {
+		cli_err("cannot pin to CPU %u: %s.", cpu, strerror(errno));
+		return 1;
 	}
 	ret = frame_init(&f, src.family, dst_mac, src_mac, dst, len);
 	if (ret) {

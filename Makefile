@@ -110,7 +110,7 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_HELPER_OBJS) $(LIB)
 SKEL_TESTS := $(shell grep -l 'ipblock.skel.h' tests/*.c tests/helpers/*.c 2>/dev/null)
 $(patsubst tests/%.c,$(BUILD)/tests/%.o,$(SKEL_TESTS)): $(SKEL)
 
-$(BUILD)/bench/%.o: bench/%.c $(COMMON_HDRS) | $(BUILD)/.dir
+$(BUILD)/bench/%.o: bench/%.c $(COMMON_HDRS) $(wildcard bench/*.h) | $(BUILD)/.dir
 	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)

@@ -1788,10 +1788,11 @@ static int follow_plan(struct follow_job **jp, const struct ipblock_maps *m, int
 			j->fam[f].v = (struct flat_changes){};
 		}
 	}
-	if (ret)
+	/* Nothing to do (no change, or the tries alone): no job. */
+	if (ret || (j->fam[0].way == WAY_NONE && j->fam[1].way == WAY_NONE)) {
 		follow_finish(j, false);
-	if (ret)
 		*jp = NULL;
+	}
 	return ret;
 }
 

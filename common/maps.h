@@ -170,7 +170,9 @@ int maps_lock(const struct ipblock_maps *m, bool exclusive);
 void maps_unlock(const struct ipblock_maps *m);
 
 /*
- * Add or update one rule in both sets (val->prefixlen is filled in).
+ * Add or update one rule in both sets and their flat tables
+ * (val->prefixlen is filled in; with the flat lookup val->rule_id is
+ * replaced by the prefix's id, kept when it exists, else a free one).
  * -ENOSPC when the family's tries are full; nothing changes then.
  */
 int maps_rule_set(const struct ipblock_maps *m, const struct cidr *p,
@@ -194,7 +196,10 @@ int maps_rule_count(const struct ipblock_maps *m, size_t *v4, size_t *v6);
 /* Capacity (max_entries) of a family's map. */
 int maps_capacity(const struct ipblock_maps *m, int family, uint32_t *max);
 
-/* Delete every rule of both families and sets.  *removed (may be NULL) gets the count. */
+/*
+ * Delete every rule of both families and sets, as a replace with the empty
+ * set (no packet meets half the rules).  *removed (may be NULL) gets the count.
+ */
 int maps_flush(const struct ipblock_maps *m, size_t *removed);
 
 /* Which set (0 = A, 1 = B) the program reads now. */
@@ -250,6 +255,8 @@ int maps_rules_read(const struct ipblock_maps *m, struct maps_rule **out, size_t
  * guarantee of maps_replace(): every packet meets the complete old or the
  * complete new set.  -ENOSPC, before any change, when a family would
  * exceed its capacity (st says how many rules the set needs).  st may be NULL.
+ * The rules' rule_id is ignored: the maps give each prefix its id (the one
+ * it has, else a free one).
  */
 int maps_replace_rules(const struct ipblock_maps *m, const struct maps_rule *rules, size_t n,
 		       struct maps_replace_stats *st);

@@ -15,7 +15,8 @@
  *	else               rule flat_entry_id(e), deny if flat_entry_deny(e)
  *
  * Ordering: a slot's word is read before its key, and an ext record's
- * length list before the slots.  User space stores keys before words and
+ * length list before the slots or the nodes it points to (nodes do not
+ * change once published).  User space stores keys before words and
  * slots before lists, so on x86 (loads are not reordered with loads) a
  * reader that sees a new word sees its key.  Weaker architectures would
  * need load-acquire here.
@@ -83,6 +84,29 @@ static __always_inline __u32 flat_lookup(void *top, void *data, __u32 top_bits, 
 	if ((lens & 0xff) == FLAT_LENS_FALLBACK)
 		return FLAT_FALLBACK;
 	bits = x->slot_bits & 31;
+
+	if ((lens & 0xff) == FLAT_LENS_SPLIT) {
+		/* A crowded region: walk its tree down to the deepest node. */
+		k = (__u32)(lens >> 8);
+		x = bpf_map_lookup_elem(data, &k);
+		if (!x)
+			return FLAT_FALLBACK;
+		for (int d = 1; d < FLAT_MAX_NODES; d++) {
+			__u32 c = x->child;
+			__u64 mh = hi, ml = lo;
+
+			if (!c)
+				break;
+			flat_mask(&mh, &ml, c & 0x7f);
+			k = flat_probe(data, bits, mh, ml, FLAT_TAG_NODE | c);
+			if (!k)
+				break;
+			x = bpf_map_lookup_elem(data, &k);
+			if (!x)
+				return FLAT_FALLBACK;
+		}
+		lens = x->lens;
+	}
 
 	/* Longest length first: the first hit is the longest match. */
 	for (int i = 0; i < FLAT_MAX_LENS; i++) {

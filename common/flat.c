@@ -13,7 +13,7 @@
 #include "rulecache.h"
 
 #define FLAT_MAGIC   0x31544c46u /* "FLT1" */
-#define FLAT_VERSION 1
+#define FLAT_VERSION 2
 #define FLAT_NIL     0xffffffffu
 
 /* Header elements (24 bytes each): first, so any geometry finds it. */
@@ -21,6 +21,7 @@
 
 #define EXT_USED 1
 #define EXT_FREE 2
+#define EXT_NODE 3
 
 /*
  * Per-region counters live in a user-only open-addressing table of u64
@@ -40,6 +41,13 @@ struct flat_hdr {
 	uint32_t long_rules, missing;  /* as struct flat_stats */
 	uint32_t ext_regions, fallback_regions;
 	uint32_t dead_slots, live_slots, cnt_used;
+	uint32_t split_regions, nodes;
+};
+
+/* A region queued for compiling its tree, and the tree it had (or FLAT_NIL). */
+struct flat_split {
+	uint32_t region;
+	uint32_t old_root;
 };
 
 _Static_assert(sizeof(struct flat_hdr) <= HDR_ELEMS * FLAT_DATA_VALUE_SIZE, "header too big");
@@ -487,7 +495,7 @@ static int slot_insert(struct flat *t, __u64 hi, __u64 lo, unsigned int len, uin
 		for (int n = 0; n < FLAT_MAX_PROBE; n++, i = (i + 1) & mask) {
 			struct flat_slot *s = &t->slots[i];
 			uint32_t tag = (uint32_t)(s->word >> 32);
-			bool same = s->hi == hi && s->lo == lo && (tag & 0xff) == len;
+			bool same = s->hi == hi && s->lo == lo && (tag & ~FLAT_TAG_DEAD) == len;
 
 			if (tag && !(tag & FLAT_TAG_DEAD))
 				continue;
@@ -636,17 +644,67 @@ static __u64 lens_from_counts(const struct flat *t, uint32_t r, unsigned int *nl
 }
 
 /* Publish a region's new list, keeping the fallback count right. */
+static bool lens_split(__u64 lens)
+{
+	return (lens & 0xff) == FLAT_LENS_SPLIT;
+}
+
+/* Publish a region's new list, keeping the fallback and split counts right. */
 static void set_lens(struct flat *t, struct flat_ext *x, __u64 lens)
 {
 	bool was = x->lens == FLAT_LENS_FALLBACK, is = lens == FLAT_LENS_FALLBACK;
+	bool was_split = lens_split(x->lens), is_split = lens_split(lens);
 
-	if (was == is && x->lens == lens)
+	if (x->lens == lens)
 		return;
 	put64(&x->lens, lens);
 	if (is && !was)
 		t->hdr->fallback_regions++;
 	else if (was && !is)
 		t->hdr->fallback_regions--;
+	if (is_split && !was_split)
+		t->hdr->split_regions++;
+	else if (was_split && !is_split)
+		t->hdr->split_regions--;
+}
+
+/* Queue region r for a tree (and old_root, a tree it no longer uses, for freeing). */
+static void split_queue(struct flat *t, uint32_t r, uint32_t old_root)
+{
+	if (t->nsplit == t->split_cap) {
+		uint32_t cap = t->split_cap ? 2 * t->split_cap : 16;
+		struct flat_split *grown = realloc(t->split, cap * sizeof(*grown));
+
+		/*
+		 * Out of memory: the region stays on the trie, which judges it
+		 * right, and an old tree's records stay taken until a rebuild.
+		 */
+		if (!grown)
+			return;
+		t->split = grown;
+		t->split_cap = cap;
+	}
+	t->split[t->nsplit++] = (struct flat_split){ .region = r, .old_root = old_root };
+}
+
+/*
+ * A change is about to touch region r: if it is split, hand it to the trie
+ * (its nodes hold pushed-down verdicts that the change may falsify) and
+ * queue it for a fresh tree at the end of the operation.
+ */
+static void region_unsplit(struct flat *t, uint32_t r)
+{
+	uint32_t e = t->top[r];
+	struct flat_ext *x;
+
+	if (e == FLAT_FALLBACK || !(e & FLAT_EXT))
+		return;
+	x = ext_of(t, e);
+	if (!x || !lens_split(x->lens))
+		return;
+	split_queue(t, r, (uint32_t)(x->lens >> 8));
+	set_lens(t, x, FLAT_LENS_FALLBACK);
+	t->unsplit_ms = now_ms();
 }
 
 /* A fallen-back region whose rules fit again gets its list back. */
@@ -660,6 +718,9 @@ static void region_recover(struct flat *t, struct flat_ext *x, uint32_t r)
 		return;
 	lens = lens_from_counts(t, r, &nlens, &nlong);
 	set_lens(t, x, lens);
+	/* Too many lengths but every rule in the hash: it gets a tree. */
+	if (lens == FLAT_LENS_FALLBACK && !cnt_get(t, r, CNT_MISSING))
+		split_queue(t, r, FLAT_NIL);
 }
 
 /* --- add ---------------------------------------------------------------------- */
@@ -710,19 +771,23 @@ static void add_short(struct flat *t, __u64 hi, unsigned int len, uint32_t e)
 			last = *b;
 			last_len = l;
 		}
-		if (l <= (int)len)
+		if (l <= (int)len && *b != e) {
+			region_unsplit(t, r);
 			put32(b, e);
+		}
 	}
 }
 
 static int add_long(struct flat *t, __u64 hi, __u64 lo, unsigned int len, uint32_t e, bool update,
 		    uint32_t *prev)
 {
-	uint32_t r = region_of(t, hi), i = slot_find(t, hi, lo, len), c = 0, top;
+	uint32_t r = region_of(t, hi), i, c = 0, top;
 	struct flat_ext *x;
 	bool placed, is_new;
 	int ret;
 
+	region_unsplit(t, r);
+	i = slot_find(t, hi, lo, len);
 	if (i != FLAT_NIL) {
 		/* Same prefix: one store swaps the verdict. */
 		*prev = (uint32_t)t->slots[i].word;
@@ -762,11 +827,12 @@ static int add_long(struct flat *t, __u64 hi, __u64 lo, unsigned int len, uint32
 			if (c == 1)
 				x->nlens++;
 		}
-		if (x->lens == FLAT_LENS_FALLBACK)
-			region_recover(t, x, r);
-		else if (!placed || x->nlens > FLAT_MAX_LENS)
+		if (x->lens == FLAT_LENS_FALLBACK || x->nlens > FLAT_MAX_LENS) {
 			set_lens(t, x, FLAT_LENS_FALLBACK);
-		else if (c == 1)
+			region_recover(t, x, r);
+		} else if (!placed) {
+			set_lens(t, x, FLAT_LENS_FALLBACK);
+		} else if (c == 1)
 			set_lens(t, x, lens_insert(x->lens, len));
 		return 0;
 	}
@@ -788,7 +854,7 @@ static int add_long(struct flat *t, __u64 hi, __u64 lo, unsigned int len, uint32
 	return 0;
 }
 
-int flat_add(struct flat *t, const struct cidr *p, uint32_t id, bool deny, uint32_t old_id)
+static int add_one(struct flat *t, const struct cidr *p, uint32_t id, bool deny, uint32_t old_id)
 {
 	uint32_t prev = 0;
 	struct cidr c;
@@ -855,8 +921,10 @@ static int delete_short(struct flat *t, const struct cidr *p, __u64 hi, uint32_t
 	for (uint32_t r = r0; r < r0 + n; r++) {
 		__u32 *b = base_of(t, r);
 
-		if (b && flat_entry_id(*b) == id)
+		if (b && flat_entry_id(*b) == id) {
+			region_unsplit(t, r);
 			put32(b, pe);
+		}
 	}
 	return 0;
 }
@@ -868,6 +936,7 @@ static int delete_long(struct flat *t, __u64 hi, __u64 lo, unsigned int len)
 
 	if (!cnt_get(t, r, len))
 		return -ENOENT;
+	region_unsplit(t, r);
 	if (i == FLAT_NIL) {
 		/* Not in the hash: it must be one of the region's missing rules. */
 		if (cnt_add(t, r, CNT_MISSING, -1, NULL))
@@ -908,7 +977,7 @@ static int delete_long(struct flat *t, __u64 hi, __u64 lo, unsigned int len)
 	return 0;
 }
 
-int flat_delete(struct flat *t, const struct cidr *p, uint32_t id)
+static int delete_one(struct flat *t, const struct cidr *p, uint32_t id)
 {
 	struct cidr c;
 	__u64 hi, lo;
@@ -930,13 +999,353 @@ int flat_delete(struct flat *t, const struct cidr *p, uint32_t id)
 	return ret;
 }
 
+/* --- split regions ------------------------------------------------------------ */
+
+/* A long rule of a region being compiled into a tree. */
+struct split_rule {
+	__u64 hi, lo;
+	uint32_t region;
+	uint8_t len;
+};
+
+/* What one settle() builds, so that a failed tree can be taken back. */
+struct split_build {
+	uint32_t *nodes, nnodes, nodes_cap; /* ext indexes */
+	uint32_t *marks, nmarks, marks_cap; /* slot indexes */
+};
+
+static int push_u32(uint32_t **v, uint32_t *n, uint32_t *cap, uint32_t x)
+{
+	if (*n == *cap) {
+		uint32_t c = *cap ? 2 * *cap : 64;
+		uint32_t *grown = realloc(*v, c * sizeof(*grown));
+
+		if (!grown)
+			return -ENOMEM;
+		*v = grown;
+		*cap = c;
+	}
+	(*v)[(*n)++] = x;
+	return 0;
+}
+
+static int by_region(const void *a, const void *b)
+{
+	const struct flat_split *x = a, *y = b;
+
+	return x->region < y->region ? -1 : x->region > y->region;
+}
+
+static int by_address(const void *a, const void *b)
+{
+	const struct split_rule *x = a, *y = b;
+
+	if (x->region != y->region)
+		return x->region < y->region ? -1 : 1;
+	if (x->hi != y->hi)
+		return x->hi < y->hi ? -1 : 1;
+	if (x->lo != y->lo)
+		return x->lo < y->lo ? -1 : 1;
+	return (int)x->len - (int)y->len;
+}
+
+static bool queued(const struct flat *t, uint32_t r)
+{
+	struct flat_split key = { .region = r };
+
+	return bsearch(&key, t->split, t->nsplit, sizeof(key), by_region) != NULL;
+}
+
+/* The element index a top entry or marker uses for ext record i. */
+static uint32_t ext_elem(const struct flat *t, uint32_t i)
+{
+	return HDR_ELEMS + nslots_of(t) + i;
+}
+
+/*
+ * The node for rules v[0..n) (sorted by address, all longer than the
+ * node's depth and under it), whose addresses no listed rule covers are
+ * judged by base.  *elem gets its element index.
+ */
+static int build_node(struct flat *t, struct split_build *b, const struct split_rule *v, size_t n,
+		      uint32_t base, unsigned int level, uint32_t *elem)
+{
+	bool seen[129] = { false };
+	unsigned int own[FLAT_MAX_LENS], k = 0, c = 0;
+	struct split_rule *deep = NULL;
+	struct flat_ext *x;
+	size_t m = 0;
+	__u64 lens = 0;
+	uint32_t i;
+	int ret;
+
+	for (size_t j = 0; j < n; j++)
+		seen[v[j].len] = true;
+	/* The 8 shortest lengths are the node's own; the rest go below. */
+	for (unsigned int len = 1; len <= 128; len++) {
+		if (!seen[len])
+			continue;
+		if (k == FLAT_MAX_LENS) {
+			c = own[k - 1];
+			break;
+		}
+		own[k++] = len;
+	}
+	if (c && level + 1 >= FLAT_MAX_NODES)
+		return -E2BIG;
+	ret = ext_alloc(t, &i);
+	if (ret)
+		return ret;
+	ret = push_u32(&b->nodes, &b->nnodes, &b->nodes_cap, i);
+	if (ret) {
+		ext_free(t, i);
+		return ret;
+	}
+	t->hdr->nodes++;
+	for (unsigned int j = 0; j < k; j++)
+		lens |= (__u64)own[k - 1 - j] << (8 * j);
+	x = &t->ext[i];
+	x->state = EXT_NODE;
+	x->base = base;
+	x->lens = lens;
+	x->child = (uint8_t)c;
+	*elem = ext_elem(t, i);
+	if (!c)
+		return 0;
+
+	deep = malloc(n * sizeof(*deep));
+	if (!deep)
+		return -ENOMEM;
+	for (size_t j = 0; j < n; j++)
+		if (v[j].len > c)
+			deep[m++] = v[j];
+	/* Sorted by address, the rules under one /c prefix are adjacent. */
+	for (size_t j = 0; j < m && !ret;) {
+		__u64 kh = deep[j].hi, kl = deep[j].lo;
+		uint32_t cbase = base, celem;
+		size_t e = j;
+
+		flat_mask(&kh, &kl, c);
+		while (e < m) {
+			__u64 h = deep[e].hi, l = deep[e].lo;
+
+			flat_mask(&h, &l, c);
+			if (h != kh || l != kl)
+				break;
+			e++;
+		}
+		/* The child's base: the longest own rule covering it. */
+		for (unsigned int o = k; o-- > 0;) {
+			__u64 h = kh, l = kl;
+			uint32_t s;
+
+			flat_mask(&h, &l, own[o]);
+			s = slot_find(t, h, l, own[o]);
+			if (s != FLAT_NIL) {
+				cbase = (uint32_t)t->slots[s].word;
+				break;
+			}
+		}
+		ret = build_node(t, b, deep + j, e - j, cbase, level + 1, &celem);
+		if (!ret)
+			ret = slot_insert(t, kh, kl, FLAT_TAG_NODE | c, celem);
+		if (!ret) {
+			uint32_t s = slot_find(t, kh, kl, FLAT_TAG_NODE | c);
+
+			ret = s == FLAT_NIL ? -EPROTO
+					    : push_u32(&b->marks, &b->nmarks, &b->marks_cap, s);
+		}
+		j = e;
+	}
+	free(deep);
+	return ret;
+}
+
+/* Free a tree's node records, or kill its markers; the nodes a marker names go too. */
+static void free_node(struct flat *t, uint32_t elem)
+{
+	struct flat_ext *x = ext_of(t, elem);
+
+	if (x && x->state == EXT_NODE) {
+		ext_free(t, ext_index(t, x));
+		t->hdr->nodes--;
+	}
+}
+
+/* Compile the tree of queued region r from its rules v[0..n). */
+static void split_region(struct flat *t, uint32_t r, const struct split_rule *v, size_t n)
+{
+	uint32_t e = t->top[r], root;
+	struct split_build b = { 0 };
+	unsigned int nlens;
+	uint32_t nlong;
+	struct flat_ext *x;
+	__u64 lens;
+	int ret;
+
+	if (e == FLAT_FALLBACK || !(e & FLAT_EXT))
+		return;
+	x = ext_of(t, e);
+	if (!x || x->lens != FLAT_LENS_FALLBACK)
+		return;
+	lens = lens_from_counts(t, r, &nlens, &nlong);
+	if (lens != FLAT_LENS_FALLBACK) {
+		set_lens(t, x, lens);
+		return;
+	}
+	/* Every rule must be in the hash, and the pass must have seen them all. */
+	if (cnt_get(t, r, CNT_MISSING) || nlong != n)
+		return;
+	ret = build_node(t, &b, v, n, x->base, 0, &root);
+	if (!ret) {
+		set_lens(t, x, FLAT_LENS_SPLIT | (__u64)root << 8);
+	} else {
+		/* Never published: take it back at once. */
+		for (uint32_t j = 0; j < b.nmarks; j++)
+			slot_kill(t, b.marks[j]);
+		for (uint32_t j = 0; j < b.nnodes; j++)
+			free_node(t, ext_elem(t, b.nodes[j]));
+	}
+	free(b.nodes);
+	free(b.marks);
+}
+
+/*
+ * End of an operation: compile the queued regions' trees.  One pass over
+ * the slots finds their rules and their old trees' markers; the old trees
+ * go once no reader can still be in them, then the new ones are built and
+ * published.  Returns ret (the operation's result) unless that was 0 and
+ * this failed for want of memory.
+ */
+static int settle(struct flat *t, int ret)
+{
+	struct split_rule *v = NULL;
+	uint32_t *old = NULL, nold = 0, old_cap = 0, nslots = nslots_of(t), k = 0;
+	size_t n = 0, cap = 0;
+	bool any_old = false;
+	int err = 0;
+
+	if (!t->nsplit)
+		return ret;
+	qsort(t->split, t->nsplit, sizeof(*t->split), by_region);
+	for (uint32_t j = 0; j < t->nsplit; j++) {
+		if (k && t->split[k - 1].region == t->split[j].region) {
+			if (t->split[j].old_root != FLAT_NIL)
+				t->split[k - 1].old_root = t->split[j].old_root;
+		} else {
+			t->split[k++] = t->split[j];
+		}
+		any_old |= t->split[j].old_root != FLAT_NIL;
+	}
+	t->nsplit = k;
+
+	for (uint32_t i = 0; i < nslots && !err; i++) {
+		const struct flat_slot *s = &t->slots[i];
+		uint32_t tag = (uint32_t)(s->word >> 32), r;
+
+		if (!tag || (tag & FLAT_TAG_DEAD))
+			continue;
+		r = region_of(t, s->hi);
+		if (!queued(t, r))
+			continue;
+		if (tag & FLAT_TAG_NODE) {
+			err = push_u32(&old, &nold, &old_cap, i);
+			continue;
+		}
+		if (n == cap) {
+			size_t c = cap ? 2 * cap : 1024;
+			struct split_rule *grown = realloc(v, c * sizeof(*grown));
+
+			if (!grown) {
+				err = -ENOMEM;
+				break;
+			}
+			v = grown;
+			cap = c;
+		}
+		v[n++] = (struct split_rule){
+			.hi = s->hi, .lo = s->lo, .region = r, .len = (uint8_t)tag
+		};
+	}
+
+	/*
+	 * Short of memory, leave everything as it is: the regions stay on the
+	 * trie, and the next pass over them finds the old markers again.
+	 */
+	if (!err && (nold || any_old)) {
+		/* Readers that found an old tree before it was unhooked are done. */
+		wait_aged(t, t->unsplit_ms);
+		for (uint32_t j = 0; j < nold; j++) {
+			free_node(t, (uint32_t)t->slots[old[j]].word);
+			slot_kill(t, old[j]);
+		}
+		for (uint32_t j = 0; j < t->nsplit; j++)
+			if (t->split[j].old_root != FLAT_NIL)
+				free_node(t, t->split[j].old_root);
+	}
+
+	if (!err) {
+		size_t at = 0;
+
+		qsort(v, n, sizeof(*v), by_address);
+		for (uint32_t j = 0; j < t->nsplit; j++) {
+			uint32_t r = t->split[j].region;
+			size_t from;
+
+			while (at < n && v[at].region < r)
+				at++;
+			from = at;
+			while (at < n && v[at].region == r)
+				at++;
+			split_region(t, r, v + from, at - from);
+		}
+	}
+	/* On failure the queued regions stay on the trie: right, only slower. */
+	free(v);
+	free(old);
+	free(t->split);
+	t->split = NULL;
+	t->nsplit = t->split_cap = 0;
+	return ret ? ret : err;
+}
+
+int flat_add(struct flat *t, const struct cidr *p, uint32_t id, bool deny, uint32_t old_id)
+{
+	return settle(t, add_one(t, p, id, deny, old_id));
+}
+
+int flat_delete(struct flat *t, const struct cidr *p, uint32_t id)
+{
+	return settle(t, delete_one(t, p, id));
+}
+
 /* --- lookup ------------------------------------------------------------------- */
+
+/* flat_probe() of bpf/flat.h: the entry under (hi, lo, tag), or 0. */
+static uint32_t probe(const struct flat *t, unsigned int bits, __u64 hi, __u64 lo, uint32_t tag)
+{
+	uint32_t mask = (1u << bits) - 1, i = flat_home(hi, lo, tag, bits);
+
+	for (int n = 0; n < FLAT_MAX_PROBE; n++, i = (i + 1) & mask) {
+		const struct flat_slot *s = &t->slots[i];
+		__u64 w = __atomic_load_n(&s->word, __ATOMIC_ACQUIRE);
+		uint32_t got = (uint32_t)(w >> 32);
+
+		if (!got)
+			break;
+		if (got == tag && __atomic_load_n(&s->hi, __ATOMIC_RELAXED) == hi &&
+		    __atomic_load_n(&s->lo, __ATOMIC_RELAXED) == lo)
+			return (uint32_t)w;
+	}
+	return 0;
+}
 
 uint32_t flat_lookup(const struct flat *t, const uint8_t *addr)
 {
 	const struct flat_ext *x;
 	__u64 hi, lo, lens;
-	uint32_t e, mask;
+	unsigned int bits;
+	uint32_t e;
 
 	/*
 	 * The same loads in the same order as bpf/flat.h, acquire where the
@@ -953,26 +1362,33 @@ uint32_t flat_lookup(const struct flat *t, const uint8_t *addr)
 	lens = __atomic_load_n(&x->lens, __ATOMIC_ACQUIRE);
 	if ((lens & 0xff) == FLAT_LENS_FALLBACK)
 		return FLAT_FALLBACK;
-	mask = (1u << x->slot_bits) - 1;
+	bits = x->slot_bits;
+	if (lens_split(lens)) {
+		x = ext_of(t, (uint32_t)(lens >> 8));
+		for (int d = 1; x && d < FLAT_MAX_NODES && x->child; d++) {
+			uint32_t c = x->child, tag = FLAT_TAG_NODE | c;
+			__u64 mh = hi, ml = lo;
+
+			flat_mask(&mh, &ml, c);
+			e = probe(t, bits, mh, ml, tag);
+			if (!e)
+				break;
+			x = ext_of(t, e);
+		}
+		if (!x)
+			return FLAT_FALLBACK;
+		lens = x->lens;
+	}
 	for (int k = 0; k < FLAT_MAX_LENS; k++) {
-		uint32_t len = (uint32_t)(lens >> (8 * k)) & 0xff, i;
+		uint32_t len = (uint32_t)(lens >> (8 * k)) & 0xff;
 		__u64 mh = hi, ml = lo;
 
 		if (!len)
 			break;
 		flat_mask(&mh, &ml, len);
-		i = flat_home(mh, ml, len, x->slot_bits);
-		for (int n = 0; n < FLAT_MAX_PROBE; n++, i = (i + 1) & mask) {
-			const struct flat_slot *s = &t->slots[i];
-			__u64 w = __atomic_load_n(&s->word, __ATOMIC_ACQUIRE);
-			uint32_t tag = (uint32_t)(w >> 32);
-
-			if (!tag)
-				break;
-			if (tag == len && __atomic_load_n(&s->hi, __ATOMIC_RELAXED) == mh &&
-			    __atomic_load_n(&s->lo, __ATOMIC_RELAXED) == ml)
-				return (uint32_t)w;
-		}
+		e = probe(t, bits, mh, ml, len);
+		if (e)
+			return e;
 	}
 	return __atomic_load_n(&x->base, __ATOMIC_RELAXED);
 }
@@ -981,23 +1397,20 @@ uint32_t flat_lookup(const struct flat *t, const uint8_t *addr)
 
 int flat_apply(struct flat *t, const struct flat_change *c, size_t n)
 {
-	int ret;
+	int ret = 0;
 
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n && !ret; i++) {
 		if (!c[i].del)
 			continue;
-		ret = flat_delete(t, &c[i].prefix, c[i].id);
-		if (ret && ret != -ENOENT)
-			return ret;
+		ret = delete_one(t, &c[i].prefix, c[i].id);
+		if (ret == -ENOENT)
+			ret = 0;
 	}
-	for (size_t i = 0; i < n; i++) {
-		if (c[i].del)
-			continue;
-		ret = flat_add(t, &c[i].prefix, c[i].id, c[i].deny, c[i].old_id);
-		if (ret)
-			return ret;
-	}
-	return 0;
+	for (size_t i = 0; i < n && !ret; i++)
+		if (!c[i].del)
+			ret = add_one(t, &c[i].prefix, c[i].id, c[i].deny, c[i].old_id);
+	/* Crowded regions get their trees once, after every change. */
+	return settle(t, ret);
 }
 
 static int by_len(const void *a, const void *b)
@@ -1117,6 +1530,9 @@ static int repair_region(struct flat *t, uint32_t r, bool *fixed)
 	if (lens != FLAT_LENS_FALLBACK) {
 		t->hdr->fallback_regions--;
 		*fixed = true;
+	} else if (!cnt_get(t, r, CNT_MISSING)) {
+		split_queue(t, r, FLAT_NIL);
+		*fixed = true;
 	}
 	return 0;
 }
@@ -1174,7 +1590,7 @@ int flat_repair(struct flat *t, const struct rulecache *set, uint32_t *fixed)
 	}
 	if (fixed)
 		*fixed = n;
-	return ret;
+	return settle(t, ret);
 }
 
 void flat_stats(const struct flat *t, struct flat_stats *st)
@@ -1186,6 +1602,8 @@ void flat_stats(const struct flat *t, struct flat_stats *st)
 		.missing = h->missing,
 		.ext_regions = h->ext_regions,
 		.fallback_regions = h->fallback_regions,
+		.split_regions = h->split_regions,
+		.nodes = h->nodes,
 		.dead_slots = h->dead_slots,
 		.slots = nslots_of(t),
 	};

@@ -34,13 +34,35 @@
  * with /24 regions it is +9 ns, for 60 MiB more per set.  Per-region length
  * lists keep the probes to the lengths used in the packet's region.
  *
- * Fallback: a region whose rules cannot all be represented -- more than 8
- * distinct long lengths (IPv6 only), a rule that found no slot within
- * FLAT_MAX_PROBE of its home, or no free ext record -- answers FLAT_FALLBACK
- * and the program consults the trie of the same set.  Only that region pays
- * the trie's cost; flat_stats() reports how many there are.  Sized by
- * flat_sizes() for max_rules, only probe overflow (about one rule in a
- * million at load 1/2) or >8 lengths can cause it.
+ * Crowded regions: a region whose long rules use more than 8 distinct
+ * lengths (IPv6 only: IPv4 has 8 lengths past /24) is split into a tree of
+ * nodes.  Its ext record's lens is FLAT_LENS_SPLIT | root << 8, root being
+ * the data-map element of the tree's first node.  A node is an ext record
+ * too: base (the verdict of the longest rule no longer than the node's
+ * depth covering it, pushed down), lens (at most 8 of the lengths under it,
+ * the shortest ones) and child, the depth c of its children (0: a leaf; c
+ * is its longest listed length).  Each child -- one per /c prefix holding
+ * rules longer than c -- is found in the slot hash under a marker key
+ * (prefix /c, tag FLAT_TAG_NODE | c) whose entry is the child's element.
+ * A lookup walks down while a marker matches, then probes the last node's
+ * lengths longest first, else answers its base: a child's base already
+ * holds every shorter verdict, so a found child never needs its parent's
+ * lengths.  Each level takes 8 lengths, so an IPv6 region needs at most
+ * FLAT_MAX_NODES levels; a real list needs one or two.  Nodes are never
+ * changed once a region points at them: any change in a split region sends
+ * it to the trie, and at the end of the operation the region's tree is
+ * compiled afresh from its rules (one pass over the slots finds them),
+ * then published with one store; the old tree is freed after the
+ * quarantine.  Splitting costs an add into a crowded region a few
+ * milliseconds; a region with plain lengths is as cheap to change as before.
+ *
+ * Fallback: a region whose rules cannot all be represented -- a rule that
+ * found no slot within FLAT_MAX_PROBE of its home, no free ext record, or a
+ * tree deeper than FLAT_MAX_NODES -- answers FLAT_FALLBACK and the program
+ * consults the trie of the same set.  Only that region pays the trie's
+ * cost; flat_stats() reports how many there are.  Sized by flat_sizes() for
+ * max_rules, only probe overflow (about one rule in a million at load 1/2)
+ * can cause it.
  *
  * Entries (32 bits; the same encoding in top, ext.base and slots):
  *   0                       no rule matches
@@ -108,8 +130,18 @@
 /* Data-map elements before the first slot: user space's header. */
 #define FLAT_SLOT_BASE 4
 
-/* Slot tag (word >> 32): 0 empty, 1..128 a live prefix's length, or dead. */
+/* ext.lens value of a split region: low byte, the root node's element above it. */
+#define FLAT_LENS_SPLIT 0xfeull
+/* Levels of nodes in a split region's tree (8 lengths each: 104 IPv6 lengths past /24). */
+#define FLAT_MAX_NODES 13
+
+/*
+ * Slot tag (word >> 32): 0 empty, 1..128 a live prefix's length,
+ * FLAT_TAG_NODE | c a node's marker at depth c, or dead (FLAT_TAG_DEAD |
+ * the tag it had).
+ */
 #define FLAT_TAG_DEAD 0x100u
+#define FLAT_TAG_NODE 0x200u
 
 /*
  * One hash slot.  word is written last with one 64-bit store: tag in the
@@ -121,13 +153,17 @@ struct flat_slot {
 	__u64 word;
 };
 
-/* Per-region record for regions holding rules longer than N. */
+/*
+ * Per-region record for regions holding rules longer than N, and the nodes
+ * of a split region's tree (see above).
+ */
 struct flat_ext {
-	__u32 base;	/* entry of the longest rule <= N covering the region */
+	__u32 base;	/* entry of the longest rule <= N (node: <= its depth) covering it */
 	__u8 slot_bits; /* log2 of the slot count: readers need no config */
+	__u8 child;	/* node: its children's depth, 0 for a leaf; region: 0 */
 	__u8 nlens;	/* user: distinct long lengths in the region */
-	__u16 state;	/* user: 1 in use, 2 free */
-	__u64 lens;	/* long lengths, longest first, 0 ends; FLAT_LENS_FALLBACK */
+	__u8 state;	/* user: 1 region, 2 free, 3 node */
+	__u64 lens;	/* long lengths, longest first, 0 ends; or FLAT_LENS_* */
 	__u32 nlong;	/* user: long rules in the region (free: next free record) */
 	__u32 freed_ms; /* user: when it was freed */
 };
@@ -217,6 +253,7 @@ typedef int (*flat_parent_fn)(void *ctx, const struct cidr *p, struct flat_match
 int flat_parent_trie(void *ctx, const struct cidr *p, struct flat_match *m);
 
 struct flat_hdr;
+struct flat_split;
 
 /* One table instance: one family, one rule set.  Fill it with flat_attach(). */
 struct flat {
@@ -235,6 +272,10 @@ struct flat {
 	flat_parent_fn parent; /* needed by deletes of rules <= N and repair */
 	void *parent_ctx;
 	uint32_t quarantine_ms;
+	/* Split regions to compile at the end of the current operation. */
+	struct flat_split *split;
+	uint32_t nsplit, split_cap;
+	uint32_t unsplit_ms; /* when the last tree was taken off its region */
 };
 
 /* Geometry and map sizes of one family's tables. */
@@ -387,6 +428,8 @@ struct flat_stats {
 	uint32_t missing;	   /* of which not in the hash (their region falls back) */
 	uint32_t ext_regions;	   /* regions with an ext record */
 	uint32_t fallback_regions; /* regions whose lookups go to the trie */
+	uint32_t split_regions;	   /* regions judged by a tree of nodes */
+	uint32_t nodes;		   /* nodes in those trees */
 	uint32_t dead_slots;	   /* tombstones awaiting reuse */
 	uint32_t slots;		   /* slot capacity */
 };

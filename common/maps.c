@@ -473,6 +473,8 @@ int maps_flat_info(const struct ipblock_maps *m, int family, int set, struct map
 		.long_rules = st.long_rules - st.missing,
 		.fallback_regions = st.fallback_regions,
 		.ext_regions = st.ext_regions,
+		.split_regions = st.split_regions,
+		.nodes = st.nodes,
 	};
 	for (uint32_t i = 1; i < ff->ids.n; i++)
 		out->ids_used += ff->ids.rules[i].sets != 0;

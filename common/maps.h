@@ -146,6 +146,8 @@ struct maps_flat_info {
 	uint32_t long_rules;	   /* rules longer than /24, found in the hash */
 	uint32_t fallback_regions; /* /24 regions judged by the trie instead */
 	uint32_t ext_regions;	   /* regions holding rules longer than /24 */
+	uint32_t split_regions;	   /* of which crowded ones, judged by a tree of nodes */
+	uint32_t nodes;		   /* nodes in those trees */
 	uint32_t ids_used;	   /* rule ids in use in the family (both sets) */
 };
 

@@ -74,11 +74,29 @@ check flat_attach cli_ok
 check flat_attach_names_lookup has_line "$(grep -o 'lookup: flat' <<<"$OUT")" "lookup: flat"
 if nested_rules >/dev/null; then
 	nested_verdicts flat
-	check flat_status_v4_long_rule status_has "IPv4: 1 rules longer than /24 in 1 regions; 0 regions left to the trie"
-	check flat_status_v6_long_rules status_has "IPv6: 2 rules longer than /24 in 1 regions; 0 regions left to the trie"
+	check flat_status_v4_long_rule status_has "IPv4: 1 rules longer than /24 in 1 regions (0 crowded, split into 0 nodes); 0 regions left to the trie"
+	check flat_status_v6_long_rules status_has "IPv6: 2 rules longer than /24 in 1 regions (0 crowded, split into 0 nodes); 0 regions left to the trie"
 else
 	fail flat_rules "ipblock-rule refused the nested rules"
 fi
+
+say "a crowded IPv6 region (more than 8 long lengths) is split into a tree"
+# Nine more lengths in 2001:d00::/24, away from the hosts: 11 in all.
+crowd=(2001:db8:f000::/36 2001:db8:e000::/40 2001:db8:d000::/44 2001:db8:c000::/48
+	2001:db8:b000::/56 2001:db8:a000::/72 2001:db8:9000::/80 2001:db8:8000::/96
+	2001:db8:7000::/112)
+for p in "${crowd[@]}"; do rule -a "$p" -p deny >/dev/null; done
+check crowded_region_split status_has "IPv6: 11 rules longer than /24 in 1 regions (1 crowded, split into"
+check crowded_region_not_on_trie status_has "nodes); 0 regions left to the trie"
+check crowded_allow_inside_deny_v6 ping_passes snd 2001:db8::2 2001:db8::1
+check crowded_deny_v6 ping_dropped snd 2001:db8::2 2001:db8::3
+rule -a 2001:db8::3/128 -p allow >/dev/null
+check crowded_new_allow_v6 ping_passes snd 2001:db8::2 2001:db8::3
+rule -d 2001:db8::3/128 >/dev/null
+check crowded_deleted_allow_v6 ping_dropped snd 2001:db8::2 2001:db8::3
+for p in "${crowd[@]}"; do rule -d "$p" >/dev/null; done
+check uncrowded_region_plain status_has "IPv6: 2 rules longer than /24 in 1 regions (0 crowded, split into 0 nodes); 0 regions left to the trie"
+
 rule -d 198.18.0.1/32 >/dev/null
 check flat_delete_long_rule_v4 ping_dropped snd 198.18.0.2 198.18.0.1
 rule -d 198.18.0.0/24 >/dev/null

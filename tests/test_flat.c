@@ -684,18 +684,120 @@ static void test_v6_exhausted_table_falls_back_then_recovers(void **state)
 	exhausted_table_falls_back(AF_INET6);
 }
 
-/* More than FLAT_MAX_LENS distinct lengths under one IPv6 region. */
-static void test_v6_region_with_many_lengths_falls_back(void **state)
+/* Distinct lengths past /24 among the rules of r (all in one region). */
+static unsigned int long_lengths(const struct rules *r)
 {
+	bool seen[129] = { false };
+	unsigned int n = 0;
+
+	for (size_t i = 0; i < r->n; i++)
+		if (r->v[i].prefix.len > FLAT_V6_TOP_BITS && !seen[r->v[i].prefix.len]) {
+			seen[r->v[i].prefix.len] = true;
+			n++;
+		}
+	return n;
+}
+
+/*
+ * A prefix not yet in r inside region 2001:d00::/24: any length past /24,
+ * nested in an existing rule half the time; one in 16 is a rule of /8../24
+ * over the region (the verdict its nodes push down).
+ */
+static void gen_crowded(const struct rules *r, struct cidr *p)
+{
+	static const uint8_t region[3] = { 0x20, 0x01, 0x0d };
+	struct rule_entry dummy;
+
+	do {
+		memset(p, 0, sizeof(*p));
+		p->family = AF_INET6;
+		if (r->n && below(2)) {
+			addr_in(&r->v[below((uint32_t)r->n)].prefix, p->addr);
+		} else {
+			for (int i = 0; i < 16; i++)
+				p->addr[i] = (uint8_t)rnd();
+		}
+		memcpy(p->addr, region, sizeof(region));
+		p->len = (uint8_t)(below(16) ? 25 + below(104) : 8 + below(17));
+		cidr_clear_host_bits(p);
+	} while (!rulecache_find(r->rc, p, &dummy));
+}
+
+/*
+ * One change inside the crowded region: add (a fresh prefix from
+ * gen_crowded()), delete, or flip an action (sometimes with a new id).  *e
+ * gets the rule touched; returns whether it was deleted.
+ */
+static bool crowded_step(struct rules *r, struct flat_ids *ids, struct flat *t,
+			 struct rule_entry *e)
+{
+	uint32_t op = below(20);
+
+	memset(e, 0, sizeof(*e));
+	if (op < 9 || r->n < 10) {
+		gen_crowded(r, &e->prefix);
+		e->action = below(2) ? IPBLOCK_ACTION_DENY : IPBLOCK_ACTION_ALLOW;
+		assert_int_equal(flat_ids_alloc(ids, e->prefix.len, &e->rule_id), 0);
+		assert_int_equal(rulecache_insert(r->rc, e, NULL), 0);
+		rules_push(r, e);
+		assert_int_equal(
+			flat_add(t, &e->prefix, e->rule_id, e->action == IPBLOCK_ACTION_DENY, 0),
+			0);
+		return false;
+	}
+	if (op < 16) {
+		size_t k = below((uint32_t)r->n);
+
+		*e = r->v[k];
+		remove_at(r, k);
+		assert_int_equal(flat_delete(t, &e->prefix, e->rule_id), 0);
+		return true;
+	}
+	size_t k = below((uint32_t)r->n);
+	uint32_t old_id = r->v[k].rule_id;
+
+	*e = r->v[k];
+	e->action = e->action == IPBLOCK_ACTION_DENY ? IPBLOCK_ACTION_ALLOW : IPBLOCK_ACTION_DENY;
+	if (op == 19)
+		assert_int_equal(flat_ids_alloc(ids, e->prefix.len, &e->rule_id), 0);
+	assert_int_equal(rulecache_insert(r->rc, e, NULL), 0);
+	r->v[k] = *e;
+	assert_int_equal(
+		flat_add(t, &e->prefix, e->rule_id, e->action == IPBLOCK_ACTION_DENY, old_id), 0);
+	return false;
+}
+
+static void assert_tree(const struct flat *t, const struct rules *r)
+{
+	struct flat_stats st;
+	bool crowded = long_lengths(r) > FLAT_MAX_LENS;
+
+	flat_stats(t, &st);
+	assert_int_equal(st.fallback_regions, 0);
+	assert_int_equal(st.split_regions, crowded);
+	assert_true(crowded ? st.nodes >= 2 : st.nodes == 0);
+}
+
+/*
+ * More than FLAT_MAX_LENS distinct lengths under one IPv6 region: the region
+ * gets a tree of nodes instead of the trie, through adds, churn (nested
+ * rules of every length, rules over the region, action and id changes) and
+ * deletes back to a plain region.
+ */
+static void test_v6_crowded_region_gets_a_tree(void **state)
+{
+	const int steps = 4000 / SCALE;
 	struct flat_stats st;
 	struct flat_ids ids;
 	struct table tb;
 	struct rules r;
+	unsigned int max_nodes = 0;
 	(void)state;
 
 	rules_init(&r, AF_INET6);
-	ids_new(&ids, 256);
-	table_new(&tb, AF_INET6, 64, &ids, 0, r.rc);
+	ids_new(&ids, 4096);
+	table_new(&tb, AF_INET6, 1024, &ids, 0, r.rc);
+	/* A chain of 12 nested lengths: the 9th splits the region. */
 	for (int i = 0; i < 12; i++) {
 		struct rule_entry e = { .action = i % 2 ? IPBLOCK_ACTION_DENY
 							: IPBLOCK_ACTION_ALLOW };
@@ -709,22 +811,62 @@ static void test_v6_region_with_many_lengths_falls_back(void **state)
 		assert_int_equal(rulecache_insert(r.rc, &e, NULL), 0);
 		rules_push(&r, &e);
 		assert_int_equal(flat_add(&tb.t, &e.prefix, e.rule_id, i % 2, 0), 0);
-		flat_stats(&tb.t, &st);
-		assert_int_equal(st.fallback_regions, i + 1 > FLAT_MAX_LENS);
+		assert_tree(&tb.t, &r);
+		fallbacks_seen = 0;
 		check_all(&tb.t, &r, 1000);
+		assert_int_equal(fallbacks_seen, 0);
 	}
-	/* Back to 8 lengths: the region lists them again. */
-	while (r.n > FLAT_MAX_LENS) {
+
+	/* Churn inside the region; every lookup must agree with the reference. */
+	for (int i = 0; i < steps; i++) {
+		struct rule_entry e;
+
+		crowded_step(&r, &ids, &tb.t, &e);
+		fallbacks_seen = 0;
+		check_edges(&tb.t, r.rc, &e.prefix);
+		check_random(&tb.t, &r, 20);
+		assert_int_equal(fallbacks_seen, 0);
+		if (i % 250 == 249) {
+			check_all(&tb.t, &r, 2000);
+			check_stats(&tb.t, &r);
+			assert_tree(&tb.t, &r);
+			flat_stats(&tb.t, &st);
+			if (st.nodes > max_nodes)
+				max_nodes = st.nodes;
+		}
+	}
+	flat_stats(&tb.t, &st);
+	printf("# crowded region after %d changes: %zu rules, %u long lengths, %u nodes (at most "
+	       "%u seen)\n",
+	       steps, r.n, long_lengths(&r), st.nodes, max_nodes);
+	assert_true(max_nodes > 2);
+
+	/* Down to 8 long lengths: a plain region again, no nodes left. */
+	while (long_lengths(&r) > FLAT_MAX_LENS) {
+		size_t k = r.n - 1;
+		struct rule_entry e;
+
+		for (size_t j = 0; j < r.n; j++)
+			if (r.v[j].prefix.len > r.v[k].prefix.len)
+				k = j;
+		e = r.v[k];
+		remove_at(&r, k);
+		assert_int_equal(flat_delete(&tb.t, &e.prefix, e.rule_id), 0);
+	}
+	assert_tree(&tb.t, &r);
+	fallbacks_seen = 0;
+	check_all(&tb.t, &r, 2000);
+	assert_int_equal(fallbacks_seen, 0);
+	while (r.n) {
 		struct rule_entry e = r.v[r.n - 1];
 
 		remove_at(&r, r.n - 1);
 		assert_int_equal(flat_delete(&tb.t, &e.prefix, e.rule_id), 0);
 	}
 	flat_stats(&tb.t, &st);
-	assert_int_equal(st.fallback_regions, 0);
-	fallbacks_seen = 0;
-	check_all(&tb.t, &r, 1000);
-	assert_int_equal(fallbacks_seen, 0);
+	assert_int_equal(st.ext_regions, 0);
+	assert_int_equal(st.nodes, 0);
+	assert_int_equal(st.split_regions, 0);
 	table_free(&tb);
 	free(ids.rules);
 	rules_free(&r);
@@ -1350,6 +1492,51 @@ static void test_bpf_verdicts_match_reference(void **state)
 	rules_free(&r[1]);
 }
 
+/* The kernel's reader walks a crowded region's tree (and the trie is never asked). */
+static void test_bpf_crowded_region_walks_the_tree(void **state)
+{
+	struct flat_stats st;
+	struct rules r;
+	struct bpf_env b;
+	size_t fell = 0;
+	(void)state;
+
+	rules_init(&r, AF_INET6);
+	bpf_env_open(&b, 8192, NULL, 8192);
+	while (r.n < 1500 / SCALE) {
+		struct rule_entry e = { .action = below(2) ? IPBLOCK_ACTION_DENY
+							   : IPBLOCK_ACTION_ALLOW };
+
+		gen_crowded(&r, &e.prefix);
+		assert_int_equal(flat_ids_alloc(&b.ids[1], e.prefix.len, &e.rule_id), 0);
+		assert_int_equal(rulecache_insert(r.rc, &e, NULL), 0);
+		rules_push(&r, &e);
+	}
+	bpf_env_fill(&b, &r);
+	flat_stats(&b.t[1], &st);
+	assert_int_equal(st.split_regions, 1);
+	bpf_check_rules(&b, &r, 5000 / SCALE, &fell);
+	printf("# BPF: %zu rules in one region, %u nodes\n", r.n, st.nodes);
+	for (int i = 0; i < 300 / SCALE; i++) {
+		struct rule_entry e;
+
+		if (!crowded_step(&r, &b.ids[1], &b.t[1], &e)) {
+			trie_put(&b, &e);
+		} else {
+			struct ipblock_key_v6 key = { .prefixlen = e.prefix.len };
+
+			memcpy(key.addr, e.prefix.addr, 16);
+			assert_int_equal(bpf_map_delete_elem(b.trie_fd[1], &key), 0);
+		}
+	}
+	bpf_check_rules(&b, &r, 5000 / SCALE, &fell);
+	flat_stats(&b.t[1], &st);
+	assert_int_equal(st.fallback_regions, 0);
+	assert_int_equal(fell, 0);
+	bpf_env_close(&b);
+	rules_free(&r);
+}
+
 /* Regions that fall back are judged by the trie inside the program. */
 static void test_bpf_fallback_regions_ask_the_trie(void **state)
 {
@@ -1695,13 +1882,14 @@ int main(void)
 		cmocka_unit_test(test_v6_incremental_changes_match_reference),
 		cmocka_unit_test(test_v4_exhausted_table_falls_back_then_recovers),
 		cmocka_unit_test(test_v6_exhausted_table_falls_back_then_recovers),
-		cmocka_unit_test(test_v6_region_with_many_lengths_falls_back),
+		cmocka_unit_test(test_v6_crowded_region_gets_a_tree),
 		cmocka_unit_test(test_dead_slot_not_reused_within_quarantine),
 		cmocka_unit_test(test_reader_sees_old_or_new_during_changes),
 		cmocka_unit_test(test_two_sets_sync_by_diff_copy_and_share_ids),
 		cmocka_unit_test(test_ids_reserved_until_added_then_reclaimed),
 		cmocka_unit_test(test_bad_arguments_are_refused),
 		cmocka_unit_test(test_bpf_verdicts_match_reference),
+		cmocka_unit_test(test_bpf_crowded_region_walks_the_tree),
 		cmocka_unit_test(test_bpf_fallback_regions_ask_the_trie),
 		cmocka_unit_test(test_bpf_reader_sees_old_or_new_during_changes),
 		cmocka_unit_test(test_bpf_cost_report),

@@ -435,8 +435,9 @@ static void report(struct bench *b, FILE *data)
 	       maps_lookup_bytes(b->capacity, MAPS_LOOKUP_FLAT) / 1048576.0,
 	       maps_lookup_bytes(b->capacity, MAPS_LOOKUP_TRIE) / 1048576.0);
 	printf("| rules | lookup | loaded by maps_replace_rules (s) | IPv4: long rules | IPv4: "
-	       "regions on the trie | IPv6: long rules | IPv6: regions on the trie |\n");
-	printf("|---:|---|---:|---:|---:|---:|---:|\n");
+	       "regions on the trie | IPv6: long rules | IPv6: crowded regions (nodes) | IPv6: "
+	       "regions on the trie |\n");
+	printf("|---:|---|---:|---:|---:|---:|---:|---:|\n");
 	for (size_t i = 0; i < b->ninst; i++) {
 		struct instance *in = &b->inst[i];
 
@@ -445,17 +446,18 @@ static void report(struct bench *b, FILE *data)
 		printf("| %s | %s | %.2f |", rules_label(in->rules, rl, sizeof(rl)),
 		       maps_lookup_name(in->lookup), in->load_s);
 		if (in->has_info)
-			printf(" %u | %u | %u | %u |\n", in->info4.long_rules,
+			printf(" %u | %u | %u | %u (%u) | %u |\n", in->info4.long_rules,
 			       in->info4.fallback_regions, in->info6.long_rules,
-			       in->info6.fallback_regions);
+			       in->info6.split_regions, in->info6.nodes, in->info6.fallback_regions);
 		else
-			printf(" – | all | – | all |\n");
+			printf(" – | all | – | – | all |\n");
 	}
 	printf("\n\"Long rules\" are longer than /24 and live in the flat tables' hash; a region "
-	       "\"on the trie\" is a /24 whose rules the flat table cannot represent (more than %d "
-	       "distinct long lengths, or a slot beyond the probe limit): its addresses pay for "
-	       "the flat lookup and the trie's.\n",
-	       FLAT_MAX_LENS);
+	       "\"crowded\" has more than %d distinct long lengths and is split into a tree of "
+	       "nodes of at most %d lengths each; a region \"on the trie\" is a /24 whose rules "
+	       "the flat table cannot represent (a rule with no slot within the probe limit): its "
+	       "addresses pay for the flat lookup and the trie's.\n",
+	       FLAT_MAX_LENS, FLAT_MAX_LENS);
 }
 
 static const struct cli_opt options[] = {

@@ -279,7 +279,8 @@ CPU=$(lscpu 2>/dev/null | awk -F: '/^Model name/ { gsub(/^ +/, "", $2); print $2
 	echo "wrapper; Δ is what ipblock adds.  Two lookups, each its own instance of the same program:"
 	echo "*trie* (\`--lookup trie\`, the before: one kernel LPM-trie lookup per packet) and *flat*"
 	echo "(the default, the after: the flat tables, one array load for a /24 region without longer"
-	echo "rules, a few hash probes otherwise, the trie only for regions the table cannot hold)."
+	echo "rules, a few hash probes otherwise, a walk down a tree of nodes in a region crowded with"
+	echo "more than 8 long lengths, the trie only for regions the table cannot hold)."
 	echo "With 65,536 random sources a large table's path misses the caches; the warm columns"
 	echo "(256 sources) show the same lookups with their path cached."
 	echo
@@ -291,8 +292,9 @@ CPU=$(lscpu 2>/dev/null | awk -F: '/^Model name/ { gsub(/^ +/, "", $2); print $2
 	echo "a record and hash probes, each another likely miss.  The warm columns show the same"
 	echo "lookups once their lines are cached.  In the generated IPv6 list the denied block"
 	echo "2001:db8::/48 (/128 hosts, /64 blocks cut down to /72, the rest as prefixes of every"
-	echo "length) lies in one /24 region with far more than 8 long lengths, so that region is judged"
-	echo "by the trie; at 1k rules it holds most IPv6 rules and so most IPv6 hit sources."
+	echo "length) lies in one /24 region with far more than 8 long lengths: that region is split"
+	echo "into a tree of nodes (8 lengths each), so a /128 host there costs a few marker probes on"
+	echo "the way down.  At 1k rules it holds most IPv6 rules and so most IPv6 hit sources."
 	echo
 	echo "![ns per packet](prog_cost.png)"
 	echo

@@ -22,6 +22,8 @@
 #define EXT_USED 1
 #define EXT_FREE 2
 #define EXT_NODE 3
+/* state bit of a region record already queued for a tree. */
+#define EXT_QUEUED 0x80
 
 /*
  * Per-region counters live in a user-only open-addressing table of u64
@@ -687,6 +689,15 @@ static void split_queue(struct flat *t, uint32_t r, uint32_t old_root)
 	t->split[t->nsplit++] = (struct flat_split){ .region = r, .old_root = old_root };
 }
 
+/* Queue crowded region r (record x) for a tree, once per operation. */
+static void region_queue(struct flat *t, struct flat_ext *x, uint32_t r)
+{
+	if (x->state & EXT_QUEUED)
+		return;
+	x->state |= EXT_QUEUED;
+	split_queue(t, r, FLAT_NIL);
+}
+
 /*
  * A change is about to touch region r: if it is split, hand it to the trie
  * (its nodes hold pushed-down verdicts that the change may falsify) and
@@ -703,6 +714,7 @@ static void region_unsplit(struct flat *t, uint32_t r)
 	if (!x || !lens_split(x->lens))
 		return;
 	split_queue(t, r, (uint32_t)(x->lens >> 8));
+	x->state |= EXT_QUEUED;
 	set_lens(t, x, FLAT_LENS_FALLBACK);
 	t->unsplit_ms = now_ms();
 }
@@ -716,11 +728,14 @@ static void region_recover(struct flat *t, struct flat_ext *x, uint32_t r)
 
 	if (x->lens != FLAT_LENS_FALLBACK)
 		return;
+	/* Too many lengths but every rule in the hash: it gets a tree. */
+	if (x->nlens > FLAT_MAX_LENS) {
+		if (!cnt_get(t, r, CNT_MISSING))
+			region_queue(t, x, r);
+		return;
+	}
 	lens = lens_from_counts(t, r, &nlens, &nlong);
 	set_lens(t, x, lens);
-	/* Too many lengths but every rule in the hash: it gets a tree. */
-	if (lens == FLAT_LENS_FALLBACK && !cnt_get(t, r, CNT_MISSING))
-		split_queue(t, r, FLAT_NIL);
 }
 
 /* --- add ---------------------------------------------------------------------- */
@@ -1238,6 +1253,14 @@ static int settle(struct flat *t, int ret)
 		any_old |= t->split[j].old_root != FLAT_NIL;
 	}
 	t->nsplit = k;
+	/* Queued from here on means queued by the next operation. */
+	for (uint32_t j = 0; j < k; j++) {
+		uint32_t e = t->top[t->split[j].region];
+		struct flat_ext *x = e != FLAT_FALLBACK && (e & FLAT_EXT) ? ext_of(t, e) : NULL;
+
+		if (x)
+			x->state &= ~EXT_QUEUED;
+	}
 
 	for (uint32_t i = 0; i < nslots && !err; i++) {
 		const struct flat_slot *s = &t->slots[i];
@@ -1531,7 +1554,7 @@ static int repair_region(struct flat *t, uint32_t r, bool *fixed)
 		t->hdr->fallback_regions--;
 		*fixed = true;
 	} else if (!cnt_get(t, r, CNT_MISSING)) {
-		split_queue(t, r, FLAT_NIL);
+		region_queue(t, &t->ext[i], r);
 		*fixed = true;
 	}
 	return 0;

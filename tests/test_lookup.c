@@ -9,9 +9,14 @@
  * addresses cluster in a few hot /8, /16 and /24 blocks (IPv6: /24 regions,
  * /48s and /64s), so rules nest (allow in deny in allow chains) and many
  * rules longer than /24 share a /24 region; /0, /1 and host routes are
- * there too.  IPv6 regions use at most 8 distinct lengths longer than /24
- * (a per-region palette), the most a region can list without falling back
- * to the trie; one test breaks that on purpose.
+ * there too.  Half of the hot IPv6 /24 regions take rules of any length
+ * past /24, so they hold far more than the 8 distinct long lengths one
+ * region can list and the tables split them into trees of nodes, with
+ * allow-in-deny chains crossing the nodes' levels; the other IPv6 regions
+ * keep to a palette of 8 long lengths (plain regions).  No random set
+ * needs the trie: every check asserts that no region falls back and that
+ * the tables split exactly the regions with more than 8 long lengths.  One
+ * test crowds a region of its own and empties it again, rule by rule.
  *
  * Every check probes the first and last address of every rule and the
  * addresses just outside, plus random addresses inside rules, inside their
@@ -53,6 +58,8 @@
 
 /* Length in bits of the flat tables' regions (FLAT_V4/V6_TOP_BITS). */
 #define REGION_BITS 24
+/* Distinct long lengths a plain region can list (FLAT_MAX_LENS); more split it. */
+#define REGION_LENS 8
 
 typedef unsigned __int128 u128;
 
@@ -234,8 +241,9 @@ static void ruleset_copy(struct ruleset *dst, const struct ruleset *src)
 /* --- the generator ---------------------------------------------------------- */
 
 /*
- * The IPv6 region kept free of random rules: the fallback test fills it
- * with more lengths than a region can list.  2001:d00::/24 holds 2001:db8::.
+ * The IPv6 region kept free of random rules: the crowded-region test fills
+ * it with more lengths than a region can list.  2001:d00::/24 holds
+ * 2001:db8::.
  */
 #define CROWDED_REGION 0x20010dull
 
@@ -270,6 +278,16 @@ static u128 v6_global(struct rng *r)
 	return v;
 }
 
+/*
+ * Whether an IPv6 region takes rules of any length past /24 (else only
+ * its palette's, below): a coin per region and run.  hot_init() makes half
+ * of the hot /24 regions such, so every random set has crowded regions.
+ */
+static bool v6_unrestricted(u128 region)
+{
+	return mix64((uint64_t)region ^ mix64(base_seed ^ 0x5eed)) & 1;
+}
+
 static void hot_init(struct hot *hs, struct rng *r)
 {
 	for (int i = 0; i < V4_HOT8; i++)
@@ -278,8 +296,13 @@ static void hot_init(struct hot *hs, struct rng *r)
 		hs->v4_16[i] = hs->v4_8[below(r, V4_HOT8)] | (rnd(r) & 0x00ff0000u);
 	for (int i = 0; i < V4_HOT24; i++)
 		hs->v4_24[i] = hs->v4_16[below(r, V4_HOT16)] | (rnd(r) & 0x0000ff00u);
-	for (int i = 0; i < V6_HOT24; i++)
-		hs->v6_24[i] = v6_global(r) & ~host_bits(AF_INET6, 24);
+	for (int i = 0; i < V6_HOT24; i++) {
+		bool any = i < V6_HOT24 / 2;
+
+		do
+			hs->v6_24[i] = v6_global(r) & ~host_bits(AF_INET6, 24);
+		while (v6_unrestricted(region_of(AF_INET6, hs->v6_24[i])) != any);
+	}
 	for (int i = 0; i < V6_HOT48; i++)
 		hs->v6_48[i] = hs->v6_24[below(r, V6_HOT24)] |
 			       (rnd128(r) & host_bits(AF_INET6, 24) & ~host_bits(AF_INET6, 48));
@@ -295,11 +318,11 @@ static void gen_init(struct gen *g, uint64_t salt)
 }
 
 /*
- * The long lengths an IPv6 region may use: five common ones and three that
- * depend on the region and the run's seed.  At most 8 distinct, so no
- * region of a random set needs the trie.
+ * The long lengths a restricted IPv6 region may use: five common ones and
+ * three that depend on the region and the run's seed.  At most 8 distinct,
+ * so such a region stays plain (one length list, no tree).
  */
-#define PALETTE 8
+#define PALETTE REGION_LENS
 
 static void v6_palette(u128 region, uint8_t pal[PALETTE])
 {
@@ -316,11 +339,12 @@ static void v6_palette(u128 region, uint8_t pal[PALETTE])
 /* len if the region of v allows it, else one of the region's lengths. */
 static unsigned int v6_fit_len(struct rng *r, u128 v, unsigned int len)
 {
+	u128 region = region_of(AF_INET6, v);
 	uint8_t pal[PALETTE];
 
-	if (len <= REGION_BITS)
+	if (len <= REGION_BITS || v6_unrestricted(region))
 		return len;
-	v6_palette(region_of(AF_INET6, v), pal);
+	v6_palette(region, pal);
 	for (int i = 0; i < PALETTE; i++)
 		if (pal[i] == len)
 			return len;
@@ -724,17 +748,22 @@ static void assert_rule_ids(const struct harness *h, const struct ruleset *s)
 	free(ids6);
 }
 
-/* What maps_flat_info() must say of a set holding s with no region falling back. */
+/*
+ * What maps_flat_info() must say of a set holding s with no region falling
+ * back: a region is split into a tree when its rules use more than
+ * REGION_LENS distinct lengths past /24.
+ */
 struct flat_want {
-	uint32_t rules, long_rules, ext_regions;
+	uint32_t rules, long_rules, ext_regions, split_regions;
 };
 
 static struct flat_want flat_expect(const struct ruleset *s, int family)
 {
-	u128 *regions = calloc(s->n + 1, sizeof(*regions));
+	u128 *keys = calloc(s->n + 1, sizeof(*keys)); /* region << 8 | length */
 	struct flat_want w = {};
+	unsigned int lens = 0;
 
-	assert_non_null(regions);
+	assert_non_null(keys);
 	for (size_t i = 0; i < s->n; i++) {
 		const struct cidr *p = &s->r[i].prefix;
 
@@ -742,19 +771,31 @@ static struct flat_want flat_expect(const struct ruleset *s, int family)
 			continue;
 		w.rules++;
 		if (p->len > REGION_BITS)
-			regions[w.long_rules++] = region_of(family, addr_get(family, p->addr));
+			keys[w.long_rules++] =
+				region_of(family, addr_get(family, p->addr)) << 8 | p->len;
 	}
-	qsort(regions, w.long_rules, sizeof(*regions), u128_cmp);
-	for (uint32_t i = 0; i < w.long_rules; i++)
-		w.ext_regions += !i || regions[i] != regions[i - 1];
-	free(regions);
+	qsort(keys, w.long_rules, sizeof(*keys), u128_cmp);
+	for (uint32_t i = 0; i < w.long_rules; i++) {
+		if (!i || keys[i] >> 8 != keys[i - 1] >> 8) {
+			w.ext_regions++;
+			lens = 0;
+		}
+		if (!i || keys[i] != keys[i - 1])
+			w.split_regions += ++lens == REGION_LENS + 1;
+	}
+	free(keys);
 	return w;
 }
 
-/* The program reads the flat tables for s in full: no fallback, every id in place. */
-static void assert_flat_state(const struct harness *h, const struct ruleset *s)
+/*
+ * The tables of both families and sets as flat_expect() says, without the
+ * rule ids.  A split region has a root and at least one child, so at least
+ * two nodes.  Returns IPv6 set A's figures.
+ */
+static struct maps_flat_info assert_flat_counts(const struct harness *h, const struct ruleset *s)
 {
 	const int fams[2] = { AF_INET, AF_INET6 };
+	struct maps_flat_info v6 = {};
 
 	for (int f = 0; f < 2; f++) {
 		struct flat_want w = flat_expect(s, fams[f]);
@@ -765,17 +806,37 @@ static void assert_flat_state(const struct harness *h, const struct ruleset *s)
 			memset(&info, 0xa5, sizeof(info));
 			assert_int_equal(maps_flat_info(&h->maps, fams[f], set, &info), 0);
 			if (info.fallback_regions || info.long_rules != w.long_rules ||
-			    info.ext_regions != w.ext_regions || info.ids_used != w.rules)
+			    info.ext_regions != w.ext_regions ||
+			    info.split_regions != w.split_regions || info.ids_used != w.rules ||
+			    info.nodes < 2 * info.split_regions)
 				fail_msg("IPv%d set %c: long_rules %u fallback_regions %u "
-					 "ext_regions "
-					 "%u ids_used %u, want %u 0 %u %u (LOOKUP_SEED=%llu)",
+					 "ext_regions %u split_regions %u nodes %u ids_used %u, "
+					 "want %u 0 %u %u >=%u %u (LOOKUP_SEED=%llu)",
 					 f ? 6 : 4, set ? 'B' : 'A', info.long_rules,
-					 info.fallback_regions, info.ext_regions, info.ids_used,
-					 w.long_rules, w.ext_regions, w.rules,
+					 info.fallback_regions, info.ext_regions,
+					 info.split_regions, info.nodes, info.ids_used,
+					 w.long_rules, w.ext_regions, w.split_regions,
+					 2 * w.split_regions, w.rules,
 					 (unsigned long long)base_seed);
+			if (f && !set)
+				v6 = info;
 		}
 	}
+	return v6;
+}
+
+/*
+ * The program reads the flat tables for s in full: no fallback, the
+ * crowded regions split, every id in place.  Returns IPv6 set A's figures.
+ */
+static struct maps_flat_info assert_flat_state(const struct harness *h, const struct ruleset *s)
+{
+	struct maps_flat_info v6 = assert_flat_counts(h, s);
+
+	print_message("flat IPv6: %u long rules in %u regions, %u of them split (%u nodes)\n",
+		      v6.long_rules, v6.ext_regions, v6.split_regions, v6.nodes);
 	assert_rule_ids(h, s);
+	return v6;
 }
 
 /*
@@ -879,7 +940,10 @@ static void test_replaced_set_matches_the_reference(void **state)
 	assert_int_equal(st.v6, BASE_V6);
 	assert_active_a(&h);
 	check_set(&h, &base, &r, 5000, "replace: every boundary + 5000 random");
-	assert_flat_state(&h, &base);
+	/* Half of the hot IPv6 regions take any length: some must be trees. */
+	if (!assert_flat_state(&h, &base).split_regions)
+		fail_msg("no IPv6 region of the base set is split (LOOKUP_SEED=%llu)",
+			 (unsigned long long)base_seed);
 }
 
 /* --- 2. one rule at a time, then churn ---------------------------------------------- */
@@ -930,7 +994,7 @@ static void test_rule_by_rule_and_churn_match_the_reference(void **state)
 	tally_end(&t);
 	ruleset_sync(&s);
 	check_set(&h, &s, &g.r, 3000, "rule by rule: every boundary + 3000 random");
-	assert_flat_state(&h, &s);
+	assert_true(assert_flat_state(&h, &s).split_regions > 0);
 
 	/* Adds (some of existing prefixes), deletes and action flips. */
 	tally_begin(&t, &h, s.ref, "churn: sampled every 50 ops");
@@ -1215,26 +1279,44 @@ static void probe_crowded(struct tally *t, const struct maps_rule *c, size_t n, 
 	}
 }
 
-/* IPv4 never falls back; IPv6 does in at least one region, or in none. */
-static void assert_fallback(bool v6)
+/*
+ * No region of either family or set falls back, and the tables split
+ * exactly the regions flat_expect() says: those of the base set and, when
+ * split, the crowded one.  Returns IPv6 set A's figures.
+ */
+static struct maps_flat_info assert_crowded(struct ruleset *s, uint32_t base_split, bool split,
+					    const char *phase)
 {
-	for (int set = 0; set < 2; set++) {
-		struct maps_flat_info i4, i6;
+	struct maps_flat_info v6;
 
-		assert_int_equal(maps_flat_info(&h.maps, AF_INET, set, &i4), 0);
-		assert_int_equal(maps_flat_info(&h.maps, AF_INET6, set, &i6), 0);
-		if (i4.fallback_regions || (v6 ? !i6.fallback_regions : i6.fallback_regions != 0))
-			fail_msg("set %c: fallback_regions IPv4 %u IPv6 %u, want 0 and %s",
-				 set ? 'B' : 'A', i4.fallback_regions, i6.fallback_regions,
-				 v6 ? ">= 1" : "0");
-	}
+	ruleset_sync(s);
+	v6 = assert_flat_counts(&h, s);
+	if (v6.split_regions != base_split + split)
+		fail_msg("%s: IPv6 split_regions %u, want %u (LOOKUP_SEED=%llu)", phase,
+			 v6.split_regions, base_split + split, (unsigned long long)base_seed);
+	return v6;
 }
 
-static void test_crowded_region_falls_back_to_the_trie(void **state)
+/* Distinct lengths past /24 among c[0..n). */
+static unsigned int long_lens(const struct maps_rule *c, size_t n)
+{
+	unsigned int k = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		bool seen = c[i].prefix.len <= REGION_BITS;
+
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = c[j].prefix.len == c[i].prefix.len;
+		k += !seen;
+	}
+	return k;
+}
+
+static void test_crowded_region_gets_a_tree(void **state)
 {
 	struct maps_rule crowded[CROWDED_MAX];
 	size_t nc = crowded_rules(crowded);
-	struct maps_flat_info info;
+	struct maps_flat_info before, info;
 	struct ruleset s;
 	struct tally t;
 	struct rng r;
@@ -1243,27 +1325,36 @@ static void test_crowded_region_falls_back_to_the_trie(void **state)
 	rng_init(&r, 51);
 	load(&base);
 	ruleset_copy(&s, &base);
-	assert_fallback(false);
+	ruleset_sync(&s);
+	before = assert_flat_counts(&h, &s); /* the base set's own trees */
 
-	/* Rule by rule: the 9th long length turns the region over to the trie. */
+	/* Rule by rule: the 9th long length splits the region, and it stays off the trie. */
 	tally_begin(&t, &h, s.ref, "crowded: rule by rule, after every add");
 	for (size_t i = 0; i < nc; i++) {
 		assert_int_equal(maps_rule_set(&h.maps, &crowded[i].prefix, &crowded[i].val), 0);
 		ref_set(s.ref, &crowded[i].prefix, crowded[i].val.action);
 		probe_crowded(&t, crowded, nc, &r);
+		assert_crowded(&s, before.split_regions, long_lens(crowded, i + 1) > REGION_LENS,
+			       "crowded: adding");
 	}
 	tally_end(&t);
-	assert_fallback(true);
-	ruleset_sync(&s);
+	info = assert_crowded(&s, before.split_regions, true, "crowded: added");
+	print_message("crowded: %u long lengths, IPv6 split_regions %u -> %u, nodes %u -> %u\n",
+		      long_lens(crowded, nc), before.split_regions, info.split_regions,
+		      before.nodes, info.nodes);
+	assert_true(info.nodes >= before.nodes + 2);
 	check_set(&h, &s, &r, 2000, "crowded: every boundary, rule by rule");
 
 	/* The same set compiled in bulk. */
 	assert_int_equal(maps_flush(&h.maps, NULL), 0);
 	load(&s);
-	assert_fallback(true);
+	info = assert_crowded(&s, before.split_regions, true, "crowded: replaced");
+	print_message("crowded, replaced: IPv6 split_regions %u, nodes %u\n", info.split_regions,
+		      info.nodes);
 	check_set(&h, &s, &r, 2000, "crowded: every boundary, replaced");
+	assert_flat_state(&h, &s);
 
-	/* Deleting down to 8 long lengths keeps the verdicts right ... */
+	/* Deleting down to 8 long lengths makes it a plain region again ... */
 	tally_begin(&t, &h, s.ref, "crowded: deleting down to 8 lengths");
 	for (size_t i = nc; i-- > 1;) {
 		if (crowded[i].prefix.len <= 32)
@@ -1271,15 +1362,19 @@ static void test_crowded_region_falls_back_to_the_trie(void **state)
 		assert_int_equal(maps_rule_delete(&h.maps, &crowded[i].prefix), 0);
 		assert_int_equal(rulecache_remove(s.ref, &crowded[i].prefix), 0);
 		probe_crowded(&t, crowded, nc, &r);
+		assert_crowded(&s, before.split_regions, long_lens(crowded, i) > REGION_LENS,
+			       "crowded: deleting");
 	}
 	tally_end(&t);
-	assert_int_equal(maps_flat_info(&h.maps, AF_INET6, 0, &info), 0);
-	print_message("after the deletes: IPv6 fallback_regions %u\n", info.fallback_regions);
+	info = assert_crowded(&s, before.split_regions, false, "crowded: deleted");
+	print_message("after the deletes: IPv6 split_regions %u, nodes %u\n", info.split_regions,
+		      info.nodes);
+	check_set(&h, &s, &r, 2000, "crowded: every boundary, 8 lengths");
+	assert_flat_state(&h, &s);
 
-	/* ... and a rebuild gives the region back to the table. */
+	/* ... and a rebuild changes nothing. */
 	assert_int_equal(maps_flat_rebuild(&h.maps), 0);
-	ruleset_sync(&s);
-	assert_fallback(false);
+	assert_crowded(&s, before.split_regions, false, "crowded: rebuilt");
 	check_set(&h, &s, &r, 2000, "crowded: rebuilt with 8 lengths");
 	assert_flat_state(&h, &s);
 	ruleset_free(&s);
@@ -1527,6 +1622,9 @@ static void test_counters_count_flat_verdicts(void **state)
 	for (int f = 0; f < 2; f++) {
 		assert_int_equal(maps_flat_info(&h.maps, fams[f], 0, &info), 0);
 		assert_int_equal(info.fallback_regions, 0);
+		/* The base set's IPv6 tables hold trees as well as plain regions. */
+		if (fams[f] == AF_INET6)
+			assert_true(info.split_regions > 0);
 		for (int longer = 0; longer < 2; longer++) {
 			for (int a = 0; a < 2; a++) {
 				const struct maps_rule *m =
@@ -1587,7 +1685,7 @@ int main(void)
 		cmocka_unit_test_setup(test_replaced_set_matches_the_reference, reset),
 		cmocka_unit_test_setup(test_rule_by_rule_and_churn_match_the_reference, reset),
 		cmocka_unit_test_setup(test_import_replace_and_flush_match_the_reference, reset),
-		cmocka_unit_test_setup(test_crowded_region_falls_back_to_the_trie, reset),
+		cmocka_unit_test_setup(test_crowded_region_gets_a_tree, reset),
 		cmocka_unit_test(test_trie_lookup_matches_the_reference),
 		cmocka_unit_test_setup(test_dirty_flag_then_rule_set_recompiles, reset),
 		cmocka_unit_test_setup(test_dirty_flag_then_rule_delete_recompiles, reset),

@@ -147,12 +147,15 @@ int flat_sizes(int family, uint32_t max_rules, struct flat_sizes *out)
 	/*
 	 * Slots at load <= 1/2: a miss scans ~2.5 slots and a rule finds no
 	 * slot within FLAT_MAX_PROBE about once in a million.  Every region
-	 * with an ext record holds a long rule, and every counter record
-	 * stands for at least one long rule.  Ids: old and new set of a
-	 * replace are alive at once.
+	 * with an ext record holds a long rule, and so does every node of a
+	 * crowded region's tree (a node lists the lengths of its own rules):
+	 * an eighth more records (3 MiB per million rules) is room for the
+	 * trees of any real list and for old trees in quarantine.  Every
+	 * counter record stands for at least one long rule.  Ids: old and new
+	 * set of a replace are alive at once.
 	 */
-	return flat_sizes_geom(family, 2 * max_rules, max_rules, 2 * max_rules, 2 * max_rules + 1,
-			       out);
+	return flat_sizes_geom(family, 2 * max_rules, max_rules + max_rules / 8 + 64,
+			       2 * max_rules, 2 * max_rules + 1, out);
 }
 
 void flat_ids_attach(struct flat_ids *ids, void *mem, uint32_t n)

@@ -14,7 +14,8 @@
  *	else if (!e)       no rule
  *	else               rule flat_entry_id(e), deny if flat_entry_deny(e)
  *
- * Ordering: a slot's word is read before its key, and an ext record's
+ * Ordering: a block's summary is read before its top entry, a slot's
+ * word before its key, and an ext record's
  * length list before the slots or the nodes it points to (nodes do not
  * change once published).  User space stores keys before words and
  * slots before lists, so on x86 (loads are not reordered with loads) a
@@ -64,11 +65,20 @@ static __always_inline __u32 flat_probe(void *data, __u32 bits, __u64 hi, __u64 
  */
 static __always_inline __u32 flat_lookup(void *top, void *data, __u32 top_bits, __u64 hi, __u64 lo)
 {
-	__u32 r = hi >> (64 - top_bits), k = r >> 1, e, bits;
+	__u32 r = hi >> (64 - top_bits), b = r >> FLAT_SUM_SHIFT, e, bits, k;
 	struct flat_ext *x;
 	__u32 *pair;
 	__u64 lens;
 
+	/* The block's summary, after top in the same map: most blocks are uniform. */
+	k = (1u << (top_bits - 1)) + (b >> 1);
+	pair = bpf_map_lookup_elem(top, &k);
+	if (!pair)
+		return FLAT_FALLBACK;
+	e = pair[b & 1];
+	if (!(e & FLAT_EXT))
+		return e;
+	k = r >> 1;
 	pair = bpf_map_lookup_elem(top, &k);
 	if (!pair)
 		return FLAT_FALLBACK;

@@ -13,7 +13,7 @@
 #include "rulecache.h"
 
 #define FLAT_MAGIC   0x31544c46u /* "FLT1" */
-#define FLAT_VERSION 2
+#define FLAT_VERSION 3
 #define FLAT_NIL     0xffffffffu
 
 /* Header elements (24 bytes each): first, so any geometry finds it. */
@@ -110,6 +110,12 @@ static uint32_t nslots_of(const struct flat *t)
 	return 1u << t->slot_bits;
 }
 
+/* Entries of top and sum together, as they lie in the top map. */
+static size_t top_words(const struct flat *t)
+{
+	return ((size_t)1 << t->top_bits) + ((size_t)1 << (t->top_bits - FLAT_SUM_SHIFT));
+}
+
 static uint64_t page_round(uint64_t bytes)
 {
 	return (bytes + 4095) & ~4095ull;
@@ -128,7 +134,7 @@ int flat_sizes_geom(int family, uint32_t slots, uint32_t ext_cap, uint32_t cnt_c
 		.slots = pow2_at_least(slots),
 		.ext_cap = ext_cap < (1u << top_bits) ? ext_cap : 1u << top_bits,
 		.cnt_cap = pow2_at_least(cnt_cap),
-		.top_elems = 1u << (top_bits - 1),
+		.top_elems = (1u << (top_bits - 1)) + (1u << (top_bits - FLAT_SUM_SHIFT - 1)),
 		.ids_elems = ids,
 	};
 	out->data_elems =
@@ -187,6 +193,7 @@ int flat_attach(struct flat *t, int family, const struct flat_sizes *sz, void *t
 	t->ext_cap = g.ext_cap;
 	t->cnt_cap = g.cnt_cap;
 	t->top = top;
+	t->sum = t->top + (1u << t->top_bits);
 	t->hdr = (struct flat_hdr *)elems;
 	t->slots = elems + HDR_ELEMS;
 	t->ext = (struct flat_ext *)(t->slots + g.slots);
@@ -223,7 +230,7 @@ void flat_clear(struct flat *t)
 	struct flat_hdr h = *t->hdr;
 	uint8_t bit = (uint8_t)(1u << t->set);
 
-	memset(t->top, 0, sizeof(*t->top) << t->top_bits);
+	memset(t->top, 0, sizeof(*t->top) * top_words(t));
 	memset(t->hdr, 0, data);
 	*t->hdr = (struct flat_hdr){
 		.magic = h.magic,
@@ -253,7 +260,7 @@ int flat_copy(struct flat *dst, const struct flat *src)
 	    dst->slot_bits != src->slot_bits || dst->ext_cap != src->ext_cap ||
 	    dst->cnt_cap != src->cnt_cap || dst->ids != src->ids || dst->set == src->set)
 		return -EINVAL;
-	memcpy(dst->top, src->top, sizeof(*dst->top) << dst->top_bits);
+	memcpy(dst->top, src->top, sizeof(*dst->top) * top_words(dst));
 	memcpy(dst->hdr, src->hdr, data);
 	for (uint32_t i = 1; i < dst->ids->n; i++) {
 		struct flat_rule *r = &dst->ids->rules[i];
@@ -376,6 +383,75 @@ static __u32 *base_of(const struct flat *t, uint32_t r)
 		return &t->top[r];
 	x = ext_of(t, e);
 	return x ? &x->base : NULL;
+}
+
+/* --- block summaries ---------------------------------------------------------- */
+
+/*
+ * Store e in top[r].  The block's summary becomes FLAT_SUM_MIXED first,
+ * unless it already names e, and the block is recomputed by sum_settle()
+ * at the end of the operation.
+ */
+static void top_put(struct flat *t, uint32_t r, uint32_t e)
+{
+	uint32_t b = r >> FLAT_SUM_SHIFT;
+
+	if (t->top[r] == e)
+		return;
+	if (t->sum[b] != FLAT_SUM_MIXED)
+		put32(&t->sum[b], FLAT_SUM_MIXED);
+	put32(&t->top[r], e);
+	if (!t->dirty && !t->dirty_all) {
+		t->dirty = calloc(((size_t)1 << (t->top_bits - FLAT_SUM_SHIFT)) / 64 + 1, 8);
+		/* Without the bitmap every block is looked at; nothing is lost. */
+		t->dirty_all = !t->dirty;
+	}
+	if (t->dirty)
+		t->dirty[b / 64] |= 1ull << (b % 64);
+}
+
+/* A new verdict for region r through base_of()'s pointer b. */
+static void base_put(struct flat *t, uint32_t r, __u32 *b, uint32_t e)
+{
+	if (b == &t->top[r])
+		top_put(t, r, e);
+	else
+		put32(b, e);
+}
+
+/* Block b's summary from its top entries. */
+static void sum_block(struct flat *t, uint32_t b)
+{
+	const uint32_t *e = &t->top[b << FLAT_SUM_SHIFT];
+	uint32_t v = e[0];
+
+	if (v & FLAT_EXT)
+		v = FLAT_SUM_MIXED;
+	for (uint32_t i = 1; i < (1u << FLAT_SUM_SHIFT) && v != FLAT_SUM_MIXED; i++)
+		if (e[i] != v)
+			v = FLAT_SUM_MIXED;
+	if (t->sum[b] != v)
+		put32(&t->sum[b], v);
+}
+
+/* End of an operation: the blocks it touched get their summaries back. */
+static void sum_settle(struct flat *t)
+{
+	uint32_t nblocks = 1u << (t->top_bits - FLAT_SUM_SHIFT);
+
+	for (uint32_t w = 0; w < (nblocks + 63) / 64; w++) {
+		uint64_t bits = t->dirty_all ? ~0ull : t->dirty ? t->dirty[w] : 0;
+
+		for (; bits; bits &= bits - 1) {
+			uint32_t b = w * 64 + (uint32_t)__builtin_ctzll(bits);
+
+			if (b < nblocks)
+				sum_block(t, b);
+		}
+	}
+	free(t->dirty);
+	t->dirty = NULL;
+	t->dirty_all = false;
 }
 
 /* --- per-region counters ------------------------------------------------------ */
@@ -791,7 +867,7 @@ static void add_short(struct flat *t, __u64 hi, unsigned int len, uint32_t e)
 		}
 		if (l <= (int)len && *b != e) {
 			region_unsplit(t, r);
-			put32(b, e);
+			base_put(t, r, b, e);
 		}
 	}
 }
@@ -856,7 +932,7 @@ static int add_long(struct flat *t, __u64 hi, __u64 lo, unsigned int len, uint32
 	}
 	/* The region's first long rule: fill a record, then point top at it. */
 	if (ext_alloc(t, &i)) {
-		put32(&t->top[r], FLAT_FALLBACK);
+		top_put(t, r, FLAT_FALLBACK);
 		t->hdr->fallback_regions++;
 		return 0;
 	}
@@ -867,7 +943,7 @@ static int add_long(struct flat *t, __u64 hi, __u64 lo, unsigned int len, uint32
 	x->lens = placed ? len : FLAT_LENS_FALLBACK;
 	if (!placed)
 		t->hdr->fallback_regions++;
-	put32(&t->top[r], FLAT_EXT | (HDR_ELEMS + nslots_of(t) + i));
+	top_put(t, r, FLAT_EXT | (HDR_ELEMS + nslots_of(t) + i));
 	t->hdr->ext_regions++;
 	return 0;
 }
@@ -941,7 +1017,7 @@ static int delete_short(struct flat *t, const struct cidr *p, __u64 hi, uint32_t
 
 		if (b && flat_entry_id(*b) == id) {
 			region_unsplit(t, r);
-			put32(b, pe);
+			base_put(t, r, b, pe);
 		}
 	}
 	return 0;
@@ -977,7 +1053,7 @@ static int delete_long(struct flat *t, __u64 hi, __u64 lo, unsigned int len)
 		x->nlens--;
 	if (!x->nlong) {
 		/* The region's last long rule: top answers alone again. */
-		put32(&t->top[r], x->base);
+		top_put(t, r, x->base);
 		if (i != FLAT_NIL)
 			slot_kill(t, i);
 		if (x->lens == FLAT_LENS_FALLBACK)
@@ -1229,13 +1305,13 @@ static void split_region(struct flat *t, uint32_t r, const struct split_rule *v,
 }
 
 /*
- * End of an operation: compile the queued regions' trees.  One pass over
- * the slots finds their rules and their old trees' markers; the old trees
- * go once no reader can still be in them, then the new ones are built and
- * published.  Returns ret (the operation's result) unless that was 0 and
- * this failed for want of memory.
+ * Compile the queued regions' trees.  One pass over the slots finds their
+ * rules and their old trees' markers; the old trees go once no reader can
+ * still be in them, then the new ones are built and published.  Returns
+ * ret (the operation's result) unless that was 0 and this failed for want
+ * of memory.
  */
-static int settle(struct flat *t, int ret)
+static int settle_splits(struct flat *t, int ret)
 {
 	struct split_rule *v = NULL;
 	uint32_t *old = NULL, nold = 0, old_cap = 0, nslots = nslots_of(t), k = 0;
@@ -1335,6 +1411,14 @@ static int settle(struct flat *t, int ret)
 	return ret ? ret : err;
 }
 
+/* End of every operation that changes a table: trees, then block summaries. */
+static int settle(struct flat *t, int ret)
+{
+	ret = settle_splits(t, ret);
+	sum_settle(t);
+	return ret;
+}
+
 int flat_add(struct flat *t, const struct cidr *p, uint32_t id, bool deny, uint32_t old_id)
 {
 	return settle(t, add_one(t, p, id, deny, old_id));
@@ -1379,6 +1463,9 @@ uint32_t flat_lookup(const struct flat *t, const uint8_t *addr)
 	 * another one writes.
 	 */
 	key_of(t, addr, &hi, &lo);
+	e = __atomic_load_n(&t->sum[region_of(t, hi) >> FLAT_SUM_SHIFT], __ATOMIC_ACQUIRE);
+	if (!(e & FLAT_EXT))
+		return e;
 	e = __atomic_load_n(&t->top[region_of(t, hi)], __ATOMIC_ACQUIRE);
 	if (e == FLAT_FALLBACK || !(e & FLAT_EXT))
 		return e;
@@ -1540,7 +1627,7 @@ static int repair_region(struct flat *t, uint32_t r, bool *fixed)
 	if (ret)
 		return ret;
 	if (!nlong) {
-		put32(&t->top[r], base);
+		top_put(t, r, base);
 		t->hdr->fallback_regions--;
 		*fixed = true;
 		return 0;
@@ -1551,7 +1638,7 @@ static int repair_region(struct flat *t, uint32_t r, bool *fixed)
 	t->ext[i].nlong = nlong;
 	t->ext[i].nlens = (uint8_t)nlens;
 	t->ext[i].lens = lens;
-	put32(&t->top[r], FLAT_EXT | (HDR_ELEMS + nslots_of(t) + i));
+	top_put(t, r, FLAT_EXT | (HDR_ELEMS + nslots_of(t) + i));
 	t->hdr->ext_regions++;
 	if (lens != FLAT_LENS_FALLBACK) {
 		t->hdr->fallback_regions--;
@@ -1593,7 +1680,7 @@ int flat_repair(struct flat *t, const struct rulecache *set, uint32_t *fixed)
 	if (set && t->hdr->missing) {
 		ret = rulecache_foreach(set, replace_missing, t);
 		if (ret)
-			return ret;
+			return settle(t, ret);
 	}
 
 	for (uint32_t r = 0; r < regions && t->hdr->fallback_regions; r++) {
@@ -1622,6 +1709,10 @@ int flat_repair(struct flat *t, const struct rulecache *set, uint32_t *fixed)
 void flat_stats(const struct flat *t, struct flat_stats *st)
 {
 	const struct flat_hdr *h = t->hdr;
+	uint32_t nblocks = 1u << (t->top_bits - FLAT_SUM_SHIFT), mixed = 0;
+
+	for (uint32_t b = 0; b < nblocks; b++)
+		mixed += t->sum[b] == FLAT_SUM_MIXED;
 
 	*st = (struct flat_stats){
 		.long_rules = h->long_rules,
@@ -1632,6 +1723,8 @@ void flat_stats(const struct flat *t, struct flat_stats *st)
 		.nodes = h->nodes,
 		.dead_slots = h->dead_slots,
 		.slots = nslots_of(t),
+		.mixed_blocks = mixed,
+		.blocks = nblocks,
 	};
 }
 

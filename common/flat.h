@@ -10,6 +10,9 @@
  *             entry is the verdict of the longest rule of length <= N that
  *             covers the region when no longer rule lies inside it (one load
  *             answers), FLAT_FALLBACK, or FLAT_EXT | index of an ext record.
+ *   sum[2^(N-8)]  u32 after top, one per block of 2^FLAT_SUM_SHIFT regions
+ *             (a /16): the entry every region of the block has, when they
+ *             all have the same plain verdict, else FLAT_SUM_MIXED.
  *   ext       per region holding rules longer than N: the region's <= N
  *             verdict ("base") and the distinct longer lengths in use there,
  *             longest first, one per byte of a u64 (at most 8).
@@ -17,7 +20,8 @@
  *             FLAT_MAX_PROBE slots from home) of every rule longer than N,
  *             keyed by (masked address, length).
  *
- * A lookup reads top; for an ext region it probes the region's lengths
+ * A lookup reads sum, which answers for most of the address space; in a
+ * mixed block it reads top; for an ext region it probes the region's lengths
  * longest first and stops at the first hit, else answers base.  Verdicts are
  * those of an LPM over the rules: short rules are pushed into every region
  * they cover (a longer short rule wins), long ones are found exactly.
@@ -33,6 +37,17 @@
  * lengths in every region and a miss probed them all (+42 ns at 1M rules);
  * with /24 regions it is +9 ns, for 60 MiB more per set.  Per-region length
  * lists keep the probes to the lengths used in the packet's region.
+ *
+ * Why sum: top is 64 MiB, so a packet from a random source costs a cache
+ * and a TLB miss in it (+60..75 ns measured with no rule at all), which is
+ * the common case of a flood from spoofed sources.  sum is 256 KiB and
+ * stays in the caches; a list of thousands of prefixes leaves nearly every
+ * /16 uniform, so such packets never touch top.  In a mixed block it costs
+ * one cached load more.  Writers keep it exact at the end of every
+ * operation and safe at every instant: a block is marked mixed before any
+ * of its top entries changes and gets its uniform value again only after
+ * the last one has, so a reader that believes sum sees a value every top
+ * entry of the block held at that moment.
  *
  * Crowded regions: a region whose long rules use more than 8 distinct
  * lengths (IPv6 only: IPv4 has 8 lengths past /24) is split into a tree of
@@ -92,7 +107,8 @@
  *
  * Maps, per family (names are the lead's to choose), all BPF_MAP_TYPE_ARRAY
  * with BPF_F_MMAPABLE, key u32; flat_sizes() gives max_entries:
- *   top  (one per set)  value 8 bytes (two entries), 2^(N-1) elements
+ *   top  (one per set)  value 8 bytes (two entries), 2^(N-1) elements of
+ *                       top, then 2^(N-9) of sum
  *   data (one per set)  value 24 bytes: a user-only header (FLAT_SLOT_BASE
  *                       elements), the slots, the ext records, then
  *                       user-only per-region counters
@@ -126,6 +142,10 @@
 #define FLAT_MAX_LENS 8
 /* ext.lens value that sends the region's lookups to the trie. */
 #define FLAT_LENS_FALLBACK 0xffull
+
+/* Regions per block summary (2^8: a block is a /16), and its "read top" value. */
+#define FLAT_SUM_SHIFT 8
+#define FLAT_SUM_MIXED FLAT_EXT
 
 /* Data-map elements before the first slot: user space's header. */
 #define FLAT_SLOT_BASE 4
@@ -264,6 +284,7 @@ struct flat {
 	uint32_t ext_cap;  /* ext records */
 	uint32_t cnt_cap;  /* per-region counter records (a power of two) */
 	uint32_t *top;
+	uint32_t *sum; /* after top, in the same map */
 	struct flat_slot *slots;
 	struct flat_ext *ext; /* ext[i] is data-map element FLAT_SLOT_BASE + slots + i */
 	struct flat_hdr *hdr;
@@ -276,6 +297,9 @@ struct flat {
 	struct flat_split *split;
 	uint32_t nsplit, split_cap;
 	uint32_t unsplit_ms; /* when the last tree was taken off its region */
+	/* Blocks whose top entries changed in the current operation (a bitmap). */
+	uint64_t *dirty;
+	bool dirty_all; /* the bitmap could not be had: recompute every block */
 };
 
 /* Geometry and map sizes of one family's tables. */
@@ -432,6 +456,8 @@ struct flat_stats {
 	uint32_t nodes;		   /* nodes in those trees */
 	uint32_t dead_slots;	   /* tombstones awaiting reuse */
 	uint32_t slots;		   /* slot capacity */
+	uint32_t mixed_blocks;	   /* /16 blocks whose summary sends lookups to top */
+	uint32_t blocks;	   /* blocks in all (2^(N-8)) */
 };
 
 /* Counters kept in the table's header. */

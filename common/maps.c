@@ -475,6 +475,8 @@ int maps_flat_info(const struct ipblock_maps *m, int family, int set, struct map
 		.ext_regions = st.ext_regions,
 		.split_regions = st.split_regions,
 		.nodes = st.nodes,
+		.mixed_blocks = st.mixed_blocks,
+		.blocks = st.blocks,
 	};
 	for (uint32_t i = 1; i < ff->ids.n; i++)
 		out->ids_used += ff->ids.rules[i].sets != 0;

@@ -148,6 +148,8 @@ struct maps_flat_info {
 	uint32_t ext_regions;	   /* regions holding rules longer than /24 */
 	uint32_t split_regions;	   /* of which crowded ones, judged by a tree of nodes */
 	uint32_t nodes;		   /* nodes in those trees */
+	uint32_t mixed_blocks;	   /* /16 blocks not answered by their summary alone */
+	uint32_t blocks;	   /* /16 blocks in all */
 	uint32_t ids_used;	   /* rule ids in use in the family (both sets) */
 };
 

@@ -362,9 +362,9 @@ static void print_lookup(const struct ipblock_maps *m, uint32_t cap)
 		if (maps_flat_info(m, f ? AF_INET6 : AF_INET, (int)active, &in))
 			continue;
 		printf("    %s: %u rules longer than /24 in %u regions (%u crowded, split into "
-		       "%u nodes); %u regions left to the trie\n",
+		       "%u nodes); %u regions left to the trie; %u of %u /16 blocks mixed\n",
 		       f ? "IPv6" : "IPv4", in.long_rules, in.ext_regions, in.split_regions,
-		       in.nodes, in.fallback_regions);
+		       in.nodes, in.fallback_regions, in.mixed_blocks, in.blocks);
 	}
 }
 

@@ -70,7 +70,7 @@ $(BUILD)/.dir:
 	@touch $@
 
 # --- BPF object and skeleton -------------------------------------------------
-$(BPF_OBJ): bpf/ipblock.bpf.c $(wildcard bpf/*.h) common/ipblock.h | $(BUILD)/.dir
+$(BPF_OBJ): bpf/ipblock.bpf.c $(wildcard bpf/*.h) common/ipblock.h common/flat.h | $(BUILD)/.dir
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
 $(SKEL): $(BPF_OBJ)

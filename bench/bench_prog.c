@@ -457,7 +457,7 @@ static void report(struct bench *b, FILE *data)
 	       "nodes of at most %d lengths each; a region \"on the trie\" is a /24 whose rules "
 	       "the flat table cannot represent (a rule with no slot within the probe limit): its "
 	       "addresses pay for the flat lookup and the trie's.\n",
-	       FLAT_MAX_LENS, FLAT_MAX_LENS);
+	       FLAT_MAX_LENS, FLAT_NODE_LENS);
 }
 
 static const struct cli_opt options[] = {

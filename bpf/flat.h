@@ -63,12 +63,13 @@ static __always_inline __u32 flat_probe(void *data, __u32 bits, __u64 hi, __u64 
  * The entry judging address (hi, lo) (host order, IPv4 in the top 32 bits
  * of hi) in one table: 0, rule_id << 1 | deny, or FLAT_FALLBACK.
  */
-static __always_inline __u32 flat_lookup(void *top, void *data, __u32 top_bits, __u64 hi, __u64 lo)
+static __always_inline __u32 flat_lookup(void *top, void *data, __u32 top_bits, __u64 hi, __u64 lo,
+					 const int v6)
 {
 	__u32 r = hi >> (64 - top_bits), b = r >> FLAT_SUM_SHIFT, e, bits, k;
 	struct flat_ext *x;
 	__u32 *pair;
-	__u64 lens;
+	__u64 lens, more = 0;
 
 	/* The block's summary, after top in the same map: most blocks are uniform. */
 	k = (1u << (top_bits - 1)) + (b >> 1);
@@ -95,6 +96,12 @@ static __always_inline __u32 flat_lookup(void *top, void *data, __u32 top_bits, 
 		return FLAT_FALLBACK;
 	bits = x->slot_bits & 31;
 
+	/*
+	 * IPv4 has 8 lengths past /24, so its regions are never split; not
+	 * compiling the walk for it halves what the verifier explores.
+	 */
+	if ((lens & 0xff) == FLAT_LENS_SPLIT && !v6)
+		return FLAT_FALLBACK;
 	if ((lens & 0xff) == FLAT_LENS_SPLIT) {
 		/* A crowded region: walk its tree down to the deepest node. */
 		k = (__u32)(lens >> 8);
@@ -116,16 +123,18 @@ static __always_inline __u32 flat_lookup(void *top, void *data, __u32 top_bits, 
 				return FLAT_FALLBACK;
 		}
 		lens = x->lens;
+		more = x->more;
 	}
 
 	/* Longest length first: the first hit is the longest match. */
-	for (int i = 0; i < FLAT_MAX_LENS; i++) {
+	for (int i = 0; i < FLAT_NODE_LENS; i++) {
 		__u32 len = lens & 0xff, v;
 		__u64 mh = hi, ml = lo;
 
 		if (!len)
 			break;
-		lens >>= 8;
+		lens = lens >> 8 | more << 56;
+		more >>= 8;
 		flat_mask(&mh, &ml, len);
 		v = flat_probe(data, bits, mh, ml, len);
 		if (v)
@@ -137,7 +146,7 @@ static __always_inline __u32 flat_lookup(void *top, void *data, __u32 top_bits, 
 /* IPv4 source address as it sits in the header. */
 static __always_inline __u32 flat_lookup_v4(void *top, void *data, __be32 saddr)
 {
-	return flat_lookup(top, data, FLAT_V4_TOP_BITS, (__u64)bpf_ntohl(saddr) << 32, 0);
+	return flat_lookup(top, data, FLAT_V4_TOP_BITS, (__u64)bpf_ntohl(saddr) << 32, 0, 0);
 }
 
 /* IPv6 source address as it sits in the header. */
@@ -146,7 +155,7 @@ static __always_inline __u32 flat_lookup_v6(void *top, void *data, const struct 
 	__u64 hi = (__u64)bpf_ntohl(a->in6_u.u6_addr32[0]) << 32 | bpf_ntohl(a->in6_u.u6_addr32[1]);
 	__u64 lo = (__u64)bpf_ntohl(a->in6_u.u6_addr32[2]) << 32 | bpf_ntohl(a->in6_u.u6_addr32[3]);
 
-	return flat_lookup(top, data, FLAT_V6_TOP_BITS, hi, lo);
+	return flat_lookup(top, data, FLAT_V6_TOP_BITS, hi, lo, 1);
 }
 
 #endif /* IPBLOCK_BPF_FLAT_H */

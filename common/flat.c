@@ -13,7 +13,7 @@
 #include "rulecache.h"
 
 #define FLAT_MAGIC   0x31544c46u /* "FLT1" */
-#define FLAT_VERSION 3
+#define FLAT_VERSION 4
 #define FLAT_NIL     0xffffffffu
 
 /* Header elements (24 bytes each): first, so any geometry finds it. */
@@ -1165,21 +1165,21 @@ static int build_node(struct flat *t, struct split_build *b, const struct split_
 		      uint32_t base, unsigned int level, uint32_t *elem)
 {
 	bool seen[129] = { false };
-	unsigned int own[FLAT_MAX_LENS], k = 0, c = 0;
+	unsigned int own[FLAT_NODE_LENS], k = 0, c = 0;
 	struct split_rule *deep = NULL;
 	struct flat_ext *x;
 	size_t m = 0;
-	__u64 lens = 0;
+	__u64 lens = 0, more = 0;
 	uint32_t i;
 	int ret;
 
 	for (size_t j = 0; j < n; j++)
 		seen[v[j].len] = true;
-	/* The 8 shortest lengths are the node's own; the rest go below. */
+	/* The 16 shortest lengths are the node's own; the rest go below. */
 	for (unsigned int len = 1; len <= 128; len++) {
 		if (!seen[len])
 			continue;
-		if (k == FLAT_MAX_LENS) {
+		if (k == FLAT_NODE_LENS) {
 			c = own[k - 1];
 			break;
 		}
@@ -1196,12 +1196,18 @@ static int build_node(struct flat *t, struct split_build *b, const struct split_
 		return ret;
 	}
 	t->hdr->nodes++;
-	for (unsigned int j = 0; j < k; j++)
-		lens |= (__u64)own[k - 1 - j] << (8 * j);
+	/* Longest first: the 8 longest in lens, the others in more. */
+	for (unsigned int j = 0; j < k; j++) {
+		if (j < 8)
+			lens |= (__u64)own[k - 1 - j] << (8 * j);
+		else
+			more |= (__u64)own[k - 1 - j] << (8 * (j - 8));
+	}
 	x = &t->ext[i];
 	x->state = EXT_NODE;
 	x->base = base;
 	x->lens = lens;
+	x->more = more;
 	x->child = (uint8_t)c;
 	*elem = ext_elem(t, i);
 	if (!c)
@@ -1453,7 +1459,7 @@ static uint32_t probe(const struct flat *t, unsigned int bits, __u64 hi, __u64 l
 uint32_t flat_lookup(const struct flat *t, const uint8_t *addr)
 {
 	const struct flat_ext *x;
-	__u64 hi, lo, lens;
+	__u64 hi, lo, lens, more = 0;
 	unsigned int bits;
 	uint32_t e;
 
@@ -1491,13 +1497,16 @@ uint32_t flat_lookup(const struct flat *t, const uint8_t *addr)
 		if (!x)
 			return FLAT_FALLBACK;
 		lens = x->lens;
+		more = x->more;
 	}
-	for (int k = 0; k < FLAT_MAX_LENS; k++) {
-		uint32_t len = (uint32_t)(lens >> (8 * k)) & 0xff;
+	for (int k = 0; k < FLAT_NODE_LENS; k++) {
+		uint32_t len = (uint32_t)lens & 0xff;
 		__u64 mh = hi, ml = lo;
 
 		if (!len)
 			break;
+		lens = lens >> 8 | more << 56;
+		more >>= 8;
 		flat_mask(&mh, &ml, len);
 		e = probe(t, bits, mh, ml, len);
 		if (e)

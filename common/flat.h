@@ -54,16 +54,20 @@
  * nodes.  Its ext record's lens is FLAT_LENS_SPLIT | root << 8, root being
  * the data-map element of the tree's first node.  A node is an ext record
  * too: base (the verdict of the longest rule no longer than the node's
- * depth covering it, pushed down), lens (at most 8 of the lengths under it,
- * the shortest ones) and child, the depth c of its children (0: a leaf; c
- * is its longest listed length).  Each child -- one per /c prefix holding
+ * depth covering it, pushed down), lens and more (at most 16 of the lengths
+ * under it, the shortest ones, longest first: the 8 longest in lens) and
+ * child, the depth c of its children (0: a leaf; c is its longest listed
+ * length).  Each child -- one per /c prefix holding
  * rules longer than c -- is found in the slot hash under a marker key
  * (prefix /c, tag FLAT_TAG_NODE | c) whose entry is the child's element.
  * A lookup walks down while a marker matches, then probes the last node's
  * lengths longest first, else answers its base: a child's base already
  * holds every shorter verdict, so a found child never needs its parent's
- * lengths.  Each level takes 8 lengths, so an IPv6 region needs at most
- * FLAT_MAX_NODES levels; a real list needs one or two.  Nodes are never
+ * lengths.  Each level takes 16 lengths, so an IPv6 region needs at most
+ * FLAT_MAX_NODES levels; a real list needs one.  Why 16 and not 8: a /128
+ * host under a /64 cut into many lengths took four levels (+41 ns warm),
+ * and a level costs a marker probe and a record, about two length probes;
+ * a miss in a leaf probes at most 16 lengths where it walked more levels.  Nodes are never
  * changed once a region points at them: any change in a split region sends
  * it to the trie, and at the end of the operation the region's tree is
  * compiled afresh from its rules (one pass over the slots finds them),
@@ -152,8 +156,10 @@
 
 /* ext.lens value of a split region: low byte, the root node's element above it. */
 #define FLAT_LENS_SPLIT 0xfeull
-/* Levels of nodes in a split region's tree (8 lengths each: 104 IPv6 lengths past /24). */
-#define FLAT_MAX_NODES 13
+/* Lengths one node of a split region's tree lists: 8 in lens, 8 more in more. */
+#define FLAT_NODE_LENS 16
+/* Levels of nodes in a split region's tree (16 lengths each: 104 IPv6 lengths past /24). */
+#define FLAT_MAX_NODES 7
 
 /*
  * Slot tag (word >> 32): 0 empty, 1..128 a live prefix's length,
@@ -184,8 +190,13 @@ struct flat_ext {
 	__u8 nlens;	/* user: distinct long lengths in the region */
 	__u8 state;	/* user: 1 region, 2 free, 3 node */
 	__u64 lens;	/* long lengths, longest first, 0 ends; or FLAT_LENS_* */
-	__u32 nlong;	/* user: long rules in the region (free: next free record) */
-	__u32 freed_ms; /* user: when it was freed */
+	union {
+		struct {
+			__u32 nlong;	/* user: long rules in the region (free: next free record) */
+			__u32 freed_ms; /* user: when it was freed */
+		};
+		__u64 more; /* node: its lengths after the 8 of lens, longest first */
+	};
 };
 
 /* One element of the ids map. */

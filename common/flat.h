@@ -192,7 +192,7 @@ struct flat_ext {
 	__u64 lens;	/* long lengths, longest first, 0 ends; or FLAT_LENS_* */
 	union {
 		struct {
-			__u32 nlong;	/* user: long rules in the region (free: next free record) */
+			__u32 nlong;	/* user: long rules in region (free: next record) */
 			__u32 freed_ms; /* user: when it was freed */
 		};
 		__u64 more; /* node: its lengths after the 8 of lens, longest first */

@@ -35,10 +35,11 @@
 /* Keep the compiler from moving loads across this point. */
 #define flat_barrier() asm volatile("" ::: "memory")
 
-/* The entry of slot-hash key (hi, lo, len), or 0 when it is not there. */
-static __always_inline __u32 flat_probe(void *data, __u32 bits, __u64 hi, __u64 lo, __u32 len)
+/* The entry of slot-hash key (hi, lo, len), whose flat_hash() is h, or 0 when it is not there. */
+static __always_inline __u32 flat_probe(void *data, __u32 bits, __u64 h, __u64 hi, __u64 lo,
+					__u32 len)
 {
-	__u32 home = flat_home(hi, lo, len, bits), mask = (1u << bits) - 1;
+	__u32 home = h >> (64 - bits), mask = (1u << bits) - 1;
 
 	for (__u32 n = 0; n < FLAT_MAX_PROBE; n++) {
 		__u32 k = FLAT_SLOT_BASE + ((home + n) & mask);
@@ -66,7 +67,7 @@ static __always_inline __u32 flat_probe(void *data, __u32 bits, __u64 hi, __u64 
 static __always_inline __u32 flat_lookup(void *top, void *data, __u32 top_bits, __u64 hi, __u64 lo,
 					 const int v6)
 {
-	__u32 r = hi >> (64 - top_bits), b = r >> FLAT_SUM_SHIFT, e, bits, k;
+	__u32 r = hi >> (64 - top_bits), b = r >> FLAT_SUM_SHIFT, e, bits, k, bloom = ~0u;
 	struct flat_ext *x;
 	__u32 *pair;
 	__u64 lens, more = 0;
@@ -115,7 +116,8 @@ static __always_inline __u32 flat_lookup(void *top, void *data, __u32 top_bits, 
 			if (!c)
 				break;
 			flat_mask(&mh, &ml, c & 0x7f);
-			k = flat_probe(data, bits, mh, ml, FLAT_TAG_NODE | c);
+			k = flat_probe(data, bits, flat_hash(mh, ml, FLAT_TAG_NODE | c), mh, ml,
+				       FLAT_TAG_NODE | c);
 			if (!k)
 				break;
 			x = bpf_map_lookup_elem(data, &k);
@@ -124,19 +126,23 @@ static __always_inline __u32 flat_lookup(void *top, void *data, __u32 top_bits, 
 		}
 		lens = x->lens;
 		more = x->more;
+	} else {
+		bloom = x->bloom;
 	}
 
 	/* Longest length first: the first hit is the longest match. */
 	for (int i = 0; i < FLAT_NODE_LENS; i++) {
 		__u32 len = lens & 0xff, v;
-		__u64 mh = hi, ml = lo;
+		__u64 mh = hi, ml = lo, h;
 
 		if (!len)
 			break;
 		lens = lens >> 8 | more << 56;
 		more >>= 8;
 		flat_mask(&mh, &ml, len);
-		v = flat_probe(data, bits, mh, ml, len);
+		h = flat_hash(mh, ml, len);
+		/* A clear bloom bit: no rule of the region has this key. */
+		v = bloom & flat_bloom_bit(h) ? flat_probe(data, bits, h, mh, ml, len) : 0;
 		if (v)
 			return v;
 	}

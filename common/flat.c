@@ -13,7 +13,7 @@
 #include "rulecache.h"
 
 #define FLAT_MAGIC   0x31544c46u /* "FLT1" */
-#define FLAT_VERSION 4
+#define FLAT_VERSION 5
 #define FLAT_NIL     0xffffffffu
 
 /* Header elements (24 bytes each): first, so any geometry finds it. */
@@ -538,6 +538,12 @@ static int cnt_add(struct flat *t, uint32_t region, unsigned int len, int delta,
 
 /* --- slots -------------------------------------------------------------------- */
 
+/* The bloom bit of long rule (hi, lo, len). */
+static uint32_t bloom_of(__u64 hi, __u64 lo, unsigned int len)
+{
+	return flat_bloom_bit(flat_hash(hi, lo, len));
+}
+
 static uint32_t slot_home(const struct flat *t, __u64 hi, __u64 lo, unsigned int len)
 {
 	return flat_home(hi, lo, len, t->slot_bits);
@@ -916,6 +922,9 @@ static int add_long(struct flat *t, __u64 hi, __u64 lo, unsigned int len, uint32
 		x = ext_of(t, top);
 		if (!x)
 			return -EPROTO;
+		/* Before the length is listed: the rule is probed once it is. */
+		if (!(x->bloom & bloom_of(hi, lo, len)))
+			put32(&x->bloom, x->bloom | bloom_of(hi, lo, len));
 		if (is_new) {
 			x->nlong++;
 			if (c == 1)
@@ -939,6 +948,7 @@ static int add_long(struct flat *t, __u64 hi, __u64 lo, unsigned int len, uint32
 	x = &t->ext[i];
 	x->base = top;
 	x->nlong = 1;
+	x->bloom = bloom_of(hi, lo, len);
 	x->nlens = 1;
 	x->lens = placed ? len : FLAT_LENS_FALLBACK;
 	if (!placed)
@@ -1460,6 +1470,7 @@ uint32_t flat_lookup(const struct flat *t, const uint8_t *addr)
 {
 	const struct flat_ext *x;
 	__u64 hi, lo, lens, more = 0;
+	uint32_t bloom = ~0u;
 	unsigned int bits;
 	uint32_t e;
 
@@ -1482,7 +1493,9 @@ uint32_t flat_lookup(const struct flat *t, const uint8_t *addr)
 	if ((lens & 0xff) == FLAT_LENS_FALLBACK)
 		return FLAT_FALLBACK;
 	bits = x->slot_bits;
+	bloom = x->bloom;
 	if (lens_split(lens)) {
+		bloom = ~0u;
 		x = ext_of(t, (uint32_t)(lens >> 8));
 		for (int d = 1; x && d < FLAT_MAX_NODES && x->child; d++) {
 			uint32_t c = x->child, tag = FLAT_TAG_NODE | c;
@@ -1508,6 +1521,8 @@ uint32_t flat_lookup(const struct flat *t, const uint8_t *addr)
 		lens = lens >> 8 | more << 56;
 		more >>= 8;
 		flat_mask(&mh, &ml, len);
+		if (!(bloom & bloom_of(mh, ml, len)))
+			continue;
 		e = probe(t, bits, mh, ml, len);
 		if (e)
 			return e;
@@ -1645,6 +1660,8 @@ static int repair_region(struct flat *t, uint32_t r, bool *fixed)
 		return 0;
 	t->ext[i].base = base;
 	t->ext[i].nlong = nlong;
+	/* Which bits its rules set is not known here: every probe is made. */
+	t->ext[i].bloom = ~0u;
 	t->ext[i].nlens = (uint8_t)nlens;
 	t->ext[i].lens = lens;
 	top_put(t, r, FLAT_EXT | (HDR_ELEMS + nslots_of(t) + i));

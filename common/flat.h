@@ -22,7 +22,14 @@
  *
  * A lookup reads sum, which answers for most of the address space; in a
  * mixed block it reads top; for an ext region it probes the region's lengths
- * longest first and stops at the first hit, else answers base.  Verdicts are
+ * longest first and stops at the first hit, else answers base.  A region's
+ * bloom word has one bit set per long rule (flat_bloom_bit() of its key's
+ * hash); a probe whose bit is clear would miss and is skipped, so a miss
+ * in a region of a few rules reads their slots rarely.  Bits are set when
+ * a rule is added and not cleared when it goes (other rules may share
+ * them): stale bits cost a probe, never a verdict, and a region's word
+ * starts afresh when its record does (a rebuild, or its last long rule
+ * gone).  Verdicts are
  * those of an LPM over the rules: short rules are pushed into every region
  * they cover (a longer short rule wins), long ones are found exactly.
  *
@@ -192,8 +199,11 @@ struct flat_ext {
 	__u64 lens;	/* long lengths, longest first, 0 ends; or FLAT_LENS_* */
 	union {
 		struct {
-			__u32 nlong;	/* user: long rules in region (free: next record) */
-			__u32 freed_ms; /* user: when it was freed */
+			__u32 nlong; /* user: long rules in region (free: next record) */
+			union {
+				__u32 freed_ms; /* user, free: when it was freed */
+				__u32 bloom;	/* region: flat_bloom_bit() of its long rules */
+			};
 		};
 		__u64 more; /* node: its lengths after the 8 of lens, longest first */
 	};
@@ -216,11 +226,25 @@ struct flat_rule {
  * of a product depend on every bit below them.  User space and the BPF
  * program must agree on it bit for bit.
  */
-FLAT_INLINE __u32 flat_home(__u64 hi, __u64 lo, __u32 len, __u32 bits)
+FLAT_INLINE __u64 flat_hash(__u64 hi, __u64 lo, __u32 len)
 {
 	__u64 x = hi ^ (lo * 0x9e3779b97f4a7c15ull) ^ len;
 
-	return (__u32)((x * 0xd6e8feb86659fd93ull) >> (64 - bits));
+	return x * 0xd6e8feb86659fd93ull;
+}
+
+FLAT_INLINE __u32 flat_home(__u64 hi, __u64 lo, __u32 len, __u32 bits)
+{
+	return (__u32)(flat_hash(hi, lo, len) >> (64 - bits));
+}
+
+/*
+ * The bit a long rule with key hash h sets in its region's bloom word: bits
+ * 26..30 of the hash, below those any home takes (slot_bits <= 30).
+ */
+FLAT_INLINE __u32 flat_bloom_bit(__u64 h)
+{
+	return 1u << ((h >> 26) & 31);
 }
 
 /* Clear the bits of (hi, lo) past len (1..128). */

@@ -396,12 +396,50 @@ static uint32_t check_sums(const struct flat *t)
 	return mixed;
 }
 
+/*
+ * Every long rule's bloom bit is set in its region's record (a clear bit
+ * would skip a probe that hits).  exact: no other bit is set either (a
+ * table only added to), unless the record was made without knowing its
+ * rules (all bits).
+ */
+static void check_blooms(const struct flat *t, bool exact)
+{
+	uint32_t *want = calloc((size_t)1 << t->top_bits, sizeof(*want));
+	uint32_t nslots = 1u << t->slot_bits;
+
+	assert_non_null(want);
+	for (uint32_t i = 0; i < nslots; i++) {
+		const struct flat_slot *s = &t->slots[i];
+		uint32_t tag = (uint32_t)(s->word >> 32);
+
+		if (!tag || tag > 128)
+			continue;
+		want[s->hi >> (64 - t->top_bits)] |= flat_bloom_bit(flat_hash(s->hi, s->lo, tag));
+	}
+	for (uint32_t r = 0; r < (1u << t->top_bits); r++) {
+		uint32_t e = t->top[r];
+		const struct flat_ext *x;
+
+		if (!want[r] || e == FLAT_FALLBACK)
+			continue;
+		assert_true(e & FLAT_EXT);
+		x = &t->ext[(e & ~FLAT_EXT) - FLAT_SLOT_BASE - nslots];
+		if ((x->bloom & want[r]) != want[r])
+			fail_msg("region %u: bloom %#x lacks bits %#x of its rules", r, x->bloom,
+				 want[r] & ~x->bloom);
+		if (exact && x->bloom != want[r] && x->bloom != ~0u)
+			fail_msg("region %u: bloom %#x, its rules set %#x", r, x->bloom, want[r]);
+	}
+	free(want);
+}
+
 /* Header counters agree with the rule set (long rules) and the top entries (blocks). */
 static void check_stats(const struct flat *t, const struct rules *r)
 {
 	struct flat_stats st;
 	uint32_t nlong = 0, mixed = check_sums(t);
 
+	check_blooms(t, false);
 	for (size_t i = 0; i < r->n; i++)
 		nlong += r->v[i].prefix.len > t->top_bits;
 	flat_stats(t, &st);
@@ -443,6 +481,7 @@ static void random_set_matches_reference(int family, size_t nrules)
 	fallbacks_seen = 0;
 	check_all(&tb.t, &r, 200000 / SCALE);
 	check_stats(&tb.t, &r);
+	check_blooms(&tb.t, true);
 	flat_stats(&tb.t, &st);
 	printf("# %s: %zu rules, %u long, %u ext regions, %u fallback regions\n",
 	       family == AF_INET ? "v4" : "v6", r.n, st.long_rules, st.ext_regions,

@@ -1402,6 +1402,17 @@ static void race_run(struct race *rc, struct flat *t, struct flat_ids *ids, stru
 		if (i < 2)
 			addr_edge(&rules[4 + i].prefix, false, rc->addrs[i]);
 	}
+	/*
+	 * One address that only the widest rule covers, in another /16 block
+	 * (IPv4): its block's summary flips between "no rule", mixed and the
+	 * /8's verdict as that rule comes and goes.
+	 */
+	struct cidr wide;
+
+	assert_int_equal(cidr_parse(family == AF_INET ? "10.200.1.0/24" : "2001:dff:1::/48", &wide,
+				    NULL, NULL, 0),
+			 0);
+	addr_in(&wide, rc->addrs[2]);
 	rc->t = t;
 	assert_int_equal(pthread_create(&th, NULL, race_reader, rc), 0);
 	while (!__atomic_load_n(&rc->started, __ATOMIC_ACQUIRE))

@@ -2,8 +2,8 @@
 /*
  * The packet-path reader of the flat tables (layout and encodings in
  * common/flat.h).  Every access is an array-map lookup, which the verifier
- * inlines into a bounds check and a load, so a region without long rules
- * costs one load and a long-rule hit a handful.
+ * inlines into a bounds check and a load: a uniform /16 block costs one
+ * load, a region without long rules two, and a long-rule hit a handful.
  *
  * The maps are passed in (one top and one data map per family and set), so
  * the program picks set A or B as it does for the tries:
@@ -14,13 +14,14 @@
  *	else if (!e)       no rule
  *	else               rule flat_entry_id(e), deny if flat_entry_deny(e)
  *
- * Ordering: a block's summary is read before its top entry, a slot's
- * word before its key, and an ext record's
- * length list before the slots or the nodes it points to (nodes do not
- * change once published).  User space stores keys before words and
- * slots before lists, so on x86 (loads are not reordered with loads) a
- * reader that sees a new word sees its key.  Weaker architectures would
- * need load-acquire here.
+ * Ordering: a block's summary is read before its top entry, a slot's word
+ * before its key, and an ext record's length list before the slots or the
+ * nodes it points to (nodes do not change once published).  User space
+ * stores keys before words and slots before lists, so on x86 (loads are
+ * not reordered with loads) a reader that sees a new word sees its key.
+ * Weaker architectures would need load-acquire here.  The bloom word needs
+ * no order: a bit seen late skips the probe of a rule being added, which
+ * is the old verdict.
  */
 #ifndef IPBLOCK_BPF_FLAT_H
 #define IPBLOCK_BPF_FLAT_H

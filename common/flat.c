@@ -1493,7 +1493,7 @@ uint32_t flat_lookup(const struct flat *t, const uint8_t *addr)
 	if ((lens & 0xff) == FLAT_LENS_FALLBACK)
 		return FLAT_FALLBACK;
 	bits = x->slot_bits;
-	bloom = x->bloom;
+	bloom = __atomic_load_n(&x->bloom, __ATOMIC_RELAXED);
 	if (lens_split(lens)) {
 		bloom = ~0u;
 		x = ext_of(t, (uint32_t)(lens >> 8));

@@ -46,7 +46,7 @@
  * lists keep the probes to the lengths used in the packet's region.
  *
  * Why sum: top is 64 MiB, so a packet from a random source costs a cache
- * and a TLB miss in it (+60..75 ns measured with no rule at all), which is
+ * and a TLB miss in it (+51..74 ns measured with no rule at all), which is
  * the common case of a flood from spoofed sources.  sum is 256 KiB and
  * stays in the caches; a list of thousands of prefixes leaves nearly every
  * /16 uniform, so such packets never touch top.  In a mixed block it costs
@@ -71,10 +71,11 @@
  * lengths longest first, else answers its base: a child's base already
  * holds every shorter verdict, so a found child never needs its parent's
  * lengths.  Each level takes 16 lengths, so an IPv6 region needs at most
- * FLAT_MAX_NODES levels; a real list needs one.  Why 16 and not 8: a /128
- * host under a /64 cut into many lengths took four levels (+41 ns warm),
- * and a level costs a marker probe and a record, about two length probes;
- * a miss in a leaf probes at most 16 lengths where it walked more levels.  Nodes are never
+ * FLAT_MAX_NODES levels; a real list needs one.  Why 16 and not 8: a level
+ * costs a marker probe and a record, about two length probes, and a /128
+ * host under a /64 cut into many lengths took four levels with 8 (+43 ns
+ * warm) and takes two with 16 (+29..31 ns); a miss in a leaf probes at
+ * most 16 lengths where it walked more levels.  Nodes are never
  * changed once a region points at them: any change in a split region sends
  * it to the trie, and at the end of the operation the region's tree is
  * compiled afresh from its rules (one pass over the slots finds them),

@@ -24,6 +24,7 @@
 #include <signal.h>
 #include <unistd.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 
 #include <arpa/inet.h>
@@ -706,10 +707,14 @@ static void test_killed_writer_leaves_summaries_safe(void **state)
 		struct timespec d = { .tv_nsec = (long)(50 + below(2000)) * 1000 };
 		uint32_t first;
 		bool mixed = false;
-		pid_t pid = fork();
+		pid_t parent = getpid(), pid = fork();
 
 		assert_true(pid >= 0);
 		if (!pid) {
+			/* Never outlive the test, whatever ends it. */
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			if (getppid() != parent)
+				_exit(0);
 			/* Each step rewrites all 65,536 regions of the /8. */
 			for (uint32_t k = 1;; k++)
 				flat_add(&t, &p8, id[k % 2], k % 2 == 0, id[(k + 1) % 2]);

@@ -104,6 +104,9 @@ static __always_inline __u32 flat_lookup(void *top, void *data, __u32 top_bits, 
 	 */
 	if ((lens & 0xff) == FLAT_LENS_SPLIT && !v6)
 		return FLAT_FALLBACK;
+	/* An IPv4 region's only long rule, kept in its record: no probe. */
+	if (!v6 && flat_lens_is_inline(lens))
+		return flat_inline_entry(lens, hi >> 32, x->base);
 	if ((lens & 0xff) == FLAT_LENS_SPLIT) {
 		/* A crowded region: walk its tree down to the deepest node. */
 		k = (__u32)(lens >> 8);

@@ -13,7 +13,7 @@
 #include "rulecache.h"
 
 #define FLAT_MAGIC   0x31544c46u /* "FLT1" */
-#define FLAT_VERSION 5
+#define FLAT_VERSION 6
 #define FLAT_NIL     0xffffffffu
 
 /* Header elements (24 bytes each): first, so any geometry finds it. */
@@ -731,6 +731,12 @@ static __u64 lens_from_counts(const struct flat *t, uint32_t r, unsigned int *nl
 }
 
 /* Publish a region's new list, keeping the fallback count right. */
+/* A region's lens as a plain list: an inline rule's is its one length. */
+static __u64 lens_plain(const struct flat *t, __u64 lens)
+{
+	return t->width == 32 && flat_lens_is_inline(lens) ? lens & 0xff : lens;
+}
+
 static bool lens_split(__u64 lens)
 {
 	return (lens & 0xff) == FLAT_LENS_SPLIT;
@@ -889,9 +895,13 @@ static int add_long(struct flat *t, __u64 hi, __u64 lo, unsigned int len, uint32
 	region_unsplit(t, r);
 	i = slot_find(t, hi, lo, len);
 	if (i != FLAT_NIL) {
-		/* Same prefix: one store swaps the verdict. */
+		/* Same prefix: one store swaps the verdict (and one its inline copy). */
 		*prev = (uint32_t)t->slots[i].word;
 		put64(&t->slots[i].word, (__u64)len << 32 | e);
+		top = t->top[r];
+		x = top != FLAT_FALLBACK && (top & FLAT_EXT) ? ext_of(t, top) : NULL;
+		if (x && t->width == 32 && flat_lens_is_inline(x->lens))
+			set_lens(t, x, flat_lens_inline(len, (uint32_t)(hi >> 32), e));
 		return 0;
 	}
 	placed = !slot_insert(t, hi, lo, len, e);
@@ -935,8 +945,12 @@ static int add_long(struct flat *t, __u64 hi, __u64 lo, unsigned int len, uint32
 			region_recover(t, x, r);
 		} else if (!placed) {
 			set_lens(t, x, FLAT_LENS_FALLBACK);
-		} else if (c == 1)
-			set_lens(t, x, lens_insert(x->lens, len));
+		} else if (c == 1) {
+			set_lens(t, x, lens_insert(lens_plain(t, x->lens), len));
+		} else {
+			/* A second rule of the same length: both are probed now. */
+			set_lens(t, x, lens_plain(t, x->lens));
+		}
 		return 0;
 	}
 	/* The region's first long rule: fill a record, then point top at it. */
@@ -950,7 +964,12 @@ static int add_long(struct flat *t, __u64 hi, __u64 lo, unsigned int len, uint32
 	x->nlong = 1;
 	x->bloom = bloom_of(hi, lo, len);
 	x->nlens = 1;
-	x->lens = placed ? len : FLAT_LENS_FALLBACK;
+	if (!placed)
+		x->lens = FLAT_LENS_FALLBACK;
+	else if (t->width == 32)
+		x->lens = flat_lens_inline(len, (uint32_t)(hi >> 32), e);
+	else
+		x->lens = len;
 	if (!placed)
 		t->hdr->fallback_regions++;
 	top_put(t, r, FLAT_EXT | (HDR_ELEMS + nslots_of(t) + i));
@@ -1074,7 +1093,7 @@ static int delete_long(struct flat *t, __u64 hi, __u64 lo, unsigned int len)
 	}
 	/* Unlist the length before its last slot dies. */
 	if (!c && x->lens != FLAT_LENS_FALLBACK)
-		set_lens(t, x, lens_remove(x->lens, len));
+		set_lens(t, x, lens_remove(lens_plain(t, x->lens), len));
 	if (i != FLAT_NIL)
 		slot_kill(t, i);
 	region_recover(t, x, r);
@@ -1492,6 +1511,9 @@ uint32_t flat_lookup(const struct flat *t, const uint8_t *addr)
 	lens = __atomic_load_n(&x->lens, __ATOMIC_ACQUIRE);
 	if ((lens & 0xff) == FLAT_LENS_FALLBACK)
 		return FLAT_FALLBACK;
+	if (t->width == 32 && flat_lens_is_inline(lens))
+		return flat_inline_entry(lens, (uint32_t)(hi >> 32),
+					 __atomic_load_n(&x->base, __ATOMIC_RELAXED));
 	bits = x->slot_bits;
 	bloom = __atomic_load_n(&x->bloom, __ATOMIC_RELAXED);
 	if (lens_split(lens)) {

@@ -162,6 +162,36 @@
 /* Data-map elements before the first slot: user space's header. */
 #define FLAT_SLOT_BASE 4
 
+/*
+ * ext.lens of an IPv4 region whose only long rule is kept in the record:
+ * byte 0 its length (25..32), byte 1 zero, byte 2 the rule's last address
+ * byte (masked; the region gives the other three), byte 3 this marker,
+ * bytes 4..7 its entry.  The rule is in the slot hash too: the record is
+ * a copy that saves the probe.
+ */
+#define FLAT_LENS_INLINE 0x5a
+
+FLAT_INLINE __u64 flat_lens_inline(__u32 len, __u32 last_byte, __u32 entry)
+{
+	return len | (__u64)(last_byte & 0xff) << 16 | (__u64)FLAT_LENS_INLINE << 24 |
+	       (__u64)entry << 32;
+}
+
+/* Whether an IPv4 region's lens holds its rule inline (IPv6 never does). */
+FLAT_INLINE int flat_lens_is_inline(__u64 lens)
+{
+	return ((lens >> 24) & 0xff) == FLAT_LENS_INLINE && !((lens >> 8) & 0xff) &&
+	       (lens & 0xff) <= 32;
+}
+
+/* The entry an inline lens gives IPv4 address a (host order), or base. */
+FLAT_INLINE __u32 flat_inline_entry(__u64 lens, __u32 a, __u32 base)
+{
+	__u32 len = lens & 0x3f, last = (a & (~0u << (32 - len))) & 0xff;
+
+	return last == ((lens >> 16) & 0xff) ? (__u32)(lens >> 32) : base;
+}
+
 /* ext.lens value of a split region: low byte, the root node's element above it. */
 #define FLAT_LENS_SPLIT 0xfeull
 /* Lengths one node of a split region's tree lists: 8 in lens, 8 more in more. */

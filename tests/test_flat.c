@@ -434,6 +434,54 @@ static void check_blooms(const struct flat *t, bool exact)
 	free(want);
 }
 
+/* The entry of slot key (hi, lo, len) by a plain scan from its home, or 0. */
+static uint32_t slot_entry(const struct flat *t, __u64 hi, __u64 lo, uint32_t len)
+{
+	uint32_t mask = (1u << t->slot_bits) - 1, i = flat_home(hi, lo, len, t->slot_bits);
+
+	for (int n = 0; n < FLAT_MAX_PROBE; n++, i = (i + 1) & mask) {
+		const struct flat_slot *s = &t->slots[i];
+
+		if (!(s->word >> 32))
+			return 0;
+		if ((s->word >> 32) == len && s->hi == hi && s->lo == lo)
+			return (uint32_t)s->word;
+	}
+	return 0;
+}
+
+/*
+ * An IPv4 region whose record keeps its rule inline has exactly that one
+ * long rule, and the hash holds it with the same entry.  Returns how many
+ * regions keep one.
+ */
+static uint32_t check_inline(const struct flat *t)
+{
+	uint32_t n = 0, nslots = 1u << t->slot_bits;
+
+	for (uint32_t r = 0; t->width == 32 && r < (1u << t->top_bits); r++) {
+		uint32_t e = t->top[r], len;
+		const struct flat_ext *x;
+		__u64 hi;
+
+		if (e == FLAT_FALLBACK || !(e & FLAT_EXT))
+			continue;
+		x = &t->ext[(e & ~FLAT_EXT) - FLAT_SLOT_BASE - nslots];
+		if (!flat_lens_is_inline(x->lens))
+			continue;
+		len = x->lens & 0xff;
+		hi = ((__u64)r << 8 | ((x->lens >> 16) & 0xff)) << 32;
+		if (x->nlong != 1 || len <= t->top_bits ||
+		    slot_entry(t, hi, 0, len) != (uint32_t)(x->lens >> 32))
+			fail_msg("region %u: inline rule /%u entry %#x, %u long rules, hash says "
+				 "%#x",
+				 r, len, (uint32_t)(x->lens >> 32), x->nlong,
+				 slot_entry(t, hi, 0, len));
+		n++;
+	}
+	return n;
+}
+
 /* Header counters agree with the rule set (long rules) and the top entries (blocks). */
 static void check_stats(const struct flat *t, const struct rules *r)
 {
@@ -441,6 +489,7 @@ static void check_stats(const struct flat *t, const struct rules *r)
 	uint32_t nlong = 0, mixed = check_sums(t);
 
 	check_blooms(t, false);
+	check_inline(t);
 	for (size_t i = 0; i < r->n; i++)
 		nlong += r->v[i].prefix.len > t->top_bits;
 	flat_stats(t, &st);
@@ -483,6 +532,9 @@ static void random_set_matches_reference(int family, size_t nrules)
 	check_all(&tb.t, &r, 200000 / SCALE);
 	check_stats(&tb.t, &r);
 	check_blooms(&tb.t, true);
+	/* A random set has regions with one long rule: those keep it inline. */
+	if (family == AF_INET)
+		assert_true(check_inline(&tb.t) > 0);
 	flat_stats(&tb.t, &st);
 	printf("# %s: %zu rules, %u long, %u ext regions, %u fallback regions\n",
 	       family == AF_INET ? "v4" : "v6", r.n, st.long_rules, st.ext_regions,

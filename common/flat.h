@@ -15,7 +15,8 @@
  *             all have the same plain verdict, else FLAT_SUM_MIXED.
  *   ext       per region holding rules longer than N: the region's <= N
  *             verdict ("base") and the distinct longer lengths in use there,
- *             longest first, one per byte of a u64 (at most 8).
+ *             longest first, one per byte of a u64 (at most 8); for an IPv4
+ *             region with a single long rule, that rule (FLAT_LENS_INLINE).
  *   slots     one open-addressing hash (linear probing, at most
  *             FLAT_MAX_PROBE slots from home) of every rule longer than N,
  *             keyed by (masked address, length).

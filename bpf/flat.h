@@ -6,9 +6,11 @@
  * load, a region without long rules two, and a long-rule hit a handful.
  *
  * The maps are passed in (one top and one data map per family and set), so
- * the program picks set A or B as it does for the tries:
+ * the program picks set A or B as it does for the tries, together with the
+ * probe function of the same data map (DEFINE_FLAT_PROBE):
  *
- *	__u32 e = flat_lookup_v4(&flat4_top, &flat4_data, ip->saddr);
+ *	DEFINE_FLAT_PROBE(probe_v4_a, flat4_data)
+ *	__u32 e = flat_lookup_v4(&flat4_top, &flat4_data, probe_v4_a, ip->saddr);
  *	if (e == FLAT_FALLBACK)
  *		... look the address up in the same set's trie ...
  *	else if (!e)       no rule
@@ -62,11 +64,58 @@ static __always_inline __u32 flat_probe(void *data, __u32 bits, __u64 h, __u64 h
 }
 
 /*
- * The entry judging address (hi, lo) (host order, IPv4 in the top 32 bits
- * of hi) in one table: 0, rule_id << 1 | deny, or FLAT_FALLBACK.
+ * A probe of one data map's slot hash: flat_probe() with the map fixed, as
+ * a global (non-static, noinline) function, one per data map.
+ *
+ * Why: the verifier checks a global function once, on its own, and at a
+ * call only checks the arguments, which are scalars.  Inlined, the probe's
+ * loop is walked again inside every iteration of the lookup's length loop,
+ * every tree level and both sets, which took Linux 6.1's verifier past its
+ * limit of a million instructions.  The map is fixed inside because a global
+ * function cannot take a map as an argument.
  */
-static __always_inline __u32 flat_lookup(void *top, void *data, __u32 top_bits, __u64 hi, __u64 lo,
-					 const int v6)
+typedef __u32 (*flat_probe_fn)(__u32 bits, __u64 h, __u64 hi, __u64 lo, __u32 len);
+
+#define DEFINE_FLAT_PROBE(name, data_map)                                                          \
+	__attribute__((noinline)) __u32 name(__u32 bits, __u64 h, __u64 hi, __u64 lo, __u32 len)   \
+	{                                                                                          \
+		return flat_probe(&data_map, bits, h, hi, lo, len);                                \
+	}
+
+/*
+ * flat_probe() with its first slot read inline: at load 1/2 most probes end
+ * there (an empty slot, or the key), so only a collision pays the call.
+ * One slot inline adds little for the verifier to walk; the whole loop
+ * inline is what it could not afford.
+ */
+static __always_inline __u32 flat_probe_fast(void *data, flat_probe_fn probe, __u32 bits, __u64 h,
+					     __u64 hi, __u64 lo, __u32 len)
+{
+	__u32 k = FLAT_SLOT_BASE + (__u32)(h >> (64 - bits));
+	struct flat_slot *s = bpf_map_lookup_elem(data, &k);
+	__u64 w;
+	__u32 tag;
+
+	if (!s)
+		return 0;
+	w = *(volatile __u64 *)&s->word;
+	flat_barrier();
+	tag = w >> 32;
+	if (!tag)
+		return 0;
+	if (tag == len && s->hi == hi && s->lo == lo)
+		return (__u32)w;
+	return probe(bits, h, hi, lo, len);
+}
+
+/*
+ * The entry judging address (hi, lo) (host order, IPv4 in the top 32 bits
+ * of hi) in one table: 0, rule_id << 1 | deny, or FLAT_FALLBACK.  probe
+ * is data's probe function; always the same constant at a call site, so
+ * once inlined it is a direct call.
+ */
+static __always_inline __u32 flat_lookup(void *top, void *data, flat_probe_fn probe, __u32 top_bits,
+					 __u64 hi, __u64 lo, const int v6)
 {
 	__u32 r = hi >> (64 - top_bits), b = r >> FLAT_SUM_SHIFT, e, bits, k, bloom = ~0u;
 	struct flat_ext *x;
@@ -120,8 +169,8 @@ static __always_inline __u32 flat_lookup(void *top, void *data, __u32 top_bits, 
 			if (!c)
 				break;
 			flat_mask(&mh, &ml, c & 0x7f);
-			k = flat_probe(data, bits, flat_hash(mh, ml, FLAT_TAG_NODE | c), mh, ml,
-				       FLAT_TAG_NODE | c);
+			k = flat_probe_fast(data, probe, bits, flat_hash(mh, ml, FLAT_TAG_NODE | c),
+					    mh, ml, FLAT_TAG_NODE | c);
 			if (!k)
 				break;
 			x = bpf_map_lookup_elem(data, &k);
@@ -146,7 +195,8 @@ static __always_inline __u32 flat_lookup(void *top, void *data, __u32 top_bits, 
 		flat_mask(&mh, &ml, len);
 		h = flat_hash(mh, ml, len);
 		/* A clear bloom bit: no rule of the region has this key. */
-		v = bloom & flat_bloom_bit(h) ? flat_probe(data, bits, h, mh, ml, len) : 0;
+		v = bloom & flat_bloom_bit(h) ? flat_probe_fast(data, probe, bits, h, mh, ml, len)
+					      : 0;
 		if (v)
 			return v;
 	}
@@ -154,18 +204,20 @@ static __always_inline __u32 flat_lookup(void *top, void *data, __u32 top_bits, 
 }
 
 /* IPv4 source address as it sits in the header. */
-static __always_inline __u32 flat_lookup_v4(void *top, void *data, __be32 saddr)
+static __always_inline __u32 flat_lookup_v4(void *top, void *data, flat_probe_fn probe,
+					    __be32 saddr)
 {
-	return flat_lookup(top, data, FLAT_V4_TOP_BITS, (__u64)bpf_ntohl(saddr) << 32, 0, 0);
+	return flat_lookup(top, data, probe, FLAT_V4_TOP_BITS, (__u64)bpf_ntohl(saddr) << 32, 0, 0);
 }
 
 /* IPv6 source address as it sits in the header. */
-static __always_inline __u32 flat_lookup_v6(void *top, void *data, const struct in6_addr *a)
+static __always_inline __u32 flat_lookup_v6(void *top, void *data, flat_probe_fn probe,
+					    const struct in6_addr *a)
 {
 	__u64 hi = (__u64)bpf_ntohl(a->in6_u.u6_addr32[0]) << 32 | bpf_ntohl(a->in6_u.u6_addr32[1]);
 	__u64 lo = (__u64)bpf_ntohl(a->in6_u.u6_addr32[2]) << 32 | bpf_ntohl(a->in6_u.u6_addr32[3]);
 
-	return flat_lookup(top, data, FLAT_V6_TOP_BITS, hi, lo, 1);
+	return flat_lookup(top, data, probe, FLAT_V6_TOP_BITS, hi, lo, 1);
 }
 
 #endif /* IPBLOCK_BPF_FLAT_H */

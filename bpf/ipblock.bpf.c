@@ -51,6 +51,12 @@ DEFINE_FLAT(flat6_data, struct flat_slot, 1);
 DEFINE_FLAT(flat6_data_b, struct flat_slot, 1);
 DEFINE_FLAT(flat6_ids, struct flat_rule, 1);
 
+/* One slot-hash probe per data map, checked once by the verifier (bpf/flat.h). */
+DEFINE_FLAT_PROBE(probe_v4_a, flat4_data)
+DEFINE_FLAT_PROBE(probe_v4_b, flat4_data_b)
+DEFINE_FLAT_PROBE(probe_v6_a, flat6_data)
+DEFINE_FLAT_PROBE(probe_v6_b, flat6_data_b)
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -126,8 +132,8 @@ int ipblock_xdp(struct xdp_md *ctx)
 		if (!ip)
 			goto other;
 		set = active_set();
-		e = set ? flat_lookup_v4(&flat4_top_b, &flat4_data_b, ip->saddr)
-			: flat_lookup_v4(&flat4_top, &flat4_data, ip->saddr);
+		e = set ? flat_lookup_v4(&flat4_top_b, &flat4_data_b, probe_v4_b, ip->saddr)
+			: flat_lookup_v4(&flat4_top, &flat4_data, probe_v4_a, ip->saddr);
 		if (e != FLAT_FALLBACK)
 			return judge_entry(ctx, e);
 		__builtin_memcpy(key.addr, &ip->saddr, sizeof(key.addr));
@@ -142,8 +148,8 @@ int ipblock_xdp(struct xdp_md *ctx)
 		if (!ip6)
 			goto other;
 		set = active_set();
-		e = set ? flat_lookup_v6(&flat6_top_b, &flat6_data_b, &ip6->saddr)
-			: flat_lookup_v6(&flat6_top, &flat6_data, &ip6->saddr);
+		e = set ? flat_lookup_v6(&flat6_top_b, &flat6_data_b, probe_v6_b, &ip6->saddr)
+			: flat_lookup_v6(&flat6_top, &flat6_data, probe_v6_a, &ip6->saddr);
 		if (e != FLAT_FALLBACK)
 			return judge_entry(ctx, e);
 		__builtin_memcpy(key.addr, &ip6->saddr, sizeof(key.addr));

@@ -36,6 +36,9 @@ FLAT_MAP(flat6_data, struct flat_slot);
 TRIE(trie4, struct ipblock_key_v4);
 TRIE(trie6, struct ipblock_key_v6);
 
+DEFINE_FLAT_PROBE(probe_v4, flat4_data)
+DEFINE_FLAT_PROBE(probe_v6, flat6_data)
+
 /* What the last run decided: the entry, and whether the trie answered. */
 __u32 result_entry;
 __u32 result_fallback;
@@ -84,7 +87,7 @@ int flat_xdp(struct xdp_md *ctx)
 
 		if (!ip)
 			return XDP_PASS;
-		e = flat_lookup_v4(&flat4_top, &flat4_data, ip->saddr);
+		e = flat_lookup_v4(&flat4_top, &flat4_data, probe_v4, ip->saddr);
 		if (e == FLAT_FALLBACK)
 			return verdict(trie_v4(ip->saddr), 1);
 		return verdict(e, 0);
@@ -94,7 +97,7 @@ int flat_xdp(struct xdp_md *ctx)
 
 		if (!ip6)
 			return XDP_PASS;
-		e = flat_lookup_v6(&flat6_top, &flat6_data, &ip6->saddr);
+		e = flat_lookup_v6(&flat6_top, &flat6_data, probe_v6, &ip6->saddr);
 		if (e == FLAT_FALLBACK)
 			return verdict(trie_v6(&ip6->saddr), 1);
 		return verdict(e, 0);

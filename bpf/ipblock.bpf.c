@@ -125,7 +125,7 @@ int ipblock_xdp(struct xdp_md *ctx)
 	 * at each call for their lookups to be inlined into plain loads.
 	 */
 	if (proto == bpf_htons(ETH_P_IP)) {
-		struct ipblock_key_v4 key = { .prefixlen = 32 };
+		struct ipblock_key_v4 key;
 		struct iphdr *ip = parse_ipv4(&c);
 		__u32 set, e;
 
@@ -136,12 +136,18 @@ int ipblock_xdp(struct xdp_md *ctx)
 			: flat_lookup_v4(&flat4_top, &flat4_data, probe_v4_a, ip->saddr);
 		if (e != FLAT_FALLBACK)
 			return judge_entry(ctx, e);
+		/*
+		 * Fields set one by one: an initialiser would become a
+		 * .rodata constant, whose BTF (a DATASEC without variables)
+		 * Linux 5.10 refuses.
+		 */
+		key.prefixlen = 32;
 		__builtin_memcpy(key.addr, &ip->saddr, sizeof(key.addr));
 		return judge_rule(ctx, set ? bpf_map_lookup_elem(&ipv4_map_b, &key)
 					   : bpf_map_lookup_elem(&ipv4_map, &key));
 	}
 	if (proto == bpf_htons(ETH_P_IPV6)) {
-		struct ipblock_key_v6 key = { .prefixlen = 128 };
+		struct ipblock_key_v6 key;
 		struct ipv6hdr *ip6 = parse_ipv6(&c);
 		__u32 set, e;
 
@@ -152,6 +158,7 @@ int ipblock_xdp(struct xdp_md *ctx)
 			: flat_lookup_v6(&flat6_top, &flat6_data, probe_v6_a, &ip6->saddr);
 		if (e != FLAT_FALLBACK)
 			return judge_entry(ctx, e);
+		key.prefixlen = 128;
 		__builtin_memcpy(key.addr, &ip6->saddr, sizeof(key.addr));
 		return judge_rule(ctx, set ? bpf_map_lookup_elem(&ipv6_map_b, &key)
 					   : bpf_map_lookup_elem(&ipv6_map, &key));

@@ -15,7 +15,9 @@
 
 #include "cli.h"
 #include "ipblock.skel.h"
+#include "kfeatures.h"
 #include "stacktrace.h"
+#include "verifier.h"
 
 #define BPFFS_ROOT "/sys/fs/bpf"
 
@@ -171,6 +173,12 @@ static void unpin_created(const char *pin_dir, bool dir_created)
 		rmdir(pin_dir);
 }
 
+/*
+ * The verifier's log of the last load try_attach() made (statistics and
+ * error lines only; with -v libbpf prints the whole log instead).
+ */
+static char verifier_log[VERIFIER_LOG_SIZE];
+
 static int try_attach(const struct config *cfg, int ifindex, enum xdp_attach_mode mode,
 		      uint32_t max_rules, enum maps_lookup lookup, uint32_t *prog_id)
 {
@@ -186,6 +194,17 @@ static int try_attach(const struct config *cfg, int ifindex, enum xdp_attach_mod
 		ret = maps_obj_size(skel->obj, max_rules, lookup);
 	if (ret)
 		goto out;
+	/*
+	 * libxdp loads the program (into its dispatcher, or alone) and, when
+	 * that fails, may fall back to another way whose error hides the
+	 * verifier's: keep the verifier's own words.
+	 */
+	verifier_log[0] = '\0';
+	if (!cfg->verbose) {
+		bpf_program__set_log_level(skel->progs.ipblock_xdp, VERIFIER_LOG_STATS);
+		bpf_program__set_log_buf(skel->progs.ipblock_xdp, verifier_log,
+					 sizeof(verifier_log));
+	}
 
 	prog = xdp_program__from_bpf_obj(skel->obj, "xdp");
 	ret = libxdp_get_error(prog);
@@ -208,6 +227,7 @@ static int do_attach(const struct config *cfg)
 	enum maps_lookup lookup = cfg->lookup, pinned_lookup = MAPS_LOOKUP_FLAT;
 	enum xdp_attach_mode mode;
 	bool dir_created;
+	char why[256];
 	int pins, ret;
 
 	if (!ifindex) {
@@ -237,6 +257,11 @@ static int do_attach(const struct config *cfg)
 	}
 	xdp_multiprog__close(mp);
 
+	ret = kfeatures_check(why, sizeof(why));
+	if (ret) {
+		cli_err("ipblock cannot run on this kernel: %s.", why);
+		return ret;
+	}
 	ret = prepare_pin_dir(cfg->pin_dir, &dir_created);
 	if (ret)
 		return ret;
@@ -282,7 +307,12 @@ static int do_attach(const struct config *cfg)
 		if (!pins)
 			unpin_created(cfg->pin_dir, dir_created);
 		libxdp_strerror(ret, msg, sizeof(msg));
-		if (ret == -ENOMEM && !pins)
+		if (!verifier_reason(verifier_log, why, sizeof(why)))
+			cli_err("the kernel's verifier rejected ipblock's XDP program (%s); run "
+				"with "
+				"-v to see its log.",
+				why);
+		else if (ret == -ENOMEM && !pins)
 			cli_err("the kernel could not allocate ipblock's maps for %u rules per "
 				"family with --lookup %s (%llu MiB of tables); choose a smaller "
 				"--max-rules or --lookup trie.",

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * ipblock.conf: every rule of the format, every refusal with its exact
- * FILE:LINE sentence, the defaults, and files that are not configuration
- * files at all.
+ * FILE:LINE sentence, the defaults, the shipped example and man page, and
+ * files that are not configuration files at all.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1029,6 +1029,164 @@ static void test_a_short_error_buffer_is_cut_not_overrun(void **state)
 	assert_int_equal(config_parse(&cfg, "t.conf", "[ipblock]\n", 10, NULL, 0), 0);
 }
 
+/* --- the shipped example and man page -------------------------------------- */
+
+/* The repository's top directory: found upwards from the test program, whatever BUILD is. */
+static void find_top(char *top, size_t len)
+{
+	char probe[PATH_MAX + 32];
+	ssize_t n = readlink("/proc/self/exe", top, len - 1);
+
+	assert_true(n > 0);
+	top[n] = '\0';
+	for (char *slash; (slash = strrchr(top, '/')) && slash != top;) {
+		*slash = '\0';
+		snprintf(probe, sizeof(probe), "%s/common/config.h", top);
+		if (!access(probe, R_OK))
+			return;
+	}
+	fail_msg("no common/config.h above %s", top);
+}
+
+/* The whole file top/rel, NUL-terminated; free() it. */
+static char *slurp(const char *rel)
+{
+	char top[PATH_MAX], path[PATH_MAX + 64];
+	struct stat st;
+	char *text;
+	int fd;
+
+	find_top(top, sizeof(top));
+	snprintf(path, sizeof(path), "%s/%s", top, rel);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	text = malloc((size_t)st.st_size + 1);
+	assert_non_null(text);
+	assert_int_equal(read(fd, text, (size_t)st.st_size), st.st_size);
+	text[st.st_size] = '\0';
+	close(fd);
+	return text;
+}
+
+/* Every key with a value it accepts; what the example and the man page must show. */
+static const struct {
+	const char *section, *key, *value;
+} every_key[] = {
+	{ "[ipblock]", "pin-dir", "/x" },
+	{ "[ipblock]", "state-dir", "/x" },
+	{ "[ipblock]", "capacity", "1k" },
+	{ "[ipblock]", "lookup", "trie" },
+	{ "[ipblock]", "detach-on-stop", "yes" },
+	{ "[ipblock]", "save-interval", "2s" },
+	{ "[interface eth0]", "mode", "skb" },
+	{ "[list a]\naction = deny", "file", "/x" },
+	{ "[list a]\nfile = /x", "action", "allow" },
+	{ "[list a]\nfile = /x\naction = deny", "format", "netset" },
+	{ "[list a]\nfile = /x\naction = deny", "refresh", "1h" },
+	{ "[metrics]", "listen", "[::]:1" },
+	{ "[drop-log]", "rate", "5" },
+	{ "[drop-log]", "sample", "10" },
+	{ "[drop-log]", "output", "journal" },
+	{ "[drop-log]", "allowed", "yes" },
+	{ "[crowdsec]\napi-key-file = /k", "url", "http://h/" },
+	{ "[crowdsec]", "api-key-file", "/k" },
+	{ "[crowdsec]\napi-key-file = /k", "interval", "1m" },
+	{ "[crowdsec]\napi-key-file = /k", "scopes", "range" },
+	{ "[crowdsec]\napi-key-file = /k", "types", "ban" },
+	{ "[crowdsec]\napi-key-file = /k", "origins", "cscli" },
+	{ "[crowdsec]\napi-key-file = /k", "source", "per-origin" },
+};
+
+static void test_shipped_example_parses_with_and_without_its_comments(void **state)
+{
+	char *text = slurp("etc/ipblock.conf"), *on, *q;
+	char needle[64];
+	size_t n = 0;
+
+	(void)state;
+	/* As shipped: every setting commented out, so the defaults hold. */
+	assert_ok(text);
+	assert_defaults(&cfg);
+
+	/*
+	 * "#key = value" and "#[section]" are settings to switch on, "# text"
+	 * is prose: with every setting switched on the file must still parse,
+	 * and must have shown every key.
+	 */
+	on = malloc(strlen(text) + 1);
+	assert_non_null(on);
+	q = on;
+	for (const char *p = text; *p;) {
+		bool start = p == text || p[-1] == '\n';
+
+		if (start && p[0] == '#' && (p[1] == '[' || (p[1] >= 'a' && p[1] <= 'z'))) {
+			p++;
+			n++;
+		}
+		*q++ = *p++;
+	}
+	*q = '\0';
+	assert_true(n >= sizeof(every_key) / sizeof(every_key[0]));
+	assert_ok(on);
+	assert_true(cfg.n_interfaces >= 1);
+	assert_true(cfg.n_lists >= 1);
+	assert_true(cfg.metrics.enabled);
+	assert_true(cfg.drop_log.enabled);
+	assert_true(cfg.crowdsec.enabled);
+	for (size_t i = 0; i < sizeof(every_key) / sizeof(every_key[0]); i++) {
+		snprintf(needle, sizeof(needle), "\n#%s = ", every_key[i].key);
+		if (!strstr(text, needle))
+			fail_msg("etc/ipblock.conf does not show %s", every_key[i].key);
+	}
+	free(on);
+	free(text);
+}
+
+static void test_man_page_documents_every_key_and_the_keys_are_real(void **state)
+{
+	char *man = slurp("man/ipblock.conf.5"), *example, *end;
+	char text[256], needle[64];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(every_key) / sizeof(every_key[0]); i++) {
+		size_t o = 0;
+
+		/* The key is accepted where the table says... */
+		snprintf(text, sizeof(text), "%s\n%s = %s\n", every_key[i].section,
+			 every_key[i].key, every_key[i].value);
+		assert_ok(text);
+		/* ...and the man page has an entry for it: .BR "KEY = " or .BI "KEY = ". */
+		needle[o++] = '"';
+		for (const char *k = every_key[i].key; *k && o < sizeof(needle) - 8; k++) {
+			if (*k == '-')
+				needle[o++] = '\\'; /* roff's "\-" is the ASCII hyphen-minus */
+			needle[o++] = *k;
+		}
+		snprintf(needle + o, sizeof(needle) - o, " = \"");
+		if (!strstr(man, needle))
+			fail_msg("man/ipblock.conf.5 has no '%s' entry", needle);
+	}
+
+	/* The example in the man page is a file that parses (no roff escapes in it). */
+	example = strstr(man, "\n.SH EXAMPLES\n");
+	assert_non_null(example);
+	example = strstr(example, "\n.nf\n");
+	assert_non_null(example);
+	example += 5;
+	end = strstr(example, "\n.fi\n");
+	assert_non_null(end);
+	end[1] = '\0';
+	assert_null(strchr(example, '\\'));
+	assert_ok(example);
+	assert_int_equal(cfg.n_interfaces, 2);
+	assert_int_equal(cfg.interfaces[1].mode, CONFIG_MODE_SKB);
+	assert_int_equal(cfg.n_lists, 2);
+	assert_int_equal(cfg.lists[1].action, CONFIG_ACTION_ALLOW);
+	assert_true(cfg.metrics.enabled);
+	free(man);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1073,6 +1231,10 @@ int main(void)
 		cmocka_unit_test_teardown(test_a_failed_reload_leaves_the_running_config_alone,
 					  teardown),
 		cmocka_unit_test_teardown(test_a_short_error_buffer_is_cut_not_overrun, teardown),
+		cmocka_unit_test_teardown(test_shipped_example_parses_with_and_without_its_comments,
+					  teardown),
+		cmocka_unit_test_teardown(test_man_page_documents_every_key_and_the_keys_are_real,
+					  teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

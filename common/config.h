@@ -33,7 +33,7 @@
 /* Where the service looks without --config. */
 #define CONFIG_PATH_DEFAULT "/etc/ipblock/ipblock.conf"
 
-/* Longest sentence config_parse()/config_read() write, with the NUL. */
+/* Room for any sentence config_parse()/config_read() write; a file name near PATH_MAX is cut. */
 #define CONFIG_ERRLEN 1024
 
 /* Larger files are refused unread: no configuration comes near this. */
@@ -194,7 +194,7 @@ int config_defaults(struct config *c);
 /*
  * Parse len bytes of text (need not be NUL-terminated) into c, which need
  * not be initialised; name is the FILE of messages.  0; -EINVAL with the
- * sentence in err (errlen CONFIG_ERRLEN is enough); -ENOMEM.  On failure c
+ * sentence in err (may be NULL); -EFBIG past CONFIG_MAX_SIZE; -ENOMEM.  On failure c
  * is left empty, so a reload can parse into a fresh struct and keep the old
  * one.
  */

@@ -9,6 +9,8 @@ pkgs=(
 	libdw-dev binutils-dev libcmocka-dev valgrind
 	iproute2 iputils-ping tcpdump python3 python3-scapy
 	nftables ipset iptables gnuplot-nox time
+	libcurl4-openssl-dev libjson-c-dev libmicrohttpd-dev
+	crowdsec crowdsec-firewall-bouncer
 )
 
 missing=()
@@ -24,6 +26,16 @@ fi
 if ((EUID != 0)); then
 	echo "deps: missing Debian packages (${missing[*]}); run 'make deps' as root to install them." >&2
 	exit 1
+fi
+
+# crowdsec's postinst registers with the Central API and fails without a
+# network, unless the credentials file already exists holding only a comment
+# (README.Debian); then CAPI stays disabled.  Only for a crowdsec that is not
+# configured yet, and never over credentials someone wrote.
+capi=/etc/crowdsec/online_api_credentials.yaml
+if [[ " ${missing[*]} " == *" crowdsec "* && ! -s $capi ]]; then
+	mkdir -p /etc/crowdsec
+	echo "# ipblock deps: no Central API registration (offline; see README.Debian)" >"$capi"
 fi
 
 echo "deps: installing ${missing[*]}"

@@ -31,6 +31,8 @@ ALL_CFLAGS := $(CFLAGS) $(WFLAGS) $(SANFLAGS) -std=gnu11 -pthread
 ALL_CPPFLAGS := -D_GNU_SOURCE -Icommon -I$(BUILD) $(CPPFLAGS)
 ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS) -pthread -rdynamic
 LDLIBS	:= -lxdp -lbpf -lelf -lz -ldw -lpthread
+# What users of the CrowdSec LAPI client (common/lapi*.c) link besides.
+LAPI_LDLIBS := -lcurl -ljson-c
 
 BPF_CFLAGS := -O2 -g -target bpf -Wall -Wextra -Werror -Wno-unused-parameter \
 	-I/usr/include/$(MULTIARCH) -Icommon -Ibpf
@@ -118,6 +120,9 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
 
 SKEL_BENCH := $(shell grep -l 'ipblock.skel.h' bench/*.c 2>/dev/null)
 $(patsubst bench/%.c,$(BUILD)/bench/%.o,$(SKEL_BENCH)): $(SKEL)
+
+# The LAPI client's tests: canned answers from libmicrohttpd.
+$(BUILD)/tests/test_lapi: LDLIBS += $(LAPI_LDLIBS) -lmicrohttpd
 
 bench-build: $(BENCH_BINS) $(BINS)
 

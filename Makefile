@@ -121,8 +121,12 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
 SKEL_BENCH := $(shell grep -l 'ipblock.skel.h' bench/*.c 2>/dev/null)
 $(patsubst bench/%.c,$(BUILD)/bench/%.o,$(SKEL_BENCH)): $(SKEL)
 
-# The LAPI client's tests: canned answers from libmicrohttpd.
+# The LAPI client's tests: canned answers from libmicrohttpd, and the driver
+# selftests/test_lapi.sh runs against a real CrowdSec LAPI.
 $(BUILD)/tests/test_lapi: LDLIBS += $(LAPI_LDLIBS) -lmicrohttpd
+$(BUILD)/tests/lapi_poll: $(BUILD)/tests/lapi_poll.o $(LIB)
+	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) $(LAPI_LDLIBS) -o $@
+test-build: $(BUILD)/tests/lapi_poll
 
 bench-build: $(BENCH_BINS) $(BINS)
 

@@ -1,5 +1,6 @@
 # shellcheck shell=bash
 # SPDX-License-Identifier: GPL-2.0
+# shellcheck disable=SC2034 # WHY and the CS_ timings are read by the tests
 #
 # A private CrowdSec local API (LAPI) for selftests: Debian's crowdsec 1.4.6
 # run as the LAPI alone (-no-cs: no acquisition, so no journald), offline (no
@@ -157,6 +158,10 @@ cs_start_lapi() {
 		return 0
 	fi
 	if [[ -z $CS_DIR ]]; then
+		if [[ -z ${ST_TMP:-} ]]; then
+			WHY="cs_start_lapi needs lib.sh's st_init first (its temporary directory and clean-up)"
+			return 1
+		fi
 		CS_DIR=$(mktemp -d "$ST_TMP/crowdsec.XXXXXX") || {
 			WHY="cannot create a directory under $ST_TMP"
 			return 1

@@ -10,7 +10,7 @@
  *   quit
  *
  * Summary: "poll rc=R full=0|1 changes=N new=N deleted=N ignored=N bad=N
- * expired=N merged=N held=N live=N ms=T"; a change: "add CIDR SOURCE TIMEOUT
+ * expired=N merged=N held=N live=N ms=T rss_kb=K" (peak RSS); a change: "add CIDR SOURCE TIMEOUT
  * id=ID" or "del CIDR SOURCE id=ID"; an error: "error: SENTENCE".
  */
 #include <errno.h>
@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "cidr.h"
@@ -59,17 +60,19 @@ static void do_poll(struct lapi_client *c, bool show_changes)
 	struct lapi_batch b = { 0 };
 	char err[LAPI_ERRLEN] = "", text[CIDR_STRLEN];
 	struct timespec t0;
+	struct rusage ru;
 	double ms;
 	int rc;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	rc = lapi_poll(c, &b, err, sizeof(err));
 	ms = ms_since(&t0);
+	getrusage(RUSAGE_SELF, &ru);
 	printf("poll rc=%d full=%d changes=%zu new=%zu deleted=%zu ignored=%zu bad=%zu "
-	       "expired=%zu merged=%zu held=%zu live=%zu ms=%.1f\n",
+	       "expired=%zu merged=%zu held=%zu live=%zu ms=%.1f rss_kb=%ld\n",
 	       rc, b.full, b.n, b.stats.new_seen, b.stats.deleted_seen, b.stats.ignored,
 	       b.stats.bad, b.stats.expired, b.stats.merged, b.stats.still_held,
-	       lapi_live_decisions(c), ms);
+	       lapi_live_decisions(c), ms, ru.ru_maxrss);
 	if (rc)
 		printf("error: %s\n", err);
 	for (size_t i = 0; show_changes && i < b.n; i++) {

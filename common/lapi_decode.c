@@ -323,11 +323,9 @@ static uint32_t get_key(struct lapi_client *c, const struct cidr *p, uint16_t so
 	memset(key, 0, sizeof(*key));
 	key->prefix = *p;
 	key->source = source;
-	key->used = true;
 	key->head = LAPI_NONE;
 	key->gen = c->gen - 1;
 	if (ix_insert(c, &c->by_key, hash_pair(p, source), k, hash_of_key)) {
-		key->used = false;
 		key->next_free = c->free_key;
 		c->free_key = k;
 		return LAPI_NONE;
@@ -342,7 +340,6 @@ static void put_key(struct lapi_client *c, uint32_t k)
 
 	if (slot != LAPI_NONE)
 		ix_remove_slot(c, &c->by_key, slot, hash_of_key);
-	key->used = false;
 	key->next_free = c->free_key;
 	c->free_key = k;
 }

@@ -34,7 +34,6 @@ struct lapi_dec {
 struct lapi_key {
 	struct cidr prefix;
 	uint16_t source;
-	bool used;
 	uint32_t head;	    /* first live decision holding it, LAPI_NONE: none */
 	uint32_t gen;	    /* batch that last touched it */
 	uint32_t touches;   /* decisions of this batch that touched it */

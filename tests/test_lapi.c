@@ -562,6 +562,137 @@ static void test_ten_thousand_decisions_decode_fast(void **state)
 	free(body);
 }
 
+/*
+ * Random streams against a reference model: the live decisions as the LAPI
+ * has them, and the rule state a caller gets by applying every batch (add:
+ * deadline = now + timeout; del: gone; a deadline passed: gone).  After each
+ * batch a pair is held by the caller exactly when some live decision holds
+ * it, until the latest of their expiries.  Whole seconds throughout, so the
+ * rounding up of timeouts is exact.
+ */
+static const struct {
+	const char *scope, *value;
+	int pair;
+} values[] = {
+	{ "Range", "198.18.9.77/24", 0 }, { "Range", "198.18.9.0/24", 0 },
+	{ "Ip", "198.18.9.5", 1 },	  { "Ip", "::ffff:198.18.9.5", 1 },
+	{ "Ip", "2001:db8::5", 2 },	  { "Range", "2001:db8::/32", 3 },
+};
+static const char *const pair_text[] = { "198.18.9.0/24", "198.18.9.5/32", "2001:db8::5/128",
+					 "2001:db8::/32" };
+#define N_PAIRS	 4
+#define MAX_IDS	 400
+#define N_ROUNDS 1500
+
+struct ref_dec {
+	int value;
+	uint64_t expires_ms; /* 0: never seen; UINT64_MAX - 1: deleted */
+	bool live;
+};
+
+static int pair_of_change(const struct lapi_change *ch)
+{
+	char text[CIDR_STRLEN];
+
+	cidr_format(&ch->prefix, text, sizeof(text));
+	for (int p = 0; p < N_PAIRS; p++)
+		if (!strcmp(text, pair_text[p]))
+			return p;
+	fail_msg("unexpected prefix %s", text);
+	return -1;
+}
+
+static void test_random_streams_match_a_reference_model(void **state)
+{
+	static struct ref_dec ref[MAX_IDS + 1];
+	uint64_t deadline[N_PAIRS] = { 0 }; /* the caller's rule per pair; 0: none */
+	uint64_t now = 1000000;
+	int next_id = 1;
+	char *body = malloc(64 * 1024), d[256];
+
+	(void)state;
+	assert_non_null(body);
+	memset(ref, 0, sizeof(ref));
+	srandom(18);
+	open_default();
+	for (int round = 0; round < N_ROUNDS && next_id <= MAX_IDS; round++) {
+		size_t n = 0;
+		int n_del = (int)(random() % 3), n_new = (int)(random() % 3);
+		bool first = true;
+
+		now += 1000 * (uint64_t)(random() % 6);
+		for (int id = 1; id < next_id; id++)
+			if (ref[id].live && ref[id].expires_ms <= now)
+				ref[id].live = false; /* ran out; the LAPI may list it later */
+		for (int p = 0; p < N_PAIRS; p++)
+			if (deadline[p] && deadline[p] <= now)
+				deadline[p] = 0; /* the caller's own expiry */
+
+		n += (size_t)snprintf(body + n, 65536 - n, "{\"deleted\":[");
+		for (int i = 0; i < n_del; i++) {
+			int id, v;
+
+			if (random() % 4 == 0 || next_id == 1) {
+				/* A decision this client never saw (an old one, another host's). */
+				id = MAX_IDS + 1000 + (int)(random() % 50);
+				v = (int)(random() % 6);
+			} else {
+				id = 1 + (int)(random() % (next_id - 1));
+				v = ref[id].value;
+				ref[id].live = false;
+			}
+			n += (size_t)snprintf(body + n, 65536 - n, "%s%s", first ? "" : ",",
+					      dec_json(d, sizeof(d), id, "cscli", values[v].scope,
+						       "ban", values[v].value, "-1s"));
+			first = false;
+		}
+		n += (size_t)snprintf(body + n, 65536 - n, "],\"new\":[");
+		first = true;
+		for (int i = 0; i < n_new && next_id <= MAX_IDS; i++) {
+			int id = next_id++, v = (int)(random() % 6),
+			    secs = 1 + (int)(random() % 20);
+			char dur[16];
+
+			ref[id].value = v;
+			ref[id].expires_ms = now + 1000 * (uint64_t)secs;
+			ref[id].live = true;
+			snprintf(dur, sizeof(dur), "%ds", secs);
+			n += (size_t)snprintf(body + n, 65536 - n, "%s%s", first ? "" : ",",
+					      dec_json(d, sizeof(d), id, "cscli", values[v].scope,
+						       "ban", values[v].value, dur));
+			first = false;
+		}
+		n += (size_t)snprintf(body + n, 65536 - n, "]}");
+		assert_int_equal(lapi_decode(cl, body, n, false, now, &batch, err, sizeof(err)), 0);
+
+		/* Apply the batch as a caller would; at most one change per pair. */
+		for (size_t i = 0; i < batch.n; i++) {
+			int p = pair_of_change(&batch.changes[i]);
+
+			for (size_t j = 0; j < i; j++)
+				assert_int_not_equal(pair_of_change(&batch.changes[j]), p);
+			deadline[p] = batch.changes[i].op == LAPI_ADD
+					      ? now + 1000ULL * batch.changes[i].timeout
+					      : 0;
+		}
+		for (int p = 0; p < N_PAIRS; p++) {
+			uint64_t want = 0;
+
+			for (int id = 1; id < next_id; id++)
+				if (ref[id].live && values[ref[id].value].pair == p &&
+				    ref[id].expires_ms > want)
+					want = ref[id].expires_ms;
+			if (deadline[p] != want)
+				print_error("round %d pair %s: caller has %llu, reference %llu\n",
+					    round, pair_text[p], (unsigned long long)deadline[p],
+					    (unsigned long long)want);
+			assert_true(deadline[p] == want);
+		}
+	}
+	assert_true(next_id > MAX_IDS / 2);
+	free(body);
+}
+
 /* --- Go durations -------------------------------------------------------------- */
 
 static void test_go_durations_parse_to_nanoseconds(void **state)
@@ -1056,6 +1187,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_decisions_past_their_time_are_forgotten, teardown),
 		cmocka_unit_test_teardown(test_answers_that_are_not_streams_are_refused, teardown),
 		cmocka_unit_test_teardown(test_ten_thousand_decisions_decode_fast, teardown),
+		cmocka_unit_test_teardown(test_random_streams_match_a_reference_model, teardown),
 		cmocka_unit_test(test_go_durations_parse_to_nanoseconds),
 		cmocka_unit_test_teardown(test_key_file_is_trimmed, teardown),
 		cmocka_unit_test_teardown(test_empty_unreadable_or_odd_key_files_are_refused,

@@ -72,7 +72,7 @@ $(BUILD)/.dir:
 	@touch $@
 
 # --- BPF object and skeleton -------------------------------------------------
-$(BPF_OBJ): bpf/ipblock.bpf.c $(wildcard bpf/*.h) common/ipblock.h common/flat.h | $(BUILD)/.dir
+$(BPF_OBJ): bpf/ipblock.bpf.c $(wildcard bpf/*.h) common/ipblock.h common/flat_format.h | $(BUILD)/.dir
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
 $(SKEL): $(BPF_OBJ)
@@ -191,7 +191,7 @@ $(BUILD)/bench/trafficgen.o $(BUILD)/bench/bench_prog.o: $(TG_SKEL) bench/traffi
 FLAT_TEST_BPF_OBJ  := $(BUILD)/tests/flat_test.bpf.o
 FLAT_TEST_BPF_SKEL := $(BUILD)/tests/flat_test.skel.h
 
-$(FLAT_TEST_BPF_OBJ): tests/bpf/flat_test.bpf.c bpf/flat.h bpf/parse.h common/flat.h common/ipblock.h | $(BUILD)/.dir
+$(FLAT_TEST_BPF_OBJ): tests/bpf/flat_test.bpf.c bpf/flat_lookup.h bpf/parse.h common/flat_format.h common/ipblock.h | $(BUILD)/.dir
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
 $(FLAT_TEST_BPF_SKEL): $(FLAT_TEST_BPF_OBJ)

@@ -135,8 +135,9 @@ static bool covered(const struct instance *in, int family, const uint8_t *addr)
 	struct ipblock_rule val;
 
 	memcpy(key.addr, addr, family == AF_INET ? 4 : 16);
-	return bpf_map_lookup_elem(family == AF_INET ? in->maps.v4_fd : in->maps.v6_fd, &key,
-				   &val) == 0;
+	return bpf_map_lookup_elem(family == AF_INET ? in->maps.fd[IPBLOCK_MAP_V4]
+						     : in->maps.fd[IPBLOCK_MAP_V6],
+				   &key, &val) == 0;
 }
 
 static int pool_build(struct bench *b, struct config *c)
@@ -448,7 +449,8 @@ static void report(struct bench *b, FILE *data)
 		if (in->has_info)
 			printf(" %u | %u | %u | %u (%u) | %u |\n", in->info4.long_rules,
 			       in->info4.fallback_regions, in->info6.long_rules,
-			       in->info6.split_regions, in->info6.nodes, in->info6.fallback_regions);
+			       in->info6.split_regions, in->info6.nodes,
+			       in->info6.fallback_regions);
 		else
 			printf(" – | all | – | – | all |\n");
 	}

@@ -153,7 +153,7 @@ static int check(struct bench *b, struct instance *in, const struct cidr *p, con
 
 		rg_random_in(p, &b->rng, key.addr);
 		memcpy(&ip->saddr, key.addr, 4);
-		if (bpf_map_lookup_elem(in->maps.v4_fd, &key, &val))
+		if (bpf_map_lookup_elem(in->maps.fd[IPBLOCK_MAP_V4], &key, &val))
 			want = XDP_PASS;
 		else
 			want = val.action == IPBLOCK_ACTION_DENY ? XDP_DROP : XDP_PASS;

@@ -5,7 +5,7 @@
  * too short to be judged) passes.  Counters are per-CPU: nothing shared is
  * written on the packet path.
  *
- * The verdict comes from the flat table of the active set (bpf/flat.h): one
+ * The verdict comes from the flat table of the active set (flat_lookup.h): one
  * array load for most addresses, a few for a region holding rules longer
  * than /24.  Where the table says FLAT_FALLBACK (a region it could not
  * represent, or every region with --lookup trie) the same set's LPM trie
@@ -13,7 +13,7 @@
  */
 #include "parse.h"
 #include "ipblock.h"
-#include "flat.h"
+#include "flat_lookup.h"
 
 #define DEFINE_TRIE(name, key_type)                                                                \
 	struct {                                                                                   \

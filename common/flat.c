@@ -53,9 +53,6 @@ struct flat_split {
 };
 
 _Static_assert(sizeof(struct flat_hdr) <= HDR_ELEMS * FLAT_DATA_VALUE_SIZE, "header too big");
-_Static_assert(sizeof(struct flat_slot) == FLAT_DATA_VALUE_SIZE, "slot is one element");
-_Static_assert(sizeof(struct flat_ext) == FLAT_DATA_VALUE_SIZE, "ext is one element");
-_Static_assert(sizeof(struct flat_rule) == FLAT_IDS_VALUE_SIZE, "rule is one element");
 
 /* Publishing stores: readers see the old word or the new, never a mix. */
 static inline void put32(__u32 *p, __u32 v)
@@ -160,8 +157,8 @@ int flat_sizes(int family, uint32_t max_rules, struct flat_sizes *out)
 	 * counter record stands for at least one long rule.  Ids: old and new
 	 * set of a replace are alive at once.
 	 */
-	return flat_sizes_geom(family, 2 * max_rules, max_rules + max_rules / 8 + 64,
-			       2 * max_rules, 2 * max_rules + 1, out);
+	return flat_sizes_geom(family, 2 * max_rules, max_rules + max_rules / 8 + 64, 2 * max_rules,
+			       2 * max_rules + 1, out);
 }
 
 void flat_ids_attach(struct flat_ids *ids, void *mem, uint32_t n)
@@ -1466,7 +1463,7 @@ int flat_delete(struct flat *t, const struct cidr *p, uint32_t id)
 
 /* --- lookup ------------------------------------------------------------------- */
 
-/* flat_probe() of bpf/flat.h: the entry under (hi, lo, tag), or 0. */
+/* flat_probe() of bpf/flat_lookup.h: the entry under (hi, lo, tag), or 0. */
 static uint32_t probe(const struct flat *t, unsigned int bits, __u64 hi, __u64 lo, uint32_t tag)
 {
 	uint32_t mask = (1u << bits) - 1, i = flat_home(hi, lo, tag, bits);
@@ -1485,7 +1482,7 @@ static uint32_t probe(const struct flat *t, unsigned int bits, __u64 hi, __u64 l
 	return 0;
 }
 
-uint32_t flat_lookup(const struct flat *t, const uint8_t *addr)
+uint32_t flat_judge(const struct flat *t, const uint8_t *addr)
 {
 	const struct flat_ext *x;
 	__u64 hi, lo, lens, more = 0;
@@ -1494,7 +1491,7 @@ uint32_t flat_lookup(const struct flat *t, const uint8_t *addr)
 	uint32_t e;
 
 	/*
-	 * The same loads in the same order as bpf/flat.h, acquire where the
+	 * The same loads in the same order as bpf/flat_lookup.h, acquire where the
 	 * BPF reader relies on x86 ordering, so a process may look up while
 	 * another one writes.
 	 */

@@ -20,53 +20,13 @@
 #include "maps.h"
 #include "rulecache.h"
 
-#define TRIE_LAYOUT(name, key)                                                                     \
-	{                                                                                          \
-		name, BPF_MAP_TYPE_LPM_TRIE, sizeof(key), sizeof(struct ipblock_rule),             \
-			BPF_F_NO_PREALLOC, 0                                                       \
-	}
+#define LAYOUT(id, name, type, key, value, flags, entries)                                         \
+	{ #name, type, sizeof(key), sizeof(value), flags, entries },
 
-/* Any size: maps_obj_size() chooses it, the flat code checks it. */
-#define FLAT_LAYOUT(name, value_size)                                                              \
-	{                                                                                          \
-		name, BPF_MAP_TYPE_ARRAY, sizeof(__u32), value_size, BPF_F_MMAPABLE, 0             \
-	}
-
-#define FLAT_LAYOUTS(f)                                                                            \
-	FLAT_LAYOUT(IPBLOCK_MAP_FLAT##f##_TOP, FLAT_TOP_VALUE_SIZE),                               \
-		FLAT_LAYOUT(IPBLOCK_MAP_FLAT##f##_TOP_B, FLAT_TOP_VALUE_SIZE),                     \
-		FLAT_LAYOUT(IPBLOCK_MAP_FLAT##f##_DATA, FLAT_DATA_VALUE_SIZE),                     \
-		FLAT_LAYOUT(IPBLOCK_MAP_FLAT##f##_DATA_B, FLAT_DATA_VALUE_SIZE),                   \
-		FLAT_LAYOUT(IPBLOCK_MAP_FLAT##f##_IDS, FLAT_IDS_VALUE_SIZE)
-
-const struct maps_layout maps_layouts[MAPS_COUNT] = {
-	TRIE_LAYOUT(IPBLOCK_MAP_V4, struct ipblock_key_v4),
-	TRIE_LAYOUT(IPBLOCK_MAP_V6, struct ipblock_key_v6),
-	TRIE_LAYOUT(IPBLOCK_MAP_V4_B, struct ipblock_key_v4),
-	TRIE_LAYOUT(IPBLOCK_MAP_V6_B, struct ipblock_key_v6),
-	{ IPBLOCK_MAP_CONFIG, BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(struct ipblock_config), 0,
-	  1 },
-	{ IPBLOCK_MAP_STATS, BPF_MAP_TYPE_PERCPU_ARRAY, sizeof(__u32),
-	  sizeof(struct ipblock_counter), 0, IPBLOCK_STAT_MAX },
-	FLAT_LAYOUTS(4),
-	FLAT_LAYOUTS(6),
-};
+const struct maps_layout maps_layouts[IPBLOCK_MAP_COUNT] = { IPBLOCK_MAP_LIST(LAYOUT) };
 
 /* Index in maps_layouts of the first flat map of a family. */
-#define FLAT_FIRST(family) ((family) == AF_INET ? 6 : 6 + MAPS_FLAT_MAPS)
-
-int *maps_fd_slot(struct ipblock_maps *m, size_t i)
-{
-	int *slots[6] = {
-		&m->v4_fd, &m->v6_fd, &m->v4b_fd, &m->v6b_fd, &m->config_fd, &m->stats_fd
-	};
-
-	if (i < 6)
-		return slots[i];
-	if (i < 6 + MAPS_FLAT_MAPS)
-		return &m->flat4_fd[i - 6];
-	return &m->flat6_fd[i - 6 - MAPS_FLAT_MAPS];
-}
+#define FLAT_FIRST(family) ((family) == AF_INET ? IPBLOCK_MAP_FLAT4_TOP : IPBLOCK_MAP_FLAT6_TOP)
 
 static const char *map_type_name(uint32_t type)
 {
@@ -120,7 +80,7 @@ out:
 int maps_pins_present(const char *pin_dir, size_t *found, char *err, size_t errlen)
 {
 	*found = 0;
-	for (size_t i = 0; i < MAPS_COUNT; i++) {
+	for (size_t i = 0; i < IPBLOCK_MAP_COUNT; i++) {
 		int ret = maps_check_pinned(pin_dir, &maps_layouts[i], err, errlen);
 
 		if (ret == -ENOENT)
@@ -137,8 +97,8 @@ int maps_pins_present(const char *pin_dir, size_t *found, char *err, size_t errl
 
 void maps_close(struct ipblock_maps *m)
 {
-	for (size_t i = 0; i < MAPS_COUNT; i++) {
-		int *fd = maps_fd_slot(m, i);
+	for (size_t i = 0; i < IPBLOCK_MAP_COUNT; i++) {
+		int *fd = &m->fd[i];
 
 		if (*fd >= 0)
 			close(*fd);
@@ -156,8 +116,8 @@ int maps_open_pinned(const char *pin_dir, struct ipblock_maps *m, char *err, siz
 	int ret;
 
 	*m = (struct ipblock_maps)IPBLOCK_MAPS_INIT;
-	for (size_t i = 0; i < MAPS_COUNT; i++) {
-		int *fd = maps_fd_slot(m, i);
+	for (size_t i = 0; i < IPBLOCK_MAP_COUNT; i++) {
+		int *fd = &m->fd[i];
 
 		ret = maps_check_pinned(pin_dir, &maps_layouts[i], err, errlen);
 		if (ret)
@@ -206,8 +166,8 @@ struct flat_family {
 	struct flat_sizes sz;
 	struct flat t[2]; /* set A, set B */
 	struct flat_ids ids;
-	void *mem[MAPS_FLAT_MAPS];
-	uint64_t bytes[MAPS_FLAT_MAPS];
+	void *mem[IPBLOCK_FLAT_MAPS];
+	uint64_t bytes[IPBLOCK_FLAT_MAPS];
 	int trie_fd[2]; /* t[s]'s parent: the trie of set s */
 };
 
@@ -220,7 +180,7 @@ static int trie_fd(const struct ipblock_maps *m, int set, int family);
 
 static const int *flat_fds(const struct ipblock_maps *m, int family)
 {
-	return family == AF_INET ? m->flat4_fd : m->flat6_fd;
+	return &m->fd[FLAT_FIRST(family)];
 }
 
 static int map_max_entries(int fd, uint32_t *max)
@@ -239,7 +199,7 @@ void maps_release(struct ipblock_maps *m)
 	if (!m->flat)
 		return;
 	for (int f = 0; f < 2; f++)
-		for (int i = 0; i < MAPS_FLAT_MAPS; i++)
+		for (int i = 0; i < IPBLOCK_FLAT_MAPS; i++)
 			flat_map_munmap(m->flat->fam[f].mem[i], m->flat->fam[f].bytes[i]);
 	free(m->flat);
 	m->flat = NULL;
@@ -263,13 +223,13 @@ int maps_lookup_parse(const char *s, enum maps_lookup *l)
 
 /* max_entries of family's flat maps (enum maps_flat_map order). */
 static int flat_entries(int family, uint32_t max_rules, enum maps_lookup lookup,
-			uint32_t n[MAPS_FLAT_MAPS], uint64_t bytes[MAPS_FLAT_MAPS])
+			uint32_t n[IPBLOCK_FLAT_MAPS], uint64_t bytes[IPBLOCK_FLAT_MAPS])
 {
 	struct flat_sizes sz;
 	int ret;
 
 	if (lookup == MAPS_LOOKUP_TRIE) {
-		for (int i = 0; i < MAPS_FLAT_MAPS; i++) {
+		for (int i = 0; i < IPBLOCK_FLAT_MAPS; i++) {
 			n[i] = 1;
 			bytes[i] = 4096;
 		}
@@ -278,12 +238,12 @@ static int flat_entries(int family, uint32_t max_rules, enum maps_lookup lookup,
 	ret = flat_sizes(family, max_rules, &sz);
 	if (ret)
 		return ret;
-	n[MAPS_FLAT_TOP] = n[MAPS_FLAT_TOP_B] = sz.top_elems;
-	n[MAPS_FLAT_DATA] = n[MAPS_FLAT_DATA_B] = sz.data_elems;
-	n[MAPS_FLAT_IDS] = sz.ids_elems;
-	bytes[MAPS_FLAT_TOP] = bytes[MAPS_FLAT_TOP_B] = sz.top_bytes;
-	bytes[MAPS_FLAT_DATA] = bytes[MAPS_FLAT_DATA_B] = sz.data_bytes;
-	bytes[MAPS_FLAT_IDS] = sz.ids_bytes;
+	n[IPBLOCK_FLAT_TOP] = n[IPBLOCK_FLAT_TOP_B] = sz.top_elems;
+	n[IPBLOCK_FLAT_DATA] = n[IPBLOCK_FLAT_DATA_B] = sz.data_elems;
+	n[IPBLOCK_FLAT_IDS] = sz.ids_elems;
+	bytes[IPBLOCK_FLAT_TOP] = bytes[IPBLOCK_FLAT_TOP_B] = sz.top_bytes;
+	bytes[IPBLOCK_FLAT_DATA] = bytes[IPBLOCK_FLAT_DATA_B] = sz.data_bytes;
+	bytes[IPBLOCK_FLAT_IDS] = sz.ids_bytes;
 	return 0;
 }
 
@@ -292,12 +252,12 @@ uint64_t maps_lookup_bytes(uint32_t max_rules, enum maps_lookup lookup)
 	uint64_t total = 0;
 
 	for (int f = 0; f < 2; f++) {
-		uint32_t n[MAPS_FLAT_MAPS];
-		uint64_t bytes[MAPS_FLAT_MAPS];
+		uint32_t n[IPBLOCK_FLAT_MAPS];
+		uint64_t bytes[IPBLOCK_FLAT_MAPS];
 
 		if (flat_entries(f ? AF_INET6 : AF_INET, max_rules, lookup, n, bytes))
 			return 0;
-		for (int i = 0; i < MAPS_FLAT_MAPS; i++)
+		for (int i = 0; i < IPBLOCK_FLAT_MAPS; i++)
 			total += bytes[i];
 	}
 	return total;
@@ -309,11 +269,11 @@ int maps_obj_size(struct bpf_object *obj, uint32_t max_rules, enum maps_lookup l
 
 	if (!max_rules)
 		return -EINVAL;
-	for (size_t i = 0; i < MAPS_COUNT && !ret; i++) {
+	for (size_t i = 0; i < IPBLOCK_MAP_COUNT && !ret; i++) {
 		const struct maps_layout *l = &maps_layouts[i];
 		struct bpf_map *map = bpf_object__find_map_by_name(obj, l->name);
-		uint32_t n[MAPS_FLAT_MAPS], entries = l->max_entries;
-		uint64_t bytes[MAPS_FLAT_MAPS];
+		uint32_t n[IPBLOCK_FLAT_MAPS], entries = l->max_entries;
+		uint64_t bytes[IPBLOCK_FLAT_MAPS];
 
 		if (!map)
 			return -ENOENT;
@@ -335,7 +295,7 @@ int maps_obj_pin(struct bpf_object *obj, const char *pin_dir)
 {
 	char path[4096];
 
-	for (size_t i = 0; i < MAPS_COUNT; i++) {
+	for (size_t i = 0; i < IPBLOCK_MAP_COUNT; i++) {
 		struct bpf_map *map = bpf_object__find_map_by_name(obj, maps_layouts[i].name);
 		int ret;
 
@@ -352,14 +312,14 @@ int maps_obj_pin(struct bpf_object *obj, const char *pin_dir)
 int maps_from_obj(struct bpf_object *obj, struct ipblock_maps *m)
 {
 	*m = (struct ipblock_maps)IPBLOCK_MAPS_INIT;
-	for (size_t i = 0; i < MAPS_COUNT; i++) {
+	for (size_t i = 0; i < IPBLOCK_MAP_COUNT; i++) {
 		struct bpf_map *map = bpf_object__find_map_by_name(obj, maps_layouts[i].name);
 
 		if (!map || bpf_map__fd(map) < 0) {
 			*m = (struct ipblock_maps)IPBLOCK_MAPS_INIT;
 			return -ENOENT;
 		}
-		*maps_fd_slot(m, i) = bpf_map__fd(map);
+		*&m->fd[i] = bpf_map__fd(map);
 	}
 	return 0;
 }
@@ -367,7 +327,7 @@ int maps_from_obj(struct bpf_object *obj, struct ipblock_maps *m)
 int maps_lookup_mode(const struct ipblock_maps *m, enum maps_lookup *lookup)
 {
 	uint32_t top = 0;
-	int ret = map_max_entries(m->flat4_fd[MAPS_FLAT_TOP], &top);
+	int ret = map_max_entries(m->fd[IPBLOCK_MAP_FLAT4_TOP], &top);
 
 	if (!ret)
 		*lookup = top == 1 ? MAPS_LOOKUP_TRIE : MAPS_LOOKUP_FLAT;
@@ -377,7 +337,7 @@ int maps_lookup_mode(const struct ipblock_maps *m, enum maps_lookup *lookup)
 /* Undo a half-made mapping of one family. */
 static void flat_family_unmap(struct flat_family *ff)
 {
-	for (int i = 0; i < MAPS_FLAT_MAPS; i++)
+	for (int i = 0; i < IPBLOCK_FLAT_MAPS; i++)
 		flat_map_munmap(ff->mem[i], ff->bytes[i]);
 	*ff = (struct flat_family){};
 }
@@ -391,7 +351,7 @@ static void flat_family_unmap(struct flat_family *ff)
 static int flat_family(const struct ipblock_maps *m, int family, struct flat_family **out)
 {
 	const int *fds = flat_fds(m, family);
-	uint32_t cap, top = 0, n[MAPS_FLAT_MAPS];
+	uint32_t cap, top = 0, n[IPBLOCK_FLAT_MAPS];
 	struct flat_family *ff;
 	int ret;
 
@@ -407,7 +367,7 @@ static int flat_family(const struct ipblock_maps *m, int family, struct flat_fam
 		*out = ff->on ? ff : NULL;
 		return 0;
 	}
-	ret = map_max_entries(fds[MAPS_FLAT_TOP], &top);
+	ret = map_max_entries(fds[IPBLOCK_FLAT_TOP], &top);
 	if (ret)
 		return ret;
 	if (top == 1) {
@@ -415,8 +375,8 @@ static int flat_family(const struct ipblock_maps *m, int family, struct flat_fam
 		__u64 ask_trie = ~0ull;
 		__u32 zero = 0;
 
-		if (bpf_map_update_elem(fds[MAPS_FLAT_TOP], &zero, &ask_trie, BPF_ANY) ||
-		    bpf_map_update_elem(fds[MAPS_FLAT_TOP_B], &zero, &ask_trie, BPF_ANY))
+		if (bpf_map_update_elem(fds[IPBLOCK_FLAT_TOP], &zero, &ask_trie, BPF_ANY) ||
+		    bpf_map_update_elem(fds[IPBLOCK_FLAT_TOP_B], &zero, &ask_trie, BPF_ANY))
 			return -errno;
 		ff->trie_only = true;
 		return 0;
@@ -426,7 +386,7 @@ static int flat_family(const struct ipblock_maps *m, int family, struct flat_fam
 		ret = flat_entries(family, cap, MAPS_LOOKUP_FLAT, n, ff->bytes);
 	if (!ret)
 		ret = flat_sizes(family, cap, &ff->sz);
-	for (int i = 0; i < MAPS_FLAT_MAPS && !ret; i++) {
+	for (int i = 0; i < IPBLOCK_FLAT_MAPS && !ret; i++) {
 		uint32_t have = 0;
 
 		ret = map_max_entries(fds[i], &have);
@@ -440,12 +400,12 @@ static int flat_family(const struct ipblock_maps *m, int family, struct flat_fam
 	}
 	if (ret)
 		goto fail;
-	flat_ids_attach(&ff->ids, ff->mem[MAPS_FLAT_IDS], ff->sz.ids_elems);
+	flat_ids_attach(&ff->ids, ff->mem[IPBLOCK_FLAT_IDS], ff->sz.ids_elems);
 	for (int s = 0; s < 2 && !ret; s++) {
 		ff->trie_fd[s] = trie_fd(m, s, family);
 		ret = flat_attach(&ff->t[s], family, &ff->sz,
-				  ff->mem[s ? MAPS_FLAT_TOP_B : MAPS_FLAT_TOP],
-				  ff->mem[s ? MAPS_FLAT_DATA_B : MAPS_FLAT_DATA], &ff->ids,
+				  ff->mem[s ? IPBLOCK_FLAT_TOP_B : IPBLOCK_FLAT_TOP],
+				  ff->mem[s ? IPBLOCK_FLAT_DATA_B : IPBLOCK_FLAT_DATA], &ff->ids,
 				  (unsigned)s, flat_parent_trie, &ff->trie_fd[s]);
 	}
 	if (ret)
@@ -487,7 +447,7 @@ static int config_read(const struct ipblock_maps *m, struct ipblock_config *cfg)
 {
 	__u32 zero = 0;
 
-	return bpf_map_lookup_elem(m->config_fd, &zero, cfg) ? -errno : 0;
+	return bpf_map_lookup_elem(m->fd[IPBLOCK_MAP_CONFIG], &zero, cfg) ? -errno : 0;
 }
 
 static int config_write(const struct ipblock_maps *m, const struct ipblock_config *cfg)
@@ -495,7 +455,7 @@ static int config_write(const struct ipblock_maps *m, const struct ipblock_confi
 	__u32 zero = 0;
 
 	/* An 8-byte value copied at once: the program sees old or new. */
-	return bpf_map_update_elem(m->config_fd, &zero, cfg, BPF_ANY) ? -errno : 0;
+	return bpf_map_update_elem(m->fd[IPBLOCK_MAP_CONFIG], &zero, cfg, BPF_ANY) ? -errno : 0;
 }
 
 static int flat_rebuild(const struct ipblock_maps *m);
@@ -572,13 +532,13 @@ static int rule_key_set(const struct ipblock_maps *m, int set, const struct cidr
 
 		k->prefixlen = p->len;
 		memcpy(k->addr, p->addr, sizeof(k->addr));
-		return set ? m->v4b_fd : m->v4_fd;
+		return trie_fd(m, set, AF_INET);
 	}
 	struct ipblock_key_v6 *k = key;
 
 	k->prefixlen = p->len;
 	memcpy(k->addr, p->addr, sizeof(k->addr));
-	return set ? m->v6b_fd : m->v6_fd;
+	return trie_fd(m, set, AF_INET6);
 }
 
 static int set_update(const struct ipblock_maps *m, int set, const struct cidr *p,
@@ -749,8 +709,8 @@ static size_t key_size(int family)
 static int trie_fd(const struct ipblock_maps *m, int set, int family)
 {
 	if (family == AF_INET)
-		return set ? m->v4b_fd : m->v4_fd;
-	return set ? m->v6b_fd : m->v6_fd;
+		return m->fd[set ? IPBLOCK_MAP_V4_B : IPBLOCK_MAP_V4];
+	return m->fd[set ? IPBLOCK_MAP_V6_B : IPBLOCK_MAP_V6];
 }
 
 /*
@@ -887,9 +847,9 @@ static int foreach_chunk(int family, const uint8_t *keys, const struct ipblock_r
 int maps_rule_foreach(const struct ipblock_maps *m, maps_rule_cb cb, void *ctx)
 {
 	struct foreach_ctx f = { cb, ctx };
-	int ret = read_trie(m->v4_fd, AF_INET, foreach_chunk, &f);
+	int ret = read_trie(m->fd[IPBLOCK_MAP_V4], AF_INET, foreach_chunk, &f);
 
-	return ret ? ret : read_trie(m->v6_fd, AF_INET6, foreach_chunk, &f);
+	return ret ? ret : read_trie(m->fd[IPBLOCK_MAP_V6], AF_INET6, foreach_chunk, &f);
 }
 
 struct count_ctx {
@@ -913,10 +873,10 @@ static int count_chunk(int family, const uint8_t *keys, const struct ipblock_rul
 int maps_rule_count(const struct ipblock_maps *m, size_t *v4, size_t *v6)
 {
 	struct count_ctx c = {};
-	int ret = read_trie(m->v4_fd, AF_INET, count_chunk, &c);
+	int ret = read_trie(m->fd[IPBLOCK_MAP_V4], AF_INET, count_chunk, &c);
 
 	if (!ret)
-		ret = read_trie(m->v6_fd, AF_INET6, count_chunk, &c);
+		ret = read_trie(m->fd[IPBLOCK_MAP_V6], AF_INET6, count_chunk, &c);
 	if (ret)
 		return ret;
 	if (v4)
@@ -931,7 +891,8 @@ int maps_capacity(const struct ipblock_maps *m, int family, uint32_t *max)
 	struct bpf_map_info info = {};
 	__u32 len = sizeof(info);
 
-	if (bpf_obj_get_info_by_fd(family == AF_INET ? m->v4_fd : m->v6_fd, &info, &len))
+	if (bpf_obj_get_info_by_fd(m->fd[family == AF_INET ? IPBLOCK_MAP_V4 : IPBLOCK_MAP_V6],
+				   &info, &len))
 		return -errno;
 	*max = info.max_entries;
 	return 0;
@@ -1002,7 +963,7 @@ int maps_active_set(const struct ipblock_maps *m, uint32_t *set)
 	struct ipblock_config cfg;
 	__u32 zero = 0;
 
-	if (bpf_map_lookup_elem(m->config_fd, &zero, &cfg))
+	if (bpf_map_lookup_elem(m->fd[IPBLOCK_MAP_CONFIG], &zero, &cfg))
 		return -errno;
 	*set = cfg.active_set;
 	return 0;
@@ -2343,7 +2304,7 @@ int maps_stats_read(const struct ipblock_maps *m, struct ipblock_counter *out)
 		return -ENOMEM;
 	for (__u32 slot = 0; slot < IPBLOCK_STAT_MAX; slot++) {
 		out[slot] = (struct ipblock_counter){};
-		if (bpf_map_lookup_elem(m->stats_fd, &slot, percpu)) {
+		if (bpf_map_lookup_elem(m->fd[IPBLOCK_MAP_STATS], &slot, percpu)) {
 			int ret = -errno;
 
 			free(percpu);

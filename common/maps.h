@@ -10,28 +10,11 @@
 #include "cidr.h"
 #include "ipblock.h"
 
-/* The flat tables' maps of one family, in maps_layouts order. */
-enum maps_flat_map {
-	MAPS_FLAT_TOP,
-	MAPS_FLAT_TOP_B,
-	MAPS_FLAT_DATA,
-	MAPS_FLAT_DATA_B,
-	MAPS_FLAT_IDS,
-	MAPS_FLAT_MAPS,
-};
-
 struct maps_flat;
 
 struct ipblock_maps {
-	int v4_fd; /* set A: what listings read */
-	int v6_fd;
-	int v4b_fd; /* set B */
-	int v6b_fd;
-	int config_fd; /* which set the program reads */
-	int stats_fd;
-	int flat4_fd[MAPS_FLAT_MAPS]; /* the flat tables (enum maps_flat_map) */
-	int flat6_fd[MAPS_FLAT_MAPS];
-	int lock_fd; /* the pin directory, flock()ed by writers; -1: no locking */
+	int fd[IPBLOCK_MAP_COUNT]; /* IPBLOCK_MAP_LIST order */
+	int lock_fd;		   /* the pin directory, flock()ed by writers; -1: no locking */
 	/*
 	 * The flat tables mmap()ed, made by the first change and released
 	 * by maps_close() or maps_release(): state of this process only.
@@ -41,13 +24,8 @@ struct ipblock_maps {
 
 #define IPBLOCK_MAPS_INIT                                                                          \
 	{                                                                                          \
-		.v4_fd = -1, .v6_fd = -1, .v4b_fd = -1, .v6b_fd = -1, .config_fd = -1,             \
-		.stats_fd = -1, .flat4_fd = { -1, -1, -1, -1, -1 },                                \
-		.flat6_fd = { -1, -1, -1, -1, -1 }, .lock_fd = -1, .flat = NULL                    \
+		.fd = { [0 ... IPBLOCK_MAP_COUNT - 1] = -1 }, .lock_fd = -1, .flat = NULL          \
 	}
-
-/* How many maps ipblock pins. */
-#define MAPS_COUNT (6 + 2 * MAPS_FLAT_MAPS)
 
 /* What a pinned map must look like to be reused by this build. */
 struct maps_layout {
@@ -59,14 +37,8 @@ struct maps_layout {
 	uint32_t max_entries; /* 0: any (the tries' capacity is chosen at creation) */
 };
 
-/*
- * The layouts of this build's maps: v4, v6, v4 B, v6 B, config, stats, then
- * the flat maps of IPv4 and of IPv6 (enum maps_flat_map order).
- */
-extern const struct maps_layout maps_layouts[MAPS_COUNT];
-
-/* The fd of map i (maps_layouts order) in m, for code that walks them all. */
-int *maps_fd_slot(struct ipblock_maps *m, size_t i);
+/* The layouts of this build's maps, in IPBLOCK_MAP_LIST order. */
+extern const struct maps_layout maps_layouts[IPBLOCK_MAP_COUNT];
 
 /*
  * Check that the map pinned at pin_dir/l->name has this build's layout.

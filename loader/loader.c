@@ -136,7 +136,7 @@ static int check_pins(const struct config *cfg, uint32_t *pinned_max, enum maps_
 	}
 	if (found == 0)
 		return 0;
-	if (found != MAPS_COUNT) {
+	if (found != IPBLOCK_MAP_COUNT) {
 		cli_err("%s holds only some of ipblock's maps (made by an older ipblock without "
 			"lookup tables?); save the rules with the ipblock-rule that made them "
 			"(-S), "
@@ -165,7 +165,7 @@ static void unpin_created(const char *pin_dir, bool dir_created)
 {
 	char path[4096];
 
-	for (size_t i = 0; i < MAPS_COUNT; i++) {
+	for (size_t i = 0; i < IPBLOCK_MAP_COUNT; i++) {
 		snprintf(path, sizeof(path), "%s/%s", pin_dir, maps_layouts[i].name);
 		unlink(path);
 	}

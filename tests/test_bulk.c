@@ -72,8 +72,8 @@ static void read_set(const struct ipblock_maps *m, int set, struct maps_rule **r
 	assert_int_equal(maps_active_set(m, &active), 0);
 	assert_int_equal(active, 0);
 	if (set) {
-		view.v4_fd = m->v4b_fd;
-		view.v6_fd = m->v6b_fd;
+		view.fd[IPBLOCK_MAP_V4] = m->fd[IPBLOCK_MAP_V4_B];
+		view.fd[IPBLOCK_MAP_V6] = m->fd[IPBLOCK_MAP_V6_B];
 	}
 	assert_int_equal(maps_rules_read(&view, r, n), 0);
 }
@@ -406,14 +406,15 @@ static void test_replace_repairs_a_set_b_left_active(void **state)
 
 	(void)state;
 	/* What a replace killed between its two switches leaves: B active, A behind. */
-	view_b.v4_fd = h.maps.v4b_fd;
-	view_b.v6_fd = h.maps.v6b_fd;
+	view_b.fd[IPBLOCK_MAP_V4] = h.maps.fd[IPBLOCK_MAP_V4_B];
+	view_b.fd[IPBLOCK_MAP_V6] = h.maps.fd[IPBLOCK_MAP_V6_B];
 	view_b.flat = NULL; /* its own mapping of the tables */
 	assert_int_equal(maps_rule_set(&view_b, &x.prefix, &x.val), 0);
 	assert_int_equal(maps_rule_set(&h.maps, &y.prefix, &y.val), 0);
 	assert_int_equal(maps_rule_delete(&view_b, &y.prefix), 0);
 	maps_release(&view_b);
-	assert_int_equal(bpf_map_update_elem(h.maps.config_fd, &zero, &cfg, BPF_ANY), 0);
+	assert_int_equal(bpf_map_update_elem(h.maps.fd[IPBLOCK_MAP_CONFIG], &zero, &cfg, BPF_ANY),
+			 0);
 
 	assert_int_equal(maps_replace_rules(&h.maps, z, 2, &st), 0);
 	/* Counted against B, the set packets were judged by. */
@@ -422,7 +423,7 @@ static void test_replace_repairs_a_set_b_left_active(void **state)
 	assert_int_equal(maps_active_set(&h.maps, &active), 0);
 	assert_int_equal(active, 0);
 	assert_both_sets(&h.maps, z, 2);
-	assert_int_equal(bpf_map_lookup_elem(h.maps.config_fd, &zero, &cfg), 0);
+	assert_int_equal(bpf_map_lookup_elem(h.maps.fd[IPBLOCK_MAP_CONFIG], &zero, &cfg), 0);
 	assert_int_equal(cfg.flags, 0);
 }
 

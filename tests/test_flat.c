@@ -322,7 +322,7 @@ static size_t fallbacks_seen;
 static void check_addr(const struct flat *t, const struct rulecache *rc, int family,
 		       const uint8_t *addr)
 {
-	uint32_t want = reference_entry(rc, family, addr), got = flat_lookup(t, addr);
+	uint32_t want = reference_entry(rc, family, addr), got = flat_judge(t, addr);
 
 	/* A region that fell back is judged by the authoritative store. */
 	if (got == FLAT_FALLBACK) {
@@ -1225,8 +1225,8 @@ static void test_dead_slot_not_reused_within_quarantine(void **state)
 	assert_int_equal(flat_add(&tb.t, &b, idb, true, 0), 0);
 	assert_int_equal(tb.t.slots[home].word >> 32, FLAT_TAG_DEAD | 32);
 	assert_int_equal(tb.t.slots[(home + 1) & mask].hi, v4_hi(&b));
-	assert_int_equal(flat_lookup(&tb.t, b.addr), idb << 1 | 1);
-	assert_int_equal(flat_lookup(&tb.t, a.addr), 0);
+	assert_int_equal(flat_judge(&tb.t, b.addr), idb << 1 | 1);
+	assert_int_equal(flat_judge(&tb.t, a.addr), 0);
 
 	/* The same prefix may take its own dead slot back. */
 	assert_int_equal(flat_add(&tb.t, &a, ida, false, 0), 0);
@@ -1532,7 +1532,7 @@ static void race_run(struct race *rc, struct flat *t, struct flat_ids *ids, stru
 
 static bool race_lookup_user(struct race *rc, int i, uint32_t *v)
 {
-	*v = flat_lookup(rc->t, rc->addrs[i]);
+	*v = flat_judge(rc->t, rc->addrs[i]);
 	return true;
 }
 
@@ -1744,7 +1744,7 @@ static void bpf_check_addr(struct bpf_env *b, int prog_fd, const struct rulecach
 	assert_int_equal(o.retval, want & 1 ? XDP_DROP : XDP_PASS);
 	/* The user-space twin agrees with the kernel's reader. */
 	if (!b->skel->bss->result_fallback)
-		assert_int_equal(flat_lookup(&b->t[fi(family)], addr), got);
+		assert_int_equal(flat_judge(&b->t[fi(family)], addr), got);
 }
 
 static void bpf_check_rules(struct bpf_env *b, struct rules *r, size_t nrandom, size_t *fell)

@@ -694,8 +694,8 @@ static void read_set(const struct harness *h, int set, struct maps_rule **r, siz
 	assert_int_equal(maps_active_set(&h->maps, &active), 0);
 	assert_int_equal(active, 0);
 	if (set) {
-		view.v4_fd = h->maps.v4b_fd;
-		view.v6_fd = h->maps.v6b_fd;
+		view.fd[IPBLOCK_MAP_V4] = h->maps.fd[IPBLOCK_MAP_V4_B];
+		view.fd[IPBLOCK_MAP_V6] = h->maps.fd[IPBLOCK_MAP_V6_B];
 	}
 	assert_int_equal(maps_rules_read(&view, r, n), 0);
 }
@@ -1424,8 +1424,9 @@ enum recovery {
 static void trie_write(const struct cidr *p, uint8_t action)
 {
 	struct ipblock_rule v = { .action = action, .prefixlen = p->len };
-	int fds[2] = { p->family == AF_INET ? h.maps.v4_fd : h.maps.v6_fd,
-		       p->family == AF_INET ? h.maps.v4b_fd : h.maps.v6b_fd };
+	int fds[2] = { p->family == AF_INET ? h.maps.fd[IPBLOCK_MAP_V4] : h.maps.fd[IPBLOCK_MAP_V6],
+		       p->family == AF_INET ? h.maps.fd[IPBLOCK_MAP_V4_B]
+					    : h.maps.fd[IPBLOCK_MAP_V6_B] };
 
 	for (int i = 0; i < 2; i++) {
 		if (p->family == AF_INET) {
@@ -1491,7 +1492,7 @@ static uint32_t config_flags(void)
 	struct ipblock_config cfg;
 	__u32 zero = 0;
 
-	assert_int_equal(bpf_map_lookup_elem(h.maps.config_fd, &zero, &cfg), 0);
+	assert_int_equal(bpf_map_lookup_elem(h.maps.fd[IPBLOCK_MAP_CONFIG], &zero, &cfg), 0);
 	assert_int_equal(cfg.active_set, 0);
 	return cfg.flags;
 }
@@ -1501,9 +1502,10 @@ static void set_dirty(void)
 	struct ipblock_config cfg;
 	__u32 zero = 0;
 
-	assert_int_equal(bpf_map_lookup_elem(h.maps.config_fd, &zero, &cfg), 0);
+	assert_int_equal(bpf_map_lookup_elem(h.maps.fd[IPBLOCK_MAP_CONFIG], &zero, &cfg), 0);
 	cfg.flags |= IPBLOCK_CONFIG_DIRTY;
-	assert_int_equal(bpf_map_update_elem(h.maps.config_fd, &zero, &cfg, BPF_ANY), 0);
+	assert_int_equal(bpf_map_update_elem(h.maps.fd[IPBLOCK_MAP_CONFIG], &zero, &cfg, BPF_ANY),
+			 0);
 }
 
 static void stale_tables_are_recompiled(enum recovery how)

@@ -384,8 +384,8 @@ static void assert_set_holds(const struct ipblock_maps *m, int set, const struct
 	size_t diffs = 0;
 
 	if (set) {
-		view.v4_fd = m->v4b_fd;
-		view.v6_fd = m->v6b_fd;
+		view.fd[IPBLOCK_MAP_V4] = m->fd[IPBLOCK_MAP_V4_B];
+		view.fd[IPBLOCK_MAP_V6] = m->fd[IPBLOCK_MAP_V6_B];
 	}
 	assert_non_null(have);
 	assert_int_equal(rulecache_load_maps(have, &view), 0);

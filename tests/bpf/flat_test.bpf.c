@@ -8,7 +8,7 @@
  */
 #include "parse.h"
 #include "ipblock.h"
-#include "../../bpf/flat.h"
+#include "flat_lookup.h"
 
 #define FLAT_MAP(name, value_type)                                                                 \
 	struct {                                                                                   \

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The packet-path reader of the flat tables (layout and encodings in
- * common/flat.h).  Every access is an array-map lookup, which the verifier
+ * common/flat_format.h).  Every access is an array-map lookup, which the verifier
  * inlines into a bounds check and a load: a uniform /16 block costs one
  * load, a region without long rules two, and a long-rule hit a handful.
  *
@@ -25,15 +25,15 @@
  * no order: a bit seen late skips the probe of a rule being added, which
  * is the old verdict.
  */
-#ifndef IPBLOCK_BPF_FLAT_H
-#define IPBLOCK_BPF_FLAT_H
+#ifndef IPBLOCK_BPF_FLAT_LOOKUP_H
+#define IPBLOCK_BPF_FLAT_LOOKUP_H
 
 #include <linux/bpf.h>
 #include <linux/in6.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-#include "../common/flat.h"
+#include "ipblock.h"
 
 /* Keep the compiler from moving loads across this point. */
 #define flat_barrier() asm volatile("" ::: "memory")
@@ -220,4 +220,4 @@ static __always_inline __u32 flat_lookup_v6(void *top, void *data, flat_probe_fn
 	return flat_lookup(top, data, probe, FLAT_V6_TOP_BITS, hi, lo, 1);
 }
 
-#endif /* IPBLOCK_BPF_FLAT_H */
+#endif /* IPBLOCK_BPF_FLAT_LOOKUP_H */

@@ -206,7 +206,7 @@ static void collect(const struct cidr *p, void *ctx)
 static int fill(struct instance *in)
 {
 	size_t n = in->n4 + in->n6;
-	struct maps_rule *r = calloc(n, sizeof(*r));
+	struct rule *r = calloc(n, sizeof(*r));
 	struct maps_replace_stats st;
 	int ret;
 
@@ -214,9 +214,9 @@ static int fill(struct instance *in)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
 		r[i].prefix = i < in->n4 ? in->list4[i] : in->list6[i - in->n4];
-		r[i].val.action = IPBLOCK_ACTION_DENY;
+		r[i].action = IPBLOCK_ACTION_DENY;
 	}
-	ret = maps_rules_sort(r, NULL, n);
+	ret = ruleset_sort(r, NULL, n);
 	if (!ret)
 		ret = maps_replace_rules(&in->maps, r, n, &st);
 	free(r);

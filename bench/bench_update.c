@@ -80,7 +80,7 @@ struct bench {
 /* --- instances ------------------------------------------------------------------ */
 
 struct list {
-	struct maps_rule *v;
+	struct rule *v;
 	size_t n, cap;
 };
 
@@ -89,8 +89,7 @@ static void collect(const struct cidr *p, void *ctx)
 	struct list *l = ctx;
 
 	if (l->n < l->cap)
-		l->v[l->n++] = (struct maps_rule){ .prefix = *p,
-						   .val = { .action = IPBLOCK_ACTION_DENY } };
+		l->v[l->n++] = (struct rule){ .prefix = *p, .action = IPBLOCK_ACTION_DENY };
 }
 
 /* The capacity asked for, or room for the list and the changes if more. */
@@ -118,7 +117,7 @@ static int instance_open(struct instance *in, size_t rules, enum maps_lookup loo
 		return -ENOMEM;
 	rulegen_run(AF_INET, rules, 1, collect, &l);
 	t0 = now_s();
-	ret = maps_rules_sort(l.v, NULL, l.n);
+	ret = ruleset_sort(l.v, NULL, l.n);
 	if (!ret)
 		ret = maps_replace_rules(&in->maps, l.v, l.n, &st);
 	in->load_s = now_s() - t0;
@@ -181,14 +180,14 @@ static int check(struct bench *b, struct instance *in, const struct cidr *p, con
 static int run_op(struct bench *b, struct instance *in, int op, bool first, double *us)
 {
 	const struct cidr *p = &b->prefix[op / 2];
-	const struct ipblock_rule allow = { .action = IPBLOCK_ACTION_ALLOW };
+	const struct rule allow = { .prefix = *p, .action = IPBLOCK_ACTION_ALLOW };
 	double t0;
 	int ret;
 
 	if (first)
 		maps_release(&in->maps);
 	t0 = now_s();
-	ret = op % 2 ? maps_rule_delete(&in->maps, p) : maps_rule_set(&in->maps, p, &allow);
+	ret = op % 2 ? maps_rule_delete(&in->maps, p) : maps_rule_set(&in->maps, &allow);
 	*us = (now_s() - t0) * 1e6;
 	if (ret) {
 		fprintf(stderr, "bench_update: %s lookup, %zu rules: %s failed: %s\n",
@@ -229,7 +228,7 @@ static int pick_prefixes(struct bench *b)
 			full = &b->inst[i];
 	for (int i = 0; i < NPREFIX; i++) {
 		struct cidr *p = &b->prefix[i];
-		struct ipblock_rule val;
+		struct rule val;
 		int tries = 0;
 
 		do {

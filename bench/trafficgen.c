@@ -396,7 +396,7 @@ static int cmd_rules(int argc, char **argv)
 }
 
 struct rules {
-	struct maps_rule *v;
+	struct rule *v;
 	size_t n, cap;
 };
 
@@ -404,15 +404,14 @@ static int rules_add(struct rules *rs, const struct cidr *p)
 {
 	if (rs->n == rs->cap) {
 		size_t cap = rs->cap ? rs->cap * 2 : 65536;
-		struct maps_rule *v = realloc(rs->v, cap * sizeof(*v));
+		struct rule *v = realloc(rs->v, cap * sizeof(*v));
 
 		if (!v)
 			return -ENOMEM;
 		rs->v = v;
 		rs->cap = cap;
 	}
-	rs->v[rs->n++] =
-		(struct maps_rule){ .prefix = *p, .val = { .action = IPBLOCK_ACTION_DENY } };
+	rs->v[rs->n++] = (struct rule){ .prefix = *p, .action = IPBLOCK_ACTION_DENY };
 	return 0;
 }
 
@@ -476,7 +475,7 @@ static int cmd_load(int argc, char **argv)
 	}
 	fclose(in);
 	if (!ret)
-		ret = maps_rules_sort(rs.v, NULL, rs.n);
+		ret = ruleset_sort(rs.v, NULL, rs.n);
 	if (ret)
 		goto out;
 	if (cli_open_maps(pin_dir, &m)) {

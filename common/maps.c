@@ -541,14 +541,20 @@ static int rule_key_set(const struct ipblock_maps *m, int set, const struct cidr
 	return trie_fd(m, set, AF_INET6);
 }
 
-static int set_update(const struct ipblock_maps *m, int set, const struct cidr *p,
-		      const struct ipblock_rule *val)
+/* The kernel's value for r. */
+static struct ipblock_rule value_of(const struct rule *r)
+{
+	return (struct ipblock_rule){
+		.action = r->action, .prefixlen = r->prefix.len, .flags = r->flags, .rule_id = r->id
+	};
+}
+
+static int set_update(const struct ipblock_maps *m, int set, const struct rule *r)
 {
 	struct ipblock_key_v6 key = {};
-	struct ipblock_rule v = *val;
-	int fd = rule_key_set(m, set, p, &key);
+	struct ipblock_rule v = value_of(r);
+	int fd = rule_key_set(m, set, &r->prefix, &key);
 
-	v.prefixlen = p->len;
 	return bpf_map_update_elem(fd, &key, &v, BPF_ANY) ? -errno : 0;
 }
 
@@ -561,8 +567,7 @@ static int set_delete(const struct ipblock_maps *m, int set, const struct cidr *
 	return bpf_map_delete_elem(fd, &key) ? -errno : 0;
 }
 
-static int set_get(const struct ipblock_maps *m, int set, const struct cidr *p,
-		   struct ipblock_rule *val)
+static int set_get(const struct ipblock_maps *m, int set, const struct cidr *p, struct rule *out)
 {
 	struct ipblock_key_v6 key = {};
 	int fd = rule_key_set(m, set, p, &key);
@@ -576,38 +581,40 @@ static int set_get(const struct ipblock_maps *m, int set, const struct cidr *p,
 		return -errno;
 	if (found.prefixlen != p->len)
 		return -ENOENT;
-	*val = found;
+	*out = (struct rule){
+		.prefix = *p, .action = found.action, .flags = found.flags, .id = found.rule_id
+	};
 	return 0;
 }
 
-/* Both tries of p's family, B first: the same size, so a full B means a full A. */
-static int tries_set(const struct ipblock_maps *m, const struct cidr *p,
-		     const struct ipblock_rule *val, bool in_b, const struct ipblock_rule *old_b)
+/* Both tries of r's family, B first: the same size, so a full B means a full A. */
+static int tries_set(const struct ipblock_maps *m, const struct rule *r, bool in_b,
+		     const struct rule *old_b)
 {
-	int ret = set_update(m, 1, p, val);
+	int ret = set_update(m, 1, r);
 
 	if (ret)
 		return ret;
-	ret = set_update(m, 0, p, val);
+	ret = set_update(m, 0, r);
 	if (ret) {
 		/* Put B back as it was: nothing half-done. */
 		if (in_b)
-			set_update(m, 1, p, old_b);
+			set_update(m, 1, old_b);
 		else
-			set_delete(m, 1, p);
+			set_delete(m, 1, &r->prefix);
 	}
 	return ret;
 }
 
 /*
- * With the flat tables, p gets an id (the one it has, else a free one) and
- * both tables follow the tries: B first, then A, each an update that judges
- * every address by the old or the new rule at every instant.
+ * With the flat tables, r gets an id (the one its prefix has, else a free
+ * one) and both tables follow the tries: B first, then A, each an update
+ * that judges every address by the old or the new rule at every instant.
  */
-int maps_rule_set(const struct ipblock_maps *m, const struct cidr *p,
-		  const struct ipblock_rule *val)
+int maps_rule_set(const struct ipblock_maps *m, const struct rule *r)
 {
-	struct ipblock_rule old[2], v = *val;
+	const struct cidr *p = &r->prefix;
+	struct rule old[2], v = *r;
 	struct flat_family *ff;
 	bool in[2], on, fresh = false;
 	int ret = change_begin(m, p->family, &on);
@@ -615,26 +622,27 @@ int maps_rule_set(const struct ipblock_maps *m, const struct cidr *p,
 	if (ret)
 		return ret;
 	ff = flat_on(m, p->family);
+	v.id = 0;
 	for (int s = 0; s < 2; s++)
 		in[s] = set_get(m, s, p, &old[s]) == 0;
 	if (ff) {
-		v.rule_id = in[0] && old[0].rule_id ? old[0].rule_id : in[1] ? old[1].rule_id : 0;
-		if (!v.rule_id) {
-			ret = flat_ids_alloc(&ff->ids, p->len, &v.rule_id);
+		v.id = in[0] && old[0].id ? old[0].id : in[1] ? old[1].id : 0;
+		if (!v.id) {
+			ret = flat_ids_alloc(&ff->ids, p->len, &v.id);
 			if (ret)
 				goto out;
 			fresh = true;
 		}
 	}
-	ret = tries_set(m, p, &v, in[1], &old[1]);
+	ret = tries_set(m, &v, in[1], &old[1]);
 	if (ret) {
 		if (fresh)
-			flat_ids_release(&ff->ids, v.rule_id);
+			flat_ids_release(&ff->ids, v.id);
 		goto out;
 	}
 	for (int s = 1; ff && s >= 0; s--) {
-		int err = flat_add(&ff->t[s], p, v.rule_id, v.action == IPBLOCK_ACTION_DENY,
-				   in[s] ? old[s].rule_id : 0);
+		int err = flat_add(&ff->t[s], p, v.id, v.action == IPBLOCK_ACTION_DENY,
+				   in[s] ? old[s].id : 0);
 
 		if (err) {
 			flat_damaged(m);
@@ -646,14 +654,14 @@ out:
 	return ret;
 }
 
-int maps_rule_get(const struct ipblock_maps *m, const struct cidr *p, struct ipblock_rule *val)
+int maps_rule_get(const struct ipblock_maps *m, const struct cidr *p, struct rule *out)
 {
-	return set_get(m, 0, p, val);
+	return set_get(m, 0, p, out);
 }
 
 int maps_rule_delete(const struct ipblock_maps *m, const struct cidr *p)
 {
-	struct ipblock_rule old[2];
+	struct rule old[2];
 	struct flat_family *ff;
 	int ret[2], err;
 	bool on;
@@ -666,9 +674,9 @@ int maps_rule_delete(const struct ipblock_maps *m, const struct cidr *p)
 		bool had = set_get(m, s, p, &old[s]) == 0;
 
 		ret[s] = set_delete(m, s, p);
-		if (ff && had && !ret[s] && old[s].rule_id) {
+		if (ff && had && !ret[s] && old[s].id) {
 			/* The trie first: the table asks it for what p covered. */
-			err = flat_delete(&ff->t[s], p, old[s].rule_id);
+			err = flat_delete(&ff->t[s], p, old[s].id);
 			if (err && err != -ENOENT) {
 				flat_damaged(m);
 				ret[s] = err;
@@ -827,17 +835,27 @@ struct foreach_ctx {
 	void *ctx;
 };
 
+/* The rule a trie holds under key -> v. */
+static void rule_of_kernel(int family, const void *key, const struct ipblock_rule *v,
+			   struct rule *r)
+{
+	key_to_cidr(family, key, &r->prefix);
+	r->action = v->action;
+	r->flags = v->flags;
+	r->id = v->rule_id;
+}
+
 static int foreach_chunk(int family, const uint8_t *keys, const struct ipblock_rule *vals, size_t n,
 			 void *ctx)
 {
 	struct foreach_ctx *f = ctx;
 	size_t ksz = key_size(family);
-	struct cidr p;
+	struct rule r;
 	int ret;
 
 	for (size_t i = 0; i < n; i++) {
-		key_to_cidr(family, keys + i * ksz, &p);
-		ret = f->cb(&p, &vals[i], f->ctx);
+		rule_of_kernel(family, keys + i * ksz, &vals[i], &r);
+		ret = f->cb(&r, f->ctx);
 		if (ret)
 			return ret;
 	}
@@ -1010,232 +1028,37 @@ static void wait_for_readers(void)
 		close(inner);
 }
 
-/* --- sorting ----------------------------------------------------------------- */
-
-/* IPv4 sort key: address << 8 | length orders as cidr_compare() does. */
-struct v4_item {
-	uint64_t key;
-	uint32_t idx;
-};
-
-struct v6_item {
-	uint64_t hi, lo;
-	uint32_t len, idx;
-};
-
-/*
- * LSD radix sort, one byte per pass: stable, so equal prefixes keep their
- * input order, and a million keys take a few tens of milliseconds against
- * a few hundred for a comparison sort.  Passes whose byte is the same in
- * every key (the length byte of a /24 list, say) are skipped.
- */
-static struct v4_item *radix_v4(struct v4_item *a, struct v4_item *tmp, size_t n)
-{
-	for (unsigned int shift = 0; shift < 40; shift += 8) {
-		size_t count[256] = { 0 }, sum = 0;
-		bool trivial = false;
-
-		for (size_t i = 0; i < n; i++)
-			count[(a[i].key >> shift) & 0xff]++;
-		for (int d = 0; d < 256; d++) {
-			size_t c = count[d];
-
-			trivial |= c == n;
-			count[d] = sum;
-			sum += c;
-		}
-		if (trivial)
-			continue;
-		for (size_t i = 0; i < n; i++)
-			tmp[count[(a[i].key >> shift) & 0xff]++] = a[i];
-		struct v4_item *t = a;
-
-		a = tmp;
-		tmp = t;
-	}
-	return a;
-}
-
-static int v6_cmp(const void *pa, const void *pb)
-{
-	const struct v6_item *a = pa, *b = pb;
-
-	if (a->hi != b->hi)
-		return a->hi < b->hi ? -1 : 1;
-	if (a->lo != b->lo)
-		return a->lo < b->lo ? -1 : 1;
-	if (a->len != b->len)
-		return a->len < b->len ? -1 : 1;
-	/* The input position last: qsort() is not stable by itself. */
-	return a->idx < b->idx ? -1 : a->idx > b->idx;
-}
-
-static uint64_t be64_at(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return be64toh(v);
-}
-
-/*
- * Move r (and tags) into the order perm gives (position i receives the
- * rule at perm[i]), one cycle at a time: no second copy of the rules, which
- * at a million rules is 28 MB less at the peak.  perm is used up.
- */
-static void permute(struct maps_rule *r, uint32_t *tags, uint32_t *perm, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		struct maps_rule save;
-		uint32_t save_tag = 0;
-		size_t j = i;
-
-		if (perm[i] == i)
-			continue;
-		save = r[i];
-		if (tags)
-			save_tag = tags[i];
-		for (;;) {
-			size_t k = perm[j];
-
-			perm[j] = (uint32_t)j;
-			if (k == i) {
-				r[j] = save;
-				if (tags)
-					tags[j] = save_tag;
-				break;
-			}
-			r[j] = r[k];
-			if (tags)
-				tags[j] = tags[k];
-			j = k;
-		}
-	}
-}
-
-int maps_rules_sort(struct maps_rule *r, uint32_t *tags, size_t n)
-{
-	size_t n4 = 0, n6 = 0, at = 0;
-	struct v4_item *a4 = NULL, *t4 = NULL, *s4;
-	struct v6_item *a6 = NULL;
-	uint32_t *perm = NULL;
-	int ret = -ENOMEM;
-
-	if (n < 2)
-		return 0;
-	if (n > UINT32_MAX)
-		return -E2BIG;
-	for (size_t i = 0; i < n; i++)
-		n4 += r[i].prefix.family == AF_INET;
-	n6 = n - n4;
-	a4 = malloc((n4 + 1) * sizeof(*a4));
-	t4 = malloc((n4 + 1) * sizeof(*t4));
-	a6 = malloc((n6 + 1) * sizeof(*a6));
-	if (!a4 || !t4 || !a6)
-		goto done;
-
-	n4 = n6 = 0;
-	for (size_t i = 0; i < n; i++) {
-		const struct cidr *p = &r[i].prefix;
-
-		if (p->family == AF_INET)
-			a4[n4++] = (struct v4_item){
-				.key = (be64_at(p->addr) >> 32) << 8 | p->len,
-				.idx = (uint32_t)i,
-			};
-		else
-			a6[n6++] = (struct v6_item){ .hi = be64_at(p->addr),
-						     .lo = be64_at(p->addr + 8),
-						     .len = p->len,
-						     .idx = (uint32_t)i };
-	}
-	s4 = radix_v4(a4, t4, n4);
-	qsort(a6, n6, sizeof(*a6), v6_cmp);
-	/* The radix scratch is done with: give it back before the next allocation. */
-	if (s4 == a4) {
-		free(t4);
-		t4 = NULL;
-	} else {
-		free(a4);
-		a4 = NULL;
-	}
-	perm = malloc(n * sizeof(*perm));
-	if (!perm)
-		goto done;
-	for (size_t i = 0; i < n4; i++)
-		perm[at++] = s4[i].idx;
-	for (size_t i = 0; i < n6; i++)
-		perm[at++] = a6[i].idx;
-	free(a4);
-	free(t4);
-	free(a6);
-	a4 = t4 = NULL;
-	a6 = NULL;
-	permute(r, tags, perm, n);
-	ret = 0;
-done:
-	free(perm);
-	free(a4);
-	free(t4);
-	free(a6);
-	return ret;
-}
-
 /* --- reading and writing whole sets ----------------------------------------- */
-
-struct rule_vec {
-	struct maps_rule *r;
-	size_t n, cap;
-};
-
-static int vec_reserve(struct rule_vec *v, size_t more)
-{
-	struct maps_rule *r;
-	size_t cap;
-
-	if (v->n + more <= v->cap)
-		return 0;
-	cap = v->cap ? v->cap : 4096;
-	while (cap < v->n + more)
-		cap += cap / 2;
-	r = realloc(v->r, cap * sizeof(*r));
-	if (!r)
-		return -ENOMEM;
-	v->r = r;
-	v->cap = cap;
-	return 0;
-}
 
 static int vec_chunk(int family, const uint8_t *keys, const struct ipblock_rule *vals, size_t n,
 		     void *ctx)
 {
-	struct rule_vec *v = ctx;
+	struct ruleset *v = ctx;
 	size_t ksz = key_size(family);
-	int ret = vec_reserve(v, n);
+	int ret = ruleset_reserve(v, n);
 
 	if (ret)
 		return ret;
 	for (size_t i = 0; i < n; i++) {
-		struct maps_rule *r = &v->r[v->n++];
+		struct rule *r = &v->r[v->n++];
 
-		key_to_cidr(family, keys + i * ksz, &r->prefix);
-		r->val = vals[i];
+		rule_of_kernel(family, keys + i * ksz, &vals[i], r);
 	}
 	return 0;
 }
 
 /* Every rule of one set, both families, sorted. */
-static int read_set(const struct ipblock_maps *m, int set, struct rule_vec *v)
+static int read_set(const struct ipblock_maps *m, int set, struct ruleset *v)
 {
 	int ret;
 
-	*v = (struct rule_vec){};
+	*v = (struct ruleset){};
 	ret = read_trie(trie_fd(m, set, AF_INET), AF_INET, vec_chunk, v);
 	if (!ret)
 		ret = read_trie(trie_fd(m, set, AF_INET6), AF_INET6, vec_chunk, v);
 	if (!ret && v->cap > v->n + 1) {
 		/* Give back the growth slack before sorting allocates its own. */
-		struct maps_rule *r = realloc(v->r, (v->n + 1) * sizeof(*r));
+		struct rule *r = realloc(v->r, (v->n + 1) * sizeof(*r));
 
 		if (r) {
 			v->r = r;
@@ -1243,17 +1066,17 @@ static int read_set(const struct ipblock_maps *m, int set, struct rule_vec *v)
 		}
 	}
 	if (!ret)
-		ret = maps_rules_sort(v->r, NULL, v->n);
+		ret = ruleset_sort(v->r, NULL, v->n);
 	if (ret) {
 		free(v->r);
-		*v = (struct rule_vec){};
+		*v = (struct ruleset){};
 	}
 	return ret;
 }
 
-int maps_rules_read(const struct ipblock_maps *m, struct maps_rule **out, size_t *n)
+int maps_rules_read(const struct ipblock_maps *m, struct rule **out, size_t *n)
 {
-	struct rule_vec v;
+	struct ruleset v;
 	uint32_t active = 0;
 	int ret = maps_active_set(m, &active);
 
@@ -1270,7 +1093,7 @@ int maps_rules_read(const struct ipblock_maps *m, struct maps_rule **out, size_t
 struct read_job {
 	const struct ipblock_maps *m;
 	int set;
-	struct rule_vec v;
+	struct ruleset v;
 	int ret;
 };
 
@@ -1287,7 +1110,7 @@ static void *read_job_run(void *arg)
  * of kernel time, and the two tries share nothing, so a second thread
  * halves the wait on a multi-core machine.
  */
-static int read_both(const struct ipblock_maps *m, struct rule_vec *a, struct rule_vec *b)
+static int read_both(const struct ipblock_maps *m, struct ruleset *a, struct ruleset *b)
 {
 	struct read_job ja = { .m = m, .set = 0 };
 	pthread_t t;
@@ -1304,14 +1127,9 @@ static int read_both(const struct ipblock_maps *m, struct rule_vec *a, struct ru
 	if (ret) {
 		free(a->r);
 		free(b->r);
-		*a = *b = (struct rule_vec){};
+		*a = *b = (struct ruleset){};
 	}
 	return ret;
-}
-
-static bool same_value(const struct ipblock_rule *a, const struct ipblock_rule *b)
-{
-	return a->action == b->action && a->flags == b->flags && a->rule_id == b->rule_id;
 }
 
 /*
@@ -1341,7 +1159,7 @@ static int stage_flush(struct stage *s)
 	return ret;
 }
 
-static int stage_add(struct stage *s, const struct maps_rule *r)
+static int stage_add(struct stage *s, const struct rule *r)
 {
 	const struct cidr *p = &r->prefix;
 	int ret;
@@ -1363,60 +1181,23 @@ static int stage_add(struct stage *s, const struct maps_rule *r)
 		k->prefixlen = p->len;
 		memcpy(k->addr, p->addr, sizeof(k->addr));
 	}
-	s->vals[s->n] = r->val;
-	s->vals[s->n].prefixlen = p->len;
+	s->vals[s->n] = value_of(r);
 	if (++s->n == BATCH)
 		return stage_flush(s);
 	return 0;
 }
 
-/*
- * Walk two sorted rule sets side by side.  For each prefix only in have,
- * only in want, or in both with another value, call the matching hook
- * (NULL hooks are skipped).
- */
-struct diff_hooks {
-	int (*gone)(const struct maps_rule *old, void *ctx);
-	int (*added)(const struct maps_rule *new, void *ctx);
-	int (*changed)(const struct maps_rule *old, const struct maps_rule *new, void *ctx);
-};
-
-static int diff_walk(const struct maps_rule *have, size_t nh, const struct maps_rule *want,
-		     size_t nw, const struct diff_hooks *h, void *ctx)
-{
-	size_t i = 0, j = 0;
-	int ret = 0;
-
-	while (!ret && (i < nh || j < nw)) {
-		int c = i == nh ? 1 : j == nw ? -1 : cidr_compare(&have[i].prefix, &want[j].prefix);
-
-		if (c < 0) {
-			ret = h->gone ? h->gone(&have[i], ctx) : 0;
-			i++;
-		} else if (c > 0) {
-			ret = h->added ? h->added(&want[j], ctx) : 0;
-			j++;
-		} else {
-			if (!same_value(&have[i].val, &want[j].val) && h->changed)
-				ret = h->changed(&have[i], &want[j], ctx);
-			i++;
-			j++;
-		}
-	}
-	return ret;
-}
-
-static int stage_old(const struct maps_rule *old, void *ctx)
+static int stage_old(const struct rule *old, void *ctx)
 {
 	return stage_add(ctx, old);
 }
 
-static int stage_new(const struct maps_rule *new, void *ctx)
+static int stage_new(const struct rule *new, void *ctx)
 {
 	return stage_add(ctx, new);
 }
 
-static int stage_changed(const struct maps_rule *old, const struct maps_rule *new, void *ctx)
+static int stage_changed(const struct rule *old, const struct rule *new, void *ctx)
 {
 	(void)old;
 	return stage_add(ctx, new);
@@ -1427,15 +1208,15 @@ struct sync_job {
 	const struct ipblock_maps *m;
 	int set;
 	bool del;
-	const struct maps_rule *have, *want;
+	const struct rule *have, *want;
 	size_t nh, nw;
 	int ret;
 };
 
 static void *sync_job_run(void *arg)
 {
-	static const struct diff_hooks dels = { .gone = stage_old };
-	static const struct diff_hooks puts = { .added = stage_new, .changed = stage_changed };
+	static const struct ruleset_diff dels = { .gone = stage_old };
+	static const struct ruleset_diff puts = { .added = stage_new, .changed = stage_changed };
 	struct sync_job *j = arg;
 	struct stage *s = malloc(sizeof(*s));
 
@@ -1443,27 +1224,11 @@ static void *sync_job_run(void *arg)
 	if (!s)
 		return NULL;
 	*s = (struct stage){ .m = j->m, .set = j->set, .del = j->del };
-	j->ret = diff_walk(j->have, j->nh, j->want, j->nw, j->del ? &dels : &puts, s);
+	j->ret = ruleset_diff(j->have, j->nh, j->want, j->nw, j->del ? &dels : &puts, s);
 	if (!j->ret)
 		j->ret = stage_flush(s);
 	free(s);
 	return NULL;
-}
-
-/* First index of r[0..n) whose prefix is not below p. */
-static size_t lower_bound(const struct maps_rule *r, size_t n, const struct cidr *p)
-{
-	size_t lo = 0, hi = n;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (cidr_compare(&r[mid].prefix, p) < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
 }
 
 #define MAX_WRITERS 4
@@ -1534,14 +1299,14 @@ enum follow {
 
 struct follow_job;
 static int follow_plan(struct follow_job **jp, const struct ipblock_maps *m, int set,
-		       const struct rule_vec *have, const struct maps_rule *want, size_t nw,
+		       const struct ruleset *have, const struct rule *want, size_t nw,
 		       enum follow how);
 static bool follow_needs_trie(const struct follow_job *j);
 static void *follow_thread(void *arg);
 static int follow_finish(struct follow_job *j, bool run);
 
-static int sync_set(const struct ipblock_maps *m, int set, const struct rule_vec *have,
-		    const struct maps_rule *want, size_t nw, enum follow follow)
+static int sync_set(const struct ipblock_maps *m, int set, const struct ruleset *have,
+		    const struct rule *want, size_t nw, enum follow follow)
 {
 	size_t k = writers_for(have->n + nw);
 	size_t n = k > 1 ? k * CHUNKS_PER_WRITER : 1;
@@ -1571,10 +1336,10 @@ static int sync_set(const struct ipblock_maps *m, int set, const struct rule_vec
 	for (size_t t = 1; t < n; t++) {
 		if (nw >= have->n) {
 			ws[t] = t * nw / n;
-			hs[t] = lower_bound(have->r, have->n, &want[ws[t]].prefix);
+			hs[t] = ruleset_lower_bound(have->r, have->n, &want[ws[t]].prefix);
 		} else {
 			hs[t] = t * have->n / n;
-			ws[t] = lower_bound(want, nw, &have->r[hs[t]].prefix);
+			ws[t] = ruleset_lower_bound(want, nw, &have->r[hs[t]].prefix);
 		}
 	}
 	ret = 0;
@@ -1627,45 +1392,34 @@ out:
 
 /* --- the flat tables: following the tries in bulk ----------------------------- */
 
-static int change_push(struct flat_changes *v, const struct maps_rule *r, uint32_t old_id, bool del)
+static int change_push(struct flat_changes *v, const struct rule *r, uint32_t old_id, bool del)
 {
 	return flat_changes_push(v, &(struct flat_change){
 					    .prefix = r->prefix,
-					    .id = r->val.rule_id,
+					    .id = r->id,
 					    .old_id = old_id,
-					    .deny = r->val.action == IPBLOCK_ACTION_DENY,
+					    .deny = r->action == IPBLOCK_ACTION_DENY,
 					    .del = del,
 				    });
 }
 
-static int change_gone(const struct maps_rule *old, void *ctx)
+static int change_gone(const struct rule *old, void *ctx)
 {
 	return change_push(ctx, old, 0, true);
 }
 
-static int change_added(const struct maps_rule *new, void *ctx)
+static int change_added(const struct rule *new, void *ctx)
 {
 	return change_push(ctx, new, 0, false);
 }
 
-static int change_changed(const struct maps_rule *old, const struct maps_rule *new, void *ctx)
+static int change_changed(const struct rule *old, const struct rule *new, void *ctx)
 {
-	return change_push(ctx, new, old->val.rule_id, false);
-}
-
-/* The part of a sorted rule array in family: IPv4 sorts first. */
-static void family_part(const struct maps_rule *r, size_t n, int family, const struct maps_rule **p,
-			size_t *np)
-{
-	static const struct cidr first_v6 = { .family = AF_INET6 };
-	size_t v6 = lower_bound(r, n, &first_v6);
-
-	*p = family == AF_INET || !n ? r : r + v6;
-	*np = family == AF_INET ? v6 : n - v6;
+	return change_push(ctx, new, old->id, false);
 }
 
 /* Empty set's table of family and compile it from want[0..n) (that family's rules). */
-static int table_build(struct flat_family *ff, int set, const struct maps_rule *want, size_t n)
+static int table_build(struct flat_family *ff, int set, const struct rule *want, size_t n)
 {
 	struct flat_changes v = {};
 	int ret = 0;
@@ -1710,17 +1464,17 @@ struct follow_job {
 	struct {
 		enum follow_way way;
 		struct flat_changes v;
-		const struct maps_rule *want; /* the family's part of want */
+		const struct rule *want; /* the family's part of want */
 		size_t n;
 	} fam[2];
 	int ret;
 };
 
 static int follow_plan(struct follow_job **jp, const struct ipblock_maps *m, int set,
-		       const struct rule_vec *have, const struct maps_rule *want, size_t nw,
+		       const struct ruleset *have, const struct rule *want, size_t nw,
 		       enum follow how)
 {
-	static const struct diff_hooks hooks = { change_gone, change_added, change_changed };
+	static const struct ruleset_diff hooks = { change_gone, change_added, change_changed };
 	struct follow_job *j = calloc(1, sizeof(*j));
 	int ret = 0;
 
@@ -1732,14 +1486,14 @@ static int follow_plan(struct follow_job **jp, const struct ipblock_maps *m, int
 	for (int f = 0; f < 2 && !ret; f++) {
 		int family = f ? AF_INET6 : AF_INET;
 		struct flat_family *ff = flat_on(m, family);
-		const struct maps_rule *h;
+		const struct rule *h;
 		size_t nh;
 
 		if (!ff)
 			continue;
-		family_part(have->r, have->n, family, &h, &nh);
-		family_part(want, nw, family, &j->fam[f].want, &j->fam[f].n);
-		ret = diff_walk(h, nh, j->fam[f].want, j->fam[f].n, &hooks, &j->fam[f].v);
+		ruleset_family(have->r, have->n, family, &h, &nh);
+		ruleset_family(want, nw, family, &j->fam[f].want, &j->fam[f].n);
+		ret = ruleset_diff(h, nh, j->fam[f].want, j->fam[f].n, &hooks, &j->fam[f].v);
 		if (!j->fam[f].v.n)
 			j->fam[f].way = WAY_NONE;
 		else if (how == FOLLOW_COPY && copy_pays(ff, j->fam[f].v.n))
@@ -1819,18 +1573,18 @@ static int follow_finish(struct follow_job *j, bool run)
  * both sets and keeps its id across a replace, so what is indexed by id
  * (per-rule counters) follows the rule.  With the tries alone ids are 0.
  */
-static int assign_ids(const struct ipblock_maps *m, struct maps_rule *want, size_t nw,
-		      const struct rule_vec *act, const struct rule_vec *other)
+static int assign_ids(const struct ipblock_maps *m, struct rule *want, size_t nw,
+		      const struct ruleset *act, const struct ruleset *other)
 {
 	size_t i = 0, j = 0;
 
 	for (size_t k = 0; k < nw; k++) {
-		struct maps_rule *r = &want[k];
+		struct rule *r = &want[k];
 		struct flat_family *ff = flat_on(m, r->prefix.family);
 		uint32_t id = 0;
 		int ret;
 
-		r->val.rule_id = 0;
+		r->id = 0;
 		if (!ff)
 			continue;
 		while (i < act->n && cidr_compare(&act->r[i].prefix, &r->prefix) < 0)
@@ -1838,15 +1592,15 @@ static int assign_ids(const struct ipblock_maps *m, struct maps_rule *want, size
 		while (j < other->n && cidr_compare(&other->r[j].prefix, &r->prefix) < 0)
 			j++;
 		if (i < act->n && !cidr_compare(&act->r[i].prefix, &r->prefix))
-			id = act->r[i].val.rule_id;
+			id = act->r[i].id;
 		if (!id && j < other->n && !cidr_compare(&other->r[j].prefix, &r->prefix))
-			id = other->r[j].val.rule_id;
+			id = other->r[j].id;
 		if (!id) {
 			ret = flat_ids_alloc(&ff->ids, r->prefix.len, &id);
 			if (ret)
 				return ret;
 		}
-		r->val.rule_id = id;
+		r->id = id;
 	}
 	return 0;
 }
@@ -1870,7 +1624,7 @@ static void ids_reclaim(const struct ipblock_maps *m)
  */
 #define KEPT 0x80000000u
 
-static int rebuild_ids(const struct ipblock_maps *m, struct maps_rule *w, size_t n)
+static int rebuild_ids(const struct ipblock_maps *m, struct rule *w, size_t n)
 {
 	uint8_t *seen[2] = {};
 	int ret = 0;
@@ -1887,7 +1641,7 @@ static int rebuild_ids(const struct ipblock_maps *m, struct maps_rule *w, size_t
 		for (size_t k = 0; k < n && !ret; k++) {
 			int f = w[k].prefix.family == AF_INET ? 0 : 1;
 			struct flat_family *ff = flat_on(m, w[k].prefix.family);
-			uint32_t id = w[k].val.rule_id;
+			uint32_t id = w[k].id;
 			bool valid;
 
 			if (!ff)
@@ -1896,13 +1650,13 @@ static int rebuild_ids(const struct ipblock_maps *m, struct maps_rule *w, size_t
 			if (pass == 0 && valid) {
 				seen[f][id / 8] |= (uint8_t)(1u << (id % 8));
 				ff->ids.rules[id].flags |= FLAT_RULE_RESERVED;
-				w[k].val.rule_id |= KEPT; /* ids stay below it */
+				w[k].id |= KEPT; /* ids stay below it */
 			} else if (pass == 0) {
-				w[k].val.rule_id = 0;
+				w[k].id = 0;
 			} else if (id & KEPT) {
-				w[k].val.rule_id = id & ~KEPT;
+				w[k].id = id & ~KEPT;
 			} else {
-				ret = flat_ids_alloc(&ff->ids, w[k].prefix.len, &w[k].val.rule_id);
+				ret = flat_ids_alloc(&ff->ids, w[k].prefix.len, &w[k].id);
 			}
 		}
 	}
@@ -1918,7 +1672,7 @@ static int rebuild_ids(const struct ipblock_maps *m, struct maps_rule *w, size_t
  */
 static int flat_rebuild(const struct ipblock_maps *m)
 {
-	struct rule_vec a = {}, b = {}, w = {};
+	struct ruleset a = {}, b = {}, w = {};
 	uint32_t active = 0;
 	int ret = maps_active_set(m, &active), x = active ? 0 : 1;
 
@@ -1926,7 +1680,7 @@ static int flat_rebuild(const struct ipblock_maps *m)
 		ret = read_both(m, &a, &b);
 	if (ret)
 		return ret;
-	ret = vec_reserve(&w, (active ? b.n : a.n) + 1);
+	ret = ruleset_reserve(&w, (active ? b.n : a.n) + 1);
 	if (ret)
 		goto out;
 	w.n = active ? b.n : a.n;
@@ -1947,10 +1701,10 @@ static int flat_rebuild(const struct ipblock_maps *m)
 		for (int f = 0; f < 2 && !ret; f++) {
 			int family = f ? AF_INET6 : AF_INET;
 			struct flat_family *ff = flat_on(m, family);
-			const struct maps_rule *part;
+			const struct rule *part;
 			size_t n;
 
-			family_part(w.r, w.n, family, &part, &n);
+			ruleset_family(w.r, w.n, family, &part, &n);
 			if (ff)
 				ret = pass ? flat_copy(&ff->t[set], &ff->t[!set])
 					   : table_build(ff, set, part, n);
@@ -1996,21 +1750,21 @@ int maps_flush(const struct ipblock_maps *m, size_t *removed)
 	return ret;
 }
 
-static int count_gone(const struct maps_rule *old, void *ctx)
+static int count_gone(const struct rule *old, void *ctx)
 {
 	(void)old;
 	((struct maps_replace_stats *)ctx)->deleted++;
 	return 0;
 }
 
-static int count_added(const struct maps_rule *new, void *ctx)
+static int count_added(const struct rule *new, void *ctx)
 {
 	(void)new;
 	((struct maps_replace_stats *)ctx)->added++;
 	return 0;
 }
 
-static int count_changed(const struct maps_rule *old, const struct maps_rule *new, void *ctx)
+static int count_changed(const struct rule *old, const struct rule *new, void *ctx)
 {
 	(void)old;
 	(void)new;
@@ -2018,19 +1772,8 @@ static int count_changed(const struct maps_rule *old, const struct maps_rule *ne
 	return 0;
 }
 
-static bool same_set(const struct rule_vec *a, const struct rule_vec *b)
-{
-	if (a->n != b->n)
-		return false;
-	for (size_t i = 0; i < a->n; i++)
-		if (cidr_compare(&a->r[i].prefix, &b->r[i].prefix) ||
-		    !same_value(&a->r[i].val, &b->r[i].val))
-			return false;
-	return true;
-}
-
 /* Fill st's counts and capacities; -ENOSPC when want does not fit. */
-static int check_capacity(const struct ipblock_maps *m, const struct maps_rule *want, size_t nw,
+static int check_capacity(const struct ipblock_maps *m, const struct rule *want, size_t nw,
 			  struct maps_replace_stats *st)
 {
 	int ret;
@@ -2057,10 +1800,10 @@ static int check_capacity(const struct ipblock_maps *m, const struct maps_rule *
  * again.  Every packet therefore meets the complete old set (A) or the
  * complete new one (B, then A).
  */
-static int replace_with(const struct ipblock_maps *m, struct maps_rule *want, size_t nw,
-			struct rule_vec *a, struct rule_vec *b, struct maps_replace_stats *st)
+static int replace_with(const struct ipblock_maps *m, struct rule *want, size_t nw,
+			struct ruleset *a, struct ruleset *b, struct maps_replace_stats *st)
 {
-	static const struct diff_hooks counters = { count_gone, count_added, count_changed };
+	static const struct ruleset_diff counters = { count_gone, count_added, count_changed };
 	uint32_t active = 0;
 	int ret;
 
@@ -2092,7 +1835,7 @@ static int replace_with(const struct ipblock_maps *m, struct maps_rule *want, si
 	ret = assign_ids(m, want, nw, a, b);
 	if (ret)
 		return ret;
-	diff_walk(a->r, a->n, want, nw, &counters, st);
+	ruleset_diff(a->r, a->n, want, nw, &counters, st);
 
 	/* B is inactive: a failure here changed no verdict. */
 	ret = sync_set(m, 1, b, want, nw, FOLLOW_DIFF);
@@ -2102,7 +1845,7 @@ static int replace_with(const struct ipblock_maps *m, struct maps_rule *want, si
 		 * (ENOENT).  B's tables follow only a complete sync, so
 		 * they never left b.
 		 */
-		struct rule_vec w = { want, nw, nw };
+		struct ruleset w = { want, nw, nw };
 
 		sync_set(m, 1, &w, b->r, b->n, FOLLOW_NONE);
 		return ret;
@@ -2112,7 +1855,7 @@ static int replace_with(const struct ipblock_maps *m, struct maps_rule *want, si
 		return ret;
 	wait_for_readers();
 	/* At rest A and B agree and B's old content was already read: reuse it. */
-	ret = sync_set(m, 0, same_set(a, b) ? b : a, want, nw, FOLLOW_COPY);
+	ret = sync_set(m, 0, ruleset_equal(a->r, a->n, b->r, b->n) ? b : a, want, nw, FOLLOW_COPY);
 	if (ret)
 		return ret; /* B stays active; the next replace repairs A first */
 	ret = set_active(m, 0);
@@ -2121,47 +1864,9 @@ static int replace_with(const struct ipblock_maps *m, struct maps_rule *want, si
 	return ret;
 }
 
-/*
- * Check that rules is sorted and unique; sort a copy into *sorted when it
- * is only out of order.  *sorted stays NULL when rules can be used as is.
- */
-static int prepare_rules(const struct maps_rule *rules, size_t n, struct maps_rule **sorted)
-{
-	bool ordered = true;
-
-	*sorted = NULL;
-	for (size_t i = 0; i < n; i++) {
-		const struct cidr *p = &rules[i].prefix;
-
-		if ((p->family != AF_INET && p->family != AF_INET6) || p->len > cidr_max_len(p))
-			return -EINVAL;
-		if (i && cidr_compare(&rules[i - 1].prefix, p) >= 0)
-			ordered = false;
-	}
-	if (ordered)
-		return 0;
-	*sorted = malloc((n + 1) * sizeof(**sorted));
-	if (!*sorted)
-		return -ENOMEM;
-	memcpy(*sorted, rules, n * sizeof(**sorted));
-	if (maps_rules_sort(*sorted, NULL, n))
-		goto fail;
-	for (size_t i = 1; i < n; i++)
-		if (!cidr_compare(&(*sorted)[i - 1].prefix, &(*sorted)[i].prefix)) {
-			free(*sorted);
-			*sorted = NULL;
-			return -EINVAL;
-		}
-	return 0;
-fail:
-	free(*sorted);
-	*sorted = NULL;
-	return -ENOMEM;
-}
-
 /* replace_with() inside a change: tables mapped, repaired, marked dirty. */
-static int replace_change(const struct ipblock_maps *m, struct maps_rule *want, size_t nw,
-			  struct rule_vec *a, struct rule_vec *b, struct maps_replace_stats *st)
+static int replace_change(const struct ipblock_maps *m, struct rule *want, size_t nw,
+			  struct ruleset *a, struct ruleset *b, struct maps_replace_stats *st)
 {
 	bool on;
 	int ret = change_begin(m, AF_UNSPEC, &on);
@@ -2177,65 +1882,36 @@ static int replace_change(const struct ipblock_maps *m, struct maps_rule *want, 
 	return ret;
 }
 
-int maps_replace_rules(const struct ipblock_maps *m, const struct maps_rule *rules, size_t n,
+int maps_replace_rules(const struct ipblock_maps *m, const struct rule *rules, size_t n,
 		       struct maps_replace_stats *st)
 {
 	struct maps_replace_stats ignored;
-	struct rule_vec a = {}, b = {};
-	struct maps_rule *sorted;
-	int ret = prepare_rules(rules, n, &sorted);
+	struct ruleset a = {}, b = {}, want = {};
+	int ret = ruleset_sorted(rules, n, &want);
 
+	/* A copy of ours in any case: the rules' ids are filled in. */
+	if (!ret && !want.r)
+		ret = ruleset_copy(&want, rules, n);
 	if (ret)
 		return ret;
-	if (!sorted) {
-		/* A copy of ours: the rules' ids are filled in. */
-		sorted = malloc((n + 1) * sizeof(*sorted));
-		if (!sorted)
-			return -ENOMEM;
-		if (n)
-			memcpy(sorted, rules, n * sizeof(*sorted));
-	}
 	/* A list that cannot fit is refused before the sets are read. */
-	ret = check_capacity(m, sorted, n, st ? st : &ignored);
+	ret = check_capacity(m, want.r, want.n, st ? st : &ignored);
 	if (!ret)
-		ret = replace_change(m, sorted, n, &a, &b, st ? st : &ignored);
-	free(a.r);
-	free(b.r);
-	free(sorted);
+		ret = replace_change(m, want.r, want.n, &a, &b, st ? st : &ignored);
+	ruleset_free(&a);
+	ruleset_free(&b);
+	ruleset_free(&want);
 	return ret;
 }
 
-/* Merge two sorted unique sets; on a shared prefix the second one's value wins. */
-static int merge_sets(const struct maps_rule *x, size_t nx, const struct maps_rule *y, size_t ny,
-		      struct rule_vec *out)
-{
-	size_t i = 0, j = 0;
-
-	*out = (struct rule_vec){};
-	if (vec_reserve(out, nx + ny + 1))
-		return -ENOMEM;
-	while (i < nx || j < ny) {
-		int c = i == nx ? 1 : j == ny ? -1 : cidr_compare(&x[i].prefix, &y[j].prefix);
-
-		if (c < 0) {
-			out->r[out->n++] = x[i++];
-		} else {
-			out->r[out->n++] = y[j++];
-			i += c == 0;
-		}
-	}
-	return 0;
-}
-
-int maps_import_rules(const struct ipblock_maps *m, const struct maps_rule *rules, size_t n,
+int maps_import_rules(const struct ipblock_maps *m, const struct rule *rules, size_t n,
 		      struct maps_replace_stats *st)
 {
 	struct maps_replace_stats ignored;
-	struct rule_vec a = {}, b = {}, want = {};
-	struct maps_rule *sorted;
+	struct ruleset a = {}, b = {}, want = {}, sorted;
 	uint32_t active = 0;
 	bool on;
-	int ret = prepare_rules(rules, n, &sorted);
+	int ret = ruleset_sorted(rules, n, &sorted);
 
 	if (ret)
 		return ret;
@@ -2247,31 +1923,30 @@ int maps_import_rules(const struct ipblock_maps *m, const struct maps_rule *rule
 		ret = read_both(m, &a, &b);
 	/* The union is taken over what the program judges by now. */
 	if (!ret)
-		ret = merge_sets(active ? b.r : a.r, active ? b.n : a.n, sorted ? sorted : rules, n,
-				 &want);
+		ret = ruleset_merge(active ? b.r : a.r, active ? b.n : a.n,
+				    sorted.r ? sorted.r : rules, n, &want);
 	if (!ret)
 		ret = replace_with(m, want.r, want.n, &a, &b, st ? st : &ignored);
 	if (ret)
 		ids_reclaim(m);
 	change_end(m, on);
 out:
-	free(a.r);
-	free(b.r);
-	free(want.r);
-	free(sorted);
+	ruleset_free(&a);
+	ruleset_free(&b);
+	ruleset_free(&want);
+	ruleset_free(&sorted);
 	return ret;
 }
 
 static int cache_entry_cb(const struct rule_entry *e, void *ctx)
 {
-	struct rule_vec *v = ctx;
-	int ret = vec_reserve(v, 1);
+	struct ruleset *v = ctx;
+	int ret = ruleset_reserve(v, 1);
 
 	if (ret)
 		return ret;
-	v->r[v->n++] = (struct maps_rule){
-		.prefix = e->prefix,
-		.val = { .action = e->action, .flags = e->flags, .rule_id = e->rule_id },
+	v->r[v->n++] = (struct rule){
+		.prefix = e->prefix, .action = e->action, .flags = e->flags, .id = e->rule_id
 	};
 	return 0;
 }
@@ -2279,7 +1954,7 @@ static int cache_entry_cb(const struct rule_entry *e, void *ctx)
 int maps_replace(const struct ipblock_maps *m, const struct rulecache *new, size_t *changes)
 {
 	struct maps_replace_stats st = {};
-	struct rule_vec v = {};
+	struct ruleset v = {};
 	int ret;
 
 	/* rulecache_foreach() walks in cidr_compare() order: already sorted. */
@@ -2333,27 +2008,4 @@ const char *maps_stat_name(enum ipblock_stat s)
 	default:
 		return "?";
 	}
-}
-
-const char *ipblock_action_name(uint8_t action)
-{
-	switch (action) {
-	case IPBLOCK_ACTION_ALLOW:
-		return "allow";
-	case IPBLOCK_ACTION_DENY:
-		return "deny";
-	default:
-		return "?";
-	}
-}
-
-int ipblock_action_parse(const char *s, uint8_t *action)
-{
-	if (!strcmp(s, "allow"))
-		*action = IPBLOCK_ACTION_ALLOW;
-	else if (!strcmp(s, "deny"))
-		*action = IPBLOCK_ACTION_DENY;
-	else
-		return -EINVAL;
-	return 0;
 }

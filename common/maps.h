@@ -9,6 +9,7 @@
 
 #include "cidr.h"
 #include "ipblock.h"
+#include "ruleset.h"
 
 struct maps_flat;
 
@@ -146,22 +147,20 @@ int maps_lock(const struct ipblock_maps *m, bool exclusive);
 void maps_unlock(const struct ipblock_maps *m);
 
 /*
- * Add or update one rule in both sets and their flat tables
- * (val->prefixlen is filled in; with the flat lookup val->rule_id is
- * replaced by the prefix's id, kept when it exists, else a free one).
- * -ENOSPC when the family's tries are full; nothing changes then.
+ * Add or update one rule in both sets and their flat tables (r->id is
+ * ignored: with the flat lookup the prefix keeps the id it has, else gets a
+ * free one).  -ENOSPC when the family's tries are full; nothing changes then.
  */
-int maps_rule_set(const struct ipblock_maps *m, const struct cidr *p,
-		  const struct ipblock_rule *val);
+int maps_rule_set(const struct ipblock_maps *m, const struct rule *r);
 
 /* Read one rule by exact prefix.  -ENOENT when absent. */
-int maps_rule_get(const struct ipblock_maps *m, const struct cidr *p, struct ipblock_rule *val);
+int maps_rule_get(const struct ipblock_maps *m, const struct cidr *p, struct rule *out);
 
 /* Delete one rule, by exact prefix, from both sets.  -ENOENT when absent. */
 int maps_rule_delete(const struct ipblock_maps *m, const struct cidr *p);
 
 /* Called per rule by maps_rule_foreach(); a non-zero return stops the walk. */
-typedef int (*maps_rule_cb)(const struct cidr *p, const struct ipblock_rule *val, void *ctx);
+typedef int (*maps_rule_cb)(const struct rule *r, void *ctx);
 
 /* Visit every rule of both families in set A (kernel order, unsorted). */
 int maps_rule_foreach(const struct ipblock_maps *m, maps_rule_cb cb, void *ctx);
@@ -194,17 +193,11 @@ struct rulecache;
 int maps_replace(const struct ipblock_maps *m, const struct rulecache *new, size_t *changes);
 
 /*
- * Bulk access.  A rule set travels as an array of struct maps_rule sorted
- * in cidr_compare() order, one entry per prefix; the kernel side uses batch
- * map operations (one syscall per few thousand rules) and falls back to one
- * call per rule on kernels whose tries lack them.
+ * Bulk access.  A rule set travels as a sorted array of struct rule
+ * (ruleset.h); the kernel side uses batch map operations (one syscall per
+ * few thousand rules) and falls back to one call per rule on kernels whose
+ * tries lack them.
  */
-
-/* One rule: its prefix and the value stored under it. */
-struct maps_rule {
-	struct cidr prefix;
-	struct ipblock_rule val; /* val.prefixlen is set from prefix when written */
-};
 
 /* What maps_replace_rules() and maps_import_rules() did, or would need. */
 struct maps_replace_stats {
@@ -214,16 +207,10 @@ struct maps_replace_stats {
 };
 
 /*
- * Sort r in cidr_compare() order; equal prefixes keep their input order.
- * tags (may be NULL) is a parallel array moved along with r.  -ENOMEM.
- */
-int maps_rules_sort(struct maps_rule *r, uint32_t *tags, size_t n);
-
-/*
  * Read every rule of the set the program reads now (set A at rest), both
  * families, sorted; *out is malloc()ed (NULL for none), the caller frees it.
  */
-int maps_rules_read(const struct ipblock_maps *m, struct maps_rule **out, size_t *n);
+int maps_rules_read(const struct ipblock_maps *m, struct rule **out, size_t *n);
 
 /*
  * Make the rule set exactly rules[0..n) (sorted and unique; an unsorted
@@ -234,7 +221,7 @@ int maps_rules_read(const struct ipblock_maps *m, struct maps_rule **out, size_t
  * The rules' rule_id is ignored: the maps give each prefix its id (the one
  * it has, else a free one).
  */
-int maps_replace_rules(const struct ipblock_maps *m, const struct maps_rule *rules, size_t n,
+int maps_replace_rules(const struct ipblock_maps *m, const struct rule *rules, size_t n,
 		       struct maps_replace_stats *st);
 
 /*
@@ -243,7 +230,7 @@ int maps_replace_rules(const struct ipblock_maps *m, const struct maps_rule *rul
  * no packet ever meets a half-imported list.  -ENOSPC before any change
  * when the union does not fit.
  */
-int maps_import_rules(const struct ipblock_maps *m, const struct maps_rule *rules, size_t n,
+int maps_import_rules(const struct ipblock_maps *m, const struct rule *rules, size_t n,
 		      struct maps_replace_stats *st);
 
 /*
@@ -257,11 +244,5 @@ int maps_stats_read(const struct ipblock_maps *m, struct ipblock_counter *out);
 
 /* Printable name of a counter slot ("dropped", "passed-nomatch", ...). */
 const char *maps_stat_name(enum ipblock_stat s);
-
-/* "allow" / "deny" / "?" */
-const char *ipblock_action_name(uint8_t action);
-
-/* Parse "allow" or "deny"; -EINVAL otherwise. */
-int ipblock_action_parse(const char *s, uint8_t *action);
 
 #endif /* IPBLOCK_MAPS_H */

@@ -577,13 +577,13 @@ int rulecache_foreach(const struct rulecache *rc, rulecache_cb cb, void *ctx)
 	return ret;
 }
 
-static int load_cb(const struct cidr *p, const struct ipblock_rule *val, void *ctx)
+static int load_cb(const struct rule *r, void *ctx)
 {
 	struct rule_entry e = {
-		.prefix = *p,
-		.action = val->action,
-		.flags = val->flags,
-		.rule_id = val->rule_id,
+		.prefix = r->prefix,
+		.action = r->action,
+		.flags = (uint8_t)r->flags,
+		.rule_id = r->id,
 	};
 
 	return insert_locked(ctx, &e, NULL);

@@ -74,7 +74,7 @@ static int split_fields(const char *line, size_t len, const char *f[3], size_t f
 }
 
 /* rulefile_parse_line(), also handing back the prefix field for the notes. */
-static int parse_line(const char *line, size_t len, uint8_t action, struct maps_rule *out,
+static int parse_line(const char *line, size_t len, uint8_t action, struct rule *out,
 		      unsigned int *notes, char *err, size_t errlen, const char **field,
 		      size_t *field_len)
 {
@@ -108,14 +108,13 @@ static int parse_line(const char *line, size_t len, uint8_t action, struct maps_
 			return -EINVAL;
 		}
 	}
-	out->val.action = action ? action : line_action;
-	if (!out->val.action) {
+	out->action = action ? action : line_action;
+	if (!out->action) {
 		snprintf(err, errlen,
 			 "'%s' has no action: write allow or deny after it, or give -p.",
 			 quote_field(q, sizeof(q), f[0], flen[0]));
 		return -EINVAL;
 	}
-	out->val.prefixlen = out->prefix.len;
 	if (field) {
 		*field = f[0];
 		*field_len = flen[0];
@@ -123,7 +122,7 @@ static int parse_line(const char *line, size_t len, uint8_t action, struct maps_
 	return 1;
 }
 
-int rulefile_parse_line(const char *line, size_t len, uint8_t action, struct maps_rule *out,
+int rulefile_parse_line(const char *line, size_t len, uint8_t action, struct rule *out,
 			unsigned int *notes, char *err, size_t errlen)
 {
 	unsigned int ignored;
@@ -173,11 +172,11 @@ static int bad_line(struct rulefile *rf, const char *why)
 	return 0;
 }
 
-static int push_rule(struct rulefile *rf, const struct maps_rule *r)
+static int push_rule(struct rulefile *rf, const struct rule *r)
 {
 	if (rf->n == rf->cap) {
 		size_t cap = rf->cap ? rf->cap + rf->cap / 2 : 4096;
-		struct maps_rule *rules = realloc(rf->rules, cap * sizeof(*rules));
+		struct rule *rules = realloc(rf->rules, cap * sizeof(*rules));
 		uint32_t *line_of;
 
 		if (!rules)
@@ -213,7 +212,7 @@ static int handle_line(struct rulefile *rf, const char *s, size_t len)
 	const char *field = NULL;
 	size_t field_len = 0;
 	unsigned int notes = 0;
-	struct maps_rule r;
+	struct rule r;
 	int ret;
 
 	if (rf->lines == UINT32_MAX)
@@ -317,7 +316,7 @@ static int collapse(struct rulefile *rf)
 {
 	size_t out = 0, i = 0, dup_line = 0, dup_orig = 0;
 	char text[CIDR_STRLEN], why[RULEFILE_WHYLEN];
-	struct maps_rule dup_rule = {};
+	struct rule dup_rule = {};
 
 	while (i < rf->n) {
 		size_t j = i + 1, k;
@@ -325,13 +324,13 @@ static int collapse(struct rulefile *rf)
 		while (j < rf->n && !cidr_compare(&rf->rules[i].prefix, &rf->rules[j].prefix))
 			j++;
 		for (k = i + 1; k < j; k++)
-			if (rf->rules[k].val.action != rf->rules[i].val.action)
+			if (rf->rules[k].action != rf->rules[i].action)
 				break;
 		if (k < j) {
 			cidr_format(&rf->rules[i].prefix, text, sizeof(text));
 			snprintf(why, sizeof(why), "%s is %s here but %s on line %u.", text,
-				 ipblock_action_name(rf->rules[k].val.action),
-				 ipblock_action_name(rf->rules[i].val.action), rf->line_of[i]);
+				 ruleset_action_name(rf->rules[k].action),
+				 ruleset_action_name(rf->rules[i].action), rf->line_of[i]);
 			if (!rf->opts.skip_invalid)
 				return fail(rf, rf->line_of[k], why);
 			/* Which line was meant is unknown: the prefix goes entirely. */
@@ -379,7 +378,7 @@ int rulefile_finish(struct rulefile *rf)
 	}
 	if (rf->cap > rf->n + 1) {
 		/* Give back the growth slack before sorting allocates its own. */
-		struct maps_rule *r = realloc(rf->rules, (rf->n + 1) * sizeof(*r));
+		struct rule *r = realloc(rf->rules, (rf->n + 1) * sizeof(*r));
 		uint32_t *l = r ? realloc(rf->line_of, (rf->n + 1) * sizeof(*l)) : NULL;
 
 		if (r)
@@ -389,7 +388,7 @@ int rulefile_finish(struct rulefile *rf)
 		if (r && l)
 			rf->cap = rf->n + 1;
 	}
-	ret = maps_rules_sort(rf->rules, rf->line_of, rf->n);
+	ret = ruleset_sort(rf->rules, rf->line_of, rf->n);
 	if (ret)
 		return ret;
 	ret = collapse(rf);

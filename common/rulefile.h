@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "maps.h"
+#include "ruleset.h"
 
 /* Longest reason a line is refused for, with the NUL. */
 #define RULEFILE_WHYLEN 320
@@ -52,7 +52,7 @@ struct rulefile_skip {
 
 struct rulefile {
 	struct rulefile_opts opts;
-	struct maps_rule *rules; /* sorted in cidr_compare() order, one per prefix */
+	struct rule *rules; /* sorted in cidr_compare() order, one per prefix */
 	size_t n;
 	size_t v4, v6;		     /* rules per family */
 	size_t lines;		     /* lines read */
@@ -82,7 +82,7 @@ struct rulefile {
  * with one sentence in err for a bad line.  action as in rulefile_opts;
  * *notes (may be NULL) gets cidr_parse()'s notes.
  */
-int rulefile_parse_line(const char *line, size_t len, uint8_t action, struct maps_rule *out,
+int rulefile_parse_line(const char *line, size_t len, uint8_t action, struct rule *out,
 			unsigned int *notes, char *err, size_t errlen);
 
 /* Start parsing a list. */

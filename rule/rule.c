@@ -61,7 +61,7 @@ static const char *family_name(const struct cidr *p)
 static int do_add(const struct config *cfg, const struct ipblock_maps *m, const struct cidr *p,
 		  uint8_t action)
 {
-	struct ipblock_rule old, val = { .action = action };
+	struct rule old, val = { .prefix = *p, .action = action };
 	char text[CIDR_STRLEN];
 	bool existed = maps_rule_get(m, p, &old) == 0;
 	uint32_t cap = 0;
@@ -74,7 +74,7 @@ static int do_add(const struct config *cfg, const struct ipblock_maps *m, const 
 		val = old;
 		val.action = action;
 	}
-	ret = maps_rule_set(m, p, &val);
+	ret = maps_rule_set(m, &val);
 	if (ret == -ENOSPC || ret == -E2BIG) {
 		maps_capacity(m, p->family, &cap);
 		cli_err("the %s rule map is full (%u rules); delete rules, or recreate the maps "
@@ -87,12 +87,12 @@ static int do_add(const struct config *cfg, const struct ipblock_maps *m, const 
 		return ret;
 	}
 	if (!existed)
-		printf("added %s %s\n", text, ipblock_action_name(action));
+		printf("added %s %s\n", text, ruleset_action_name(action));
 	else if (old.action != action)
-		printf("updated %s: %s -> %s\n", text, ipblock_action_name(old.action),
-		       ipblock_action_name(action));
+		printf("updated %s: %s -> %s\n", text, ruleset_action_name(old.action),
+		       ruleset_action_name(action));
 	else
-		printf("unchanged %s %s\n", text, ipblock_action_name(action));
+		printf("unchanged %s %s\n", text, ruleset_action_name(action));
 	return 0;
 }
 
@@ -119,19 +119,19 @@ static int do_delete(const struct ipblock_maps *m, const struct cidr *p)
  * large stdio buffer; finish_output() reports a write error (a full disk
  * under -S > FILE) rather than leaving a silently cut save.
  */
-static void print_rules(const struct maps_rule *r, size_t n)
+static void print_rules(const struct rule *r, size_t n)
 {
 	char text[CIDR_STRLEN];
 
 	for (size_t i = 0; i < n; i++) {
 		fputs(cidr_format(&r[i].prefix, text, sizeof(text)), stdout);
 		putchar(' ');
-		fputs(ipblock_action_name(r[i].val.action), stdout);
+		fputs(ruleset_action_name(r[i].action), stdout);
 		putchar('\n');
 	}
 }
 
-static void count_families(const struct maps_rule *r, size_t n, size_t *v4, size_t *v6)
+static void count_families(const struct rule *r, size_t n, size_t *v4, size_t *v6)
 {
 	*v4 = *v6 = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -158,7 +158,7 @@ static int print_entry(const struct rule_entry *e, void *ctx)
 	(void)ctx;
 	fputs(cidr_format(&e->prefix, text, sizeof(text)), stdout);
 	putchar(' ');
-	fputs(ipblock_action_name(e->action), stdout);
+	fputs(ruleset_action_name(e->action), stdout);
 	putchar('\n');
 	return 0;
 }
@@ -200,7 +200,7 @@ out:
 /* -S: straight from the batch read, already in cidr_compare() order. */
 static int do_save(const struct ipblock_maps *m)
 {
-	struct maps_rule *r = NULL;
+	struct rule *r = NULL;
 	size_t n = 0, v4, v6;
 	char when[32];
 	time_t now = time(NULL);
@@ -402,7 +402,7 @@ int main(int argc, char **argv)
 		cli_err("--skip-invalid goes with -i or -R only.");
 		return 2;
 	}
-	if (cfg.policy && ipblock_action_parse(cfg.policy, &action)) {
+	if (cfg.policy && ruleset_action_parse(cfg.policy, &action)) {
 		cli_err("unknown policy '%s': use allow or deny.", cfg.policy);
 		return 2;
 	}

@@ -52,9 +52,9 @@ static uint64_t rng(void)
 	return rng_state;
 }
 
-static struct maps_rule make_rule(const char *text, uint8_t action)
+static struct rule make_rule(const char *text, uint8_t action)
 {
-	struct maps_rule r = { .val = { .action = action } };
+	struct rule r = { .action = action };
 	char err[CIDR_ERRLEN];
 
 	if (cidr_parse(text, &r.prefix, NULL, err, sizeof(err)))
@@ -63,7 +63,7 @@ static struct maps_rule make_rule(const char *text, uint8_t action)
 }
 
 /* The rules of one set (0 = A, 1 = B), sorted. */
-static void read_set(const struct ipblock_maps *m, int set, struct maps_rule **r, size_t *n)
+static void read_set(const struct ipblock_maps *m, int set, struct rule **r, size_t *n)
 {
 	struct ipblock_maps view = *m;
 	uint32_t active = 1;
@@ -78,26 +78,25 @@ static void read_set(const struct ipblock_maps *m, int set, struct maps_rule **r
 	assert_int_equal(maps_rules_read(&view, r, n), 0);
 }
 
-static void assert_same_rules(const struct maps_rule *a, size_t na, const struct maps_rule *b,
-			      size_t nb)
+static void assert_same_rules(const struct rule *a, size_t na, const struct rule *b, size_t nb)
 {
 	char x[CIDR_STRLEN], y[CIDR_STRLEN];
 
 	assert_int_equal(na, nb);
 	for (size_t i = 0; i < na; i++) {
-		if (cidr_compare(&a[i].prefix, &b[i].prefix) || a[i].val.action != b[i].val.action)
+		if (cidr_compare(&a[i].prefix, &b[i].prefix) || a[i].action != b[i].action)
 			fail_msg("rule %zu differs: %s %s vs %s %s", i,
 				 cidr_format(&a[i].prefix, x, sizeof(x)),
-				 ipblock_action_name(a[i].val.action),
+				 ruleset_action_name(a[i].action),
 				 cidr_format(&b[i].prefix, y, sizeof(y)),
-				 ipblock_action_name(b[i].val.action));
+				 ruleset_action_name(b[i].action));
 	}
 }
 
 /* Both sets hold exactly want[0..n), and A is active. */
-static void assert_both_sets(const struct ipblock_maps *m, const struct maps_rule *want, size_t n)
+static void assert_both_sets(const struct ipblock_maps *m, const struct rule *want, size_t n)
 {
-	struct maps_rule *r;
+	struct rule *r;
 	size_t nr;
 
 	for (int set = 0; set < 2; set++) {
@@ -118,7 +117,7 @@ static void parse_list(struct rulefile *rf, const char *text)
 static void test_save_replace_save_is_identical(void **state)
 {
 	struct maps_replace_stats st;
-	struct maps_rule *r1, *r2;
+	struct rule *r1, *r2;
 	struct rulefile rf;
 	size_t n1, n2;
 
@@ -183,12 +182,12 @@ static void test_import_adds_and_updates_and_keeps_the_rest(void **state)
 
 static void test_unsorted_input_is_sorted_and_repeats_are_refused(void **state)
 {
-	struct maps_rule in[3] = {
+	struct rule in[3] = {
 		make_rule("2001:db8::/32", IPBLOCK_ACTION_DENY),
 		make_rule("198.18.2.0/24", IPBLOCK_ACTION_ALLOW),
 		make_rule("198.18.1.0/24", IPBLOCK_ACTION_DENY),
 	};
-	struct maps_rule sorted[3] = { in[2], in[1], in[0] };
+	struct rule sorted[3] = { in[2], in[1], in[0] };
 
 	(void)state;
 	assert_int_equal(maps_replace_rules(&h.maps, in, 3, NULL), 0);
@@ -203,7 +202,7 @@ static void test_unsorted_input_is_sorted_and_repeats_are_refused(void **state)
  * A random address inside r (or anywhere, half the time), so that most
  * probes land on rules and their nested exceptions.
  */
-static void probe_address(const struct maps_rule *rules, size_t n, int *family, uint8_t addr[16])
+static void probe_address(const struct rule *rules, size_t n, int *family, uint8_t addr[16])
 {
 	uint64_t hi = rng(), lo = rng();
 
@@ -225,7 +224,7 @@ static void probe_address(const struct maps_rule *rules, size_t n, int *family, 
 }
 
 /* A random prefix: a fresh one, or (often) one nested inside an earlier rule. */
-static struct cidr random_prefix(const struct maps_rule *have, size_t n)
+static struct cidr random_prefix(const struct rule *have, size_t n)
 {
 	struct cidr c = {};
 	uint64_t hi = rng(), lo = rng();
@@ -263,12 +262,12 @@ static struct cidr random_prefix(const struct maps_rule *have, size_t n)
 static void test_import_100k_verdicts_match_the_reference_lookup(void **state)
 {
 	const size_t n_rules = 100000, n_probes = 20000;
-	struct maps_rule *gen = calloc(n_rules, sizeof(*gen));
+	struct rule *gen = calloc(n_rules, sizeof(*gen));
 	size_t cap = n_rules * 56, len = 0, n = 0, mismatches = 0, hits = 0;
 	char *text = malloc(cap), ptext[CIDR_STRLEN];
 	struct rulecache *ref = rulecache_new();
 	struct maps_replace_stats st;
-	struct maps_rule *back;
+	struct rule *back;
 	struct rulefile rf;
 	size_t nback;
 
@@ -283,10 +282,10 @@ static void test_import_100k_verdicts_match_the_reference_lookup(void **state)
 		if (!rulecache_find(ref, &e.prefix, NULL))
 			continue; /* one action per prefix */
 		assert_int_equal(rulecache_insert(ref, &e, NULL), 0);
-		gen[n++] = (struct maps_rule){ .prefix = e.prefix, .val = { .action = e.action } };
+		gen[n++] = (struct rule){ .prefix = e.prefix, .action = e.action };
 		len += (size_t)snprintf(text + len, cap - len, "%s %s\n",
 					cidr_format(&e.prefix, ptext, sizeof(ptext)),
-					ipblock_action_name(e.action));
+					ruleset_action_name(e.action));
 	}
 	/* Through the text path the CLI uses. */
 	parse_list(&rf, text);
@@ -332,7 +331,7 @@ static void test_import_100k_verdicts_match_the_reference_lookup(void **state)
 
 static void test_over_capacity_changes_nothing(void **state)
 {
-	struct maps_rule first[600], more[500], other[1000], *a0, *a;
+	struct rule first[600], more[500], other[1000], *a0, *a;
 	struct maps_replace_stats st;
 	struct harness small;
 	size_t n0, n;
@@ -367,7 +366,7 @@ static void test_over_capacity_changes_nothing(void **state)
 	assert_int_equal(verdict, XDP_DROP);
 
 	/* A replace one over capacity: refused too. */
-	struct maps_rule *big = malloc(1001 * sizeof(*big));
+	struct rule *big = malloc(1001 * sizeof(*big));
 
 	assert_non_null(big);
 	memcpy(big, other, sizeof(other));
@@ -393,10 +392,10 @@ static void test_over_capacity_changes_nothing(void **state)
 
 static void test_replace_repairs_a_set_b_left_active(void **state)
 {
-	struct maps_rule x = make_rule("198.18.1.0/24", IPBLOCK_ACTION_DENY);
-	struct maps_rule y = make_rule("198.18.2.0/24", IPBLOCK_ACTION_DENY);
-	struct maps_rule z[2] = { make_rule("198.18.3.0/24", IPBLOCK_ACTION_DENY),
-				  make_rule("2001:db8::/32", IPBLOCK_ACTION_ALLOW) };
+	struct rule x = make_rule("198.18.1.0/24", IPBLOCK_ACTION_DENY);
+	struct rule y = make_rule("198.18.2.0/24", IPBLOCK_ACTION_DENY);
+	struct rule z[2] = { make_rule("198.18.3.0/24", IPBLOCK_ACTION_DENY),
+			     make_rule("2001:db8::/32", IPBLOCK_ACTION_ALLOW) };
 	/* A replace dies with its changes half-made: the dirty mark stays. */
 	struct ipblock_config cfg = { .active_set = 1, .flags = IPBLOCK_CONFIG_DIRTY };
 	struct ipblock_maps view_b = h.maps;
@@ -409,8 +408,8 @@ static void test_replace_repairs_a_set_b_left_active(void **state)
 	view_b.fd[IPBLOCK_MAP_V4] = h.maps.fd[IPBLOCK_MAP_V4_B];
 	view_b.fd[IPBLOCK_MAP_V6] = h.maps.fd[IPBLOCK_MAP_V6_B];
 	view_b.flat = NULL; /* its own mapping of the tables */
-	assert_int_equal(maps_rule_set(&view_b, &x.prefix, &x.val), 0);
-	assert_int_equal(maps_rule_set(&h.maps, &y.prefix, &y.val), 0);
+	assert_int_equal(maps_rule_set(&view_b, &x), 0);
+	assert_int_equal(maps_rule_set(&h.maps, &y), 0);
 	assert_int_equal(maps_rule_delete(&view_b, &y.prefix), 0);
 	maps_release(&view_b);
 	assert_int_equal(bpf_map_update_elem(h.maps.fd[IPBLOCK_MAP_CONFIG], &zero, &cfg, BPF_ANY),
@@ -467,7 +466,7 @@ static void test_per_rule_fallback_gives_the_same_results(void **state)
 {
 	struct maps_replace_stats st;
 	struct rulefile a, b;
-	struct maps_rule *r;
+	struct rule *r;
 	size_t n, removed = 0;
 	char *text = malloc(40 * 20000);
 	size_t len = 0;
@@ -566,9 +565,9 @@ static void *traffic_run(void *arg)
 }
 
 /* List X or Y: the shared and the flipping rules, plus fillers that make each switch work. */
-static struct maps_rule *make_list(bool y, size_t fillers, size_t *n)
+static struct rule *make_list(bool y, size_t fillers, size_t *n)
 {
-	struct maps_rule *r = calloc(fillers + 16, sizeof(*r));
+	struct rule *r = calloc(fillers + 16, sizeof(*r));
 	const uint8_t D = IPBLOCK_ACTION_DENY, A = IPBLOCK_ACTION_ALLOW;
 	char text[CIDR_STRLEN];
 	size_t k = 0;
@@ -590,7 +589,7 @@ static struct maps_rule *make_list(bool y, size_t fillers, size_t *n)
 		r[k++] = make_rule(text, i % 2 ? A : D);
 	}
 	*n = k;
-	assert_int_equal(maps_rules_sort(r, NULL, k), 0);
+	assert_int_equal(ruleset_sort(r, NULL, k), 0);
 	return r;
 }
 
@@ -598,7 +597,7 @@ static void test_replace_is_atomic_under_concurrent_traffic(void **state)
 {
 	const size_t fillers = 20000, replaces = 30;
 	struct traffic *t = calloc(1, sizeof(*t));
-	struct maps_rule *x, *y;
+	struct rule *x, *y;
 	struct timespec t0, t1;
 	size_t nx, ny;
 	pthread_t tid;

@@ -169,15 +169,23 @@ static uint8_t other_action(uint8_t action)
 	return action == IPBLOCK_ACTION_DENY ? IPBLOCK_ACTION_ALLOW : IPBLOCK_ACTION_DENY;
 }
 
+/* maps_rule_set() of p -> action. */
+static int set_rule(struct harness *h, const struct cidr *p, uint8_t action)
+{
+	struct rule r = { .prefix = *p, .action = action };
+
+	return maps_rule_set(&h->maps, &r);
+}
+
 /* --- rule sets: the reference and the sorted array the maps API takes ----- */
 
-struct ruleset {
+struct refset {
 	struct rulecache *ref;
-	struct maps_rule *r; /* cidr_compare() order; refreshed by ruleset_sync() */
+	struct rule *r; /* cidr_compare() order; refreshed by refset_sync() */
 	size_t n;
 };
 
-static void ruleset_init(struct ruleset *s)
+static void refset_init(struct refset *s)
 {
 	s->ref = rulecache_new();
 	assert_non_null(s->ref);
@@ -185,7 +193,7 @@ static void ruleset_init(struct ruleset *s)
 	s->n = 0;
 }
 
-static void ruleset_free(struct ruleset *s)
+static void refset_free(struct refset *s)
 {
 	rulecache_free(s->ref);
 	free(s->r);
@@ -196,14 +204,14 @@ static void ruleset_free(struct ruleset *s)
 
 static int collect_cb(const struct rule_entry *e, void *ctx)
 {
-	struct ruleset *s = ctx;
+	struct refset *s = ctx;
 
-	s->r[s->n++] = (struct maps_rule){ .prefix = e->prefix, .val = { .action = e->action } };
+	s->r[s->n++] = (struct rule){ .prefix = e->prefix, .action = e->action };
 	return 0;
 }
 
 /* Rebuild the array from the reference after changes to it. */
-static void ruleset_sync(struct ruleset *s)
+static void refset_sync(struct refset *s)
 {
 	size_t n = rulecache_count(s->ref, AF_UNSPEC);
 
@@ -230,12 +238,12 @@ static bool ref_has(const struct rulecache *rc, const struct cidr *p)
 	return rulecache_find(rc, p, NULL) == 0;
 }
 
-static void ruleset_copy(struct ruleset *dst, const struct ruleset *src)
+static void refset_copy(struct refset *dst, const struct refset *src)
 {
-	ruleset_init(dst);
+	refset_init(dst);
 	for (size_t i = 0; i < src->n; i++)
-		ref_set(dst->ref, &src->r[i].prefix, src->r[i].val.action);
-	ruleset_sync(dst);
+		ref_set(dst->ref, &src->r[i].prefix, src->r[i].action);
+	refset_sync(dst);
 }
 
 /* --- the generator ---------------------------------------------------------- */
@@ -487,7 +495,7 @@ static void gen_fill(struct gen *g, struct rulecache *rc, size_t add4, size_t ad
 }
 
 /* The set every test starts from, made once per run. */
-static struct ruleset base;
+static struct refset base;
 
 static void make_base_set(void)
 {
@@ -496,13 +504,13 @@ static void make_base_set(void)
 
 	gen_init(&g, 1);
 	base_hot = g.hs;
-	ruleset_init(&base);
+	refset_init(&base);
 	p = prefix_of(AF_INET, 0, 0);
 	ref_set(base.ref, &p, gen_action(&g));
 	p = prefix_of(AF_INET6, 0, 0);
 	ref_set(base.ref, &p, gen_action(&g));
 	gen_fill(&g, base.ref, BASE_V4 - 1, BASE_V6 - 1, 150, 100);
-	ruleset_sync(&base);
+	refset_sync(&base);
 }
 
 /* --- probing: the program against the reference ------------------------------ */
@@ -587,7 +595,7 @@ static void probe_bounds(struct tally *t, const struct cidr *p)
 	probe_value(t, p->family, last + 1);
 }
 
-static void probe_all_bounds(struct tally *t, const struct ruleset *s)
+static void probe_all_bounds(struct tally *t, const struct refset *s)
 {
 	for (size_t i = 0; i < s->n; i++)
 		probe_bounds(t, &s->r[i].prefix);
@@ -597,7 +605,7 @@ static void probe_all_bounds(struct tally *t, const struct ruleset *s)
  * n random addresses: inside a random rule of s, in its /24 region (where
  * the long lengths listed may all miss), or anywhere.
  */
-static void probe_random(struct tally *t, const struct ruleset *s, struct rng *r, size_t n)
+static void probe_random(struct tally *t, const struct refset *s, struct rng *r, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		unsigned int k = below(r, 100);
@@ -658,7 +666,7 @@ static void tally_end(struct tally *t)
 }
 
 /* Every boundary of s and n random probes, as one round. */
-static void check_set(struct harness *h, const struct ruleset *s, struct rng *r, size_t n,
+static void check_set(struct harness *h, const struct refset *s, struct rng *r, size_t n,
 		      const char *phase)
 {
 	struct tally t;
@@ -686,7 +694,7 @@ static int u32_cmp(const void *a, const void *b)
 }
 
 /* The rules of one set (0 = A, 1 = B), sorted; A must be active. */
-static void read_set(const struct harness *h, int set, struct maps_rule **r, size_t *n)
+static void read_set(const struct harness *h, int set, struct rule **r, size_t *n)
 {
 	struct ipblock_maps view = h->maps;
 	uint32_t active = 9;
@@ -704,9 +712,9 @@ static void read_set(const struct harness *h, int set, struct maps_rule **r, siz
  * Both sets hold exactly s; every rule has a nonzero id, the same in A and
  * B, distinct within its family.
  */
-static void assert_rule_ids(const struct harness *h, const struct ruleset *s)
+static void assert_rule_ids(const struct harness *h, const struct refset *s)
 {
-	struct maps_rule *a, *b;
+	struct rule *a, *b;
 	size_t na, nb, n4 = 0, n6 = 0;
 	uint32_t *ids4 = calloc(s->n + 1, sizeof(*ids4)), *ids6 = calloc(s->n + 1, sizeof(*ids6));
 	char x[CIDR_STRLEN];
@@ -721,18 +729,17 @@ static void assert_rule_ids(const struct harness *h, const struct ruleset *s)
 		const struct cidr *p = &s->r[i].prefix;
 
 		if (cidr_compare(&a[i].prefix, p) || cidr_compare(&b[i].prefix, p) ||
-		    a[i].val.action != s->r[i].val.action || b[i].val.action != s->r[i].val.action)
+		    a[i].action != s->r[i].action || b[i].action != s->r[i].action)
 			fail_msg("rule %zu: the tries do not hold %s %s", i,
-				 cidr_format(p, x, sizeof(x)),
-				 ipblock_action_name(s->r[i].val.action));
-		if (!a[i].val.rule_id || a[i].val.rule_id != b[i].val.rule_id)
+				 cidr_format(p, x, sizeof(x)), ruleset_action_name(s->r[i].action));
+		if (!a[i].id || a[i].id != b[i].id)
 			fail_msg("%s: rule id %u in set A, %u in set B (LOOKUP_SEED=%llu)",
-				 cidr_format(p, x, sizeof(x)), a[i].val.rule_id, b[i].val.rule_id,
+				 cidr_format(p, x, sizeof(x)), a[i].id, b[i].id,
 				 (unsigned long long)base_seed);
 		if (p->family == AF_INET)
-			ids4[n4++] = a[i].val.rule_id;
+			ids4[n4++] = a[i].id;
 		else
-			ids6[n6++] = a[i].val.rule_id;
+			ids6[n6++] = a[i].id;
 	}
 	qsort(ids4, n4, sizeof(*ids4), u32_cmp);
 	qsort(ids6, n6, sizeof(*ids6), u32_cmp);
@@ -757,7 +764,7 @@ struct flat_want {
 	uint32_t rules, long_rules, ext_regions, split_regions;
 };
 
-static struct flat_want flat_expect(const struct ruleset *s, int family)
+static struct flat_want flat_expect(const struct refset *s, int family)
 {
 	u128 *keys = calloc(s->n + 1, sizeof(*keys)); /* region << 8 | length */
 	struct flat_want w = {};
@@ -792,7 +799,7 @@ static struct flat_want flat_expect(const struct ruleset *s, int family)
  * rule ids.  A split region has a root and at least one child, so at least
  * two nodes.  Returns IPv6 set A's figures.
  */
-static struct maps_flat_info assert_flat_counts(const struct harness *h, const struct ruleset *s)
+static struct maps_flat_info assert_flat_counts(const struct harness *h, const struct refset *s)
 {
 	const int fams[2] = { AF_INET, AF_INET6 };
 	struct maps_flat_info v6 = {};
@@ -829,7 +836,7 @@ static struct maps_flat_info assert_flat_counts(const struct harness *h, const s
  * The program reads the flat tables for s in full: no fallback, the
  * crowded regions split, every id in place.  Returns IPv6 set A's figures.
  */
-static struct maps_flat_info assert_flat_state(const struct harness *h, const struct ruleset *s)
+static struct maps_flat_info assert_flat_state(const struct harness *h, const struct refset *s)
 {
 	struct maps_flat_info v6 = assert_flat_counts(h, s);
 
@@ -844,9 +851,9 @@ static struct maps_flat_info assert_flat_state(const struct harness *h, const st
  * has kept its rule id: per-rule counters follow a rule through updates
  * and replaces.  Returns how many were compared.
  */
-static size_t assert_ids_kept(const struct harness *h, const struct maps_rule *before, size_t nb)
+static size_t assert_ids_kept(const struct harness *h, const struct rule *before, size_t nb)
 {
-	struct maps_rule *now;
+	struct rule *now;
 	size_t nn, i = 0, j = 0, kept = 0;
 	char x[CIDR_STRLEN];
 
@@ -859,10 +866,10 @@ static size_t assert_ids_kept(const struct harness *h, const struct maps_rule *b
 			j += c > 0;
 			continue;
 		}
-		if (before[i].val.rule_id != now[j].val.rule_id)
+		if (before[i].id != now[j].id)
 			fail_msg("%s: rule id %u became %u (LOOKUP_SEED=%llu)",
-				 cidr_format(&now[j].prefix, x, sizeof(x)), before[i].val.rule_id,
-				 now[j].val.rule_id, (unsigned long long)base_seed);
+				 cidr_format(&now[j].prefix, x, sizeof(x)), before[i].id, now[j].id,
+				 (unsigned long long)base_seed);
 		kept++;
 		i++;
 		j++;
@@ -913,11 +920,11 @@ static int group_teardown(void **state)
 {
 	(void)state;
 	harness_close(&h);
-	ruleset_free(&base);
+	refset_free(&base);
 	return 0;
 }
 
-static void load(const struct ruleset *s)
+static void load(const struct refset *s)
 {
 	struct maps_replace_stats st;
 
@@ -957,7 +964,7 @@ static void test_rule_by_rule_and_churn_match_the_reference(void **state)
 	struct cidr *touched = calloc(CHURN_OPS, sizeof(*touched));
 	size_t *order = calloc(base.n, sizeof(*order));
 	size_t nlive = 0, adds = 0, dels = 0, flips = 0;
-	struct ruleset s, touched_set;
+	struct refset s, touched_set;
 	struct tally t;
 	struct gen g;
 
@@ -967,7 +974,7 @@ static void test_rule_by_rule_and_churn_match_the_reference(void **state)
 	assert_non_null(order);
 	gen_init(&g, 21);
 	g.hs = base_hot;
-	ruleset_init(&s);
+	refset_init(&s);
 
 	/* The base set in random order, so long rules often come before their parents. */
 	for (size_t i = 0; i < base.n; i++) {
@@ -978,21 +985,21 @@ static void test_rule_by_rule_and_churn_match_the_reference(void **state)
 	}
 	tally_begin(&t, &h, s.ref, "rule by rule: sampled while adding");
 	for (size_t i = 0; i < base.n; i++) {
-		const struct maps_rule *m = &base.r[order[i]];
+		const struct rule *m = &base.r[order[i]];
 
-		assert_int_equal(maps_rule_set(&h.maps, &m->prefix, &m->val), 0);
-		ref_set(s.ref, &m->prefix, m->val.action);
+		assert_int_equal(maps_rule_set(&h.maps, m), 0);
+		ref_set(s.ref, &m->prefix, m->action);
 		live[nlive++] = m->prefix;
 		if (i % 250 == 249) {
 			/* The last 250 rules' boundaries and some random addresses. */
 			for (size_t k = i - 249; k <= i; k++)
 				probe_bounds(&t, &base.r[order[k]].prefix);
-			ruleset_sync(&s);
+			refset_sync(&s);
 			probe_random(&t, &s, &g.r, 100);
 		}
 	}
 	tally_end(&t);
-	ruleset_sync(&s);
+	refset_sync(&s);
 	check_set(&h, &s, &g.r, 3000, "rule by rule: every boundary + 3000 random");
 	assert_true(assert_flat_state(&h, &s).split_regions > 0);
 
@@ -1000,14 +1007,14 @@ static void test_rule_by_rule_and_churn_match_the_reference(void **state)
 	tally_begin(&t, &h, s.ref, "churn: sampled every 50 ops");
 	for (size_t op = 0; op < CHURN_OPS; op++) {
 		unsigned int k = below(&g.r, 100);
-		struct ipblock_rule val = {};
+		uint8_t action;
 		struct cidr p;
 
 		if (k < 40 || !nlive) {
 			p = gen_prefix(&g, below(&g.r, 10) < 6 ? AF_INET : AF_INET6);
-			val.action = gen_action(&g);
-			assert_int_equal(maps_rule_set(&h.maps, &p, &val), 0);
-			if (ref_set(s.ref, &p, val.action))
+			action = gen_action(&g);
+			assert_int_equal(set_rule(&h, &p, action), 0);
+			if (ref_set(s.ref, &p, action))
 				live[nlive++] = p;
 			adds++;
 		} else if (k < 70) {
@@ -1019,33 +1026,33 @@ static void test_rule_by_rule_and_churn_match_the_reference(void **state)
 			assert_int_equal(rulecache_remove(s.ref, &p), 0);
 			dels++;
 		} else {
-			struct ipblock_rule before, after;
+			struct rule before, after;
 			struct rule_entry e;
 
 			p = live[below(&g.r, (uint32_t)nlive)];
 			assert_int_equal(rulecache_find(s.ref, &p, &e), 0);
 			assert_int_equal(maps_rule_get(&h.maps, &p, &before), 0);
-			val.action = other_action(e.action);
-			assert_int_equal(maps_rule_set(&h.maps, &p, &val), 0);
-			ref_set(s.ref, &p, val.action);
+			action = other_action(e.action);
+			assert_int_equal(set_rule(&h, &p, action), 0);
+			ref_set(s.ref, &p, action);
 			/* An action change keeps the rule's id. */
 			assert_int_equal(maps_rule_get(&h.maps, &p, &after), 0);
-			assert_int_equal(after.rule_id, before.rule_id);
-			assert_int_equal(after.action, val.action);
+			assert_int_equal(after.id, before.id);
+			assert_int_equal(after.action, action);
 			flips++;
 		}
 		touched[op] = p;
 		if (op % CHURN_CHECK == CHURN_CHECK - 1) {
 			for (size_t i = op + 1 - CHURN_CHECK; i <= op; i++)
 				probe_bounds(&t, &touched[i]);
-			ruleset_sync(&s);
+			refset_sync(&s);
 			probe_random(&t, &s, &g.r, 100);
 		}
 	}
 	tally_end(&t);
 	print_message("churn: %zu adds, %zu deletes, %zu flips; %zu rules left\n", adds, dels,
 		      flips, nlive);
-	ruleset_sync(&s);
+	refset_sync(&s);
 	assert_int_equal(s.n, nlive);
 	check_set(&h, &s, &g.r, 3000, "churn: every boundary + 3000 random");
 
@@ -1060,7 +1067,7 @@ static void test_rule_by_rule_and_churn_match_the_reference(void **state)
 	free(touched_set.r);
 	assert_flat_state(&h, &s);
 
-	ruleset_free(&s);
+	refset_free(&s);
 	free(live);
 	free(touched);
 	free(order);
@@ -1088,7 +1095,7 @@ static int diff_cb(enum rulecache_change change, const struct rule_entry *old,
 	return 0;
 }
 
-static struct diff_count diff_of(const struct ruleset *from, const struct ruleset *to)
+static struct diff_count diff_of(const struct refset *from, const struct refset *to)
 {
 	struct diff_count d = {};
 
@@ -1100,12 +1107,12 @@ static struct diff_count diff_of(const struct ruleset *from, const struct rulese
  * Keep a share of from's rules (flipping some) and add new ones from g;
  * then drop every rule shorter than min_len.
  */
-static void derive_set(struct ruleset *to, const struct ruleset *from, struct gen *g,
+static void derive_set(struct refset *to, const struct refset *from, struct gen *g,
 		       unsigned int keep_pct, unsigned int min_len, size_t add4, size_t add6)
 {
-	ruleset_init(to);
+	refset_init(to);
 	for (size_t i = 0; i < from->n; i++) {
-		uint8_t action = from->r[i].val.action;
+		uint8_t action = from->r[i].action;
 
 		if (below(&g->r, 100) >= keep_pct)
 			continue;
@@ -1114,17 +1121,17 @@ static void derive_set(struct ruleset *to, const struct ruleset *from, struct ge
 		ref_set(to->ref, &from->r[i].prefix, action);
 	}
 	gen_fill(g, to->ref, add4, add6, 30, 20);
-	ruleset_sync(to);
+	refset_sync(to);
 	for (size_t i = 0; i < to->n; i++)
 		if (to->r[i].prefix.len < min_len)
 			assert_int_equal(rulecache_remove(to->ref, &to->r[i].prefix), 0);
-	ruleset_sync(to);
+	refset_sync(to);
 }
 
 static void test_import_replace_and_flush_match_the_reference(void **state)
 {
-	struct ruleset cur, imp, s2, s3, empty;
-	struct maps_rule *ids;
+	struct refset cur, imp, s2, s3, empty;
+	struct rule *ids;
 	size_t nids;
 	struct maps_replace_stats st;
 	struct diff_count d;
@@ -1137,21 +1144,20 @@ static void test_import_replace_and_flush_match_the_reference(void **state)
 	gen_init(&g, 32);
 	g.hs = base_hot;
 	load(&base);
-	ruleset_copy(&cur, &base);
+	refset_copy(&cur, &base);
 
 	/* Import: existing prefixes (some flipped) and new ones nested in the same hot blocks. */
-	ruleset_init(&imp);
+	refset_init(&imp);
 	for (int i = 0; i < 300; i++) {
-		const struct maps_rule *m = &base.r[below(&g.r, (uint32_t)base.n)];
+		const struct rule *m = &base.r[below(&g.r, (uint32_t)base.n)];
 
-		ref_set(imp.ref, &m->prefix,
-			below(&g.r, 2) ? other_action(m->val.action) : m->val.action);
+		ref_set(imp.ref, &m->prefix, below(&g.r, 2) ? other_action(m->action) : m->action);
 	}
 	gen_fill(&g, imp.ref, 300, 200, 20, 20);
-	ruleset_sync(&imp);
+	refset_sync(&imp);
 	for (size_t i = 0; i < imp.n; i++)
-		ref_set(cur.ref, &imp.r[i].prefix, imp.r[i].val.action);
-	ruleset_sync(&cur);
+		ref_set(cur.ref, &imp.r[i].prefix, imp.r[i].action);
+	refset_sync(&cur);
 	d = diff_of(&base, &cur);
 	read_set(&h, 0, &ids, &nids);
 	assert_int_equal(maps_import_rules(&h.maps, imp.r, imp.n, &st), 0);
@@ -1205,7 +1211,7 @@ static void test_import_replace_and_flush_match_the_reference(void **state)
 	/* Flush: nothing matches any more, in either family or set. */
 	assert_int_equal(maps_flush(&h.maps, &removed), 0);
 	assert_int_equal(removed, s3.n);
-	ruleset_init(&empty);
+	refset_init(&empty);
 	{
 		struct tally t;
 
@@ -1215,56 +1221,54 @@ static void test_import_replace_and_flush_match_the_reference(void **state)
 		tally_end(&t);
 		assert_int_equal(t.hits, 0);
 	}
-	ruleset_sync(&empty);
+	refset_sync(&empty);
 	assert_flat_state(&h, &empty);
 
 	/* And the emptied tables take rules again. */
 	{
-		struct ipblock_rule val = { .action = IPBLOCK_ACTION_DENY };
 		struct cidr p = prefix_of(AF_INET, 0xc6120007u, 32); /* 198.18.0.7 */
 
-		assert_int_equal(maps_rule_set(&h.maps, &p, &val), 0);
-		ref_set(empty.ref, &p, val.action);
-		ruleset_sync(&empty);
+		assert_int_equal(set_rule(&h, &p, IPBLOCK_ACTION_DENY), 0);
+		ref_set(empty.ref, &p, IPBLOCK_ACTION_DENY);
+		refset_sync(&empty);
 		check_set(&h, &empty, &r, 200, "after flush: one /32");
 		assert_flat_state(&h, &empty);
 	}
 
-	ruleset_free(&cur);
-	ruleset_free(&imp);
-	ruleset_free(&s2);
-	ruleset_free(&s3);
-	ruleset_free(&empty);
+	refset_free(&cur);
+	refset_free(&imp);
+	refset_free(&s2);
+	refset_free(&s3);
+	refset_free(&empty);
 }
 
 /* --- 5. a region with more long lengths than it can list ------------------------------ */
 
 /* 2001:d00::/24 deny; 2001:db8::/25../40 alternating; a /48 and a /128 further in. */
-static size_t crowded_rules(struct maps_rule *out)
+static size_t crowded_rules(struct rule *out)
 {
 	uint8_t a[16] = { 0x20, 0x01, 0x0d, 0xb8 };
 	u128 v = addr_get(AF_INET6, a);
 	uint8_t action = IPBLOCK_ACTION_ALLOW;
 	size_t n = 0;
 
-	out[n++] = (struct maps_rule){ .prefix = prefix_of(AF_INET6, v, 24),
-				       .val = { .action = IPBLOCK_ACTION_DENY } };
+	out[n++] = (struct rule){ .prefix = prefix_of(AF_INET6, v, 24),
+				  .action = IPBLOCK_ACTION_DENY };
 	for (unsigned int len = 25; len <= 40; len++) {
-		out[n++] = (struct maps_rule){ .prefix = prefix_of(AF_INET6, v, len),
-					       .val = { .action = action } };
+		out[n++] = (struct rule){ .prefix = prefix_of(AF_INET6, v, len), .action = action };
 		action = other_action(action);
 	}
 	v |= (u128)1 << 80; /* 2001:db8:1:: */
-	out[n++] = (struct maps_rule){ .prefix = prefix_of(AF_INET6, v, 48),
-				       .val = { .action = IPBLOCK_ACTION_ALLOW } };
-	out[n++] = (struct maps_rule){ .prefix = prefix_of(AF_INET6, v | 7, 128),
-				       .val = { .action = IPBLOCK_ACTION_DENY } };
+	out[n++] = (struct rule){ .prefix = prefix_of(AF_INET6, v, 48),
+				  .action = IPBLOCK_ACTION_ALLOW };
+	out[n++] = (struct rule){ .prefix = prefix_of(AF_INET6, v | 7, 128),
+				  .action = IPBLOCK_ACTION_DENY };
 	return n;
 }
 
 #define CROWDED_MAX 20
 
-static void probe_crowded(struct tally *t, const struct maps_rule *c, size_t n, struct rng *r)
+static void probe_crowded(struct tally *t, const struct rule *c, size_t n, struct rng *r)
 {
 	u128 region = (u128)CROWDED_REGION << 104;
 
@@ -1284,12 +1288,12 @@ static void probe_crowded(struct tally *t, const struct maps_rule *c, size_t n, 
  * exactly the regions flat_expect() says: those of the base set and, when
  * split, the crowded one.  Returns IPv6 set A's figures.
  */
-static struct maps_flat_info assert_crowded(struct ruleset *s, uint32_t base_split, bool split,
+static struct maps_flat_info assert_crowded(struct refset *s, uint32_t base_split, bool split,
 					    const char *phase)
 {
 	struct maps_flat_info v6;
 
-	ruleset_sync(s);
+	refset_sync(s);
 	v6 = assert_flat_counts(&h, s);
 	if (v6.split_regions != base_split + split)
 		fail_msg("%s: IPv6 split_regions %u, want %u (LOOKUP_SEED=%llu)", phase,
@@ -1298,7 +1302,7 @@ static struct maps_flat_info assert_crowded(struct ruleset *s, uint32_t base_spl
 }
 
 /* Distinct lengths past /24 among c[0..n). */
-static unsigned int long_lens(const struct maps_rule *c, size_t n)
+static unsigned int long_lens(const struct rule *c, size_t n)
 {
 	unsigned int k = 0;
 
@@ -1314,25 +1318,25 @@ static unsigned int long_lens(const struct maps_rule *c, size_t n)
 
 static void test_crowded_region_gets_a_tree(void **state)
 {
-	struct maps_rule crowded[CROWDED_MAX];
+	struct rule crowded[CROWDED_MAX];
 	size_t nc = crowded_rules(crowded);
 	struct maps_flat_info before, info;
-	struct ruleset s;
+	struct refset s;
 	struct tally t;
 	struct rng r;
 
 	(void)state;
 	rng_init(&r, 51);
 	load(&base);
-	ruleset_copy(&s, &base);
-	ruleset_sync(&s);
+	refset_copy(&s, &base);
+	refset_sync(&s);
 	before = assert_flat_counts(&h, &s); /* the base set's own trees */
 
 	/* Rule by rule: the 9th long length splits the region, and it stays off the trie. */
 	tally_begin(&t, &h, s.ref, "crowded: rule by rule, after every add");
 	for (size_t i = 0; i < nc; i++) {
-		assert_int_equal(maps_rule_set(&h.maps, &crowded[i].prefix, &crowded[i].val), 0);
-		ref_set(s.ref, &crowded[i].prefix, crowded[i].val.action);
+		assert_int_equal(maps_rule_set(&h.maps, &crowded[i]), 0);
+		ref_set(s.ref, &crowded[i].prefix, crowded[i].action);
 		probe_crowded(&t, crowded, nc, &r);
 		assert_crowded(&s, before.split_regions, long_lens(crowded, i + 1) > REGION_LENS,
 			       "crowded: adding");
@@ -1377,7 +1381,7 @@ static void test_crowded_region_gets_a_tree(void **state)
 	assert_crowded(&s, before.split_regions, false, "crowded: rebuilt");
 	check_set(&h, &s, &r, 2000, "crowded: rebuilt with 8 lengths");
 	assert_flat_state(&h, &s);
-	ruleset_free(&s);
+	refset_free(&s);
 }
 
 /* --- 6. the tries alone ------------------------------------------------------------------ */
@@ -1386,8 +1390,8 @@ static void test_trie_lookup_matches_the_reference(void **state)
 {
 	struct harness ht;
 	struct maps_flat_info info;
-	struct maps_rule *a;
-	struct ipblock_rule got;
+	struct rule *a;
+	struct rule got;
 	size_t n;
 	struct rng r;
 
@@ -1404,11 +1408,11 @@ static void test_trie_lookup_matches_the_reference(void **state)
 	assert_int_equal(maps_rules_read(&ht.maps, &a, &n), 0);
 	assert_int_equal(n, base.n);
 	for (size_t i = 0; i < n; i++)
-		assert_int_equal(a[i].val.rule_id, 0);
+		assert_int_equal(a[i].id, 0);
 	free(a);
-	assert_int_equal(maps_rule_set(&ht.maps, &base.r[1].prefix, &base.r[1].val), 0);
+	assert_int_equal(maps_rule_set(&ht.maps, &base.r[1]), 0);
 	assert_int_equal(maps_rule_get(&ht.maps, &base.r[1].prefix, &got), 0);
-	assert_int_equal(got.rule_id, 0);
+	assert_int_equal(got.id, 0);
 	harness_close(&ht);
 }
 
@@ -1450,7 +1454,7 @@ static void trie_write(const struct cidr *p, uint8_t action)
  * touch the first address of the n bypassed before it, nor have its own
  * judged by one of them.
  */
-static void pick_bypass(struct gen *g, const struct ruleset *s, const struct cidr *earlier, int n,
+static void pick_bypass(struct gen *g, const struct refset *s, const struct cidr *earlier, int n,
 			bool longer, int family, struct cidr *p, uint8_t *action)
 {
 	for (int tries = 0; tries < 100000; tries++) {
@@ -1514,7 +1518,7 @@ static void stale_tables_are_recompiled(enum recovery how)
 				       "maps_flat_rebuild" };
 	struct cidr bypass[4];
 	uint8_t actions[4];
-	struct ruleset s;
+	struct refset s;
 	struct tally t;
 	struct gen g;
 	char phase[96];
@@ -1522,14 +1526,14 @@ static void stale_tables_are_recompiled(enum recovery how)
 	rng_init(&g.r, 71 + how);
 	g.hs = base_hot;
 	load(&base);
-	ruleset_copy(&s, &base);
+	refset_copy(&s, &base);
 	for (int i = 0; i < 4; i++) {
 		pick_bypass(&g, &s, bypass, i, i % 2, i < 2 ? AF_INET : AF_INET6, &bypass[i],
 			    &actions[i]);
 		trie_write(&bypass[i], actions[i]);
 		ref_set(s.ref, &bypass[i], actions[i]);
 	}
-	ruleset_sync(&s);
+	refset_sync(&s);
 
 	/* The tables did not see it: each bypassed rule's first address is judged the old way. */
 	tally_begin(&t, &h, s.ref, "bypassed: stale");
@@ -1544,11 +1548,10 @@ static void stale_tables_are_recompiled(enum recovery how)
 		set_dirty();
 		assert_true(config_flags() & IPBLOCK_CONFIG_DIRTY);
 		if (how == RECOVER_DIRTY_SET) {
-			struct ipblock_rule val = { .action = IPBLOCK_ACTION_DENY };
 			struct cidr p = prefix_of(AF_INET, 0xc0000200u, 24); /* 192.0.2.0/24 */
 
-			assert_int_equal(maps_rule_set(&h.maps, &p, &val), 0);
-			ref_set(s.ref, &p, val.action);
+			assert_int_equal(set_rule(&h, &p, IPBLOCK_ACTION_DENY), 0);
+			ref_set(s.ref, &p, IPBLOCK_ACTION_DENY);
 		} else {
 			/* Any rule that is not one of the bypassed ones. */
 			const struct cidr *p = &base.r[base.n / 2].prefix;
@@ -1558,7 +1561,7 @@ static void stale_tables_are_recompiled(enum recovery how)
 		}
 		assert_false(config_flags() & IPBLOCK_CONFIG_DIRTY);
 	}
-	ruleset_sync(&s);
+	refset_sync(&s);
 	snprintf(phase, sizeof(phase), "recovered by %s", names[how]);
 	tally_begin(&t, &h, s.ref, phase);
 	for (int i = 0; i < 4; i++)
@@ -1567,7 +1570,7 @@ static void stale_tables_are_recompiled(enum recovery how)
 	probe_random(&t, &s, &g.r, 2000);
 	tally_end(&t);
 	assert_flat_state(&h, &s);
-	ruleset_free(&s);
+	refset_free(&s);
 }
 
 static void test_dirty_flag_then_rule_set_recompiles(void **state)
@@ -1591,15 +1594,15 @@ static void test_flat_rebuild_recompiles(void **state)
 /* --- 8. counters on the flat path --------------------------------------------------------- */
 
 /* A rule of s of family whose first address it judges, long or short, deny or allow. */
-static const struct maps_rule *pick_judging(const struct ruleset *s, struct rng *r, int family,
-					    bool longer, uint8_t action)
+static const struct rule *pick_judging(const struct refset *s, struct rng *r, int family,
+				       bool longer, uint8_t action)
 {
 	for (int tries = 0; tries < 1000000; tries++) {
-		const struct maps_rule *m = &s->r[below(r, (uint32_t)s->n)];
+		const struct rule *m = &s->r[below(r, (uint32_t)s->n)];
 		struct rule_entry e;
 
 		if (m->prefix.family != family || (m->prefix.len > REGION_BITS) != longer ||
-		    m->val.action != action)
+		    m->action != action)
 			continue;
 		if (rulecache_lookup(s->ref, family, m->prefix.addr, &e) == 0 &&
 		    !cidr_compare(&e.prefix, &m->prefix))
@@ -1629,7 +1632,7 @@ static void test_counters_count_flat_verdicts(void **state)
 			assert_true(info.split_regions > 0);
 		for (int longer = 0; longer < 2; longer++) {
 			for (int a = 0; a < 2; a++) {
-				const struct maps_rule *m =
+				const struct rule *m =
 					pick_judging(&base, &r, fams[f], longer, acts[a]);
 				int slot = acts[a] == IPBLOCK_ACTION_DENY ? IPBLOCK_STAT_DROP
 									  : IPBLOCK_STAT_PASS_ALLOW;
@@ -1651,7 +1654,7 @@ static void test_counters_count_flat_verdicts(void **state)
 						    want * frame_bytes[f])
 						fail_msg("%s %s: counter %s moved by %llu",
 							 cidr_format(&m->prefix, x, sizeof(x)),
-							 ipblock_action_name(acts[a]),
+							 ruleset_action_name(acts[a]),
 							 maps_stat_name(s),
 							 (unsigned long long)(after[s].packets -
 									      before[s].packets));
@@ -1662,22 +1665,22 @@ static void test_counters_count_flat_verdicts(void **state)
 	/* Without the /0 rules some addresses match nothing: counted as such. */
 	{
 		struct cidr z4 = prefix_of(AF_INET, 0, 0), z6 = prefix_of(AF_INET6, 0, 0);
-		struct ruleset s;
+		struct refset s;
 		struct tally t;
 
-		ruleset_copy(&s, &base);
+		refset_copy(&s, &base);
 		assert_int_equal(maps_rule_delete(&h.maps, &z4), 0);
 		assert_int_equal(maps_rule_delete(&h.maps, &z6), 0);
 		assert_int_equal(rulecache_remove(s.ref, &z4), 0);
 		assert_int_equal(rulecache_remove(s.ref, &z6), 0);
-		ruleset_sync(&s);
+		refset_sync(&s);
 		tally_begin(&t, &h, s.ref, "counters: without /0, random");
 		probe_random(&t, &s, &r, 3000);
 		tally_end(&t);
 		assert_true(t.pkts[IPBLOCK_STAT_PASS_NOMATCH] > 0);
 		assert_true(t.pkts[IPBLOCK_STAT_DROP] > 0);
 		assert_true(t.pkts[IPBLOCK_STAT_PASS_ALLOW] > 0);
-		ruleset_free(&s);
+		refset_free(&s);
 	}
 }
 

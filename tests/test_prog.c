@@ -22,13 +22,12 @@ static struct harness h;
 
 static void add_rule(const char *text, uint8_t action)
 {
-	struct ipblock_rule val = { .action = action };
-	struct cidr p;
+	struct rule r = { .action = action };
 	char err[CIDR_ERRLEN];
 
-	if (cidr_parse(text, &p, NULL, err, sizeof(err)))
+	if (cidr_parse(text, &r.prefix, NULL, err, sizeof(err)))
 		fail_msg("bad rule in test: %s", err);
-	assert_int_equal(maps_rule_set(&h.maps, &p, &val), 0);
+	assert_int_equal(maps_rule_set(&h.maps, &r), 0);
 }
 
 static void parse_addr(int family, const char *text, uint8_t *out)
@@ -247,7 +246,7 @@ static void test_zero_length_deny_with_allows_is_an_allowlist(void **state)
 
 static void test_updating_a_rule_flips_its_verdict(void **state)
 {
-	struct ipblock_rule got;
+	struct rule got;
 	struct cidr p;
 
 	(void)state;
@@ -258,7 +257,7 @@ static void test_updating_a_rule_flips_its_verdict(void **state)
 	assert_int_equal(cidr_parse("198.18.9.0/24", &p, NULL, NULL, 0), 0);
 	assert_int_equal(maps_rule_get(&h.maps, &p, &got), 0);
 	assert_int_equal(got.action, IPBLOCK_ACTION_ALLOW);
-	assert_int_equal(got.prefixlen, 24);
+	assert_int_equal(got.prefix.len, 24);
 	assert_int_equal(maps_rule_delete(&h.maps, &p), 0);
 	run_src(AF_INET, "198.18.9.9", XDP_PASS);
 	assert_int_equal(maps_rule_delete(&h.maps, &p), -ENOENT);
@@ -266,7 +265,7 @@ static void test_updating_a_rule_flips_its_verdict(void **state)
 
 static void test_exact_get_ignores_covering_rules(void **state)
 {
-	struct ipblock_rule got;
+	struct rule got;
 	struct cidr p;
 
 	(void)state;
@@ -314,30 +313,28 @@ static void test_counters_count_packets_and_bytes_per_verdict(void **state)
 static void test_full_map_refuses_with_enospc(void **state)
 {
 	struct harness small;
-	struct ipblock_rule val = { .action = IPBLOCK_ACTION_DENY };
-	struct cidr p;
+	struct rule r = { .action = IPBLOCK_ACTION_DENY };
 	char text[32];
 
 	(void)state;
 	assert_int_equal(harness_open_capacity(&small, 4), 0);
 	for (int i = 0; i < 4; i++) {
 		snprintf(text, sizeof(text), "198.18.%d.0/24", i);
-		assert_int_equal(cidr_parse(text, &p, NULL, NULL, 0), 0);
-		assert_int_equal(maps_rule_set(&small.maps, &p, &val), 0);
+		assert_int_equal(cidr_parse(text, &r.prefix, NULL, NULL, 0), 0);
+		assert_int_equal(maps_rule_set(&small.maps, &r), 0);
 	}
-	assert_int_equal(cidr_parse("198.18.200.0/24", &p, NULL, NULL, 0), 0);
-	assert_int_equal(maps_rule_set(&small.maps, &p, &val), -ENOSPC);
+	assert_int_equal(cidr_parse("198.18.200.0/24", &r.prefix, NULL, NULL, 0), 0);
+	assert_int_equal(maps_rule_set(&small.maps, &r), -ENOSPC);
 	/* Updating an existing rule still works when full. */
-	assert_int_equal(cidr_parse("198.18.0.0/24", &p, NULL, NULL, 0), 0);
-	val.action = IPBLOCK_ACTION_ALLOW;
-	assert_int_equal(maps_rule_set(&small.maps, &p, &val), 0);
+	assert_int_equal(cidr_parse("198.18.0.0/24", &r.prefix, NULL, NULL, 0), 0);
+	r.action = IPBLOCK_ACTION_ALLOW;
+	assert_int_equal(maps_rule_set(&small.maps, &r), 0);
 	harness_close(&small);
 }
 
-static int count_cb(const struct cidr *p, const struct ipblock_rule *val, void *ctx)
+static int count_cb(const struct rule *r, void *ctx)
 {
-	(void)p;
-	(void)val;
+	(void)r;
 	(*(int *)ctx)++;
 	return 0;
 }
@@ -429,16 +426,15 @@ static void test_replace_over_capacity_changes_nothing(void **state)
 {
 	struct harness small;
 	struct rulecache *next = rulecache_new(), *before = rulecache_new();
-	struct ipblock_rule val = { .action = IPBLOCK_ACTION_DENY };
-	struct cidr p;
+	struct rule r = { .action = IPBLOCK_ACTION_DENY };
 	char text[32];
 	uint8_t addr[4] = { 198, 18, 0, 1 };
 	int verdict;
 
 	(void)state;
 	assert_int_equal(harness_open_capacity(&small, 2), 0);
-	assert_int_equal(cidr_parse("198.18.0.0/24", &p, NULL, NULL, 0), 0);
-	assert_int_equal(maps_rule_set(&small.maps, &p, &val), 0);
+	assert_int_equal(cidr_parse("198.18.0.0/24", &r.prefix, NULL, NULL, 0), 0);
+	assert_int_equal(maps_rule_set(&small.maps, &r), 0);
 	cache_add(before, "198.18.0.0/24", IPBLOCK_ACTION_DENY);
 	for (int i = 0; i < 3; i++) {
 		snprintf(text, sizeof(text), "198.18.%d.0/24", 10 + i);

@@ -927,9 +927,9 @@ static void test_kernel_verdicts_match_cache_lookup(void **state)
 	fill_random(rc, &r, SCALE(3000), 1);
 	assert_int_equal(rulecache_foreach(rc, collect_cb, &c), 0);
 	for (size_t i = 0; i < c.n; i++) {
-		struct ipblock_rule val = { .action = c.e[i].action, .rule_id = c.e[i].rule_id };
+		struct rule rule = { .prefix = c.e[i].prefix, .action = c.e[i].action };
 
-		assert_int_equal(maps_rule_set(&h.maps, &c.e[i].prefix, &val), 0);
+		assert_int_equal(maps_rule_set(&h.maps, &rule), 0);
 	}
 
 	/*

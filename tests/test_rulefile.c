@@ -41,8 +41,7 @@ static void assert_rule(size_t i, const char *prefix, uint8_t action)
 
 	assert_true(i < rf.n);
 	assert_string_equal(cidr_format(&rf.rules[i].prefix, text, sizeof(text)), prefix);
-	assert_int_equal(rf.rules[i].val.action, action);
-	assert_int_equal(rf.rules[i].val.prefixlen, rf.rules[i].prefix.len);
+	assert_int_equal(rf.rules[i].action, action);
 }
 
 /* The note that starts with prefix, or NULL. */
@@ -412,7 +411,7 @@ static void test_read_from_a_file_and_a_missing_file(void **state)
 
 static void test_parse_line_alone(void **state)
 {
-	struct maps_rule r;
+	struct rule r;
 	char err[RULEFILE_WHYLEN];
 	unsigned int notes = 0;
 
@@ -421,7 +420,7 @@ static void test_parse_line_alone(void **state)
 	assert_int_equal(
 		rulefile_parse_line("192.0.2.1/24 allow;x", 20, 0, &r, &notes, err, sizeof(err)),
 		1);
-	assert_int_equal(r.val.action, IPBLOCK_ACTION_ALLOW);
+	assert_int_equal(r.action, IPBLOCK_ACTION_ALLOW);
 	assert_int_equal(r.prefix.len, 24);
 	assert_true(notes & CIDR_NOTE_HOST_BITS);
 	/* The length is what counts, not a NUL: "192.0.2.1" then junk past len. */

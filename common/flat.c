@@ -1,16 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
-/* flat: compiled lookup tables beside the LPM tries; see flat.h. */
+/* The flat tables on plain memory: store, change, compile, read; see flat.h. */
 #include <endian.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 
-#include <bpf/bpf.h>
-
 #include "flat.h"
-#include "rulecache.h"
 
 #define FLAT_MAGIC   0x31544c46u /* "FLT1" */
 #define FLAT_VERSION 6
@@ -265,21 +261,6 @@ int flat_copy(struct flat *dst, const struct flat *src)
 		r->sets = (uint8_t)((r->sets & ~to) | (r->sets & from ? to : 0));
 		r->deny_sets = (uint8_t)((r->deny_sets & ~to) | (r->deny_sets & from ? to : 0));
 	}
-	return 0;
-}
-
-int flat_parent_trie(void *ctx, const struct cidr *p, struct flat_match *m)
-{
-	/* The IPv4 key is the first 8 bytes of this layout. */
-	struct ipblock_key_v6 key = { .prefixlen = p->len };
-	struct ipblock_rule val;
-
-	memcpy(key.addr, p->addr, sizeof(key.addr));
-	if (bpf_map_lookup_elem(*(const int *)ctx, &key, &val))
-		return -errno;
-	m->id = val.rule_id;
-	m->prefixlen = val.prefixlen;
-	m->deny = val.action == IPBLOCK_ACTION_DENY;
 	return 0;
 }
 
@@ -1007,8 +988,8 @@ static int add_one(struct flat *t, const struct cidr *p, uint32_t id, bool deny,
 
 static int parent_entry(struct flat *t, const struct cidr *p, uint32_t *e)
 {
-	struct flat_match m;
 	struct cidr q = *p;
+	struct rule m;
 	int ret;
 
 	*e = 0;
@@ -1023,11 +1004,11 @@ static int parent_entry(struct flat *t, const struct cidr *p, uint32_t *e)
 		return 0;
 	if (ret)
 		return ret;
-	if (!m.id || m.id >= t->ids->n || m.prefixlen > q.len)
+	if (!m.id || m.id >= t->ids->n || m.prefix.len > q.len)
 		return -EPROTO;
 	/* The parent may not have reached this table yet: teach its length. */
-	t->ids->rules[m.id].prefixlen = m.prefixlen;
-	*e = entry_of(m.id, m.deny);
+	t->ids->rules[m.id].prefixlen = m.prefix.len;
+	*e = entry_of(m.id, m.action == IPBLOCK_ACTION_DENY);
 	return 0;
 }
 
@@ -1451,14 +1432,14 @@ static int settle(struct flat *t, int ret)
 	return ret;
 }
 
-int flat_add(struct flat *t, const struct cidr *p, uint32_t id, bool deny, uint32_t old_id)
+int flat_add(struct flat *t, const struct rule *r, uint32_t old_id)
 {
-	return settle(t, add_one(t, p, id, deny, old_id));
+	return settle(t, add_one(t, &r->prefix, r->id, r->action == IPBLOCK_ACTION_DENY, old_id));
 }
 
-int flat_delete(struct flat *t, const struct cidr *p, uint32_t id)
+int flat_delete(struct flat *t, const struct rule *r)
 {
-	return settle(t, delete_one(t, p, id));
+	return settle(t, delete_one(t, &r->prefix, r->id));
 }
 
 /* --- lookup ------------------------------------------------------------------- */
@@ -1551,95 +1532,61 @@ uint32_t flat_judge(const struct flat *t, const uint8_t *addr)
 
 /* --- batches ------------------------------------------------------------------ */
 
-int flat_apply(struct flat *t, const struct flat_change *c, size_t n)
+int flat_apply(struct flat *t, const struct ruleset_change *c, size_t n)
 {
 	int ret = 0;
 
 	for (size_t i = 0; i < n && !ret; i++) {
-		if (!c[i].del)
+		if (c[i].new)
 			continue;
-		ret = delete_one(t, &c[i].prefix, c[i].id);
+		ret = delete_one(t, &c[i].old->prefix, c[i].old->id);
 		if (ret == -ENOENT)
 			ret = 0;
 	}
-	for (size_t i = 0; i < n && !ret; i++)
-		if (!c[i].del)
-			ret = add_one(t, &c[i].prefix, c[i].id, c[i].deny, c[i].old_id);
+	for (size_t i = 0; i < n && !ret; i++) {
+		const struct rule *r = c[i].new;
+
+		if (r)
+			ret = add_one(t, &r->prefix, r->id, r->action == IPBLOCK_ACTION_DENY,
+				      c[i].old ? c[i].old->id : 0);
+	}
 	/* Crowded regions get their trees once, after every change. */
 	return settle(t, ret);
 }
 
-static int by_len(const void *a, const void *b)
+/* A rule's length as an index of 0..128 (add_one() refuses a bad one). */
+static unsigned int len_index(const struct rule *r)
 {
-	const struct flat_change *x = a, *y = b;
-
-	return (int)x->prefix.len - (int)y->prefix.len;
+	return r->prefix.len <= 128 ? r->prefix.len : 128;
 }
 
-int flat_build(struct flat *t, struct flat_change *c, size_t n)
+int flat_build(struct flat *t, const struct rule *r, size_t n)
 {
+	size_t start[130] = { 0 };
+	uint32_t *order;
+	int ret = 0;
+
 	if (!n)
 		return 0;
-	qsort(c, n, sizeof(*c), by_len);
-	return flat_apply(t, c, n);
-}
-
-int flat_changes_push(struct flat_changes *l, const struct flat_change *c)
-{
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 1024;
-		struct flat_change *grown = realloc(l->c, cap * sizeof(*grown));
-
-		if (!grown)
-			return -ENOMEM;
-		l->c = grown;
-		l->cap = cap;
-	}
-	l->c[l->n++] = *c;
-	return 0;
-}
-
-static int collect(enum rulecache_change kind, const struct rule_entry *old,
-		   const struct rule_entry *new, void *ctx)
-{
-	const struct rule_entry *e = new ? new : old;
-
-	if (!e->rule_id)
-		return -EINVAL;
-	return flat_changes_push(ctx, &(struct flat_change){
-					      .prefix = e->prefix,
-					      .id = e->rule_id,
-					      .old_id = kind == RULECACHE_UPDATE ? old->rule_id : 0,
-					      .deny = e->action == IPBLOCK_ACTION_DENY,
-					      .del = kind == RULECACHE_DELETE,
-				      });
-}
-
-/* The family's part of a diff: the other family's changes belong to its table. */
-static size_t keep_family(struct flat_change *c, size_t n, int family)
-{
-	size_t k = 0;
-
+	if (n > UINT32_MAX)
+		return -E2BIG;
+	order = malloc(n * sizeof(*order));
+	if (!order)
+		return -ENOMEM;
+	/* A counting sort by length: the shortest rules go in first. */
 	for (size_t i = 0; i < n; i++)
-		if (c[i].prefix.family == family)
-			c[k++] = c[i];
-	return k;
-}
+		start[len_index(&r[i]) + 1]++;
+	for (int len = 1; len < 130; len++)
+		start[len] += start[len - 1];
+	for (size_t i = 0; i < n; i++)
+		order[start[len_index(&r[i])]++] = (uint32_t)i;
+	for (size_t i = 0; i < n && !ret; i++) {
+		const struct rule *x = &r[order[i]];
 
-int flat_sync(struct flat *t, const struct rulecache *have, const struct rulecache *want,
-	      size_t *changes)
-{
-	struct flat_changes l = { 0 };
-	int ret = rulecache_diff(have, want, RULECACHE_DIFF_RULE_ID, collect, &l);
-
-	if (!ret) {
-		l.n = keep_family(l.c, l.n, t->width == 32 ? AF_INET : AF_INET6);
-		ret = flat_apply(t, l.c, l.n);
+		ret = add_one(t, &x->prefix, x->id, x->action == IPBLOCK_ACTION_DENY, 0);
 	}
-	if (changes)
-		*changes = l.n;
-	free(l.c);
-	return ret;
+	free(order);
+	return settle(t, ret);
 }
 
 /* --- repair and stats ---------------------------------------------------------- */
@@ -1696,38 +1643,32 @@ static int repair_region(struct flat *t, uint32_t r, bool *fixed)
 }
 
 /* Place a rule that found no slot when it was added, if it fits now. */
-static int replace_missing(const struct rule_entry *e, void *ctx)
+static void replace_missing(struct flat *t, const struct rule *x)
 {
-	struct flat *t = ctx;
 	__u64 hi, lo;
 	uint32_t r;
 
-	if (!check_prefix(t, &e->prefix) || e->prefix.len <= t->top_bits)
-		return 0;
-	key_of(t, e->prefix.addr, &hi, &lo);
-	flat_mask(&hi, &lo, e->prefix.len);
+	if (!check_prefix(t, &x->prefix) || x->prefix.len <= t->top_bits)
+		return;
+	key_of(t, x->prefix.addr, &hi, &lo);
+	flat_mask(&hi, &lo, x->prefix.len);
 	r = region_of(t, hi);
-	if (!cnt_get(t, r, CNT_MISSING) || slot_find(t, hi, lo, e->prefix.len) != FLAT_NIL)
-		return 0;
-	if (slot_insert(t, hi, lo, e->prefix.len,
-			entry_of(e->rule_id, e->action == IPBLOCK_ACTION_DENY)))
-		return 0;
+	if (!cnt_get(t, r, CNT_MISSING) || slot_find(t, hi, lo, x->prefix.len) != FLAT_NIL)
+		return;
+	if (slot_insert(t, hi, lo, x->prefix.len,
+			entry_of(x->id, x->action == IPBLOCK_ACTION_DENY)))
+		return;
 	cnt_add(t, r, CNT_MISSING, -1, NULL);
 	t->hdr->missing--;
-	return 0;
 }
 
-int flat_repair(struct flat *t, const struct rulecache *set, uint32_t *fixed)
+int flat_repair(struct flat *t, const struct rule *set, size_t n, uint32_t *fixed)
 {
-	uint32_t n = 0, regions = 1u << t->top_bits;
+	uint32_t nfixed = 0, regions = 1u << t->top_bits;
 	int ret = 0;
 
-	if (set && t->hdr->missing) {
-		ret = rulecache_foreach(set, replace_missing, t);
-		if (ret)
-			return settle(t, ret);
-	}
-
+	for (size_t i = 0; set && t->hdr->missing && i < n; i++)
+		replace_missing(t, &set[i]);
 	for (uint32_t r = 0; r < regions && t->hdr->fallback_regions; r++) {
 		uint32_t e = t->top[r];
 		bool ok = false;
@@ -1744,10 +1685,10 @@ int flat_repair(struct flat *t, const struct rulecache *set, uint32_t *fixed)
 				ok = x->lens != FLAT_LENS_FALLBACK;
 			}
 		}
-		n += ok;
+		nfixed += ok;
 	}
 	if (fixed)
-		*fixed = n;
+		*fixed = nfixed;
 	return settle(t, ret);
 }
 
@@ -1771,17 +1712,4 @@ void flat_stats(const struct flat *t, struct flat_stats *st)
 		.mixed_blocks = mixed,
 		.blocks = nblocks,
 	};
-}
-
-void *flat_map_mmap(int map_fd, uint64_t bytes)
-{
-	void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, map_fd, 0);
-
-	return mem == MAP_FAILED ? NULL : mem;
-}
-
-void flat_map_munmap(void *mem, uint64_t bytes)
-{
-	if (mem)
-		munmap(mem, bytes);
 }

@@ -36,6 +36,7 @@
 
 #include "cidr.h"
 #include "ipblock.h"
+#include "ruleset.h"
 
 /* Default time a freed slot or ext record is kept from reuse. */
 #define FLAT_QUARANTINE_MS 10
@@ -46,25 +47,13 @@ struct flat_ids {
 	uint32_t n;
 };
 
-/* What the LPM store answered: the rule that judges an address. */
-struct flat_match {
-	uint32_t id;
-	uint8_t prefixlen;
-	bool deny;
-};
-
 /*
  * The longest rule of the table's set covering p->addr whose length is at
- * most p->len: 0 and *m filled, -ENOENT when none, other -errno on failure.
- * For a BPF LPM trie that is one lookup with key.prefixlen = p->len.
+ * most p->len: 0 and *out filled (its prefix, action and id), -ENOENT when
+ * none, other -errno on failure.  For a BPF LPM trie that is one lookup
+ * with key.prefixlen = p->len.
  */
-typedef int (*flat_parent_fn)(void *ctx, const struct cidr *p, struct flat_match *m);
-
-/*
- * flat_parent_fn over a BPF LPM trie of ipblock's layout: ctx points to
- * the trie's fd (int).  Its values must carry rule ids and prefix lengths.
- */
-int flat_parent_trie(void *ctx, const struct cidr *p, struct flat_match *m);
+typedef int (*flat_parent_fn)(void *ctx, const struct cidr *p, struct rule *out);
 
 struct flat_hdr;
 struct flat_split;
@@ -167,20 +156,21 @@ void flat_ids_release(struct flat_ids *ids, uint32_t id);
 void flat_ids_reclaim(struct flat_ids *ids);
 
 /*
- * Make rule p (normalised) judge with id and deny in this set: a new prefix
+ * Make rule r judge with its id and action in this set: a new prefix
  * (old_id 0), or an existing one whose action or id changes (old_id: the
- * id it had in this set -- equal to id for an action change -- whose set
- * bit is cleared if it differs).  Never fails for lack of room: a region
- * that cannot hold the rule falls back to the trie.
+ * id it had in this set -- equal to r->id for an action change -- whose
+ * set bit is cleared if it differs).  Never fails for lack of room: a
+ * region that cannot hold the rule falls back to the trie.
  * -EINVAL for a bad prefix or id, -ENOSPC only if counters overflow.
  */
-int flat_add(struct flat *t, const struct cidr *p, uint32_t id, bool deny, uint32_t old_id);
+int flat_add(struct flat *t, const struct rule *r, uint32_t old_id);
 
 /*
- * Remove rule p, whose id in this set is id.  Addresses it judged go to the
- * next covering rule (t->parent).  -ENOENT if p is not in the table.
+ * Remove rule r (its prefix, and r->id, its id in this set).  Addresses it
+ * judged go to the next covering rule (t->parent).  -ENOENT if r is not in
+ * the table.
  */
-int flat_delete(struct flat *t, const struct cidr *p, uint32_t id);
+int flat_delete(struct flat *t, const struct rule *r);
 
 /*
  * The user-space twin of the BPF lookup: the entry judging addr (network
@@ -188,54 +178,27 @@ int flat_delete(struct flat *t, const struct cidr *p, uint32_t id);
  */
 uint32_t flat_judge(const struct flat *t, const uint8_t *addr);
 
-/* One change for flat_apply(). */
-struct flat_change {
-	struct cidr prefix;
-	uint32_t id;	 /* add: the rule's id; delete: the id it had */
-	uint32_t old_id; /* add over an existing prefix: the id it had, else 0 */
-	bool deny;
-	bool del;
-};
-
-/* A growing array of changes, for callers that collect a diff. */
-struct flat_changes {
-	struct flat_change *c;
-	size_t n, cap;
-};
-
-/* Append one change (the array grows by doubling).  -ENOMEM. */
-int flat_changes_push(struct flat_changes *l, const struct flat_change *c);
+/*
+ * Apply a diff (ruleset_changes()): every delete first, then every add and
+ * update, as flat_delete() / flat_add() with the old rule's id.  Stops at
+ * the first error (-ENOENT of a delete is skipped).
+ */
+int flat_apply(struct flat *t, const struct ruleset_change *c, size_t n);
 
 /*
- * Apply a diff: every delete first, then every add, each as flat_delete()
- * / flat_add().  Stops at the first error (-ENOENT of a delete is skipped).
+ * Fill an empty table with r[0..n) (in any order; they are added shortest
+ * first, so each entry is written by few rules).
  */
-int flat_apply(struct flat *t, const struct flat_change *c, size_t n);
-
-/*
- * Fill an empty table with n rules (shortest first, so each entry is
- * written by few rules).  Sorts c in place.
- */
-int flat_build(struct flat *t, struct flat_change *c, size_t n);
-
-struct rulecache;
-
-/*
- * Bring the table from the rules of have to those of want (entries carry
- * rule_id; an action or id change is an update): the diff, applied with
- * flat_apply().  *changes (may be NULL) gets its length.
- */
-int flat_sync(struct flat *t, const struct rulecache *have, const struct rulecache *want,
-	      size_t *changes);
+int flat_build(struct flat *t, const struct rule *r, size_t n);
 
 /*
  * Retry regions that fall back to the trie: rules that found no slot are
- * placed if they fit now (set: this table's rules, may be NULL to skip
+ * placed if they fit now (set[0..n): this table's rules; NULL skips
  * that), regions that lost their ext record get one, and regions whose
  * rules fit again list their lengths.  Uses t->parent.  *fixed (may be
  * NULL) gets the number of regions restored.
  */
-int flat_repair(struct flat *t, const struct rulecache *set, uint32_t *fixed);
+int flat_repair(struct flat *t, const struct rule *set, size_t n, uint32_t *fixed);
 
 struct flat_stats {
 	uint32_t long_rules;	   /* rules longer than N (in the hash or missing) */
@@ -252,11 +215,5 @@ struct flat_stats {
 
 /* Counters kept in the table's header. */
 void flat_stats(const struct flat *t, struct flat_stats *st);
-
-/* mmap() a BPF_F_MMAPABLE array map read-write; NULL with errno on failure. */
-void *flat_map_mmap(int map_fd, uint64_t bytes);
-
-/* Undo flat_map_mmap(). */
-void flat_map_munmap(void *mem, uint64_t bytes);
 
 #endif /* IPBLOCK_FLAT_H */

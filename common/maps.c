@@ -19,6 +19,8 @@
 #include "lfqueue.h"
 #include "maps.h"
 #include "rulecache.h"
+#include "tables.h"
+#include "trie.h"
 
 #define LAYOUT(id, name, type, key, value, flags, entries)                                         \
 	{ #name, type, sizeof(key), sizeof(value), flags, entries },
@@ -200,7 +202,7 @@ void maps_release(struct ipblock_maps *m)
 		return;
 	for (int f = 0; f < 2; f++)
 		for (int i = 0; i < IPBLOCK_FLAT_MAPS; i++)
-			flat_map_munmap(m->flat->fam[f].mem[i], m->flat->fam[f].bytes[i]);
+			tables_munmap(m->flat->fam[f].mem[i], m->flat->fam[f].bytes[i]);
 	free(m->flat);
 	m->flat = NULL;
 }
@@ -338,7 +340,7 @@ int maps_lookup_mode(const struct ipblock_maps *m, enum maps_lookup *lookup)
 static void flat_family_unmap(struct flat_family *ff)
 {
 	for (int i = 0; i < IPBLOCK_FLAT_MAPS; i++)
-		flat_map_munmap(ff->mem[i], ff->bytes[i]);
+		tables_munmap(ff->mem[i], ff->bytes[i]);
 	*ff = (struct flat_family){};
 }
 
@@ -393,7 +395,7 @@ static int flat_family(const struct ipblock_maps *m, int family, struct flat_fam
 		if (!ret && have != n[i])
 			ret = -EPROTO;
 		if (!ret) {
-			ff->mem[i] = flat_map_mmap(fds[i], ff->bytes[i]);
+			ff->mem[i] = tables_mmap(fds[i], ff->bytes[i]);
 			if (!ff->mem[i])
 				ret = -errno;
 		}
@@ -406,7 +408,7 @@ static int flat_family(const struct ipblock_maps *m, int family, struct flat_fam
 		ret = flat_attach(&ff->t[s], family, &ff->sz,
 				  ff->mem[s ? IPBLOCK_FLAT_TOP_B : IPBLOCK_FLAT_TOP],
 				  ff->mem[s ? IPBLOCK_FLAT_DATA_B : IPBLOCK_FLAT_DATA], &ff->ids,
-				  (unsigned)s, flat_parent_trie, &ff->trie_fd[s]);
+				  (unsigned)s, trie_parent, &ff->trie_fd[s]);
 	}
 	if (ret)
 		goto fail;
@@ -641,8 +643,7 @@ int maps_rule_set(const struct ipblock_maps *m, const struct rule *r)
 		goto out;
 	}
 	for (int s = 1; ff && s >= 0; s--) {
-		int err = flat_add(&ff->t[s], p, v.id, v.action == IPBLOCK_ACTION_DENY,
-				   in[s] ? old[s].id : 0);
+		int err = flat_add(&ff->t[s], &v, in[s] ? old[s].id : 0);
 
 		if (err) {
 			flat_damaged(m);
@@ -676,7 +677,7 @@ int maps_rule_delete(const struct ipblock_maps *m, const struct cidr *p)
 		ret[s] = set_delete(m, s, p);
 		if (ff && had && !ret[s] && old[s].id) {
 			/* The trie first: the table asks it for what p covered. */
-			err = flat_delete(&ff->t[s], p, old[s].id);
+			err = flat_delete(&ff->t[s], &old[s]);
 			if (err && err != -ENOENT) {
 				flat_damaged(m);
 				ret[s] = err;
@@ -1392,45 +1393,11 @@ out:
 
 /* --- the flat tables: following the tries in bulk ----------------------------- */
 
-static int change_push(struct flat_changes *v, const struct rule *r, uint32_t old_id, bool del)
-{
-	return flat_changes_push(v, &(struct flat_change){
-					    .prefix = r->prefix,
-					    .id = r->id,
-					    .old_id = old_id,
-					    .deny = r->action == IPBLOCK_ACTION_DENY,
-					    .del = del,
-				    });
-}
-
-static int change_gone(const struct rule *old, void *ctx)
-{
-	return change_push(ctx, old, 0, true);
-}
-
-static int change_added(const struct rule *new, void *ctx)
-{
-	return change_push(ctx, new, 0, false);
-}
-
-static int change_changed(const struct rule *old, const struct rule *new, void *ctx)
-{
-	return change_push(ctx, new, old->id, false);
-}
-
 /* Empty set's table of family and compile it from want[0..n) (that family's rules). */
 static int table_build(struct flat_family *ff, int set, const struct rule *want, size_t n)
 {
-	struct flat_changes v = {};
-	int ret = 0;
-
 	flat_clear(&ff->t[set]);
-	for (size_t i = 0; i < n && !ret; i++)
-		ret = change_push(&v, &want[i], 0, false);
-	if (!ret)
-		ret = flat_build(&ff->t[set], v.c, v.n);
-	free(v.c);
-	return ret;
+	return flat_build(&ff->t[set], want, n);
 }
 
 /*
@@ -1463,8 +1430,8 @@ struct follow_job {
 	int set;
 	struct {
 		enum follow_way way;
-		struct flat_changes v;
-		const struct rule *want; /* the family's part of want */
+		struct ruleset_changes v; /* WAY_APPLY: the diff */
+		const struct rule *want;  /* the family's part of want */
 		size_t n;
 	} fam[2];
 	int ret;
@@ -1474,7 +1441,6 @@ static int follow_plan(struct follow_job **jp, const struct ipblock_maps *m, int
 		       const struct ruleset *have, const struct rule *want, size_t nw,
 		       enum follow how)
 {
-	static const struct ruleset_diff hooks = { change_gone, change_added, change_changed };
 	struct follow_job *j = calloc(1, sizeof(*j));
 	int ret = 0;
 
@@ -1493,7 +1459,7 @@ static int follow_plan(struct follow_job **jp, const struct ipblock_maps *m, int
 			continue;
 		ruleset_family(have->r, have->n, family, &h, &nh);
 		ruleset_family(want, nw, family, &j->fam[f].want, &j->fam[f].n);
-		ret = ruleset_diff(h, nh, j->fam[f].want, j->fam[f].n, &hooks, &j->fam[f].v);
+		ret = ruleset_changes(h, nh, j->fam[f].want, j->fam[f].n, &j->fam[f].v);
 		if (!j->fam[f].v.n)
 			j->fam[f].way = WAY_NONE;
 		else if (how == FOLLOW_COPY && copy_pays(ff, j->fam[f].v.n))
@@ -1502,10 +1468,8 @@ static int follow_plan(struct follow_job **jp, const struct ipblock_maps *m, int
 			j->fam[f].way = WAY_BUILD;
 		else
 			j->fam[f].way = WAY_APPLY;
-		if (j->fam[f].way != WAY_APPLY) {
-			free(j->fam[f].v.c);
-			j->fam[f].v = (struct flat_changes){};
-		}
+		if (j->fam[f].way != WAY_APPLY)
+			ruleset_changes_free(&j->fam[f].v);
 	}
 	/* Nothing to do (no change, or the tries alone): no job. */
 	if (ret || (j->fam[0].way == WAY_NONE && j->fam[1].way == WAY_NONE)) {
@@ -1561,8 +1525,8 @@ static int follow_finish(struct follow_job *j, bool run)
 {
 	int ret = run ? follow_run(j) : j->ret;
 
-	free(j->fam[0].v.c);
-	free(j->fam[1].v.c);
+	ruleset_changes_free(&j->fam[0].v);
+	ruleset_changes_free(&j->fam[1].v);
 	free(j);
 	return ret;
 }

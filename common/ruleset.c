@@ -344,6 +344,50 @@ int ruleset_diff(const struct rule *have, size_t nh, const struct rule *want, si
 	return ret;
 }
 
+static int change_push(struct ruleset_changes *l, const struct rule *old, const struct rule *new)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 1024;
+		struct ruleset_change *grown = realloc(l->c, cap * sizeof(*grown));
+
+		if (!grown)
+			return -ENOMEM;
+		l->c = grown;
+		l->cap = cap;
+	}
+	l->c[l->n++] = (struct ruleset_change){ old, new };
+	return 0;
+}
+
+static int change_gone(const struct rule *old, void *ctx)
+{
+	return change_push(ctx, old, NULL);
+}
+
+static int change_added(const struct rule *new, void *ctx)
+{
+	return change_push(ctx, NULL, new);
+}
+
+static int change_changed(const struct rule *old, const struct rule *new, void *ctx)
+{
+	return change_push(ctx, old, new);
+}
+
+int ruleset_changes(const struct rule *have, size_t nh, const struct rule *want, size_t nw,
+		    struct ruleset_changes *out)
+{
+	static const struct ruleset_diff hooks = { change_gone, change_added, change_changed };
+
+	return ruleset_diff(have, nh, want, nw, &hooks, out);
+}
+
+void ruleset_changes_free(struct ruleset_changes *out)
+{
+	free(out->c);
+	*out = (struct ruleset_changes){};
+}
+
 int ruleset_merge(const struct rule *x, size_t nx, const struct rule *y, size_t ny,
 		  struct ruleset *out)
 {

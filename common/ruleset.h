@@ -95,6 +95,28 @@ struct ruleset_diff {
 int ruleset_diff(const struct rule *have, size_t nh, const struct rule *want, size_t nw,
 		 const struct ruleset_diff *hooks, void *ctx);
 
+/* One entry of a diff: old only, a prefix that goes; new only, one that comes; both, a change. */
+struct ruleset_change {
+	const struct rule *old, *new;
+};
+
+/* A growable array of changes; zero-initialised is empty. */
+struct ruleset_changes {
+	struct ruleset_change *c;
+	size_t n, cap;
+};
+
+/*
+ * The diff of sorted have and want as an array (in cidr_compare() order),
+ * appended to out: its entries point into have and want, which must
+ * outlive it.  -ENOMEM.
+ */
+int ruleset_changes(const struct rule *have, size_t nh, const struct rule *want, size_t nw,
+		    struct ruleset_changes *out);
+
+/* Free the array; out is empty again. */
+void ruleset_changes_free(struct ruleset_changes *out);
+
 /*
  * out = the union of sorted x and y; on a shared prefix y's rule wins.
  * out is emptied first.  -ENOMEM.

@@ -36,6 +36,8 @@
 
 #include "cidr.h"
 #include "flat.h"
+#include "tables.h"
+#include "trie.h"
 #include "harness.h"
 #include "rulecache.h"
 #include "tests/flat_test.skel.h"
@@ -162,11 +164,50 @@ static unsigned int pick_len(int family)
 	return 128;
 }
 
+/* --- the reference: a rule cache of struct rule ---------------------------------- */
+
+static int ref_insert(struct rulecache *rc, const struct rule *r, bool *created)
+{
+	struct rule_entry e = { .prefix = r->prefix, .action = r->action, .rule_id = r->id };
+
+	return rulecache_insert(rc, &e, created);
+}
+
+static int ref_remove(struct rulecache *rc, const struct cidr *p)
+{
+	return rulecache_remove(rc, p);
+}
+
+/* The rule of exactly p (out may be NULL); -ENOENT. */
+static int ref_find(const struct rulecache *rc, const struct cidr *p, struct rule *out)
+{
+	struct rule_entry e;
+	int ret = rulecache_find(rc, p, &e);
+
+	if (!ret && out)
+		*out = (struct rule){ .prefix = e.prefix, .action = e.action, .id = e.rule_id };
+	return ret;
+}
+
+/* The rule that judges addr; -ENOENT when none. */
+static int ref_lookup(const struct rulecache *rc, int family, const uint8_t *addr, struct rule *out)
+{
+	struct rule_entry e;
+	int ret = rulecache_lookup(rc, family, addr, &e);
+
+	if (!ret)
+		*out = (struct rule){ .prefix = e.prefix, .action = e.action, .id = e.rule_id };
+	return ret;
+}
+
+/* Every rule of rc, sorted. */
+static void ref_rules(const struct rulecache *rc, struct ruleset *out);
+
 /* The rule set under test: the reference cache and a list to pick from. */
 struct rules {
 	int family;
 	struct rulecache *rc;
-	struct rule_entry *v;
+	struct rule *v;
 	size_t n, cap;
 };
 
@@ -184,7 +225,7 @@ static void rules_free(struct rules *r)
 	free(r->v);
 }
 
-static void rules_push(struct rules *r, const struct rule_entry *e)
+static void rules_push(struct rules *r, const struct rule *e)
 {
 	if (r->n == r->cap) {
 		r->cap = r->cap ? 2 * r->cap : 1024;
@@ -200,7 +241,7 @@ static void rules_push(struct rules *r, const struct rule_entry *e)
  */
 static void gen_prefix(const struct rules *r, struct cidr *p)
 {
-	struct rule_entry dummy;
+	struct rule dummy;
 
 	do {
 		memset(p, 0, sizeof(*p));
@@ -217,30 +258,20 @@ static void gen_prefix(const struct rules *r, struct cidr *p)
 			memset(p->addr + 4, 0, 12);
 		p->len = (uint8_t)pick_len(r->family);
 		cidr_clear_host_bits(p);
-	} while (!rulecache_find(r->rc, p, &dummy));
+	} while (!ref_find(r->rc, p, &dummy));
 }
 
 /* Add a fresh random rule with an id from ids; *out gets it. */
-static void gen_rule(struct rules *r, struct flat_ids *ids, struct rule_entry *out)
+static void gen_rule(struct rules *r, struct flat_ids *ids, struct rule *out)
 {
-	struct rule_entry e = { 0 };
+	struct rule e = { 0 };
 
 	gen_prefix(r, &e.prefix);
 	e.action = below(2) ? IPBLOCK_ACTION_DENY : IPBLOCK_ACTION_ALLOW;
-	assert_int_equal(flat_ids_alloc(ids, e.prefix.len, &e.rule_id), 0);
-	assert_int_equal(rulecache_insert(r->rc, &e, NULL), 0);
+	assert_int_equal(flat_ids_alloc(ids, e.prefix.len, &e.id), 0);
+	assert_int_equal(ref_insert(r->rc, &e, NULL), 0);
 	rules_push(r, &e);
 	*out = e;
-}
-
-static struct flat_change change_of(const struct rule_entry *e, bool del)
-{
-	return (struct flat_change){
-		.prefix = e->prefix,
-		.id = e->rule_id,
-		.deny = e->action == IPBLOCK_ACTION_DENY,
-		.del = del,
-	};
 }
 
 /* --- tables on malloc'd memory ------------------------------------------------- */
@@ -252,22 +283,17 @@ struct table {
 };
 
 /* The parent callback over a rule cache: longest rule <= p->len covering p. */
-static int cache_parent(void *ctx, const struct cidr *p, struct flat_match *m)
+static int cache_parent(void *ctx, const struct cidr *p, struct rule *out)
 {
 	const struct rulecache *rc = ctx;
-	struct rule_entry e;
 
 	for (int len = p->len; len >= 0; len--) {
 		struct cidr q = *p;
 
 		q.len = (uint8_t)len;
 		cidr_clear_host_bits(&q);
-		if (!rulecache_find(rc, &q, &e)) {
-			m->id = e.rule_id;
-			m->prefixlen = e.prefix.len;
-			m->deny = e.action == IPBLOCK_ACTION_DENY;
+		if (!ref_find(rc, &q, out))
 			return 0;
-		}
 	}
 	return -ENOENT;
 }
@@ -306,15 +332,70 @@ static void table_free(struct table *tb)
 	free(tb->data);
 }
 
+/* flat_add() of prefix p with id and deny. */
+static int put_prefix(struct flat *t, const struct cidr *p, uint32_t id, bool deny, uint32_t old_id)
+{
+	struct rule r = { .prefix = *p,
+			  .action = deny ? IPBLOCK_ACTION_DENY : IPBLOCK_ACTION_ALLOW,
+			  .id = id };
+
+	return flat_add(t, &r, old_id);
+}
+
+/* flat_delete() of prefix p, whose id is id. */
+static int drop_prefix(struct flat *t, const struct cidr *p, uint32_t id)
+{
+	struct rule r = { .prefix = *p, .id = id };
+
+	return flat_delete(t, &r);
+}
+
+static int collect_rule(const struct rule_entry *e, void *ctx)
+{
+	struct rule r = { .prefix = e->prefix, .action = e->action, .id = e->rule_id };
+
+	return ruleset_push(ctx, &r);
+}
+
+static void ref_rules(const struct rulecache *rc, struct ruleset *out)
+{
+	*out = (struct ruleset){};
+	assert_int_equal(rulecache_foreach(rc, collect_rule, out), 0);
+}
+
+/*
+ * Bring t from the rules of have to those of want, ids included: their
+ * diff through flat_apply().  *changes (may be NULL) gets its length.
+ */
+static int table_sync(struct flat *t, const struct rulecache *have, const struct rulecache *want,
+		      size_t *changes)
+{
+	struct ruleset a, b;
+	struct ruleset_changes d = {};
+	int ret;
+
+	ref_rules(have, &a);
+	ref_rules(want, &b);
+	ret = ruleset_changes(a.r, a.n, b.r, b.n, &d);
+	if (!ret)
+		ret = flat_apply(t, d.c, d.n);
+	if (changes)
+		*changes = d.n;
+	ruleset_changes_free(&d);
+	ruleset_free(&a);
+	ruleset_free(&b);
+	return ret;
+}
+
 /* --- equivalence ---------------------------------------------------------------- */
 
 static uint32_t reference_entry(const struct rulecache *rc, int family, const uint8_t *addr)
 {
-	struct rule_entry e;
+	struct rule e;
 
-	if (rulecache_lookup(rc, family, addr, &e))
+	if (ref_lookup(rc, family, addr, &e))
 		return 0;
-	return e.rule_id << 1 | (e.action == IPBLOCK_ACTION_DENY);
+	return e.id << 1 | (e.action == IPBLOCK_ACTION_DENY);
 }
 
 static size_t fallbacks_seen;
@@ -502,7 +583,6 @@ static void check_stats(const struct flat *t, const struct rules *r)
 
 static void random_set_matches_reference(int family, size_t nrules)
 {
-	struct flat_change *c;
 	struct flat_ids ids;
 	struct table tb;
 	struct rules r;
@@ -513,20 +593,15 @@ static void random_set_matches_reference(int family, size_t nrules)
 	table_new(&tb, family, (uint32_t)nrules + 4, &ids, 0, r.rc);
 
 	/* The extremes are always there: everything, and single hosts. */
-	struct rule_entry e = { .prefix = { .family = (uint8_t)family, .len = 0 },
-				.action = IPBLOCK_ACTION_ALLOW };
-	assert_int_equal(flat_ids_alloc(&ids, 0, &e.rule_id), 0);
-	assert_int_equal(rulecache_insert(r.rc, &e, NULL), 0);
+	struct rule e = { .prefix = { .family = (uint8_t)family, .len = 0 },
+			  .action = IPBLOCK_ACTION_ALLOW };
+	assert_int_equal(flat_ids_alloc(&ids, 0, &e.id), 0);
+	assert_int_equal(ref_insert(r.rc, &e, NULL), 0);
 	rules_push(&r, &e);
 	while (r.n < nrules)
 		gen_rule(&r, &ids, &e);
 
-	c = calloc(r.n, sizeof(*c));
-	assert_non_null(c);
-	for (size_t i = 0; i < r.n; i++)
-		c[i] = change_of(&r.v[i], false);
-	assert_int_equal(flat_build(&tb.t, c, r.n), 0);
-	free(c);
+	assert_int_equal(flat_build(&tb.t, r.v, r.n), 0);
 
 	fallbacks_seen = 0;
 	check_all(&tb.t, &r, 200000 / SCALE);
@@ -540,7 +615,7 @@ static void random_set_matches_reference(int family, size_t nrules)
 	       family == AF_INET ? "v4" : "v6", r.n, st.long_rules, st.ext_regions,
 	       st.fallback_regions);
 	for (size_t i = 0; i < r.n; i++)
-		assert_true(ids.rules[r.v[i].rule_id].sets & 1);
+		assert_true(ids.rules[r.v[i].id].sets & 1);
 
 	table_free(&tb);
 	free(ids.rules);
@@ -585,21 +660,21 @@ static void test_nested_rules_longest_wins(void **state)
 		ids_new(&ids, 64);
 		table_new(&tb, family, 16, &ids, 0, r.rc);
 		for (int i = 0; i < 7; i++) {
-			struct rule_entry e = { .action = i % 2 ? IPBLOCK_ACTION_DENY
-								: IPBLOCK_ACTION_ALLOW };
+			struct rule e = { .action = i % 2 ? IPBLOCK_ACTION_DENY
+							  : IPBLOCK_ACTION_ALLOW };
 
 			assert_int_equal(cidr_parse(txt[i], &e.prefix, NULL, NULL, 0), 0);
-			assert_int_equal(flat_ids_alloc(&ids, e.prefix.len, &e.rule_id), 0);
-			assert_int_equal(rulecache_insert(r.rc, &e, NULL), 0);
+			assert_int_equal(flat_ids_alloc(&ids, e.prefix.len, &e.id), 0);
+			assert_int_equal(ref_insert(r.rc, &e, NULL), 0);
 			rules_push(&r, &e);
-			assert_int_equal(flat_add(&tb.t, &e.prefix, e.rule_id, i % 2, 0), 0);
+			assert_int_equal(flat_add(&tb.t, &e, 0), 0);
 			check_all(&tb.t, &r, 2000);
 			check_sums(&tb.t);
 		}
 		/* Take them away again, outermost first: the inner ones stay. */
 		for (int i = 0; i < 7; i++) {
-			assert_int_equal(rulecache_remove(r.rc, &r.v[i].prefix), 0);
-			assert_int_equal(flat_delete(&tb.t, &r.v[i].prefix, r.v[i].rule_id), 0);
+			assert_int_equal(ref_remove(r.rc, &r.v[i].prefix), 0);
+			assert_int_equal(flat_delete(&tb.t, &r.v[i]), 0);
 			for (int j = i + 1; j < 7; j++)
 				check_edges(&tb.t, r.rc, &r.v[j].prefix);
 			check_random(&tb.t, &r, 2000);
@@ -616,7 +691,7 @@ static void test_nested_rules_longest_wins(void **state)
 static uint32_t step_text(struct table *tb, struct flat_ids *ids, struct rules *r, const char *txt,
 			  int action)
 {
-	struct rule_entry e = { .action = (uint8_t)action };
+	struct rule e = { .action = (uint8_t)action };
 
 	assert_int_equal(cidr_parse(txt, &e.prefix, NULL, NULL, 0), 0);
 	if (!action) {
@@ -624,20 +699,19 @@ static uint32_t step_text(struct table *tb, struct flat_ids *ids, struct rules *
 			if (r->v[i].prefix.len == e.prefix.len &&
 			    !memcmp(r->v[i].prefix.addr, e.prefix.addr, 16)) {
 				e = r->v[i];
-				assert_int_equal(rulecache_remove(r->rc, &e.prefix), 0);
+				assert_int_equal(ref_remove(r->rc, &e.prefix), 0);
 				r->v[i] = r->v[--r->n];
-				assert_int_equal(flat_delete(&tb->t, &e.prefix, e.rule_id), 0);
+				assert_int_equal(flat_delete(&tb->t, &e), 0);
 				return 0;
 			}
 		}
 		fail_msg("%s is not in the set", txt);
 	}
-	assert_int_equal(flat_ids_alloc(ids, e.prefix.len, &e.rule_id), 0);
-	assert_int_equal(rulecache_insert(r->rc, &e, NULL), 0);
+	assert_int_equal(flat_ids_alloc(ids, e.prefix.len, &e.id), 0);
+	assert_int_equal(ref_insert(r->rc, &e, NULL), 0);
 	rules_push(r, &e);
-	assert_int_equal(flat_add(&tb->t, &e.prefix, e.rule_id, action == IPBLOCK_ACTION_DENY, 0),
-			 0);
-	return e.rule_id << 1 | (action == IPBLOCK_ACTION_DENY);
+	assert_int_equal(flat_add(&tb->t, &e, 0), 0);
+	return e.id << 1 | (action == IPBLOCK_ACTION_DENY);
 }
 
 /*
@@ -698,10 +772,10 @@ static void test_block_summaries_follow_the_rules(void **state)
 
 	/* Everything deleted: every block is "no rule" again. */
 	while (r.n) {
-		struct rule_entry e = r.v[--r.n];
+		struct rule e = r.v[--r.n];
 
-		assert_int_equal(rulecache_remove(r.rc, &e.prefix), 0);
-		assert_int_equal(flat_delete(&tb.t, &e.prefix, e.rule_id), 0);
+		assert_int_equal(ref_remove(r.rc, &e.prefix), 0);
+		assert_int_equal(flat_delete(&tb.t, &e), 0);
 	}
 	assert_int_equal(check_sums(&tb.t), 0);
 	assert_int_equal(tb.t.sum[10 << 8 | 200], 0);
@@ -753,7 +827,7 @@ static void test_killed_writer_leaves_summaries_safe(void **state)
 	assert_int_equal(cidr_parse("10.0.0.0/8", &p8, NULL, NULL, 0), 0);
 	for (int i = 0; i < 2; i++)
 		assert_int_equal(flat_ids_alloc(&ids, 8, &id[i]), 0);
-	assert_int_equal(flat_add(&t, &p8, id[0], true, 0), 0);
+	assert_int_equal(put_prefix(&t, &p8, id[0], true, 0), 0);
 
 	for (int r = 0; r < rounds; r++) {
 		struct timespec d = { .tv_nsec = (long)(50 + below(2000)) * 1000 };
@@ -769,7 +843,7 @@ static void test_killed_writer_leaves_summaries_safe(void **state)
 				_exit(0);
 			/* Each step rewrites all 65,536 regions of the /8. */
 			for (uint32_t k = 1;; k++)
-				flat_add(&t, &p8, id[k % 2], k % 2 == 0, id[(k + 1) % 2]);
+				put_prefix(&t, &p8, id[k % 2], k % 2 == 0, id[(k + 1) % 2]);
 		}
 		nanosleep(&d, NULL);
 		kill(pid, SIGKILL);
@@ -792,7 +866,7 @@ static void test_killed_writer_leaves_summaries_safe(void **state)
 
 static void remove_at(struct rules *r, size_t i)
 {
-	assert_int_equal(rulecache_remove(r->rc, &r->v[i].prefix), 0);
+	assert_int_equal(ref_remove(r->rc, &r->v[i].prefix), 0);
 	r->v[i] = r->v[--r->n];
 }
 
@@ -803,35 +877,32 @@ static void remove_at(struct rules *r, size_t i)
 static void random_step(struct rules *r, struct flat_ids *ids, struct flat *t, struct cidr *touched)
 {
 	uint32_t op = below(10);
-	struct rule_entry e;
+	struct rule e;
 
 	if (op < 4 || r->n < 10) {
 		gen_rule(r, ids, &e);
-		assert_int_equal(
-			flat_add(t, &e.prefix, e.rule_id, e.action == IPBLOCK_ACTION_DENY, 0), 0);
+		assert_int_equal(flat_add(t, &e, 0), 0);
 		*touched = e.prefix;
 	} else if (op < 8) {
 		size_t i = below((uint32_t)r->n);
 
 		e = r->v[i];
 		remove_at(r, i);
-		assert_int_equal(flat_delete(t, &e.prefix, e.rule_id), 0);
+		assert_int_equal(flat_delete(t, &e), 0);
 		*touched = e.prefix;
 	} else {
 		size_t i = below((uint32_t)r->n);
-		uint32_t old_id = r->v[i].rule_id;
+		uint32_t old_id = r->v[i].id;
 
 		e = r->v[i];
 		e.action = e.action == IPBLOCK_ACTION_DENY ? IPBLOCK_ACTION_ALLOW
 							   : IPBLOCK_ACTION_DENY;
 		if (op == 9)
-			assert_int_equal(flat_ids_alloc(ids, e.prefix.len, &e.rule_id), 0);
-		assert_int_equal(rulecache_insert(r->rc, &e, NULL), 0);
+			assert_int_equal(flat_ids_alloc(ids, e.prefix.len, &e.id), 0);
+		assert_int_equal(ref_insert(r->rc, &e, NULL), 0);
 		r->v[i] = e;
-		assert_int_equal(
-			flat_add(t, &e.prefix, e.rule_id, e.action == IPBLOCK_ACTION_DENY, old_id),
-			0);
-		if (old_id != e.rule_id)
+		assert_int_equal(flat_add(t, &e, old_id), 0);
+		if (old_id != e.id)
 			assert_int_equal(ids->rules[old_id].sets, 0);
 		*touched = e.prefix;
 	}
@@ -844,16 +915,14 @@ static void incremental_matches_reference(int family)
 	struct flat_ids ids;
 	struct table tb;
 	struct rules r;
-	struct rule_entry e;
+	struct rule e;
 
 	rules_init(&r, family);
 	ids_new(&ids, 40000);
 	table_new(&tb, family, 16000, &ids, 0, r.rc);
 	for (int i = 0; i < 3000 / SCALE; i++) {
 		gen_rule(&r, &ids, &e);
-		assert_int_equal(
-			flat_add(&tb.t, &e.prefix, e.rule_id, e.action == IPBLOCK_ACTION_DENY, 0),
-			0);
+		assert_int_equal(flat_add(&tb.t, &e, 0), 0);
 	}
 	check_all(&tb.t, &r, 20000 / SCALE);
 	for (int b = 0; b < batches; b++) {
@@ -872,7 +941,7 @@ static void incremental_matches_reference(int family)
 	while (r.n) {
 		e = r.v[r.n - 1];
 		remove_at(&r, r.n - 1);
-		assert_int_equal(flat_delete(&tb.t, &e.prefix, e.rule_id), 0);
+		assert_int_equal(flat_delete(&tb.t, &e), 0);
 	}
 	for (uint32_t i = 0; i < tb.sz.top_elems * 2; i += 997)
 		assert_int_equal(tb.t.top[i], 0);
@@ -916,7 +985,7 @@ static void exhausted_table_falls_back(int family)
 	struct flat_ids ids;
 	struct table tb;
 	struct rules r;
-	struct rule_entry e;
+	struct rule e;
 	uint32_t fixed;
 
 	rules_init(&r, family);
@@ -925,9 +994,7 @@ static void exhausted_table_falls_back(int family)
 	table_new_sized(&tb, family, &sz, &ids, 0, r.rc);
 	for (int i = 0; i < 2000; i++) {
 		gen_rule(&r, &ids, &e);
-		assert_int_equal(
-			flat_add(&tb.t, &e.prefix, e.rule_id, e.action == IPBLOCK_ACTION_DENY, 0),
-			0);
+		assert_int_equal(flat_add(&tb.t, &e, 0), 0);
 	}
 	flat_stats(&tb.t, &st);
 	assert_true(st.fallback_regions > 0);
@@ -953,9 +1020,9 @@ static void exhausted_table_falls_back(int family)
 
 		e = r.v[i];
 		remove_at(&r, i);
-		assert_int_equal(flat_delete(&tb.t, &e.prefix, e.rule_id), 0);
+		assert_int_equal(flat_delete(&tb.t, &e), 0);
 	}
-	assert_int_equal(flat_repair(&tb.t, r.rc, &fixed), 0);
+	assert_int_equal(flat_repair(&tb.t, r.v, r.n, &fixed), 0);
 	check_all(&tb.t, &r, 20000);
 	flat_stats(&tb.t, &st);
 	printf("# %s after shrinking to %zu rules and repair: %u fallback regions (%u repaired)\n",
@@ -1005,7 +1072,7 @@ static unsigned int long_lengths(const struct rules *r)
 static void gen_crowded(const struct rules *r, struct cidr *p)
 {
 	static const uint8_t region[3] = { 0x20, 0x01, 0x0d };
-	struct rule_entry dummy;
+	struct rule dummy;
 
 	do {
 		memset(p, 0, sizeof(*p));
@@ -1019,7 +1086,7 @@ static void gen_crowded(const struct rules *r, struct cidr *p)
 		memcpy(p->addr, region, sizeof(region));
 		p->len = (uint8_t)(below(16) ? 25 + below(104) : 8 + below(17));
 		cidr_clear_host_bits(p);
-	} while (!rulecache_find(r->rc, p, &dummy));
+	} while (!ref_find(r->rc, p, &dummy));
 }
 
 /*
@@ -1027,8 +1094,7 @@ static void gen_crowded(const struct rules *r, struct cidr *p)
  * gen_crowded()), delete, or flip an action (sometimes with a new id).  *e
  * gets the rule touched; returns whether it was deleted.
  */
-static bool crowded_step(struct rules *r, struct flat_ids *ids, struct flat *t,
-			 struct rule_entry *e)
+static bool crowded_step(struct rules *r, struct flat_ids *ids, struct flat *t, struct rule *e)
 {
 	uint32_t op = below(20);
 
@@ -1036,12 +1102,10 @@ static bool crowded_step(struct rules *r, struct flat_ids *ids, struct flat *t,
 	if (op < 9 || r->n < 10) {
 		gen_crowded(r, &e->prefix);
 		e->action = below(2) ? IPBLOCK_ACTION_DENY : IPBLOCK_ACTION_ALLOW;
-		assert_int_equal(flat_ids_alloc(ids, e->prefix.len, &e->rule_id), 0);
-		assert_int_equal(rulecache_insert(r->rc, e, NULL), 0);
+		assert_int_equal(flat_ids_alloc(ids, e->prefix.len, &e->id), 0);
+		assert_int_equal(ref_insert(r->rc, e, NULL), 0);
 		rules_push(r, e);
-		assert_int_equal(
-			flat_add(t, &e->prefix, e->rule_id, e->action == IPBLOCK_ACTION_DENY, 0),
-			0);
+		assert_int_equal(flat_add(t, e, 0), 0);
 		return false;
 	}
 	if (op < 16) {
@@ -1049,20 +1113,19 @@ static bool crowded_step(struct rules *r, struct flat_ids *ids, struct flat *t,
 
 		*e = r->v[k];
 		remove_at(r, k);
-		assert_int_equal(flat_delete(t, &e->prefix, e->rule_id), 0);
+		assert_int_equal(flat_delete(t, e), 0);
 		return true;
 	}
 	size_t k = below((uint32_t)r->n);
-	uint32_t old_id = r->v[k].rule_id;
+	uint32_t old_id = r->v[k].id;
 
 	*e = r->v[k];
 	e->action = e->action == IPBLOCK_ACTION_DENY ? IPBLOCK_ACTION_ALLOW : IPBLOCK_ACTION_DENY;
 	if (op == 19)
-		assert_int_equal(flat_ids_alloc(ids, e->prefix.len, &e->rule_id), 0);
-	assert_int_equal(rulecache_insert(r->rc, e, NULL), 0);
+		assert_int_equal(flat_ids_alloc(ids, e->prefix.len, &e->id), 0);
+	assert_int_equal(ref_insert(r->rc, e, NULL), 0);
 	r->v[k] = *e;
-	assert_int_equal(
-		flat_add(t, &e->prefix, e->rule_id, e->action == IPBLOCK_ACTION_DENY, old_id), 0);
+	assert_int_equal(flat_add(t, e, old_id), 0);
 	return false;
 }
 
@@ -1104,18 +1167,17 @@ static void test_v6_crowded_region_gets_a_tree(void **state)
 	table_new(&tb, AF_INET6, 1024, &ids, 0, r.rc);
 	/* A chain of 12 nested lengths: the 9th splits the region. */
 	for (int i = 0; i < 12; i++) {
-		struct rule_entry e = { .action = i % 2 ? IPBLOCK_ACTION_DENY
-							: IPBLOCK_ACTION_ALLOW };
+		struct rule e = { .action = i % 2 ? IPBLOCK_ACTION_DENY : IPBLOCK_ACTION_ALLOW };
 
 		assert_int_equal(cidr_parse("2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff", &e.prefix,
 					    NULL, NULL, 0),
 				 0);
 		e.prefix.len = (uint8_t)(32 + 8 * i);
 		cidr_clear_host_bits(&e.prefix);
-		assert_int_equal(flat_ids_alloc(&ids, e.prefix.len, &e.rule_id), 0);
-		assert_int_equal(rulecache_insert(r.rc, &e, NULL), 0);
+		assert_int_equal(flat_ids_alloc(&ids, e.prefix.len, &e.id), 0);
+		assert_int_equal(ref_insert(r.rc, &e, NULL), 0);
 		rules_push(&r, &e);
-		assert_int_equal(flat_add(&tb.t, &e.prefix, e.rule_id, i % 2, 0), 0);
+		assert_int_equal(flat_add(&tb.t, &e, 0), 0);
 		assert_tree(&tb.t, &r);
 		fallbacks_seen = 0;
 		check_all(&tb.t, &r, 1000);
@@ -1124,7 +1186,7 @@ static void test_v6_crowded_region_gets_a_tree(void **state)
 
 	/* Churn inside the region; every lookup must agree with the reference. */
 	for (int i = 0; i < steps; i++) {
-		struct rule_entry e;
+		struct rule e;
 
 		crowded_step(&r, &ids, &tb.t, &e);
 		fallbacks_seen = 0;
@@ -1149,24 +1211,24 @@ static void test_v6_crowded_region_gets_a_tree(void **state)
 	/* Down to 8 long lengths: a plain region again, no nodes left. */
 	while (long_lengths(&r) > FLAT_MAX_LENS) {
 		size_t k = r.n - 1;
-		struct rule_entry e;
+		struct rule e;
 
 		for (size_t j = 0; j < r.n; j++)
 			if (r.v[j].prefix.len > r.v[k].prefix.len)
 				k = j;
 		e = r.v[k];
 		remove_at(&r, k);
-		assert_int_equal(flat_delete(&tb.t, &e.prefix, e.rule_id), 0);
+		assert_int_equal(flat_delete(&tb.t, &e), 0);
 	}
 	assert_tree(&tb.t, &r);
 	fallbacks_seen = 0;
 	check_all(&tb.t, &r, 2000);
 	assert_int_equal(fallbacks_seen, 0);
 	while (r.n) {
-		struct rule_entry e = r.v[r.n - 1];
+		struct rule e = r.v[r.n - 1];
 
 		remove_at(&r, r.n - 1);
-		assert_int_equal(flat_delete(&tb.t, &e.prefix, e.rule_id), 0);
+		assert_int_equal(flat_delete(&tb.t, &e), 0);
 	}
 	flat_stats(&tb.t, &st);
 	assert_int_equal(st.ext_regions, 0);
@@ -1216,20 +1278,20 @@ static void test_dead_slot_not_reused_within_quarantine(void **state)
 			break;
 	}
 	assert_int_equal(flat_ids_alloc(&ids, 32, &ida), 0);
-	assert_int_equal(flat_add(&tb.t, &a, ida, true, 0), 0);
+	assert_int_equal(put_prefix(&tb.t, &a, ida, true, 0), 0);
 	assert_int_equal(tb.t.slots[home].word >> 32, 32);
-	assert_int_equal(flat_delete(&tb.t, &a, ida), 0);
+	assert_int_equal(drop_prefix(&tb.t, &a, ida), 0);
 
 	tb.t.quarantine_ms = 60000;
 	assert_int_equal(flat_ids_alloc(&ids, 32, &idb), 0);
-	assert_int_equal(flat_add(&tb.t, &b, idb, true, 0), 0);
+	assert_int_equal(put_prefix(&tb.t, &b, idb, true, 0), 0);
 	assert_int_equal(tb.t.slots[home].word >> 32, FLAT_TAG_DEAD | 32);
 	assert_int_equal(tb.t.slots[(home + 1) & mask].hi, v4_hi(&b));
 	assert_int_equal(flat_judge(&tb.t, b.addr), idb << 1 | 1);
 	assert_int_equal(flat_judge(&tb.t, a.addr), 0);
 
 	/* The same prefix may take its own dead slot back. */
-	assert_int_equal(flat_add(&tb.t, &a, ida, false, 0), 0);
+	assert_int_equal(put_prefix(&tb.t, &a, ida, false, 0), 0);
 	assert_int_equal(tb.t.slots[home].word, (uint64_t)32 << 32 | ida << 1);
 
 	table_free(&tb);
@@ -1249,13 +1311,12 @@ static void test_two_sets_sync_by_diff_copy_and_share_ids(void **state)
 	struct flat_ids ids;
 	struct table a, b;
 	struct flat again;
-	struct rule_entry e;
+	struct rule e;
 	size_t changes;
 	(void)state;
 
 	for (int f = 0; f < 2; f++) {
 		int family = f ? AF_INET6 : AF_INET;
-		struct flat_change *c;
 
 		rules_init(&old, family);
 		rules_init(&new, family);
@@ -1264,12 +1325,8 @@ static void test_two_sets_sync_by_diff_copy_and_share_ids(void **state)
 		table_new(&b, family, 6000, &ids, 1, old.rc);
 		for (int i = 0; i < 3000 / SCALE; i++)
 			gen_rule(&old, &ids, &e);
-		c = calloc(old.n, sizeof(*c));
-		for (size_t i = 0; i < old.n; i++)
-			c[i] = change_of(&old.v[i], false);
-		assert_int_equal(flat_build(&a.t, c, old.n), 0);
-		assert_int_equal(flat_build(&b.t, c, old.n), 0);
-		free(c);
+		assert_int_equal(flat_build(&a.t, old.v, old.n), 0);
+		assert_int_equal(flat_build(&b.t, old.v, old.n), 0);
 
 		/* new: most old rules (same ids, some actions flipped), some new. */
 		for (size_t i = 0; i < old.n; i++) {
@@ -1278,7 +1335,7 @@ static void test_two_sets_sync_by_diff_copy_and_share_ids(void **state)
 				continue;
 			if (below(5) == 0)
 				e.action ^= IPBLOCK_ACTION_ALLOW ^ IPBLOCK_ACTION_DENY;
-			assert_int_equal(rulecache_insert(new.rc, &e, NULL), 0);
+			assert_int_equal(ref_insert(new.rc, &e, NULL), 0);
 			rules_push(&new, &e);
 		}
 		for (int i = 0; i < 1000 / SCALE; i++)
@@ -1286,7 +1343,7 @@ static void test_two_sets_sync_by_diff_copy_and_share_ids(void **state)
 
 		/* B follows new (its parent lookups ask new), A still old. */
 		b.t.parent_ctx = new.rc;
-		assert_int_equal(flat_sync(&b.t, old.rc, new.rc, &changes), 0);
+		assert_int_equal(table_sync(&b.t, old.rc, new.rc, &changes), 0);
 		assert_true(changes > 0);
 		check_all(&b.t, &new, 5000);
 		check_all(&a.t, &old, 5000);
@@ -1297,14 +1354,14 @@ static void test_two_sets_sync_by_diff_copy_and_share_ids(void **state)
 					     cache_parent, new.rc),
 				 0);
 		again.quarantine_ms = 0;
-		assert_int_equal(flat_sync(&again, old.rc, new.rc, NULL), 0);
+		assert_int_equal(table_sync(&again, old.rc, new.rc, NULL), 0);
 		check_all(&again, &new, 5000);
 		check_all(&a.t, &new, 1000);
 		check_stats(&a.t, &new);
 
 		/* Ids: every rule of new in both sets, every other id free. */
 		for (size_t i = 0; i < new.n; i++)
-			assert_int_equal(ids.rules[new.v[i].rule_id].sets, 3);
+			assert_int_equal(ids.rules[new.v[i].id].sets, 3);
 		size_t used = 0;
 
 		for (uint32_t i = 1; i < ids.n; i++)
@@ -1314,28 +1371,20 @@ static void test_two_sets_sync_by_diff_copy_and_share_ids(void **state)
 		/* A rebuild from scratch gives the same table; A keeps its bits. */
 		flat_clear(&b.t);
 		for (size_t i = 0; i < new.n; i++)
-			assert_int_equal(ids.rules[new.v[i].rule_id].sets, 1);
-		c = calloc(new.n, sizeof(*c));
-		for (size_t i = 0; i < new.n; i++)
-			c[i] = change_of(&new.v[i], false);
-		assert_int_equal(flat_build(&b.t, c, new.n), 0);
-		free(c);
+			assert_int_equal(ids.rules[new.v[i].id].sets, 1);
+		assert_int_equal(flat_build(&b.t, new.v, new.n), 0);
 		check_all(&b.t, &new, 5000);
 		check_stats(&b.t, &new);
 		for (size_t i = 0; i < new.n; i++)
-			assert_int_equal(ids.rules[new.v[i].rule_id].sets, 3);
+			assert_int_equal(ids.rules[new.v[i].id].sets, 3);
 
 		/*
 		 * A copy: A is taken back to old, then made a copy of B (new).
 		 * It judges as B does, and the ids of old-only rules are free.
 		 */
 		flat_clear(&a.t);
-		c = calloc(old.n, sizeof(*c));
-		for (size_t i = 0; i < old.n; i++)
-			c[i] = change_of(&old.v[i], false);
 		a.t.parent_ctx = old.rc;
-		assert_int_equal(flat_build(&a.t, c, old.n), 0);
-		free(c);
+		assert_int_equal(flat_build(&a.t, old.v, old.n), 0);
 		check_all(&a.t, &old, 2000);
 		assert_int_equal(flat_copy(&a.t, &b.t), 0);
 		a.t.parent_ctx = new.rc;
@@ -1346,7 +1395,7 @@ static void test_two_sets_sync_by_diff_copy_and_share_ids(void **state)
 			used += ids.rules[i].sets != 0;
 		assert_int_equal(used, new.n);
 		for (size_t i = 0; i < new.n; i++) {
-			const struct flat_rule *r = &ids.rules[new.v[i].rule_id];
+			const struct flat_rule *r = &ids.rules[new.v[i].id];
 			unsigned int deny = new.v[i].action == IPBLOCK_ACTION_DENY ? 3 : 0;
 
 			assert_int_equal(r->sets, 3);
@@ -1444,7 +1493,7 @@ static void race_run(struct race *rc, struct flat *t, struct flat_ids *ids, stru
 	};
 	int family = ref->family;
 	const char *const *pool = family == AF_INET ? pool4 : pool6;
-	struct rule_entry rules[RACE_POOL];
+	struct rule rules[RACE_POOL];
 	bool present[RACE_POOL] = { false };
 	pthread_t th;
 
@@ -1477,38 +1526,35 @@ static void race_run(struct race *rc, struct flat *t, struct flat_ids *ids, stru
 
 	for (uint64_t k = 1; k <= RACE_OPS; k++) {
 		int i = (int)below(RACE_POOL);
-		struct rule_entry *e = &rules[i];
+		struct rule *e = &rules[i];
 		uint32_t old_id = 0;
 		enum { ADD, DEL, UPD } op;
 
 		if (!present[i]) {
 			op = ADD;
-			assert_int_equal(flat_ids_alloc(ids, e->prefix.len, &e->rule_id), 0);
+			assert_int_equal(flat_ids_alloc(ids, e->prefix.len, &e->id), 0);
 		} else if (below(3)) {
 			op = DEL;
 		} else {
 			op = UPD;
-			old_id = e->rule_id;
+			old_id = e->id;
 			e->action ^= IPBLOCK_ACTION_ALLOW ^ IPBLOCK_ACTION_DENY;
 			if (below(2))
-				assert_int_equal(flat_ids_alloc(ids, e->prefix.len, &e->rule_id),
-						 0);
+				assert_int_equal(flat_ids_alloc(ids, e->prefix.len, &e->id), 0);
 		}
 		if (op == DEL)
-			assert_int_equal(rulecache_remove(ref->rc, &e->prefix), 0);
+			assert_int_equal(ref_remove(ref->rc, &e->prefix), 0);
 		else
-			assert_int_equal(rulecache_insert(ref->rc, e, NULL), 0);
+			assert_int_equal(ref_insert(ref->rc, e, NULL), 0);
 		for (int a = 0; a < RACE_ADDRS; a++)
 			__atomic_store_n(&rc->expect[k][a],
 					 reference_entry(ref->rc, family, rc->addrs[a]),
 					 __ATOMIC_RELAXED);
 		__atomic_store_n(&rc->gen, 2 * k - 1, __ATOMIC_RELEASE);
 		if (op == DEL)
-			assert_int_equal(flat_delete(t, &e->prefix, e->rule_id), 0);
+			assert_int_equal(flat_delete(t, e), 0);
 		else
-			assert_int_equal(flat_add(t, &e->prefix, e->rule_id,
-						  e->action == IPBLOCK_ACTION_DENY, old_id),
-					 0);
+			assert_int_equal(flat_add(t, e, old_id), 0);
 		__atomic_store_n(&rc->gen, 2 * k, __ATOMIC_RELEASE);
 		present[i] = op != DEL;
 		/*
@@ -1598,12 +1644,12 @@ static void test_bad_arguments_are_refused(void **state)
 	rules_init(&r, AF_INET);
 	ids_new(&ids, 16);
 	table_new(&tb, AF_INET, 4, &ids, 0, r.rc);
-	assert_int_equal(flat_add(&tb.t, &v6, 1, true, 0), -EINVAL);
-	assert_int_equal(flat_add(&tb.t, &v4, 1, true, 0), -EINVAL);
+	assert_int_equal(put_prefix(&tb.t, &v6, 1, true, 0), -EINVAL);
+	assert_int_equal(put_prefix(&tb.t, &v4, 1, true, 0), -EINVAL);
 	v4.len = 8;
-	assert_int_equal(flat_add(&tb.t, &v4, 0, true, 0), -EINVAL);
-	assert_int_equal(flat_add(&tb.t, &v4, 99, true, 0), -EINVAL);
-	assert_int_equal(flat_delete(&tb.t, &v4, 3), -ENOENT);
+	assert_int_equal(put_prefix(&tb.t, &v4, 0, true, 0), -EINVAL);
+	assert_int_equal(put_prefix(&tb.t, &v4, 99, true, 0), -EINVAL);
+	assert_int_equal(drop_prefix(&tb.t, &v4, 3), -ENOENT);
 	table_free(&tb);
 	free(ids.rules);
 	rules_free(&r);
@@ -1662,13 +1708,13 @@ static void bpf_env_open(struct bpf_env *b, uint32_t max_rules, const struct fla
 	b->trie_fd[0] = bpf_map__fd(b->skel->maps.trie4);
 	b->trie_fd[1] = bpf_map__fd(b->skel->maps.trie6);
 	for (int f = 0; f < 2; f++) {
-		b->top[f] = flat_map_mmap(bpf_map__fd(tops[f]), b->sz[f].top_bytes);
-		b->data[f] = flat_map_mmap(bpf_map__fd(datas[f]), b->sz[f].data_bytes);
+		b->top[f] = tables_mmap(bpf_map__fd(tops[f]), b->sz[f].top_bytes);
+		b->data[f] = tables_mmap(bpf_map__fd(datas[f]), b->sz[f].data_bytes);
 		assert_non_null(b->top[f]);
 		assert_non_null(b->data[f]);
 		ids_new(&b->ids[f], b->sz[f].ids_elems);
 		assert_int_equal(flat_attach(&b->t[f], f ? AF_INET6 : AF_INET, &b->sz[f], b->top[f],
-					     b->data[f], &b->ids[f], 0, flat_parent_trie,
+					     b->data[f], &b->ids[f], 0, trie_parent,
 					     &b->trie_fd[f]),
 				 0);
 		b->t[f].quarantine_ms = 0;
@@ -1678,19 +1724,19 @@ static void bpf_env_open(struct bpf_env *b, uint32_t max_rules, const struct fla
 static void bpf_env_close(struct bpf_env *b)
 {
 	for (int f = 0; f < 2; f++) {
-		flat_map_munmap(b->top[f], b->sz[f].top_bytes);
-		flat_map_munmap(b->data[f], b->sz[f].data_bytes);
+		tables_munmap(b->top[f], b->sz[f].top_bytes);
+		tables_munmap(b->data[f], b->sz[f].data_bytes);
 		free(b->ids[f].rules);
 	}
 	flat_test_bpf__destroy(b->skel);
 }
 
-static void trie_put(struct bpf_env *b, const struct rule_entry *e)
+static void trie_put(struct bpf_env *b, const struct rule *e)
 {
 	struct ipblock_key_v6 key = { .prefixlen = e->prefix.len };
 	struct ipblock_rule val = { .action = e->action,
 				    .prefixlen = e->prefix.len,
-				    .rule_id = e->rule_id };
+				    .rule_id = e->id };
 
 	memcpy(key.addr, e->prefix.addr, 16);
 	assert_int_equal(bpf_map_update_elem(b->trie_fd[fi(e->prefix.family)], &key, &val, BPF_ANY),
@@ -1700,15 +1746,9 @@ static void trie_put(struct bpf_env *b, const struct rule_entry *e)
 /* Rules into the trie and the flat table of their family. */
 static void bpf_env_fill(struct bpf_env *b, struct rules *r)
 {
-	struct flat_change *c = calloc(r->n + 1, sizeof(*c));
-
-	assert_non_null(c);
-	for (size_t i = 0; i < r->n; i++) {
+	for (size_t i = 0; i < r->n; i++)
 		trie_put(b, &r->v[i]);
-		c[i] = change_of(&r->v[i], false);
-	}
-	assert_int_equal(flat_build(&b->t[fi(r->family)], c, r->n), 0);
-	free(c);
+	assert_int_equal(flat_build(&b->t[fi(r->family)], r->v, r->n), 0);
 }
 
 /* A minimal frame from addr; *len gets its length. */
@@ -1771,7 +1811,7 @@ static void test_bpf_verdicts_match_reference(void **state)
 {
 	struct rules r[2];
 	struct bpf_env b;
-	struct rule_entry e;
+	struct rule e;
 	size_t fell = 0;
 	(void)state;
 
@@ -1790,7 +1830,7 @@ static void test_bpf_verdicts_match_reference(void **state)
 
 		for (int i = 0; i < 500 / SCALE; i++) {
 			random_step(&r[f], &b.ids[f], &b.t[f], &touched);
-			if (!rulecache_find(r[f].rc, &touched, &e)) {
+			if (!ref_find(r[f].rc, &touched, &e)) {
 				trie_put(&b, &e);
 			} else {
 				struct ipblock_key_v6 key = { .prefixlen = touched.len };
@@ -1820,12 +1860,11 @@ static void test_bpf_crowded_region_walks_the_tree(void **state)
 	rules_init(&r, AF_INET6);
 	bpf_env_open(&b, 8192, NULL, 8192);
 	while (r.n < 1500 / SCALE) {
-		struct rule_entry e = { .action = below(2) ? IPBLOCK_ACTION_DENY
-							   : IPBLOCK_ACTION_ALLOW };
+		struct rule e = { .action = below(2) ? IPBLOCK_ACTION_DENY : IPBLOCK_ACTION_ALLOW };
 
 		gen_crowded(&r, &e.prefix);
-		assert_int_equal(flat_ids_alloc(&b.ids[1], e.prefix.len, &e.rule_id), 0);
-		assert_int_equal(rulecache_insert(r.rc, &e, NULL), 0);
+		assert_int_equal(flat_ids_alloc(&b.ids[1], e.prefix.len, &e.id), 0);
+		assert_int_equal(ref_insert(r.rc, &e, NULL), 0);
 		rules_push(&r, &e);
 	}
 	bpf_env_fill(&b, &r);
@@ -1834,7 +1873,7 @@ static void test_bpf_crowded_region_walks_the_tree(void **state)
 	bpf_check_rules(&b, &r, 5000 / SCALE, &fell);
 	printf("# BPF: %zu rules in one region, %u nodes\n", r.n, st.nodes);
 	for (int i = 0; i < 300 / SCALE; i++) {
-		struct rule_entry e;
+		struct rule e;
 
 		if (!crowded_step(&r, &b.ids[1], &b.t[1], &e)) {
 			trie_put(&b, &e);
@@ -1859,7 +1898,7 @@ static void test_bpf_fallback_regions_ask_the_trie(void **state)
 	struct flat_sizes sz[2];
 	struct rules r[2];
 	struct bpf_env b;
-	struct rule_entry e;
+	struct rule e;
 	size_t fell = 0;
 	(void)state;
 
@@ -2048,7 +2087,7 @@ static unsigned int bench_len(int family)
 static void bench_rules(struct rules *r, struct flat_ids *ids, size_t n)
 {
 	while (r->n < n) {
-		struct rule_entry e = { .action = IPBLOCK_ACTION_DENY };
+		struct rule e = { .action = IPBLOCK_ACTION_DENY };
 		bool created;
 
 		e.prefix.family = (uint8_t)r->family;
@@ -2062,10 +2101,10 @@ static void bench_rules(struct rules *r, struct flat_ids *ids, size_t n)
 		cidr_clear_host_bits(&e.prefix);
 		if (below(10) == 0)
 			e.action = IPBLOCK_ACTION_ALLOW;
-		assert_int_equal(flat_ids_alloc(ids, e.prefix.len, &e.rule_id), 0);
-		assert_int_equal(rulecache_insert(r->rc, &e, &created), 0);
+		assert_int_equal(flat_ids_alloc(ids, e.prefix.len, &e.id), 0);
+		assert_int_equal(ref_insert(r->rc, &e, &created), 0);
 		if (!created) {
-			flat_ids_release(ids, e.rule_id);
+			flat_ids_release(ids, e.id);
 			continue;
 		}
 		rules_push(r, &e);
@@ -2075,7 +2114,7 @@ static void bench_rules(struct rules *r, struct flat_ids *ids, size_t n)
 /* Time to add then delete a prefix of length len inside a full table. */
 static void bench_update(struct flat *t, struct rules *r, struct flat_ids *ids, unsigned int len)
 {
-	struct rule_entry e = { .action = IPBLOCK_ACTION_DENY };
+	struct rule e = { .action = IPBLOCK_ACTION_DENY };
 	double t0, t1, t2;
 
 	do {
@@ -2087,12 +2126,12 @@ static void bench_update(struct flat *t, struct rules *r, struct flat_ids *ids, 
 		else
 			e.prefix.addr[0] = 0x20 | (e.prefix.addr[0] & 0x1f);
 		cidr_clear_host_bits(&e.prefix);
-	} while (!rulecache_find(r->rc, &e.prefix, &(struct rule_entry){ 0 }));
-	assert_int_equal(flat_ids_alloc(ids, e.prefix.len, &e.rule_id), 0);
+	} while (!ref_find(r->rc, &e.prefix, &(struct rule){ 0 }));
+	assert_int_equal(flat_ids_alloc(ids, e.prefix.len, &e.id), 0);
 	t0 = now_s();
-	assert_int_equal(flat_add(t, &e.prefix, e.rule_id, true, 0), 0);
+	assert_int_equal(flat_add(t, &e, 0), 0);
 	t1 = now_s();
-	assert_int_equal(flat_delete(t, &e.prefix, e.rule_id), 0);
+	assert_int_equal(flat_delete(t, &e), 0);
 	t2 = now_s();
 	printf("#   update /%u: add %.1f us, delete %.1f us\n", len, (t1 - t0) * 1e6,
 	       (t2 - t1) * 1e6);
@@ -2110,7 +2149,6 @@ static void bench_size(int family, size_t n, bool updates)
 	struct flat_stats st;
 	struct rules r;
 	struct bpf_env b;
-	struct flat_change *c;
 	double t0, build_s, trie_s, ns[3];
 	int f = fi(family);
 
@@ -2121,13 +2159,9 @@ static void bench_size(int family, size_t n, bool updates)
 	for (size_t i = 0; i < r.n; i++)
 		trie_put(&b, &r.v[i]);
 	trie_s = now_s() - t0;
-	c = calloc(r.n + 1, sizeof(*c));
-	for (size_t i = 0; i < r.n; i++)
-		c[i] = change_of(&r.v[i], false);
 	t0 = now_s();
-	assert_int_equal(flat_build(&b.t[f], c, r.n), 0);
+	assert_int_equal(flat_build(&b.t[f], r.v, r.n), 0);
 	build_s = now_s() - t0;
-	free(c);
 	flat_stats(&b.t[f], &st);
 	printf("# %s %zu rules: compile %.3f s (trie fill %.3f s), %u ext regions, %u fallback "
 	       "regions, "

@@ -18,7 +18,6 @@
 #include "flat.h"
 #include "lfqueue.h"
 #include "maps.h"
-#include "rulecache.h"
 #include "tables.h"
 #include "trie.h"
 
@@ -831,11 +830,6 @@ out:
 	return ret;
 }
 
-struct foreach_ctx {
-	maps_rule_cb cb;
-	void *ctx;
-};
-
 /* The rule a trie holds under key -> v. */
 static void rule_of_kernel(int family, const void *key, const struct ipblock_rule *v,
 			   struct rule *r)
@@ -844,31 +838,6 @@ static void rule_of_kernel(int family, const void *key, const struct ipblock_rul
 	r->action = v->action;
 	r->flags = v->flags;
 	r->id = v->rule_id;
-}
-
-static int foreach_chunk(int family, const uint8_t *keys, const struct ipblock_rule *vals, size_t n,
-			 void *ctx)
-{
-	struct foreach_ctx *f = ctx;
-	size_t ksz = key_size(family);
-	struct rule r;
-	int ret;
-
-	for (size_t i = 0; i < n; i++) {
-		rule_of_kernel(family, keys + i * ksz, &vals[i], &r);
-		ret = f->cb(&r, f->ctx);
-		if (ret)
-			return ret;
-	}
-	return 0;
-}
-
-int maps_rule_foreach(const struct ipblock_maps *m, maps_rule_cb cb, void *ctx)
-{
-	struct foreach_ctx f = { cb, ctx };
-	int ret = read_trie(m->fd[IPBLOCK_MAP_V4], AF_INET, foreach_chunk, &f);
-
-	return ret ? ret : read_trie(m->fd[IPBLOCK_MAP_V6], AF_INET6, foreach_chunk, &f);
 }
 
 struct count_ctx {
@@ -1899,35 +1868,6 @@ out:
 	ruleset_free(&b);
 	ruleset_free(&want);
 	ruleset_free(&sorted);
-	return ret;
-}
-
-static int cache_entry_cb(const struct rule_entry *e, void *ctx)
-{
-	struct ruleset *v = ctx;
-	int ret = ruleset_reserve(v, 1);
-
-	if (ret)
-		return ret;
-	v->r[v->n++] = (struct rule){
-		.prefix = e->prefix, .action = e->action, .flags = e->flags, .id = e->rule_id
-	};
-	return 0;
-}
-
-int maps_replace(const struct ipblock_maps *m, const struct rulecache *new, size_t *changes)
-{
-	struct maps_replace_stats st = {};
-	struct ruleset v = {};
-	int ret;
-
-	/* rulecache_foreach() walks in cidr_compare() order: already sorted. */
-	ret = rulecache_foreach(new, cache_entry_cb, &v);
-	if (!ret)
-		ret = maps_replace_rules(m, v.r, v.n, &st);
-	if (changes)
-		*changes = st.added + st.updated + st.deleted;
-	free(v.r);
 	return ret;
 }
 

@@ -159,12 +159,6 @@ int maps_rule_get(const struct ipblock_maps *m, const struct cidr *p, struct rul
 /* Delete one rule, by exact prefix, from both sets.  -ENOENT when absent. */
 int maps_rule_delete(const struct ipblock_maps *m, const struct cidr *p);
 
-/* Called per rule by maps_rule_foreach(); a non-zero return stops the walk. */
-typedef int (*maps_rule_cb)(const struct rule *r, void *ctx);
-
-/* Visit every rule of both families in set A (kernel order, unsorted). */
-int maps_rule_foreach(const struct ipblock_maps *m, maps_rule_cb cb, void *ctx);
-
 /* Number of rules per family. */
 int maps_rule_count(const struct ipblock_maps *m, size_t *v4, size_t *v6);
 
@@ -179,18 +173,6 @@ int maps_flush(const struct ipblock_maps *m, size_t *removed);
 
 /* Which set (0 = A, 1 = B) the program reads now. */
 int maps_active_set(const struct ipblock_maps *m, uint32_t *set);
-
-struct rulecache;
-
-/*
- * Replace the rule set by new so that every packet is judged by the
- * complete old set or the complete new one: bring set B to new, switch the
- * program to B, bring A to new, switch back.  Checks capacity first
- * (-ENOSPC before any change); on an error while B is inactive B is put
- * back and no verdict changed.  *changes (may be NULL) gets the number of
- * prefixes added, updated or deleted.
- */
-int maps_replace(const struct ipblock_maps *m, const struct rulecache *new, size_t *changes);
 
 /*
  * Bulk access.  A rule set travels as a sorted array of struct rule
@@ -214,12 +196,14 @@ int maps_rules_read(const struct ipblock_maps *m, struct rule **out, size_t *n);
 
 /*
  * Make the rule set exactly rules[0..n) (sorted and unique; an unsorted
- * array is sorted on a copy, a repeated prefix is -EINVAL) with the
- * guarantee of maps_replace(): every packet meets the complete old or the
- * complete new set.  -ENOSPC, before any change, when a family would
- * exceed its capacity (st says how many rules the set needs).  st may be NULL.
- * The rules' rule_id is ignored: the maps give each prefix its id (the one
- * it has, else a free one).
+ * array is sorted on a copy, a repeated prefix is -EINVAL) so that every
+ * packet is judged by the complete old set or the complete new one: bring
+ * set B to the new rules, switch the program to B, bring A to them, switch
+ * back.  -ENOSPC, before any change, when a family would exceed its
+ * capacity (st says how many rules the set needs); on an error while B is
+ * inactive B is put back and no verdict changed.  st may be NULL.  The
+ * rules' ids are ignored: the maps give each prefix its id (the one it
+ * has, else a free one).
  */
 int maps_replace_rules(const struct ipblock_maps *m, const struct rule *rules, size_t n,
 		       struct maps_replace_stats *st);

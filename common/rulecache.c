@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
 /* The rule cache: per-length hash tables under one rwlock; see rulecache.h. */
-#include <endian.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,9 +35,8 @@ struct table {
  * which for large blocks remaps pages instead of copying them.
  */
 struct family_set {
-	struct rule_entry *entries;
+	struct rulecache_entry *entries;
 	uint32_t n, cap;
-	uint64_t used[3]; /* bit len set while t[len] holds a rule */
 	struct table t[MAX_LENS];
 };
 
@@ -106,7 +104,7 @@ static inline uint32_t probe(const struct family_set *f, const struct table *t,
 
 	for (; t->slots[i].idx1; i = (i + 1) & t->mask) {
 		if (t->slots[i].hash == h &&
-		    !memcmp(f->entries[t->slots[i].idx1 - 1].prefix.addr, key, 16)) {
+		    !memcmp(f->entries[t->slots[i].idx1 - 1].rule.prefix.addr, key, 16)) {
 			*found = true;
 			return i;
 		}
@@ -115,8 +113,8 @@ static inline uint32_t probe(const struct family_set *f, const struct table *t,
 	return i;
 }
 
-static const struct rule_entry *family_find(const struct family_set *f, unsigned int len,
-					    const uint8_t key[16])
+static const struct rulecache_entry *family_find(const struct family_set *f, unsigned int len,
+						 const uint8_t key[16])
 {
 	const struct table *t = &f->t[len];
 	bool found;
@@ -184,16 +182,6 @@ static void table_delete_at(struct table *t, uint32_t i)
 	t->count--;
 }
 
-static void set_used(struct family_set *f, unsigned int len, bool used)
-{
-	uint64_t bit = 1ull << (len % 64);
-
-	if (used)
-		f->used[len / 64] |= bit;
-	else
-		f->used[len / 64] &= ~bit;
-}
-
 static void family_free(struct family_set *f)
 {
 	for (unsigned int len = 0; len < MAX_LENS; len++)
@@ -221,10 +209,11 @@ void rulecache_free(struct rulecache *rc)
 	free(rc);
 }
 
-/* Insert with the lock held; the action is not checked (load_maps keeps odd ones). */
-static int insert_locked(struct rulecache *rc, const struct rule_entry *e, bool *created)
+/* Insert with the lock held; the action is not checked (rulecache_load() keeps odd ones). */
+static int insert_locked(struct rulecache *rc, const struct rulecache_entry *e, bool *created)
 {
-	int fi = family_index(e->prefix.family);
+	const struct cidr *p = &e->rule.prefix;
+	int fi = family_index(p->family);
 	struct family_set *f;
 	struct table *t;
 	uint8_t key[16];
@@ -232,20 +221,20 @@ static int insert_locked(struct rulecache *rc, const struct rule_entry *e, bool 
 	uint32_t h, i;
 	int err;
 
-	if (fi < 0 || e->prefix.len > family_bits(fi))
+	if (fi < 0 || p->len > family_bits(fi))
 		return -EINVAL;
 	f = &rc->fam[fi];
-	t = &f->t[e->prefix.len];
-	mask_addr(key, e->prefix.addr, e->prefix.len);
+	t = &f->t[p->len];
+	mask_addr(key, p->addr, p->len);
 	h = hash_key(key);
 
 	if (t->count) {
 		i = probe(f, t, key, h, &found);
 		if (found) {
-			struct rule_entry *dst = &f->entries[t->slots[i].idx1 - 1];
+			struct rulecache_entry *dst = &f->entries[t->slots[i].idx1 - 1];
 
 			*dst = *e;
-			memcpy(dst->prefix.addr, key, 16);
+			memcpy(dst->rule.prefix.addr, key, 16);
 			if (created)
 				*created = false;
 			return 0;
@@ -255,7 +244,7 @@ static int insert_locked(struct rulecache *rc, const struct rule_entry *e, bool 
 	if (f->n == f->cap) {
 		/* Grow by a quarter: realloc remaps large blocks, so small steps are cheap. */
 		uint64_t cap = f->cap < MIN_ENTRIES ? MIN_ENTRIES : (uint64_t)f->cap + f->cap / 4;
-		struct rule_entry *entries;
+		struct rulecache_entry *entries;
 
 		if (cap > UINT32_MAX - 1)
 			return -ENOMEM;
@@ -277,11 +266,10 @@ static int insert_locked(struct rulecache *rc, const struct rule_entry *e, bool 
 	for (i = h & t->mask; t->slots[i].idx1; i = (i + 1) & t->mask)
 		;
 	f->entries[f->n] = *e;
-	memcpy(f->entries[f->n].prefix.addr, key, 16);
+	memcpy(f->entries[f->n].rule.prefix.addr, key, 16);
 	t->slots[i].hash = h;
 	t->slots[i].idx1 = ++f->n;
 	t->count++;
-	set_used(f, e->prefix.len, true);
 	if (created)
 		*created = true;
 	return 0;
@@ -296,9 +284,9 @@ static void remove_locked(struct family_set *f, unsigned int len, uint32_t i)
 	table_delete_at(t, i);
 	if (idx != last) {
 		/* Move the last entry into the hole and repoint its slot. */
-		const struct rule_entry *moved = &f->entries[last];
-		struct table *mt = &f->t[moved->prefix.len];
-		uint32_t j = hash_key(moved->prefix.addr) & mt->mask;
+		const struct rulecache_entry *moved = &f->entries[last];
+		struct table *mt = &f->t[moved->rule.prefix.len];
+		uint32_t j = hash_key(moved->rule.prefix.addr) & mt->mask;
 
 		while (mt->slots[j].idx1 != last + 1)
 			j = (j + 1) & mt->mask;
@@ -308,10 +296,9 @@ static void remove_locked(struct family_set *f, unsigned int len, uint32_t i)
 	f->n--;
 
 	/* Give memory back after mass removal; failing to shrink is harmless. */
-	if (!t->count) {
+	if (!t->count)
 		table_resize(t, 0);
-		set_used(f, len, false);
-	} else if (t->mask + 1 > MIN_SLOTS && (uint64_t)t->count * 8 < t->mask + 1u) {
+	else if (t->mask + 1 > MIN_SLOTS && (uint64_t)t->count * 8 < t->mask + 1u) {
 		table_resize(t, (t->mask + 1) / 4);
 	}
 	if (!f->n) {
@@ -319,7 +306,7 @@ static void remove_locked(struct family_set *f, unsigned int len, uint32_t i)
 		f->entries = NULL;
 		f->cap = 0;
 	} else if (f->cap > MIN_ENTRIES && (uint64_t)f->n * 4 < f->cap) {
-		struct rule_entry *entries =
+		struct rulecache_entry *entries =
 			realloc(f->entries, (size_t)f->n * 2 * sizeof(*entries));
 
 		if (entries) {
@@ -329,11 +316,11 @@ static void remove_locked(struct family_set *f, unsigned int len, uint32_t i)
 	}
 }
 
-int rulecache_insert(struct rulecache *rc, const struct rule_entry *e, bool *created)
+int rulecache_insert(struct rulecache *rc, const struct rulecache_entry *e, bool *created)
 {
 	int err;
 
-	if (e->action != IPBLOCK_ACTION_ALLOW && e->action != IPBLOCK_ACTION_DENY)
+	if (e->rule.action != IPBLOCK_ACTION_ALLOW && e->rule.action != IPBLOCK_ACTION_DENY)
 		return -EINVAL;
 	err = rwlock_write_lock(&rc->lock);
 	if (err)
@@ -371,10 +358,10 @@ int rulecache_remove(struct rulecache *rc, const struct cidr *p)
 	return err;
 }
 
-int rulecache_find(const struct rulecache *rc, const struct cidr *p, struct rule_entry *out)
+int rulecache_find(const struct rulecache *rc, const struct cidr *p, struct rulecache_entry *out)
 {
 	int fi = family_index(p->family);
-	const struct rule_entry *e;
+	const struct rulecache_entry *e;
 	uint8_t key[16];
 	int err;
 
@@ -385,41 +372,6 @@ int rulecache_find(const struct rulecache *rc, const struct cidr *p, struct rule
 	if (err)
 		return err;
 	e = family_find(&rc->fam[fi], p->len, key);
-	if (e && out)
-		*out = *e;
-	rwlock_read_unlock(lock_of(rc));
-	return e ? 0 : -ENOENT;
-}
-
-int rulecache_lookup(const struct rulecache *rc, int family, const uint8_t *addr,
-		     struct rule_entry *out)
-{
-	int fi = family_index(family);
-	const struct rule_entry *e = NULL;
-	const struct family_set *f;
-	uint8_t full[16] = { 0 }, key[16];
-	int err;
-
-	if (fi < 0)
-		return -EINVAL;
-	memcpy(full, addr, family_bits(fi) / 8);
-	err = rwlock_read_lock(lock_of(rc));
-	if (err)
-		return err;
-	f = &rc->fam[fi];
-	/* Longest first: the first hit is the answer. */
-	for (int w = 2; w >= 0 && !e; w--) {
-		uint64_t bits = f->used[w];
-
-		while (bits && !e) {
-			unsigned int b = 63 - __builtin_clzll(bits);
-			unsigned int len = w * 64 + b;
-
-			bits &= ~(1ull << b);
-			mask_addr(key, full, len);
-			e = family_find(f, len, key);
-		}
-	}
 	if (e && out)
 		*out = *e;
 	rwlock_read_unlock(lock_of(rc));
@@ -452,7 +404,7 @@ size_t rulecache_memory(const struct rulecache *rc)
 	for (int fi = 0; fi < 2; fi++) {
 		const struct family_set *f = &rc->fam[fi];
 
-		bytes += (size_t)f->cap * sizeof(struct rule_entry);
+		bytes += (size_t)f->cap * sizeof(struct rulecache_entry);
 		for (unsigned int len = 0; len <= family_bits(fi); len++)
 			if (f->t[len].slots)
 				bytes += ((size_t)f->t[len].mask + 1) * sizeof(struct slot);
@@ -475,43 +427,17 @@ void rulecache_clear(struct rulecache *rc)
 	family_free(&old[1]);
 }
 
-/*
- * Sort key in cidr_compare() order (IPv4 first, address bytes, shorter
- * first) as integers, so sorting a million rules compares words instead of
- * calling memcmp through a function pointer.
- */
-struct sort_key {
-	uint64_t hi, lo;  /* address, big-endian halves */
-	uint32_t fam_len; /* family index << 8 | prefix length */
-	uint32_t idx;	  /* into the snapshot's entries */
-};
-
-static int key_cmp(const void *pa, const void *pb)
-{
-	const struct sort_key *a = pa, *b = pb;
-
-	if (a->fam_len >> 8 != b->fam_len >> 8)
-		return a->fam_len < b->fam_len ? -1 : 1;
-	if (a->hi != b->hi)
-		return a->hi < b->hi ? -1 : 1;
-	if (a->lo != b->lo)
-		return a->lo < b->lo ? -1 : 1;
-	if (a->fam_len != b->fam_len)
-		return a->fam_len < b->fam_len ? -1 : 1;
-	return 0;
-}
-
 /* A private copy of every rule and the order to visit them in. */
 struct snapshot {
-	struct rule_entry *e;
-	struct sort_key *k;
+	struct rulecache_entry *e;
+	uint32_t *order; /* ruleset_order() of e */
 	size_t n;
 };
 
 static void snapshot_free(struct snapshot *s)
 {
 	free(s->e);
-	free(s->k);
+	free(s->order);
 }
 
 /*
@@ -538,29 +464,15 @@ static int snapshot_take(const struct rulecache *rc, struct snapshot *s)
 			memcpy(s->e + n4, rc->fam[1].entries, (s->n - n4) * sizeof(*s->e));
 	}
 	rwlock_read_unlock(lock_of(rc));
-	s->k = malloc((s->n + 1) * sizeof(*s->k));
-	if (!s->e || !s->k) {
+	err = s->e ? ruleset_order(&s->e[0].rule, sizeof(*s->e), s->n, &s->order) : -ENOMEM;
+	if (err)
 		snapshot_free(s);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < s->n; i++) {
-		const struct cidr *p = &s->e[i].prefix;
-		uint64_t hi, lo;
-
-		memcpy(&hi, p->addr, 8);
-		memcpy(&lo, p->addr + 8, 8);
-		s->k[i] = (struct sort_key){ .hi = be64toh(hi),
-					     .lo = be64toh(lo),
-					     .fam_len = (uint32_t)(i >= n4) << 8 | p->len,
-					     .idx = (uint32_t)i };
-	}
-	qsort(s->k, s->n, sizeof(*s->k), key_cmp);
-	return 0;
+	return err;
 }
 
-static inline const struct rule_entry *snapshot_at(const struct snapshot *s, size_t i)
+static inline const struct rulecache_entry *snapshot_at(const struct snapshot *s, size_t i)
 {
-	return &s->e[s->k[i].idx];
+	return &s->e[s->order[i]];
 }
 
 int rulecache_foreach(const struct rulecache *rc, rulecache_cb cb, void *ctx)
@@ -577,31 +489,19 @@ int rulecache_foreach(const struct rulecache *rc, rulecache_cb cb, void *ctx)
 	return ret;
 }
 
-static int load_cb(const struct rule *r, void *ctx)
-{
-	struct rule_entry e = {
-		.prefix = r->prefix,
-		.action = r->action,
-		.flags = (uint8_t)r->flags,
-		.rule_id = r->id,
-	};
-
-	return insert_locked(ctx, &e, NULL);
-}
-
-int rulecache_load_maps(struct rulecache *rc, const struct ipblock_maps *m)
+int rulecache_load(struct rulecache *rc, const struct rule *r, size_t n)
 {
 	struct rulecache *fresh = rulecache_new();
 	struct family_set old[2];
-	int err;
+	int err = 0;
 
 	if (!fresh)
 		return -ENOMEM;
 	/* fresh is private until the swap below: no lock needed to fill it. */
-	err = maps_rule_foreach(m, load_cb, fresh);
-	if (err)
-		goto out;
-	err = rwlock_write_lock(&rc->lock);
+	for (size_t i = 0; i < n && !err; i++)
+		err = insert_locked(fresh, &(struct rulecache_entry){ .rule = r[i] }, NULL);
+	if (!err)
+		err = rwlock_write_lock(&rc->lock);
 	if (err)
 		goto out;
 	memcpy(old, rc->fam, sizeof(old));
@@ -613,47 +513,16 @@ out:
 	return err;
 }
 
-int rulecache_diff(const struct rulecache *old, const struct rulecache *new, unsigned int flags,
-		   rulecache_diff_cb cb, void *ctx)
+int rulecache_rules(const struct rulecache *rc, struct ruleset *out)
 {
-	struct snapshot a, b;
-	size_t i = 0, j = 0;
-	int ret;
+	struct snapshot s;
+	int ret = snapshot_take(rc, &s);
 
-	if (flags & ~RULECACHE_DIFF_RULE_ID)
-		return -EINVAL;
-	/*
-	 * One cache at a time: holding both read locks could deadlock against
-	 * writers waiting on each in the opposite order.
-	 */
-	ret = snapshot_take(old, &a);
-	if (ret)
-		return ret;
-	ret = snapshot_take(new, &b);
-	if (ret) {
-		snapshot_free(&a);
-		return ret;
-	}
-	while (!ret && (i < a.n || j < b.n)) {
-		int c = i == a.n ? 1 : j == b.n ? -1 : key_cmp(&a.k[i], &b.k[j]);
-		const struct rule_entry *x = i < a.n ? snapshot_at(&a, i) : NULL;
-		const struct rule_entry *y = j < b.n ? snapshot_at(&b, j) : NULL;
-
-		if (c < 0) {
-			ret = cb(RULECACHE_DELETE, x, NULL, ctx);
-			i++;
-		} else if (c > 0) {
-			ret = cb(RULECACHE_ADD, NULL, y, ctx);
-			j++;
-		} else {
-			if (x->action != y->action ||
-			    ((flags & RULECACHE_DIFF_RULE_ID) && x->rule_id != y->rule_id))
-				ret = cb(RULECACHE_UPDATE, x, y, ctx);
-			i++;
-			j++;
-		}
-	}
-	snapshot_free(&a);
-	snapshot_free(&b);
+	out->n = 0;
+	if (!ret)
+		ret = ruleset_reserve(out, s.n + 1);
+	for (size_t i = 0; !ret && i < s.n; i++)
+		out->r[out->n++] = snapshot_at(&s, i)->rule;
+	snapshot_free(&s);
 	return ret;
 }

@@ -1,23 +1,17 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * The user-space picture of the rule set: prefix -> action plus per-rule
- * metadata, with exact find, a reference longest-prefix match, sorted
- * listing and the difference between two rule sets.
+ * The user-space picture of the rule set: rules plus per-rule metadata,
+ * with exact find, a sorted walk, and whole-set load and snapshot as rule
+ * arrays (ruleset.h).  It serves ipblock-rule -l now and is meant to be a
+ * service's in-memory rule set, read by several threads at once.
  *
  * Layout, per family: the entries in one dense array, and one
  * open-addressing hash table per prefix length (33 for IPv4, 129 for IPv6)
- * whose 8-byte slots hold a key hash and an entry index, plus a bitmap of
- * the lengths in use.  Insert, remove and exact find are one hash probe; a
- * longest-prefix match masks the address once per length in use, longest
- * first, so it costs at most 33/129 probes whatever the number of rules.
- * Small slots keep probing and rehashing off the entries (a million inserts
- * take about a quarter of a second of CPU), and the dense array makes a
- * snapshot one memcpy.  A path-compressed trie would keep the rules sorted
- * but pays a pointer chase per level and a node allocation per rule on every
- * insert and lookup, while sorted output is only needed by listing and diff,
- * which sort a snapshot (O(n log n)) when asked.  Memory: about 80 bytes
- * per IPv4 rule at a million rules (56-byte entry, growth slack, slots at
- * 3/8..3/4 load); see the 1M test's output.
+ * whose 8-byte slots hold a key hash and an entry index.  Insert, remove
+ * and exact find are one hash probe.  Small slots keep probing and
+ * rehashing off the entries, and the dense array makes a snapshot one
+ * memcpy.  Sorted output is only needed by listings, which sort a
+ * snapshot (ruleset_order()) when asked.
  *
  * Every call takes the cache's rwlock internally (reads shared, changes
  * exclusive), so any number of threads may share one cache.  Callbacks run
@@ -33,14 +27,11 @@
 
 #include "cidr.h"
 #include "ipblock.h"
-#include "maps.h"
+#include "ruleset.h"
 
 /* One rule and its metadata; fixed size, so it can be copied around freely. */
-struct rule_entry {
-	struct cidr prefix;	     /* normalised: host bits clear */
-	uint8_t action;		     /* IPBLOCK_ACTION_ALLOW or IPBLOCK_ACTION_DENY */
-	uint8_t flags;		     /* as struct ipblock_rule.flags, 0 for now */
-	uint32_t rule_id;	     /* as struct ipblock_rule.rule_id, 0 = none */
+struct rulecache_entry {
+	struct rule rule;	     /* its prefix normalised: host bits clear */
 	uint64_t added_at;	     /* Unix time in seconds, 0 = unknown */
 	uint64_t expires_at;	     /* Unix time in seconds, 0 = never */
 	struct ipblock_counter hits; /* last counter snapshot, filled by callers */
@@ -48,25 +39,8 @@ struct rule_entry {
 
 struct rulecache;
 
-/* What rulecache_diff() reports for one prefix. */
-enum rulecache_change {
-	RULECACHE_ADD = 1, /* only in the new set */
-	RULECACHE_UPDATE,  /* in both, with another action (or rule_id, see flags) */
-	RULECACHE_DELETE,  /* only in the old set */
-};
-
-/* rulecache_diff() flag: a changed rule_id also counts as an update. */
-#define RULECACHE_DIFF_RULE_ID (1u << 0)
-
 /* Per-rule callback of rulecache_foreach(); a non-zero return stops the walk. */
-typedef int (*rulecache_cb)(const struct rule_entry *e, void *ctx);
-
-/*
- * Per-change callback of rulecache_diff(): old is NULL for an add, new is
- * NULL for a delete.  A non-zero return stops the walk.
- */
-typedef int (*rulecache_diff_cb)(enum rulecache_change change, const struct rule_entry *old,
-				 const struct rule_entry *new, void *ctx);
+typedef int (*rulecache_cb)(const struct rulecache_entry *e, void *ctx);
 
 /* An empty cache, or NULL with errno = ENOMEM. */
 struct rulecache *rulecache_new(void);
@@ -76,25 +50,17 @@ void rulecache_free(struct rulecache *rc);
 
 /*
  * Insert e, or replace the entry with the same prefix.  Host bits of
- * e->prefix are cleared first.  *created (may be NULL) is true for a new
+ * e->rule.prefix are cleared first.  *created (may be NULL) is true for a new
  * prefix, false for a replacement.  -EINVAL for a bad family, length or
  * action; -ENOMEM.
  */
-int rulecache_insert(struct rulecache *rc, const struct rule_entry *e, bool *created);
+int rulecache_insert(struct rulecache *rc, const struct rulecache_entry *e, bool *created);
 
 /* Remove the rule for exactly prefix p (host bits ignored); -ENOENT when absent. */
 int rulecache_remove(struct rulecache *rc, const struct cidr *p);
 
 /* Copy the rule for exactly prefix p (host bits ignored) into *out; -ENOENT when absent. */
-int rulecache_find(const struct rulecache *rc, const struct cidr *p, struct rule_entry *out);
-
-/*
- * Longest-prefix match for addr (network byte order, 4 or 16 bytes by
- * family): copy the winning rule into *out (may be NULL).  -ENOENT when no
- * rule covers addr, -EINVAL for a bad family.
- */
-int rulecache_lookup(const struct rulecache *rc, int family, const uint8_t *addr,
-		     struct rule_entry *out);
+int rulecache_find(const struct rulecache *rc, const struct cidr *p, struct rulecache_entry *out);
 
 /* Number of rules of AF_INET, AF_INET6, or both for AF_UNSPEC. */
 size_t rulecache_count(const struct rulecache *rc, int family);
@@ -112,20 +78,15 @@ void rulecache_clear(struct rulecache *rc);
 int rulecache_foreach(const struct rulecache *rc, rulecache_cb cb, void *ctx);
 
 /*
- * Replace the cache's content with the rules of the kernel maps (action,
- * flags and rule_id; the other metadata is zero).  An action other than
- * allow/deny is kept as found, so a listing shows what the kernel holds.  Readers see the old set
- * or the new one, never a mix; on error the cache is left unchanged.
+ * Replace the cache's content with r[0..n) (the other metadata zero), in
+ * one step: readers see the old set or the new one, never a mix.  An
+ * action other than allow/deny is kept as given, so a listing shows what
+ * the kernel holds.  -EINVAL for a bad prefix, -ENOMEM; on error the cache
+ * is left unchanged.
  */
-int rulecache_load_maps(struct rulecache *rc, const struct ipblock_maps *m);
+int rulecache_load(struct rulecache *rc, const struct rule *r, size_t n);
 
-/*
- * Report the changes that turn old into new, one callback each, in
- * cidr_compare() order of the prefix.  An update is an action change (and
- * a rule_id change with RULECACHE_DIFF_RULE_ID).  Returns 0, the callback's
- * non-zero value, -EINVAL for unknown flags, or -ENOMEM.
- */
-int rulecache_diff(const struct rulecache *old, const struct rulecache *new, unsigned int flags,
-		   rulecache_diff_cb cb, void *ctx);
+/* Every rule of the cache, in cidr_compare() order, into *out (emptied first).  -ENOMEM. */
+int rulecache_rules(const struct rulecache *rc, struct ruleset *out);
 
 #endif /* IPBLOCK_RULECACHE_H */

@@ -114,110 +114,74 @@ static int do_delete(const struct ipblock_maps *m, const struct cidr *p)
 	return 0;
 }
 
-/*
- * Print rules as "CIDR action" lines.  A million lines go out through one
- * large stdio buffer; finish_output() reports a write error (a full disk
- * under -S > FILE) rather than leaving a silently cut save.
- */
-static void print_rules(const struct rule *r, size_t n)
-{
-	char text[CIDR_STRLEN];
-
-	for (size_t i = 0; i < n; i++) {
-		fputs(cidr_format(&r[i].prefix, text, sizeof(text)), stdout);
-		putchar(' ');
-		fputs(ruleset_action_name(r[i].action), stdout);
-		putchar('\n');
-	}
-}
-
-static void count_families(const struct rule *r, size_t n, size_t *v4, size_t *v6)
-{
-	*v4 = *v6 = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (r[i].prefix.family == AF_INET)
-			(*v4)++;
-		else
-			(*v6)++;
-	}
-}
-
-static int finish_output(void)
-{
-	if (fflush(stdout) || ferror(stdout)) {
-		cli_err("cannot write the rules: %s.", strerror(errno ? errno : EIO));
-		return -EIO;
-	}
-	return 0;
-}
-
-static int print_entry(const struct rule_entry *e, void *ctx)
+static int print_rule(const struct rulecache_entry *e, void *ctx)
 {
 	char text[CIDR_STRLEN];
 
 	(void)ctx;
-	fputs(cidr_format(&e->prefix, text, sizeof(text)), stdout);
+	fputs(cidr_format(&e->rule.prefix, text, sizeof(text)), stdout);
 	putchar(' ');
-	fputs(ruleset_action_name(e->action), stdout);
+	fputs(ruleset_action_name(e->rule.action), stdout);
 	putchar('\n');
 	return 0;
 }
 
 /*
- * -l: the rule cache is the user-space picture of the rule set (load, then
- * a sorted walk); the totals follow as comment lines.
+ * -l and -S: the rules the program judges by now, read in one batch pass
+ * into the rule cache (the user-space picture of the rule set) and walked
+ * in cidr_compare() order as "CIDR action" lines.  -S starts with a header,
+ * -l ends with the totals and counters; both as comment lines, so the rule
+ * lines read back with -R.  A million lines go out through one large stdio
+ * buffer, and a write error (a full disk under -S > FILE) is reported
+ * rather than leaving a silently cut listing.
  */
-static int do_list(const struct ipblock_maps *m)
+static int do_list(const struct ipblock_maps *m, bool save)
 {
 	struct rulecache *rc = rulecache_new();
+	struct rule *r = NULL;
+	size_t n = 0, v4, v6;
 	int ret;
 
 	if (!rc) {
 		cli_err("out of memory.");
 		return -ENOMEM;
 	}
-	ret = rulecache_load_maps(rc, m);
+	ret = maps_rules_read(m, &r, &n);
+	if (!ret)
+		ret = rulecache_load(rc, r, n);
+	free(r);
 	if (ret) {
 		cli_err("cannot read the rules: %s.", strerror(-ret));
 		goto out;
 	}
-	ret = rulecache_foreach(rc, print_entry, NULL);
+	v4 = rulecache_count(rc, AF_INET);
+	v6 = rulecache_count(rc, AF_INET6);
+	if (save) {
+		time_t now = time(NULL);
+		char when[32];
+
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+		printf("# ipblock rule set saved %s: %zu rules (%zu IPv4, %zu IPv6)\n", when,
+		       v4 + v6, v4, v6);
+		printf("# restore with: ipblock-rule -R FILE\n");
+	}
+	ret = rulecache_foreach(rc, print_rule, NULL);
 	if (ret) {
 		cli_err("cannot list the rules: %s.", strerror(-ret));
 		goto out;
 	}
-	/* Totals as comment lines, so the rule lines stay "CIDR action" only. */
-	printf("# %zu rules (%zu IPv4, %zu IPv6); counters, all interfaces:\n",
-	       rulecache_count(rc, AF_UNSPEC), rulecache_count(rc, AF_INET),
-	       rulecache_count(rc, AF_INET6));
-	cli_print_counters(stdout, "#   ", m);
-	ret = finish_output();
+	if (!save) {
+		printf("# %zu rules (%zu IPv4, %zu IPv6); counters, all interfaces:\n", v4 + v6, v4,
+		       v6);
+		cli_print_counters(stdout, "#   ", m);
+	}
+	if (fflush(stdout) || ferror(stdout)) {
+		cli_err("cannot write the rules: %s.", strerror(errno ? errno : EIO));
+		ret = -EIO;
+	}
 out:
 	rulecache_free(rc);
 	return ret;
-}
-
-/* -S: straight from the batch read, already in cidr_compare() order. */
-static int do_save(const struct ipblock_maps *m)
-{
-	struct rule *r = NULL;
-	size_t n = 0, v4, v6;
-	char when[32];
-	time_t now = time(NULL);
-	int ret;
-
-	ret = maps_rules_read(m, &r, &n);
-	if (ret) {
-		cli_err("cannot read the rules: %s.", strerror(-ret));
-		return ret;
-	}
-	count_families(r, n, &v4, &v6);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-	printf("# ipblock rule set saved %s: %zu rules (%zu IPv4, %zu IPv6)\n", when, n, v4, v6);
-	printf("# restore with: ipblock-rule -R FILE\n");
-	print_rules(r, n);
-	free(r);
-	return finish_output();
 }
 
 static const char *family_word(int family)
@@ -445,7 +409,7 @@ int main(int argc, char **argv)
 	case CMD_SAVE:
 		/* Big listings go out in large writes. */
 		setvbuf(stdout, NULL, _IOFBF, 1 << 16);
-		ret = cfg.cmd == CMD_SAVE ? do_save(&m) : do_list(&m);
+		ret = do_list(&m, cfg.cmd == CMD_SAVE);
 		break;
 	case CMD_FLUSH:
 		ret = do_flush(&m);

@@ -23,6 +23,7 @@
 
 #include "cidr.h"
 #include "harness.h"
+#include "reference.h"
 #include "rulecache.h"
 #include "rulefile.h"
 
@@ -276,16 +277,17 @@ static void test_import_100k_verdicts_match_the_reference_lookup(void **state)
 	assert_non_null(text);
 	assert_non_null(ref);
 	while (n < n_rules) {
-		struct rule_entry e = { .prefix = random_prefix(gen, n) };
+		struct rule r = { .prefix = random_prefix(gen, n) };
 
-		e.action = rng() % 2 ? IPBLOCK_ACTION_DENY : IPBLOCK_ACTION_ALLOW;
-		if (!rulecache_find(ref, &e.prefix, NULL))
+		r.action = rng() % 2 ? IPBLOCK_ACTION_DENY : IPBLOCK_ACTION_ALLOW;
+		if (!rulecache_find(ref, &r.prefix, NULL))
 			continue; /* one action per prefix */
-		assert_int_equal(rulecache_insert(ref, &e, NULL), 0);
-		gen[n++] = (struct rule){ .prefix = e.prefix, .action = e.action };
+		assert_int_equal(
+			rulecache_insert(ref, &(struct rulecache_entry){ .rule = r }, NULL), 0);
+		gen[n++] = r;
 		len += (size_t)snprintf(text + len, cap - len, "%s %s\n",
-					cidr_format(&e.prefix, ptext, sizeof(ptext)),
-					ruleset_action_name(e.action));
+					cidr_format(&r.prefix, ptext, sizeof(ptext)),
+					ruleset_action_name(r.action));
 	}
 	/* Through the text path the CLI uses. */
 	parse_list(&rf, text);
@@ -299,13 +301,13 @@ static void test_import_100k_verdicts_match_the_reference_lookup(void **state)
 	free(back);
 
 	for (size_t i = 0; i < n_probes; i++) {
-		struct rule_entry e;
+		struct rulecache_entry e;
 		uint8_t addr[16];
 		int family, verdict = -1, want;
 
 		probe_address(gen, n_rules, &family, addr);
-		if (rulecache_lookup(ref, family, addr, &e) == 0) {
-			want = e.action == IPBLOCK_ACTION_DENY ? XDP_DROP : XDP_PASS;
+		if (reference_lookup(ref, family, addr, &e) == 0) {
+			want = e.rule.action == IPBLOCK_ACTION_DENY ? XDP_DROP : XDP_PASS;
 			hits++;
 		} else {
 			want = XDP_PASS;
@@ -443,22 +445,25 @@ static void test_flush_empties_both_sets(void **state)
 	rulefile_free(&rf);
 }
 
-static void test_rulecache_replace_reports_changes(void **state)
+static void test_replace_with_a_rule_cache_reports_changes(void **state)
 {
 	struct rulecache *rc = rulecache_new();
-	struct rule_entry e = { .action = IPBLOCK_ACTION_DENY };
-	size_t changes = 0;
+	struct rulecache_entry e = { .rule = make_rule("198.18.1.0/24", IPBLOCK_ACTION_DENY) };
+	struct maps_replace_stats st;
+	struct ruleset r = {};
 
 	(void)state;
 	assert_non_null(rc);
-	e.prefix = make_rule("198.18.1.0/24", 0).prefix;
 	assert_int_equal(rulecache_insert(rc, &e, NULL), 0);
-	e.prefix = make_rule("2001:db8::/32", 0).prefix;
+	e.rule = make_rule("2001:db8::/32", IPBLOCK_ACTION_DENY);
 	assert_int_equal(rulecache_insert(rc, &e, NULL), 0);
-	assert_int_equal(maps_replace(&h.maps, rc, &changes), 0);
-	assert_int_equal(changes, 2);
-	assert_int_equal(maps_replace(&h.maps, rc, &changes), 0);
-	assert_int_equal(changes, 0);
+	/* The cache's rules, sorted, are what a replace takes. */
+	assert_int_equal(rulecache_rules(rc, &r), 0);
+	assert_int_equal(maps_replace_rules(&h.maps, r.r, r.n, &st), 0);
+	assert_int_equal(st.added + st.updated + st.deleted, 2);
+	assert_int_equal(maps_replace_rules(&h.maps, r.r, r.n, &st), 0);
+	assert_int_equal(st.added + st.updated + st.deleted, 0);
+	ruleset_free(&r);
 	rulecache_free(rc);
 }
 
@@ -680,8 +685,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_replace_repairs_a_set_b_left_active, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_flush_empties_both_sets, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_rulecache_replace_reports_changes, setup,
-						teardown),
+		cmocka_unit_test_setup_teardown(test_replace_with_a_rule_cache_reports_changes,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_per_rule_fallback_gives_the_same_results,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replace_is_atomic_under_concurrent_traffic,

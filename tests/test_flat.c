@@ -39,6 +39,7 @@
 #include "tables.h"
 #include "trie.h"
 #include "harness.h"
+#include "reference.h"
 #include "rulecache.h"
 #include "tests/flat_test.skel.h"
 
@@ -168,9 +169,7 @@ static unsigned int pick_len(int family)
 
 static int ref_insert(struct rulecache *rc, const struct rule *r, bool *created)
 {
-	struct rule_entry e = { .prefix = r->prefix, .action = r->action, .rule_id = r->id };
-
-	return rulecache_insert(rc, &e, created);
+	return rulecache_insert(rc, &(struct rulecache_entry){ .rule = *r }, created);
 }
 
 static int ref_remove(struct rulecache *rc, const struct cidr *p)
@@ -181,22 +180,22 @@ static int ref_remove(struct rulecache *rc, const struct cidr *p)
 /* The rule of exactly p (out may be NULL); -ENOENT. */
 static int ref_find(const struct rulecache *rc, const struct cidr *p, struct rule *out)
 {
-	struct rule_entry e;
+	struct rulecache_entry e;
 	int ret = rulecache_find(rc, p, &e);
 
 	if (!ret && out)
-		*out = (struct rule){ .prefix = e.prefix, .action = e.action, .id = e.rule_id };
+		*out = e.rule;
 	return ret;
 }
 
 /* The rule that judges addr; -ENOENT when none. */
 static int ref_lookup(const struct rulecache *rc, int family, const uint8_t *addr, struct rule *out)
 {
-	struct rule_entry e;
-	int ret = rulecache_lookup(rc, family, addr, &e);
+	struct rulecache_entry e;
+	int ret = reference_lookup(rc, family, addr, &e);
 
 	if (!ret)
-		*out = (struct rule){ .prefix = e.prefix, .action = e.action, .id = e.rule_id };
+		*out = e.rule;
 	return ret;
 }
 
@@ -282,20 +281,15 @@ struct table {
 	struct flat t;
 };
 
-/* The parent callback over a rule cache: longest rule <= p->len covering p. */
+/* The parent callback over the reference: longest rule <= p->len covering p. */
 static int cache_parent(void *ctx, const struct cidr *p, struct rule *out)
 {
-	const struct rulecache *rc = ctx;
+	struct rulecache_entry e;
+	int ret = reference_match(ctx, p, &e);
 
-	for (int len = p->len; len >= 0; len--) {
-		struct cidr q = *p;
-
-		q.len = (uint8_t)len;
-		cidr_clear_host_bits(&q);
-		if (!ref_find(rc, &q, out))
-			return 0;
-	}
-	return -ENOENT;
+	if (!ret)
+		*out = e.rule;
+	return ret;
 }
 
 static void ids_new(struct flat_ids *ids, uint32_t n)
@@ -350,17 +344,10 @@ static int drop_prefix(struct flat *t, const struct cidr *p, uint32_t id)
 	return flat_delete(t, &r);
 }
 
-static int collect_rule(const struct rule_entry *e, void *ctx)
-{
-	struct rule r = { .prefix = e->prefix, .action = e->action, .id = e->rule_id };
-
-	return ruleset_push(ctx, &r);
-}
-
 static void ref_rules(const struct rulecache *rc, struct ruleset *out)
 {
 	*out = (struct ruleset){};
-	assert_int_equal(rulecache_foreach(rc, collect_rule, out), 0);
+	assert_int_equal(rulecache_rules(rc, out), 0);
 }
 
 /*

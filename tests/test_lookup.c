@@ -45,6 +45,7 @@
 
 #include "cidr.h"
 #include "harness.h"
+#include "reference.h"
 #include "rulecache.h"
 
 /*
@@ -202,31 +203,22 @@ static void refset_free(struct refset *s)
 	s->n = 0;
 }
 
-static int collect_cb(const struct rule_entry *e, void *ctx)
-{
-	struct refset *s = ctx;
-
-	s->r[s->n++] = (struct rule){ .prefix = e->prefix, .action = e->action };
-	return 0;
-}
-
 /* Rebuild the array from the reference after changes to it. */
 static void refset_sync(struct refset *s)
 {
-	size_t n = rulecache_count(s->ref, AF_UNSPEC);
+	struct ruleset r = {};
 
 	free(s->r);
-	s->r = calloc(n ? n : 1, sizeof(*s->r));
-	assert_non_null(s->r);
-	s->n = 0;
-	assert_int_equal(rulecache_foreach(s->ref, collect_cb, s), 0);
-	assert_int_equal(s->n, n);
+	assert_int_equal(rulecache_rules(s->ref, &r), 0);
+	assert_int_equal(r.n, rulecache_count(s->ref, AF_UNSPEC));
+	s->r = r.r;
+	s->n = r.n;
 }
 
 /* Set p's action in the reference; true if the prefix is new. */
 static bool ref_set(struct rulecache *rc, const struct cidr *p, uint8_t action)
 {
-	struct rule_entry e = { .prefix = *p, .action = action };
+	struct rulecache_entry e = { .rule = { .prefix = *p, .action = action } };
 	bool created = false;
 
 	assert_int_equal(rulecache_insert(rc, &e, &created), 0);
@@ -551,9 +543,9 @@ static void tally_begin(struct tally *t, struct harness *h, const struct rulecac
 
 static void probe(struct tally *t, int family, const uint8_t *a)
 {
-	struct rule_entry e;
-	bool hit = rulecache_lookup(t->ref, family, a, &e) == 0;
-	bool deny = hit && e.action == IPBLOCK_ACTION_DENY;
+	struct rulecache_entry e;
+	bool hit = reference_lookup(t->ref, family, a, &e) == 0;
+	bool deny = hit && e.rule.action == IPBLOCK_ACTION_DENY;
 	int want = deny ? XDP_DROP : XDP_PASS, got = -1;
 	int slot = !hit	  ? IPBLOCK_STAT_PASS_NOMATCH
 		   : deny ? IPBLOCK_STAT_DROP
@@ -563,7 +555,7 @@ static void probe(struct tally *t, int family, const uint8_t *a)
 	assert_int_equal(harness_verdict_src(t->h, family, a, &got), 0);
 	t->probes++;
 	t->hits += hit;
-	t->long_hits += hit && e.prefix.len > REGION_BITS;
+	t->long_hits += hit && e.rule.prefix.len > REGION_BITS;
 	t->pkts[slot]++;
 	t->bytes[slot] += frame_bytes[family == AF_INET6];
 	if (got == want)
@@ -572,7 +564,7 @@ static void probe(struct tally *t, int family, const uint8_t *a)
 		print_error("%s: %s judged %s, reference %s by %s\n", t->phase,
 			    fmt_addr(family, a, x, sizeof(x)), got == XDP_DROP ? "DROP" : "PASS",
 			    deny ? "DROP" : "PASS",
-			    hit ? cidr_format(&e.prefix, y, sizeof(y)) : "no rule");
+			    hit ? cidr_format(&e.rule.prefix, y, sizeof(y)) : "no rule");
 }
 
 static void probe_value(struct tally *t, int family, u128 v)
@@ -1027,12 +1019,12 @@ static void test_rule_by_rule_and_churn_match_the_reference(void **state)
 			dels++;
 		} else {
 			struct rule before, after;
-			struct rule_entry e;
+			struct rulecache_entry e;
 
 			p = live[below(&g.r, (uint32_t)nlive)];
 			assert_int_equal(rulecache_find(s.ref, &p, &e), 0);
 			assert_int_equal(maps_rule_get(&h.maps, &p, &before), 0);
-			action = other_action(e.action);
+			action = other_action(e.rule.action);
 			assert_int_equal(set_rule(&h, &p, action), 0);
 			ref_set(s.ref, &p, action);
 			/* An action change keeps the rule's id. */
@@ -1079,27 +1071,35 @@ struct diff_count {
 	size_t add, update, del;
 };
 
-static int diff_cb(enum rulecache_change change, const struct rule_entry *old,
-		   const struct rule_entry *new, void *ctx)
+static int count_del(const struct rule *old, void *ctx)
 {
-	struct diff_count *d = ctx;
-
 	(void)old;
-	(void)new;
-	if (change == RULECACHE_ADD)
-		d->add++;
-	else if (change == RULECACHE_UPDATE)
-		d->update++;
-	else
-		d->del++;
+	((struct diff_count *)ctx)->del++;
 	return 0;
 }
 
+static int count_add(const struct rule *new, void *ctx)
+{
+	(void)new;
+	((struct diff_count *)ctx)->add++;
+	return 0;
+}
+
+static int count_update(const struct rule *old, const struct rule *new, void *ctx)
+{
+	(void)old;
+	(void)new;
+	((struct diff_count *)ctx)->update++;
+	return 0;
+}
+
+/* Both sets are in sync with their references (refset_sync()). */
 static struct diff_count diff_of(const struct refset *from, const struct refset *to)
 {
+	static const struct ruleset_diff count = { count_del, count_add, count_update };
 	struct diff_count d = {};
 
-	assert_int_equal(rulecache_diff(from->ref, to->ref, 0, diff_cb, &d), 0);
+	assert_int_equal(ruleset_diff(from->r, from->n, to->r, to->n, &count, &d), 0);
 	return d;
 }
 
@@ -1196,16 +1196,17 @@ static void test_import_replace_and_flush_match_the_reference(void **state)
 	}
 	assert_flat_state(&h, &s2);
 
-	/* maps_replace() from a rule cache: drop 30%, add some. */
+	/* Replace with a rule cache's rules: drop 30%, add some. */
 	derive_set(&s3, &s2, &other, 70, 0, 400, 300);
 	d = diff_of(&s2, &s3);
 	read_set(&h, 0, &ids, &nids);
-	assert_int_equal(maps_replace(&h.maps, s3.ref, &changes), 0);
+	assert_int_equal(maps_replace_rules(&h.maps, s3.r, s3.n, &st), 0);
+	changes = st.added + st.updated + st.deleted;
 	assert_int_equal(assert_ids_kept(&h, ids, nids), s3.n - d.add);
 	free(ids);
 	assert_int_equal(changes, d.add + d.update + d.del);
 	assert_active_a(&h);
-	check_set(&h, &s3, &r, 2000, "maps_replace: every boundary");
+	check_set(&h, &s3, &r, 2000, "replace from a rule cache: every boundary");
 	assert_flat_state(&h, &s3);
 
 	/* Flush: nothing matches any more, in either family or set. */
@@ -1459,7 +1460,7 @@ static void pick_bypass(struct gen *g, const struct refset *s, const struct cidr
 {
 	for (int tries = 0; tries < 100000; tries++) {
 		const struct cidr *q = &s->r[below(&g->r, (uint32_t)s->n)].prefix;
-		struct rule_entry e, b;
+		struct rulecache_entry e, b;
 		unsigned int len;
 		bool clash = false;
 		int found;
@@ -1481,11 +1482,12 @@ static void pick_bypass(struct gen *g, const struct refset *s, const struct cidr
 			clash |= earlier[i].family == family && cidr_contains(p, earlier[i].addr);
 		if (clash || ref_has(s->ref, p))
 			continue;
-		found = rulecache_lookup(s->ref, family, p->addr, &e);
-		if (found != rulecache_lookup(base.ref, family, p->addr, &b) ||
-		    (!found && (cidr_compare(&e.prefix, &b.prefix) || e.prefix.len >= len)))
+		found = reference_lookup(s->ref, family, p->addr, &e);
+		if (found != reference_lookup(base.ref, family, p->addr, &b) ||
+		    (!found &&
+		     (cidr_compare(&e.rule.prefix, &b.rule.prefix) || e.rule.prefix.len >= len)))
 			continue;
-		*action = found ? IPBLOCK_ACTION_DENY : other_action(e.action);
+		*action = found ? IPBLOCK_ACTION_DENY : other_action(e.rule.action);
 		return;
 	}
 	fail_msg("found no prefix to bypass maps.c with");
@@ -1599,13 +1601,13 @@ static const struct rule *pick_judging(const struct refset *s, struct rng *r, in
 {
 	for (int tries = 0; tries < 1000000; tries++) {
 		const struct rule *m = &s->r[below(r, (uint32_t)s->n)];
-		struct rule_entry e;
+		struct rulecache_entry e;
 
 		if (m->prefix.family != family || (m->prefix.len > REGION_BITS) != longer ||
 		    m->action != action)
 			continue;
-		if (rulecache_lookup(s->ref, family, m->prefix.addr, &e) == 0 &&
-		    !cidr_compare(&e.prefix, &m->prefix))
+		if (reference_lookup(s->ref, family, m->prefix.addr, &e) == 0 &&
+		    !cidr_compare(&e.rule.prefix, &m->prefix))
 			return m;
 	}
 	fail_msg("no such rule in the set");

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <arpa/inet.h>
@@ -332,17 +333,9 @@ static void test_full_map_refuses_with_enospc(void **state)
 	harness_close(&small);
 }
 
-static int count_cb(const struct rule *r, void *ctx)
-{
-	(void)r;
-	(*(int *)ctx)++;
-	return 0;
-}
-
 static void test_flush_removes_every_rule(void **state)
 {
 	size_t removed = 0, v4 = 9, v6 = 9;
-	int seen = 0;
 
 	(void)state;
 	assert_int_equal(maps_rule_count(&h.maps, &v4, &v6), 0);
@@ -350,47 +343,70 @@ static void test_flush_removes_every_rule(void **state)
 	assert_int_equal(v6, 4);
 	assert_int_equal(maps_flush(&h.maps, &removed), 0);
 	assert_int_equal(removed, 8);
-	assert_int_equal(maps_rule_foreach(&h.maps, count_cb, &seen), 0);
-	assert_int_equal(seen, 0);
+	assert_int_equal(maps_rule_count(&h.maps, &v4, &v6), 0);
+	assert_int_equal(v4 + v6, 0);
 	run_src(AF_INET, "198.18.1.1", XDP_PASS);
 }
 
 static void cache_add(struct rulecache *rc, const char *text, uint8_t action)
 {
-	struct rule_entry e = { .action = action };
+	struct rulecache_entry e = { .rule = { .action = action } };
 
-	assert_int_equal(cidr_parse(text, &e.prefix, NULL, NULL, 0), 0);
+	assert_int_equal(cidr_parse(text, &e.rule.prefix, NULL, NULL, 0), 0);
 	assert_int_equal(rulecache_insert(rc, &e, NULL), 0);
 }
 
-static int count_change(enum rulecache_change change, const struct rule_entry *old,
-			const struct rule_entry *new, void *ctx)
+static int count_gone(const struct rule *old, void *ctx)
 {
-	(void)change;
 	(void)old;
-	(void)new;
 	(*(size_t *)ctx)++;
 	return 0;
 }
 
-/* Assert that one set of the maps holds exactly the rules of want. */
+static int count_changed(const struct rule *old, const struct rule *new, void *ctx)
+{
+	(void)new;
+	return count_gone(old, ctx);
+}
+
+/* Assert that one set of the maps holds exactly the rules of want (ids aside). */
 static void assert_set_holds(const struct ipblock_maps *m, int set, const struct rulecache *want)
 {
+	static const struct ruleset_diff count = { count_gone, count_gone, count_changed };
 	struct ipblock_maps view = *m;
-	struct rulecache *have = rulecache_new();
-	size_t diffs = 0;
+	struct ruleset w = {};
+	struct rule *have;
+	size_t n, diffs = 0;
 
 	if (set) {
 		view.fd[IPBLOCK_MAP_V4] = m->fd[IPBLOCK_MAP_V4_B];
 		view.fd[IPBLOCK_MAP_V6] = m->fd[IPBLOCK_MAP_V6_B];
 	}
-	assert_non_null(have);
-	assert_int_equal(rulecache_load_maps(have, &view), 0);
-	assert_int_equal(rulecache_diff(have, want, 0, count_change, &diffs), 0);
+	assert_int_equal(maps_rules_read(&view, &have, &n), 0);
+	for (size_t i = 0; i < n; i++)
+		have[i].id = 0;
+	assert_int_equal(rulecache_rules(want, &w), 0);
+	assert_int_equal(ruleset_diff(have, n, w.r, w.n, &count, &diffs), 0);
 	if (diffs)
 		fail_msg("set %c differs from the expected rules in %zu prefixes", set ? 'B' : 'A',
 			 diffs);
-	rulecache_free(have);
+	free(have);
+	ruleset_free(&w);
+}
+
+/* maps_replace_rules() with the rules of a rule cache; *changes (may be NULL) counts them. */
+static int replace_with_cache(struct ipblock_maps *m, const struct rulecache *rc, size_t *changes)
+{
+	struct maps_replace_stats st = {};
+	struct ruleset r = {};
+	int ret = rulecache_rules(rc, &r);
+
+	if (!ret)
+		ret = maps_replace_rules(m, r.r, r.n, &st);
+	if (changes)
+		*changes = st.added + st.updated + st.deleted;
+	ruleset_free(&r);
+	return ret;
 }
 
 static void test_replace_leaves_both_sets_equal_to_the_new_rules(void **state)
@@ -408,7 +424,7 @@ static void test_replace_leaves_both_sets_equal_to_the_new_rules(void **state)
 	cache_add(next, "198.18.2.0/24", IPBLOCK_ACTION_ALLOW);
 	cache_add(next, "198.18.3.0/24", IPBLOCK_ACTION_DENY);
 	cache_add(next, "2001:db8:2::/48", IPBLOCK_ACTION_DENY);
-	assert_int_equal(maps_replace(&h.maps, next, &changes), 0);
+	assert_int_equal(replace_with_cache(&h.maps, next, &changes), 0);
 	assert_int_equal(changes, 4);
 	assert_int_equal(maps_active_set(&h.maps, &active), 0);
 	assert_int_equal(active, 0);
@@ -440,7 +456,7 @@ static void test_replace_over_capacity_changes_nothing(void **state)
 		snprintf(text, sizeof(text), "198.18.%d.0/24", 10 + i);
 		cache_add(next, text, IPBLOCK_ACTION_DENY);
 	}
-	assert_int_equal(maps_replace(&small.maps, next, NULL), -ENOSPC);
+	assert_int_equal(replace_with_cache(&small.maps, next, NULL), -ENOSPC);
 	assert_set_holds(&small.maps, 0, before);
 	assert_set_holds(&small.maps, 1, before);
 	assert_int_equal(harness_verdict_src(&small, AF_INET, addr, &verdict), 0);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "linprobe.h"
 #include "rulecache.h"
 #include "rwlock.h"
 
@@ -156,29 +157,24 @@ static int table_resize(struct table *t, uint32_t cap)
 	return 0;
 }
 
-/*
- * Close the hole at i by pulling back later slots of the same probe run
- * whose home is not inside (i, j]: lookups stay correct with no tombstones.
- */
+static int64_t slot_home(void *ctx, uint32_t j)
+{
+	const struct table *t = ctx;
+
+	return t->slots[j].idx1 ? (int64_t)(t->slots[j].hash & t->mask) : -1;
+}
+
+static void slot_move(void *ctx, uint32_t from, uint32_t to)
+{
+	struct table *t = ctx;
+
+	t->slots[to] = t->slots[from];
+}
+
+/* Empty slot i (no tombstones: later slots of its run move back). */
 static void table_delete_at(struct table *t, uint32_t i)
 {
-	uint32_t j = i;
-
-	for (;;) {
-		uint32_t k;
-		bool stays;
-
-		j = (j + 1) & t->mask;
-		if (!t->slots[j].idx1)
-			break;
-		k = t->slots[j].hash & t->mask;
-		stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
-		if (!stays) {
-			t->slots[i] = t->slots[j];
-			i = j;
-		}
-	}
-	t->slots[i].idx1 = 0;
+	t->slots[linprobe_delete(i, t->mask, t, slot_home, slot_move)].idx1 = 0;
 	t->count--;
 }
 

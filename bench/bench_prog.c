@@ -12,7 +12,7 @@
  * the same wrapper: the difference of the two is what ipblock adds.
  *
  * For each rule count and lookup one private copy of ipblock is loaded (no
- * pins, no interface), its maps sized by maps_obj_size() for the capacity a
+ * pins, no interface), its maps sized by pins_obj_size() for the capacity a
  * default installation has, and filled with the list of bench/rulegen.h by
  * maps_replace_rules(), which compiles the flat tables as the tools do.
  * Sources (the same pools for both lookups):
@@ -48,6 +48,8 @@
 #include "flat.h"
 #include "ipblock.skel.h"
 #include "maps.h"
+#include "tables.h"
+#include "trie.h"
 #include "rulegen.h"
 #include "trafficgen.h"
 #include "trafficgen.skel.h"
@@ -63,15 +65,16 @@ enum src_kind { SRC_HIT, SRC_MISS };
 
 struct instance {
 	size_t rules;
-	enum maps_lookup lookup;
+	enum pins_lookup lookup;
 	uint32_t capacity; /* rules per family the maps are sized for */
 	struct ipblock_bpf *skel;
-	struct ipblock_maps maps;
+	struct pins pins;
+	struct maps maps;	    /* changes to them, through the product's protocol */
 	struct cidr *list4, *list6; /* the rules, kept to draw hit sources from */
 	size_t n4, n6;
 	double load_s;
 	bool has_info; /* flat lookup with rules: info4/info6 hold set A's tables */
-	struct maps_flat_info info4, info6;
+	struct tables_info info4, info6;
 };
 
 struct config {
@@ -90,7 +93,7 @@ struct bench {
 	uint32_t repeat, rounds, pool, warm, capacity;
 	uint8_t frame4[FRAME_LEN], frame6[FRAME_LEN];
 	size_t sizes[MAX_SIZES], nsizes;
-	enum maps_lookup lookups[MAX_LOOKUPS];
+	enum pins_lookup lookups[MAX_LOOKUPS];
 	size_t nlookups;
 	struct instance inst[MAX_INST];
 	size_t ninst;
@@ -135,8 +138,8 @@ static bool covered(const struct instance *in, int family, const uint8_t *addr)
 	struct ipblock_rule val;
 
 	memcpy(key.addr, addr, family == AF_INET ? 4 : 16);
-	return bpf_map_lookup_elem(family == AF_INET ? in->maps.fd[IPBLOCK_MAP_V4]
-						     : in->maps.fd[IPBLOCK_MAP_V6],
+	return bpf_map_lookup_elem(family == AF_INET ? in->pins.fd[IPBLOCK_MAP_V4]
+						     : in->pins.fd[IPBLOCK_MAP_V6],
 				   &key, &val) == 0;
 }
 
@@ -225,7 +228,7 @@ static int fill(struct instance *in)
 	return ret;
 }
 
-static int instance_open(struct instance *in, size_t rules, enum maps_lookup lookup,
+static int instance_open(struct instance *in, size_t rules, enum pins_lookup lookup,
 			 uint32_t capacity)
 {
 	struct list l4 = { 0 }, l6 = { 0 };
@@ -235,7 +238,7 @@ static int instance_open(struct instance *in, size_t rules, enum maps_lookup loo
 	in->rules = rules;
 	in->lookup = lookup;
 	in->capacity = rules > capacity ? (uint32_t)rules : capacity;
-	ret = bench_ipblock_open(&in->skel, &in->maps, in->capacity, lookup);
+	ret = bench_ipblock_open(&in->skel, &in->pins, &in->maps, in->capacity, lookup);
 	if (ret || !rules)
 		return ret;
 
@@ -256,11 +259,11 @@ static int instance_open(struct instance *in, size_t rules, enum maps_lookup loo
 	t0 = now_s();
 	ret = fill(in);
 	in->load_s = now_s() - t0;
-	if (ret || lookup != MAPS_LOOKUP_FLAT)
+	if (ret || lookup != PINS_LOOKUP_FLAT)
 		return ret;
-	ret = maps_flat_info(&in->maps, AF_INET, 0, &in->info4);
+	ret = tables_info(&in->maps.tables, &in->pins, AF_INET, 0, &in->info4);
 	if (!ret)
-		ret = maps_flat_info(&in->maps, AF_INET6, 0, &in->info6);
+		ret = tables_info(&in->maps.tables, &in->pins, AF_INET6, 0, &in->info6);
 	in->has_info = !ret;
 	return ret;
 }
@@ -302,7 +305,7 @@ static int measure(struct bench *b, struct config *c, const struct tg_source *po
 	if (!ret && bpf_map_update_elem(slot_fd, &zero, &target, BPF_ANY))
 		ret = -errno;
 	if (!ret && c->inst)
-		ret = maps_stats_read(&c->inst->maps, before);
+		ret = pins_stats_read(&c->inst->pins, before);
 	if (ret)
 		return ret;
 	if (bpf_prog_test_run_opts(bpf_program__fd(b->tg->progs.tg_call), &opts))
@@ -314,7 +317,7 @@ static int measure(struct bench *b, struct config *c, const struct tg_source *po
 	/* The verdicts must be the ones the pool was built for, every time. */
 	enum ipblock_stat want = c->kind == SRC_HIT ? IPBLOCK_STAT_DROP : IPBLOCK_STAT_PASS_NOMATCH;
 
-	ret = maps_stats_read(&c->inst->maps, after);
+	ret = pins_stats_read(&c->inst->pins, after);
 	if (ret)
 		return ret;
 	for (int s = 0; s < IPBLOCK_STAT_MAX; s++) {
@@ -323,7 +326,7 @@ static int measure(struct bench *b, struct config *c, const struct tg_source *po
 
 		if (got != exp) {
 			fprintf(stderr, "bench_prog: %s: counter %s rose by %llu, expected %llu\n",
-				c->label, maps_stat_name(s), (unsigned long long)got,
+				c->label, pins_stat_name(s), (unsigned long long)got,
 				(unsigned long long)exp);
 			return -EPROTO;
 		}
@@ -342,7 +345,7 @@ static const char *rules_label(size_t n, char *buf, size_t len)
 	return buf;
 }
 
-static struct config *find_cfg(struct bench *b, size_t rules, enum maps_lookup lookup, int family,
+static struct config *find_cfg(struct bench *b, size_t rules, enum pins_lookup lookup, int family,
 			       enum src_kind kind)
 {
 	for (size_t i = 0; i < b->ncfg; i++) {
@@ -394,9 +397,9 @@ static void report(struct bench *b, FILE *data)
 			for (int k = b->sizes[i] ? SRC_HIT : SRC_MISS; k <= SRC_MISS; k++) {
 				int fam = f ? AF_INET6 : AF_INET;
 				struct config *t =
-					find_cfg(b, b->sizes[i], MAPS_LOOKUP_TRIE, fam, k);
+					find_cfg(b, b->sizes[i], PINS_LOOKUP_TRIE, fam, k);
 				struct config *l =
-					find_cfg(b, b->sizes[i], MAPS_LOOKUP_FLAT, fam, k);
+					find_cfg(b, b->sizes[i], PINS_LOOKUP_FLAT, fam, k);
 
 				printf("| %s | IPv%d | %s |",
 				       rules_label(b->sizes[i], rl, sizeof(rl)), f ? 6 : 4,
@@ -423,7 +426,7 @@ static void report(struct bench *b, FILE *data)
 		fprintf(data, "%s %zu %d %s %s %.1f %.1f %.1f %.1f %.1f %.1f %.1f %.1f\n",
 			c->inst ? "ipblock" : "empty", c->inst ? c->inst->rules : 0,
 			c->family == AF_INET ? 4 : 6, c->kind == SRC_HIT ? "hit" : "miss",
-			c->inst ? maps_lookup_name(c->inst->lookup) : "-", s.med, s.min, s.max,
+			c->inst ? pins_lookup_name(c->inst->lookup) : "-", s.med, s.min, s.max,
 			s.med - empty.med, w.med, w.min, w.max, w.med - wempty.med);
 	}
 
@@ -433,8 +436,8 @@ static void report(struct bench *b, FILE *data)
 	       "flat tables and their bookkeeping: %.0f MiB of kernel memory per instance "
 	       "(trie lookup: %.1f MiB), besides the tries.\n\n",
 	       b->rounds, b->repeat, b->pool, b->warm, b->capacity,
-	       maps_lookup_bytes(b->capacity, MAPS_LOOKUP_FLAT) / 1048576.0,
-	       maps_lookup_bytes(b->capacity, MAPS_LOOKUP_TRIE) / 1048576.0);
+	       pins_lookup_bytes(b->capacity, PINS_LOOKUP_FLAT) / 1048576.0,
+	       pins_lookup_bytes(b->capacity, PINS_LOOKUP_TRIE) / 1048576.0);
 	printf("| rules | lookup | loaded by maps_replace_rules (s) | IPv4: long rules | IPv4: "
 	       "regions on the trie | IPv6: long rules | IPv6: crowded regions (nodes) | IPv6: "
 	       "regions on the trie |\n");
@@ -445,7 +448,7 @@ static void report(struct bench *b, FILE *data)
 		if (!in->rules)
 			continue;
 		printf("| %s | %s | %.2f |", rules_label(in->rules, rl, sizeof(rl)),
-		       maps_lookup_name(in->lookup), in->load_s);
+		       pins_lookup_name(in->lookup), in->load_s);
 		if (in->has_info)
 			printf(" %u | %u | %u | %u (%u) | %u |\n", in->info4.long_rules,
 			       in->info4.fallback_regions, in->info6.long_rules,
@@ -510,7 +513,7 @@ int main(int argc, char **argv)
 				  .capacity = IPBLOCK_MAX_RULES_DEFAULT,
 				  .sizes = { 0, 1000, 100000, 1000000 },
 				  .nsizes = 4,
-				  .lookups = { MAPS_LOOKUP_TRIE, MAPS_LOOKUP_FLAT },
+				  .lookups = { PINS_LOOKUP_TRIE, PINS_LOOKUP_FLAT },
 				  .nlookups = 2 };
 	static char labels[MAX_INST * 4][64];
 	const char *data_path = NULL;
@@ -592,7 +595,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < b.nsizes; i++) {
 		for (size_t j = 0; j < b.nlookups; j++) {
 			struct instance *in = &b.inst[b.ninst];
-			const char *ln = maps_lookup_name(b.lookups[j]);
+			const char *ln = pins_lookup_name(b.lookups[j]);
 			char rl[32];
 
 			ret = instance_open(in, b.sizes[i], b.lookups[j], b.capacity);

@@ -43,6 +43,8 @@
 #include "cli.h"
 #include "ipblock.skel.h"
 #include "maps.h"
+#include "tables.h"
+#include "trie.h"
 #include "rulegen.h"
 #include "bench_util.h" /* after ipblock.skel.h: bench_ipblock_open() */
 
@@ -56,9 +58,10 @@
 
 struct instance {
 	size_t rules;
-	enum maps_lookup lookup;
+	enum pins_lookup lookup;
 	struct ipblock_bpf *skel;
-	struct ipblock_maps maps;
+	struct pins pins;
+	struct maps maps; /* changes to them, through the product's protocol */
 	double load_s;
 	double warm[NOPS][MAX_ROUNDS]; /* µs */
 	double first[NOPS][MAX_ROUNDS];
@@ -67,7 +70,7 @@ struct instance {
 struct bench {
 	uint32_t rounds, first_rounds, capacity;
 	size_t rules;
-	enum maps_lookup lookups[MAX_LOOKUPS];
+	enum pins_lookup lookups[MAX_LOOKUPS];
 	size_t nlookups;
 	struct instance inst[2 * MAX_LOOKUPS]; /* per lookup: empty, then full */
 	size_t ninst;
@@ -98,7 +101,7 @@ static uint32_t instance_capacity(size_t rules, uint32_t capacity)
 	return rules + HEADROOM > capacity ? (uint32_t)(rules + HEADROOM) : capacity;
 }
 
-static int instance_open(struct instance *in, size_t rules, enum maps_lookup lookup,
+static int instance_open(struct instance *in, size_t rules, enum pins_lookup lookup,
 			 uint32_t capacity)
 {
 	struct maps_replace_stats st;
@@ -108,7 +111,8 @@ static int instance_open(struct instance *in, size_t rules, enum maps_lookup loo
 
 	in->rules = rules;
 	in->lookup = lookup;
-	ret = bench_ipblock_open(&in->skel, &in->maps, instance_capacity(rules, capacity), lookup);
+	ret = bench_ipblock_open(&in->skel, &in->pins, &in->maps,
+				 instance_capacity(rules, capacity), lookup);
 	if (ret || !rules)
 		return ret;
 	l.cap = rules;
@@ -152,7 +156,7 @@ static int check(struct bench *b, struct instance *in, const struct cidr *p, con
 
 		rg_random_in(p, &b->rng, key.addr);
 		memcpy(&ip->saddr, key.addr, 4);
-		if (bpf_map_lookup_elem(in->maps.fd[IPBLOCK_MAP_V4], &key, &val))
+		if (bpf_map_lookup_elem(in->pins.fd[IPBLOCK_MAP_V4], &key, &val))
 			want = XDP_PASS;
 		else
 			want = val.action == IPBLOCK_ACTION_DENY ? XDP_DROP : XDP_PASS;
@@ -163,7 +167,7 @@ static int check(struct bench *b, struct instance *in, const struct cidr *p, con
 			fprintf(stderr,
 				"bench_update: %s lookup, %zu rules, after %s %s: %s judged %s, "
 				"the trie says %s\n",
-				maps_lookup_name(in->lookup), in->rules, after,
+				pins_lookup_name(in->lookup), in->rules, after,
 				cidr_format(p, buf, sizeof(buf)),
 				inet_ntop(AF_INET, key.addr, abuf, sizeof(abuf)),
 				opts.retval == XDP_DROP ? "drop" : "pass",
@@ -191,7 +195,7 @@ static int run_op(struct bench *b, struct instance *in, int op, bool first, doub
 	*us = (now_s() - t0) * 1e6;
 	if (ret) {
 		fprintf(stderr, "bench_update: %s lookup, %zu rules: %s failed: %s\n",
-			maps_lookup_name(in->lookup), in->rules, op % 2 ? "delete" : "set",
+			pins_lookup_name(in->lookup), in->rules, op % 2 ? "delete" : "set",
 			strerror(-ret));
 		return ret;
 	}
@@ -242,8 +246,8 @@ static int pick_prefixes(struct bench *b)
 			p->len = lens[i];
 			a = htonl(a);
 			memcpy(p->addr, &a, 4);
-		} while (full && maps_rule_get(&full->maps, p, &val) == 0 && ++tries < 32);
-		if (full && maps_rule_get(&full->maps, p, &val) == 0)
+		} while (full && trie_get(&full->pins, 0, p, &val) == 0 && ++tries < 32);
+		if (full && trie_get(&full->pins, 0, p, &val) == 0)
 			return -EEXIST;
 	}
 	return 0;
@@ -267,7 +271,7 @@ static void print_row(const struct bench *b, const struct instance *e, const str
 	char b1[32], b2[32], b3[32], b4[32], b5[32], b6[32], pb[CIDR_STRLEN];
 
 	printf("| %s %s | %s | %s | %s | %s–%s | %s | %s–%s | %.1f |\n", op % 2 ? "delete" : "set",
-	       cidr_format(&b->prefix[op / 2], pb, sizeof(pb)), maps_lookup_name(e->lookup),
+	       cidr_format(&b->prefix[op / 2], pb, sizeof(pb)), pins_lookup_name(e->lookup),
 	       first ? "first" : "warm", fmt_us(se.med, b1, sizeof(b1)),
 	       fmt_us(se.min, b2, sizeof(b2)), fmt_us(se.max, b3, sizeof(b3)),
 	       fmt_us(sf.med, b4, sizeof(b4)), fmt_us(sf.min, b5, sizeof(b5)),
@@ -297,7 +301,7 @@ static void report(const struct bench *b)
 	       b->rounds, b->first_rounds, rl);
 	for (size_t l = 0; l < b->nlookups; l++)
 		printf("%s %.2f s (%s)", l ? "," : "", b->inst[2 * l + 1].load_s,
-		       maps_lookup_name(b->lookups[l]));
+		       pins_lookup_name(b->lookups[l]));
 	printf(".  Maps sized for %u rules per family.  After every change %d addresses inside "
 	       "the prefix were judged by the program and by the trie: %zu checks, all agreed.\n",
 	       instance_capacity(b->rules, b->capacity), NCHECK, b->checked);
@@ -322,7 +326,7 @@ int main(int argc, char **argv)
 				  .first_rounds = 3,
 				  .capacity = IPBLOCK_MAX_RULES_DEFAULT,
 				  .rules = 1000000,
-				  .lookups = { MAPS_LOOKUP_TRIE, MAPS_LOOKUP_FLAT },
+				  .lookups = { PINS_LOOKUP_TRIE, PINS_LOOKUP_FLAT },
 				  .nlookups = 2,
 				  .rng = 0x5eed };
 	uint32_t cpu = 0, rules;
@@ -375,7 +379,7 @@ int main(int argc, char **argv)
 			ret = instance_open(in, full ? b.rules : 0, b.lookups[l], b.capacity);
 			if (ret) {
 				cli_err("cannot load ipblock (%s lookup) with %zu rules: %s.",
-					maps_lookup_name(b.lookups[l]), full ? b.rules : 0,
+					pins_lookup_name(b.lookups[l]), full ? b.rules : 0,
 					strerror(-ret));
 				instance_close(in);
 				goto out;
@@ -384,7 +388,7 @@ int main(int argc, char **argv)
 			if (full)
 				fprintf(stderr,
 					"bench_update: %zu rules, %s lookup: loaded in %.2f s\n",
-					b.rules, maps_lookup_name(b.lookups[l]), in->load_s);
+					b.rules, pins_lookup_name(b.lookups[l]), in->load_s);
 		}
 	}
 	ret = pick_prefixes(&b);

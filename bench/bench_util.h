@@ -133,7 +133,7 @@ static inline struct summary summarise(const double *v, uint32_t n)
 }
 
 /* "trie,flat": up to max distinct lookups into l[], their count in *n. */
-static inline int parse_lookups(const char *s, enum maps_lookup *l, size_t max, size_t *n)
+static inline int parse_lookups(const char *s, enum pins_lookup *l, size_t max, size_t *n)
 {
 	char buf[64], *save = NULL, *tok;
 
@@ -142,7 +142,7 @@ static inline int parse_lookups(const char *s, enum maps_lookup *l, size_t max, 
 	strcpy(buf, s);
 	*n = 0;
 	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (*n == max || maps_lookup_parse(tok, &l[*n]))
+		if (*n == max || pins_lookup_parse(tok, &l[*n]))
 			return -EINVAL;
 		for (size_t i = 0; i < *n; i++)
 			if (l[i] == l[*n])
@@ -153,7 +153,7 @@ static inline int parse_lookups(const char *s, enum maps_lookup *l, size_t max, 
 }
 
 /* --lookups, as cli_parse_u32() does for numbers: 0, or -EINVAL once said why. */
-static inline int cli_parse_lookups(const char *s, enum maps_lookup *l, size_t max, size_t *n)
+static inline int cli_parse_lookups(const char *s, enum pins_lookup *l, size_t max, size_t *n)
 {
 	int ret = parse_lookups(s, l, max, n);
 
@@ -180,27 +180,28 @@ static inline int bench_start(uint32_t cpu)
 #ifdef __IPBLOCK_BPF_SKEL_H__
 /*
  * Open and load a private copy of ipblock (no pins, no interface), its maps
- * sized by maps_obj_size() for capacity rules per family.  On failure *skel
- * may be set: ipblock_bpf__destroy() it.
+ * sized by pins_obj_size() for capacity rules per family, and a change
+ * handle on them.  On failure *skel may be set: ipblock_bpf__destroy() it.
  */
-static inline int bench_ipblock_open(struct ipblock_bpf **skel, struct ipblock_maps *maps,
-				     uint32_t capacity, enum maps_lookup lookup)
+static inline int bench_ipblock_open(struct ipblock_bpf **skel, struct pins *pins,
+				     struct maps *maps, uint32_t capacity, enum pins_lookup lookup)
 {
 	int ret;
 
-	*maps = (struct ipblock_maps)IPBLOCK_MAPS_INIT;
+	*pins = (struct pins)PINS_INIT;
+	maps_init(maps, pins);
 	*skel = ipblock_bpf__open();
 	if (!*skel)
 		return -errno;
-	ret = maps_obj_size((*skel)->obj, capacity, lookup);
+	ret = pins_obj_size((*skel)->obj, capacity, lookup);
 	if (!ret)
 		ret = ipblock_bpf__load(*skel);
 	if (!ret)
-		ret = maps_from_obj((*skel)->obj, maps);
+		ret = pins_from_obj((*skel)->obj, pins);
 	return ret;
 }
 
-static inline void bench_ipblock_close(struct ipblock_bpf *skel, struct ipblock_maps *maps)
+static inline void bench_ipblock_close(struct ipblock_bpf *skel, struct maps *maps)
 {
 	maps_release(maps);
 	ipblock_bpf__destroy(skel);

@@ -361,7 +361,7 @@ CPU=$(lscpu 2>/dev/null | awk -F: '/^Model name/ { gsub(/^ +/, "", $2); print $2
 	echo "- Program cost: bench_prog runs tg_call, which rewrites the source from the pool and"
 	echo "  tail-calls the program under test, repeat times per BPF_PROG_RUN; ipblock's counters"
 	echo "  confirm every frame got the expected verdict.  Each instance's maps are sized by"
-	echo "  maps_obj_size() for 1M rules per family (the loader's default) and filled by"
+	echo "  pins_obj_size() for 1M rules per family (the loader's default) and filled by"
 	echo "  maps_replace_rules(), which compiles the flat tables as ipblock-rule does.  Those"
 	echo "  frames never reach an interface, so their sources are random over the range the"
 	echo "  rules cover, not documentation addresses."

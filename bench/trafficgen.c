@@ -44,6 +44,7 @@
 
 #include "bench_util.h"
 #include "cli.h"
+#include "maps.h"
 #include "rulegen.h"
 #include "trafficgen.h"
 #include "trafficgen.skel.h"
@@ -423,7 +424,8 @@ static const struct cli_opt load_opts[] = {
 
 static int cmd_load(int argc, char **argv)
 {
-	struct ipblock_maps m = IPBLOCK_MAPS_INIT;
+	struct pins pins = PINS_INIT;
+	struct maps m = { .pins = &pins };
 	struct maps_replace_stats st;
 	struct rules rs = { 0 };
 	const char *pin_dir = NULL;
@@ -478,15 +480,15 @@ static int cmd_load(int argc, char **argv)
 		ret = ruleset_sort(rs.v, NULL, rs.n);
 	if (ret)
 		goto out;
-	if (cli_open_maps(pin_dir, &m)) {
+	if (cli_open_maps(pin_dir, &pins)) {
 		ret = -ENOENT;
 		goto out;
 	}
 	t0 = now_s();
-	ret = maps_lock(&m, true);
+	ret = pins_lock(&pins, true);
 	if (!ret) {
 		ret = maps_import_rules(&m, rs.v, rs.n, &st);
-		maps_unlock(&m);
+		pins_unlock(&pins);
 	}
 	if (ret) {
 		cli_err("cannot write the rules: %s.", strerror(-ret));
@@ -494,7 +496,8 @@ static int cmd_load(int argc, char **argv)
 	}
 	printf("loaded %zu IPv4 and %zu IPv6 deny rules in %.3f s\n", st.v4, st.v6, now_s() - t0);
 out:
-	maps_close(&m);
+	maps_release(&m);
+	pins_close(&pins);
 	free(rs.v);
 	return ret ? 1 : 0;
 }

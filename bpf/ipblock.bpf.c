@@ -30,7 +30,7 @@ DEFINE_TRIE(ipv6_map, struct ipblock_key_v6);
 DEFINE_TRIE(ipv4_map_b, struct ipblock_key_v4);
 DEFINE_TRIE(ipv6_map_b, struct ipblock_key_v6);
 
-/* Sizes are set by the loader (maps_obj_size()); these are placeholders. */
+/* Sizes are set by the loader (pins_obj_size()); these are placeholders. */
 #define DEFINE_FLAT(name, value_type, entries)                                                     \
 	struct {                                                                                   \
 		__uint(type, BPF_MAP_TYPE_ARRAY);                                                  \

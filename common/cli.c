@@ -162,17 +162,17 @@ bool cli_on_bpffs(const char *path)
 	return statfs(path, &st) == 0 && st.f_type == BPF_FS_MAGIC;
 }
 
-int cli_open_maps(const char *pin_dir, struct ipblock_maps *m)
+int cli_open_maps(const char *pin_dir, struct pins *p)
 {
 	char err[512] = "";
-	int ret = maps_open_pinned(pin_dir, m, err, sizeof(err));
+	int ret = pins_open(pin_dir, p, err, sizeof(err));
 	size_t found = 0;
 
 	switch (ret) {
 	case 0:
 		return 0;
 	case -ENOENT:
-		if (maps_pins_present(pin_dir, &found, err, sizeof(err)) || found)
+		if (pins_present(pin_dir, &found, err, sizeof(err)) || found)
 			cli_err("%s holds only some of ipblock's maps; detach ipblock from every "
 				"interface, remove the directory and attach again.",
 				pin_dir);
@@ -218,11 +218,11 @@ int cli_parse_prefix(const char *text, struct cidr *out, char *note, size_t note
 	return 0;
 }
 
-void cli_print_counters(FILE *f, const char *indent, const struct ipblock_maps *m)
+void cli_print_counters(FILE *f, const char *indent, const struct pins *p)
 {
 	struct ipblock_counter c[IPBLOCK_STAT_MAX];
 
-	if (maps_stats_read(m, c)) {
+	if (pins_stats_read(p, c)) {
 		fprintf(f, "%scounters: unreadable\n", indent);
 		return;
 	}
@@ -232,7 +232,7 @@ void cli_print_counters(FILE *f, const char *indent, const struct ipblock_maps *
 						   IPBLOCK_STAT_PASS_OTHER };
 	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
 		fprintf(f, "%s%-30s %12llu packets %16llu bytes\n", indent,
-			maps_stat_name(order[i]), (unsigned long long)c[order[i]].packets,
+			pins_stat_name(order[i]), (unsigned long long)c[order[i]].packets,
 			(unsigned long long)c[order[i]].bytes);
 }
 

@@ -13,7 +13,7 @@
 #include <stdio.h>
 
 #include "cidr.h"
-#include "maps.h"
+#include "pins.h"
 
 struct cli_opt {
 	const char *long_name;
@@ -54,7 +54,7 @@ bool cli_on_bpffs(const char *path);
  * the user what to do (not loaded, other layout, no permission) and return
  * the -errno.
  */
-int cli_open_maps(const char *pin_dir, struct ipblock_maps *m);
+int cli_open_maps(const char *pin_dir, struct pins *p);
 
 /*
  * Parse a prefix given on the command line: on error print the parser's
@@ -71,6 +71,6 @@ int cli_parse_prefix(const char *text, struct cidr *out, char *note, size_t note
 const char *cli_change_error(int err);
 
 /* Print the verdict counters, one line each, with the given indent. */
-void cli_print_counters(FILE *f, const char *indent, const struct ipblock_maps *m);
+void cli_print_counters(FILE *f, const char *indent, const struct pins *p);
 
 #endif /* IPBLOCK_CLI_H */

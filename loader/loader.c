@@ -17,6 +17,8 @@
 #include "ipblock.skel.h"
 #include "kfeatures.h"
 #include "stacktrace.h"
+#include "tables.h"
+#include "trie.h"
 #include "verifier.h"
 
 #define BPFFS_ROOT "/sys/fs/bpf"
@@ -47,7 +49,7 @@ struct config {
 	bool mode_forced;
 	enum xdp_attach_mode mode;
 	uint32_t max_rules; /* 0: keep the pinned maps' or the default */
-	enum maps_lookup lookup;
+	enum pins_lookup lookup;
 	bool lookup_forced;
 };
 
@@ -113,15 +115,15 @@ static int prepare_pin_dir(const char *pin_dir, bool *created)
 }
 
 /*
- * Check the pins already there.  Returns 1 when all three exist and match,
+ * Check the pins already there.  Returns 1 when all of them exist and match,
  * 0 when none exist, or a negative error after printing what to do.  The
  * existing tries' capacity goes into *pinned_max.
  */
-static int check_pins(const struct config *cfg, uint32_t *pinned_max, enum maps_lookup *lookup)
+static int check_pins(const struct config *cfg, uint32_t *pinned_max, enum pins_lookup *lookup)
 {
 	char err[512] = "";
 	size_t found;
-	int ret = maps_pins_present(cfg->pin_dir, &found, err, sizeof(err));
+	int ret = pins_present(cfg->pin_dir, &found, err, sizeof(err));
 
 	if (ret == -EPROTO) {
 		cli_err("%s: it was pinned by another ipblock version; save the rules "
@@ -145,14 +147,14 @@ static int check_pins(const struct config *cfg, uint32_t *pinned_max, enum maps_
 		return -EPROTO;
 	}
 
-	struct ipblock_maps m;
+	struct pins m;
 
-	ret = maps_open_pinned(cfg->pin_dir, &m, err, sizeof(err));
+	ret = pins_open(cfg->pin_dir, &m, err, sizeof(err));
 	if (!ret)
-		ret = maps_capacity(&m, AF_INET, pinned_max);
+		ret = pins_capacity(&m, AF_INET, pinned_max);
 	if (!ret)
-		ret = maps_lookup_mode(&m, lookup);
-	maps_close(&m);
+		ret = pins_lookup_mode(&m, lookup);
+	pins_close(&m);
 	if (ret) {
 		cli_err("cannot read the pinned maps in %s: %s.", cfg->pin_dir, strerror(-ret));
 		return ret;
@@ -163,12 +165,7 @@ static int check_pins(const struct config *cfg, uint32_t *pinned_max, enum maps_
 /* Remove the pins this run created (attach failed: leave nothing half-done). */
 static void unpin_created(const char *pin_dir, bool dir_created)
 {
-	char path[4096];
-
-	for (size_t i = 0; i < IPBLOCK_MAP_COUNT; i++) {
-		snprintf(path, sizeof(path), "%s/%s", pin_dir, maps_layouts[i].name);
-		unlink(path);
-	}
+	pins_unlink(pin_dir);
 	if (dir_created)
 		rmdir(pin_dir);
 }
@@ -180,7 +177,7 @@ static void unpin_created(const char *pin_dir, bool dir_created)
 static char verifier_log[VERIFIER_LOG_SIZE];
 
 static int try_attach(const struct config *cfg, int ifindex, enum xdp_attach_mode mode,
-		      uint32_t max_rules, enum maps_lookup lookup, uint32_t *prog_id)
+		      uint32_t max_rules, enum pins_lookup lookup, uint32_t *prog_id)
 {
 	struct ipblock_bpf *skel = ipblock_bpf__open();
 	struct xdp_program *prog;
@@ -189,9 +186,9 @@ static int try_attach(const struct config *cfg, int ifindex, enum xdp_attach_mod
 	if (!skel)
 		return -errno;
 	/* Pinned maps are reused as they are; new ones get these sizes. */
-	ret = maps_obj_pin(skel->obj, cfg->pin_dir);
+	ret = pins_obj_pin(skel->obj, cfg->pin_dir);
 	if (!ret)
-		ret = maps_obj_size(skel->obj, max_rules, lookup);
+		ret = pins_obj_size(skel->obj, max_rules, lookup);
 	if (ret)
 		goto out;
 	/*
@@ -224,7 +221,7 @@ static int do_attach(const struct config *cfg)
 	int ifindex = if_nametoindex(cfg->dev);
 	struct xdp_multiprog *mp;
 	uint32_t pinned_max = 0, max_rules, prog_id = 0;
-	enum maps_lookup lookup = cfg->lookup, pinned_lookup = MAPS_LOOKUP_FLAT;
+	enum pins_lookup lookup = cfg->lookup, pinned_lookup = PINS_LOOKUP_FLAT;
 	enum xdp_attach_mode mode;
 	bool dir_created;
 	char why[256];
@@ -282,7 +279,7 @@ static int do_attach(const struct config *cfg)
 	if (pins && cfg->lookup_forced && cfg->lookup != pinned_lookup) {
 		cli_err("the pinned maps were made for --lookup %s; --lookup %s needs new maps: "
 			"save the rules, detach from every interface, remove %s, attach again.",
-			maps_lookup_name(pinned_lookup), maps_lookup_name(cfg->lookup),
+			pins_lookup_name(pinned_lookup), pins_lookup_name(cfg->lookup),
 			cfg->pin_dir);
 		return -EEXIST;
 	}
@@ -316,8 +313,8 @@ static int do_attach(const struct config *cfg)
 			cli_err("the kernel could not allocate ipblock's maps for %u rules per "
 				"family with --lookup %s (%llu MiB of tables); choose a smaller "
 				"--max-rules or --lookup trie.",
-				max_rules, maps_lookup_name(lookup),
-				(unsigned long long)(maps_lookup_bytes(max_rules, lookup) >> 20));
+				max_rules, pins_lookup_name(lookup),
+				(unsigned long long)(pins_lookup_bytes(max_rules, lookup) >> 20));
 		else if (ret == -EACCES || ret == -EINVAL)
 			cli_err("the kernel refused to load or attach ipblock on %s in %s mode "
 				"(%s); "
@@ -329,18 +326,18 @@ static int do_attach(const struct config *cfg)
 		return ret;
 	}
 
-	struct ipblock_maps m;
+	struct pins m;
 	size_t v4 = 0, v6 = 0;
 
 	if (!cli_open_maps(cfg->pin_dir, &m)) {
-		maps_rule_count(&m, &v4, &v6);
-		maps_close(&m);
+		trie_count(&m, &v4, &v6);
+		pins_close(&m);
 	}
 	printf("ipblock attached to %s (%s mode, program id %u); %s rules: %zu IPv4, %zu IPv6 "
 	       "in %s; lookup: %s (%llu MiB of tables)\n",
 	       cfg->dev, mode_name(mode), prog_id, pins ? "kept" : "new maps,", v4, v6,
-	       cfg->pin_dir, maps_lookup_name(lookup),
-	       (unsigned long long)(maps_lookup_bytes(max_rules, lookup) >> 20));
+	       cfg->pin_dir, pins_lookup_name(lookup),
+	       (unsigned long long)(pins_lookup_bytes(max_rules, lookup) >> 20));
 	return 0;
 }
 
@@ -377,25 +374,27 @@ static int do_detach(const struct config *cfg)
 }
 
 /* How the program finds rules, and where the flat tables send it to the tries. */
-static void print_lookup(const struct ipblock_maps *m, uint32_t cap)
+static void print_lookup(const struct pins *m, uint32_t cap)
 {
-	enum maps_lookup lookup;
+	struct tables t = {};
+	enum pins_lookup lookup;
 	uint32_t active = 0;
 
-	if (maps_lookup_mode(m, &lookup) || maps_active_set(m, &active))
+	if (pins_lookup_mode(m, &lookup) || pins_active_set(m, &active))
 		return;
-	printf("  lookup: %s, %llu MiB of tables\n", maps_lookup_name(lookup),
-	       (unsigned long long)(maps_lookup_bytes(cap, lookup) >> 20));
-	for (int f = 0; lookup == MAPS_LOOKUP_FLAT && f < 2; f++) {
-		struct maps_flat_info in;
+	printf("  lookup: %s, %llu MiB of tables\n", pins_lookup_name(lookup),
+	       (unsigned long long)(pins_lookup_bytes(cap, lookup) >> 20));
+	for (int f = 0; lookup == PINS_LOOKUP_FLAT && f < 2; f++) {
+		struct tables_info in;
 
-		if (maps_flat_info(m, f ? AF_INET6 : AF_INET, (int)active, &in))
+		if (tables_info(&t, m, f ? AF_INET6 : AF_INET, (int)active, &in))
 			continue;
 		printf("    %s: %u rules longer than /24 in %u regions (%u crowded, split into "
 		       "%u nodes); %u regions left to the trie; %u of %u /16 blocks mixed\n",
 		       f ? "IPv6" : "IPv4", in.long_rules, in.ext_regions, in.split_regions,
 		       in.nodes, in.fallback_regions, in.mixed_blocks, in.blocks);
 	}
+	tables_release(&t);
 }
 
 static int do_status(const struct config *cfg)
@@ -427,9 +426,9 @@ static int do_status(const struct config *cfg)
 	if (!attached)
 		printf("    (attached to no interface in this network namespace)\n");
 
-	struct ipblock_maps m = IPBLOCK_MAPS_INIT;
+	struct pins m = PINS_INIT;
 	char err[512] = "";
-	int ret = maps_open_pinned(cfg->pin_dir, &m, err, sizeof(err));
+	int ret = pins_open(cfg->pin_dir, &m, err, sizeof(err));
 
 	if (ret == -ENOENT) {
 		printf("  rules: none pinned at %s (ipblock is not loaded)\n", cfg->pin_dir);
@@ -441,15 +440,15 @@ static int do_status(const struct config *cfg)
 	size_t v4 = 0, v6 = 0;
 	uint32_t cap = 0;
 
-	maps_rule_count(&m, &v4, &v6);
-	maps_capacity(&m, AF_INET, &cap);
+	trie_count(&m, &v4, &v6);
+	pins_capacity(&m, AF_INET, &cap);
 	printf("  rules (pinned in %s, kept across detach; ipblock-rule -F removes them):\n",
 	       cfg->pin_dir);
 	printf("    IPv4 %zu of %u, IPv6 %zu of %u\n", v4, cap, v6, cap);
 	print_lookup(&m, cap);
 	printf("  counters (all interfaces):\n");
 	cli_print_counters(stdout, "    ", &m);
-	maps_close(&m);
+	pins_close(&m);
 	return 0;
 }
 
@@ -497,7 +496,7 @@ int main(int argc, char **argv)
 				return 2;
 			break;
 		case OPT_LOOKUP:
-			if (maps_lookup_parse(optarg, &cfg.lookup)) {
+			if (pins_lookup_parse(optarg, &cfg.lookup)) {
 				cli_err("unknown lookup '%s': use flat or trie.", optarg);
 				return 2;
 			}

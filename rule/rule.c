@@ -7,9 +7,11 @@
 #include <time.h>
 
 #include "cli.h"
+#include "maps.h"
 #include "rulecache.h"
 #include "rulefile.h"
 #include "stacktrace.h"
+#include "trie.h"
 
 enum { OPT_PIN_DIR = 256, OPT_SKIP_INVALID };
 
@@ -58,12 +60,11 @@ static const char *family_name(const struct cidr *p)
 	return p->family == AF_INET ? "IPv4" : "IPv6";
 }
 
-static int do_add(const struct config *cfg, const struct ipblock_maps *m, const struct cidr *p,
-		  uint8_t action)
+static int do_add(const struct config *cfg, struct maps *m, const struct cidr *p, uint8_t action)
 {
 	struct rule old, val = { .prefix = *p, .action = action };
 	char text[CIDR_STRLEN];
-	bool existed = maps_rule_get(m, p, &old) == 0;
+	bool existed = trie_get(m->pins, 0, p, &old) == 0; /* set A: what listings show */
 	uint32_t cap = 0;
 	int ret;
 
@@ -76,7 +77,7 @@ static int do_add(const struct config *cfg, const struct ipblock_maps *m, const 
 	}
 	ret = maps_rule_set(m, &val);
 	if (ret == -ENOSPC || ret == -E2BIG) {
-		maps_capacity(m, p->family, &cap);
+		pins_capacity(m->pins, p->family, &cap);
 		cli_err("the %s rule map is full (%u rules); delete rules, or recreate the maps "
 			"with ipblock-loader --max-rules.",
 			family_name(p), cap);
@@ -96,7 +97,7 @@ static int do_add(const struct config *cfg, const struct ipblock_maps *m, const 
 	return 0;
 }
 
-static int do_delete(const struct ipblock_maps *m, const struct cidr *p)
+static int do_delete(struct maps *m, const struct cidr *p)
 {
 	char text[CIDR_STRLEN];
 	int ret = maps_rule_delete(m, p);
@@ -135,21 +136,21 @@ static int print_rule(const struct rulecache_entry *e, void *ctx)
  * buffer, and a write error (a full disk under -S > FILE) is reported
  * rather than leaving a silently cut listing.
  */
-static int do_list(const struct ipblock_maps *m, bool save)
+static int do_list(const struct pins *pins, bool save)
 {
 	struct rulecache *rc = rulecache_new();
-	struct rule *r = NULL;
-	size_t n = 0, v4, v6;
+	struct ruleset r = {};
+	size_t v4, v6;
 	int ret;
 
 	if (!rc) {
 		cli_err("out of memory.");
 		return -ENOMEM;
 	}
-	ret = maps_rules_read(m, &r, &n);
+	ret = trie_read(pins, &r);
 	if (!ret)
-		ret = rulecache_load(rc, r, n);
-	free(r);
+		ret = rulecache_load(rc, r.r, r.n);
+	ruleset_free(&r);
 	if (ret) {
 		cli_err("cannot read the rules: %s.", strerror(-ret));
 		goto out;
@@ -173,7 +174,7 @@ static int do_list(const struct ipblock_maps *m, bool save)
 	if (!save) {
 		printf("# %zu rules (%zu IPv4, %zu IPv6); counters, all interfaces:\n", v4 + v6, v4,
 		       v6);
-		cli_print_counters(stdout, "#   ", m);
+		cli_print_counters(stdout, "#   ", pins);
 	}
 	if (fflush(stdout) || ferror(stdout)) {
 		cli_err("cannot write the rules: %s.", strerror(errno ? errno : EIO));
@@ -211,8 +212,7 @@ static int load_list(const struct config *cfg, uint8_t action, struct rulefile *
 	return 0;
 }
 
-static int do_bulk(const struct config *cfg, const struct ipblock_maps *m,
-		   const struct rulefile *rf)
+static int do_bulk(const struct config *cfg, struct maps *m, const struct rulefile *rf)
 {
 	bool import = cfg->cmd == CMD_IMPORT;
 	struct maps_replace_stats st = {};
@@ -248,7 +248,7 @@ static int do_bulk(const struct config *cfg, const struct ipblock_maps *m,
 	return 0;
 }
 
-static int do_flush(const struct ipblock_maps *m)
+static int do_flush(struct maps *m)
 {
 	size_t removed = 0;
 	int ret = maps_flush(m, &removed);
@@ -287,7 +287,8 @@ static int set_cmd(struct config *cfg, enum command cmd)
 int main(int argc, char **argv)
 {
 	struct config cfg = { .pin_dir = IPBLOCK_PIN_DIR_DEFAULT };
-	struct ipblock_maps m = IPBLOCK_MAPS_INIT;
+	struct pins pins = PINS_INIT;
+	struct maps m;
 	struct rulefile rf = {};
 	uint8_t action = 0;
 	struct cidr p;
@@ -378,19 +379,20 @@ int main(int argc, char **argv)
 	cli_set_verbose(cfg.verbose);
 	if (cli_require_root())
 		return 1;
-	if (cli_open_maps(cfg.pin_dir, &m))
+	if (cli_open_maps(cfg.pin_dir, &pins))
 		return 1;
+	maps_init(&m, &pins);
 	if (bulk && load_list(&cfg, action, &rf)) {
 		rulefile_free(&rf);
-		maps_close(&m);
+		pins_close(&pins);
 		return 1;
 	}
 
 	/* Writers exclusive, listings shared: no listing sees half a replace. */
-	ret = maps_lock(&m, cfg.cmd != CMD_LIST && cfg.cmd != CMD_SAVE);
+	ret = pins_lock(&pins, cfg.cmd != CMD_LIST && cfg.cmd != CMD_SAVE);
 	if (ret) {
 		cli_err("cannot lock %s: %s.", cfg.pin_dir, strerror(-ret));
-		maps_close(&m);
+		pins_close(&pins);
 		rulefile_free(&rf);
 		return 1;
 	}
@@ -409,7 +411,7 @@ int main(int argc, char **argv)
 	case CMD_SAVE:
 		/* Big listings go out in large writes. */
 		setvbuf(stdout, NULL, _IOFBF, 1 << 16);
-		ret = do_list(&m, cfg.cmd == CMD_SAVE);
+		ret = do_list(&pins, cfg.cmd == CMD_SAVE);
 		break;
 	case CMD_FLUSH:
 		ret = do_flush(&m);
@@ -417,13 +419,14 @@ int main(int argc, char **argv)
 	default:
 		break;
 	}
-	maps_unlock(&m);
+	pins_unlock(&pins);
 	/* Normalisation notes only once the change they describe was made. */
 	if (!ret && note[0])
 		cli_note("%s", note);
 	for (size_t i = 0; !ret && i < rf.n_notes; i++)
 		cli_note("%s", rf.notes[i]);
-	maps_close(&m);
+	maps_release(&m);
+	pins_close(&pins);
 	rulefile_free(&rf);
 	return ret ? 1 : 0;
 }

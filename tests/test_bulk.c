@@ -23,6 +23,7 @@
 
 #include "cidr.h"
 #include "harness.h"
+#include "trie.h"
 #include "reference.h"
 #include "rulecache.h"
 #include "rulefile.h"
@@ -63,22 +64,6 @@ static struct rule make_rule(const char *text, uint8_t action)
 	return r;
 }
 
-/* The rules of one set (0 = A, 1 = B), sorted. */
-static void read_set(const struct ipblock_maps *m, int set, struct rule **r, size_t *n)
-{
-	struct ipblock_maps view = *m;
-	uint32_t active = 1;
-
-	/* maps_rules_read() reads the active set; with A active, a view whose A is B reads B. */
-	assert_int_equal(maps_active_set(m, &active), 0);
-	assert_int_equal(active, 0);
-	if (set) {
-		view.fd[IPBLOCK_MAP_V4] = m->fd[IPBLOCK_MAP_V4_B];
-		view.fd[IPBLOCK_MAP_V6] = m->fd[IPBLOCK_MAP_V6_B];
-	}
-	assert_int_equal(maps_rules_read(&view, r, n), 0);
-}
-
 static void assert_same_rules(const struct rule *a, size_t na, const struct rule *b, size_t nb)
 {
 	char x[CIDR_STRLEN], y[CIDR_STRLEN];
@@ -95,16 +80,18 @@ static void assert_same_rules(const struct rule *a, size_t na, const struct rule
 }
 
 /* Both sets hold exactly want[0..n), and A is active. */
-static void assert_both_sets(const struct ipblock_maps *m, const struct rule *want, size_t n)
+static void assert_both_sets(const struct pins *p, const struct rule *want, size_t n)
 {
-	struct rule *r;
-	size_t nr;
+	struct ruleset r = {};
+	uint32_t active = 1;
 
+	assert_int_equal(pins_active_set(p, &active), 0);
+	assert_int_equal(active, 0);
 	for (int set = 0; set < 2; set++) {
-		read_set(m, set, &r, &nr);
-		assert_same_rules(r, nr, want, n);
-		free(r);
+		assert_int_equal(trie_read_set(p, set, &r), 0);
+		assert_same_rules(r.r, r.n, want, n);
 	}
+	ruleset_free(&r);
 }
 
 static void parse_list(struct rulefile *rf, const char *text)
@@ -118,26 +105,25 @@ static void parse_list(struct rulefile *rf, const char *text)
 static void test_save_replace_save_is_identical(void **state)
 {
 	struct maps_replace_stats st;
-	struct rule *r1, *r2;
+	struct ruleset r1 = {}, r2 = {};
 	struct rulefile rf;
-	size_t n1, n2;
 
 	(void)state;
 	parse_list(&rf, "198.18.0.0/15 allow\n198.18.1.0/24 deny\n198.18.1.7 allow\n"
 			"2001:db8::/32 deny\n2001:db8:1::/48 allow\n0.0.0.0/0 deny\n::/0 allow\n");
 	assert_int_equal(maps_replace_rules(&h.maps, rf.rules, rf.n, &st), 0);
 	assert_int_equal(st.added, 7);
-	assert_int_equal(maps_rules_read(&h.maps, &r1, &n1), 0);
-	assert_same_rules(r1, n1, rf.rules, rf.n);
+	assert_int_equal(trie_read(&h.pins, &r1), 0);
+	assert_same_rules(r1.r, r1.n, rf.rules, rf.n);
 
 	/* Restoring what was saved changes nothing and reads back the same. */
-	assert_int_equal(maps_replace_rules(&h.maps, r1, n1, &st), 0);
+	assert_int_equal(maps_replace_rules(&h.maps, r1.r, r1.n, &st), 0);
 	assert_int_equal(st.added + st.updated + st.deleted, 0);
-	assert_int_equal(maps_rules_read(&h.maps, &r2, &n2), 0);
-	assert_same_rules(r2, n2, r1, n1);
-	assert_both_sets(&h.maps, r1, n1);
-	free(r1);
-	free(r2);
+	assert_int_equal(trie_read(&h.pins, &r2), 0);
+	assert_same_rules(r2.r, r2.n, r1.r, r1.n);
+	assert_both_sets(&h.pins, r1.r, r1.n);
+	ruleset_free(&r1);
+	ruleset_free(&r2);
 	rulefile_free(&rf);
 }
 
@@ -156,7 +142,7 @@ static void test_replace_counts_changes_against_the_old_set(void **state)
 	assert_int_equal(st.deleted, 1);
 	assert_int_equal(st.v4, 2);
 	assert_int_equal(st.v6, 1);
-	assert_both_sets(&h.maps, b.rules, b.n);
+	assert_both_sets(&h.pins, b.rules, b.n);
 	rulefile_free(&a);
 	rulefile_free(&b);
 }
@@ -175,7 +161,7 @@ static void test_import_adds_and_updates_and_keeps_the_rest(void **state)
 	assert_int_equal(st.added, 1);
 	assert_int_equal(st.updated, 1);
 	assert_int_equal(st.deleted, 0);
-	assert_both_sets(&h.maps, want.rules, want.n);
+	assert_both_sets(&h.pins, want.rules, want.n);
 	rulefile_free(&a);
 	rulefile_free(&b);
 	rulefile_free(&want);
@@ -192,11 +178,11 @@ static void test_unsorted_input_is_sorted_and_repeats_are_refused(void **state)
 
 	(void)state;
 	assert_int_equal(maps_replace_rules(&h.maps, in, 3, NULL), 0);
-	assert_both_sets(&h.maps, sorted, 3);
+	assert_both_sets(&h.pins, sorted, 3);
 	in[0] = in[1];
 	assert_int_equal(maps_replace_rules(&h.maps, in, 3, NULL), -EINVAL);
 	assert_int_equal(maps_import_rules(&h.maps, in, 3, NULL), -EINVAL);
-	assert_both_sets(&h.maps, sorted, 3);
+	assert_both_sets(&h.pins, sorted, 3);
 }
 
 /*
@@ -268,9 +254,8 @@ static void test_import_100k_verdicts_match_the_reference_lookup(void **state)
 	char *text = malloc(cap), ptext[CIDR_STRLEN];
 	struct rulecache *ref = rulecache_new();
 	struct maps_replace_stats st;
-	struct rule *back;
+	struct ruleset back = {};
 	struct rulefile rf;
-	size_t nback;
 
 	(void)state;
 	assert_non_null(gen);
@@ -296,9 +281,9 @@ static void test_import_100k_verdicts_match_the_reference_lookup(void **state)
 	assert_int_equal(maps_import_rules(&h.maps, rf.rules, rf.n, &st), 0);
 	assert_int_equal(st.added, n_rules);
 	assert_int_equal(st.v4 + st.v6, n_rules);
-	assert_int_equal(maps_rules_read(&h.maps, &back, &nback), 0);
-	assert_same_rules(back, nback, rf.rules, rf.n);
-	free(back);
+	assert_int_equal(trie_read(&h.pins, &back), 0);
+	assert_same_rules(back.r, back.n, rf.rules, rf.n);
+	ruleset_free(&back);
 
 	for (size_t i = 0; i < n_probes; i++) {
 		struct rulecache_entry e;
@@ -333,10 +318,10 @@ static void test_import_100k_verdicts_match_the_reference_lookup(void **state)
 
 static void test_over_capacity_changes_nothing(void **state)
 {
-	struct rule first[600], more[500], other[1000], *a0, *a;
+	struct rule first[600], more[500], other[1000];
+	struct ruleset a0 = {}, a = {};
 	struct maps_replace_stats st;
 	struct harness small;
-	size_t n0, n;
 	char text[CIDR_STRLEN];
 	int verdict;
 	uint8_t probe[16] = { 10, 0, 0, 1 };
@@ -356,14 +341,14 @@ static void test_over_capacity_changes_nothing(void **state)
 		other[i] = make_rule(text, IPBLOCK_ACTION_DENY);
 	}
 	assert_int_equal(maps_import_rules(&small.maps, first, 600, &st), 0);
-	assert_int_equal(maps_rules_read(&small.maps, &a0, &n0), 0);
-	assert_int_equal(n0, 600);
+	assert_int_equal(trie_read(&small.pins, &a0), 0);
+	assert_int_equal(a0.n, 600);
 
 	/* 600 + 500 > 1000: refused, and the message has what it needs. */
 	assert_int_equal(maps_import_rules(&small.maps, more, 500, &st), -ENOSPC);
 	assert_int_equal(st.v4, 1100);
 	assert_int_equal(st.cap_v4, 1000);
-	assert_both_sets(&small.maps, a0, n0);
+	assert_both_sets(&small.pins, a0.r, a0.n);
 	assert_int_equal(harness_verdict_src(&small, AF_INET, probe, &verdict), 0);
 	assert_int_equal(verdict, XDP_DROP);
 
@@ -375,7 +360,7 @@ static void test_over_capacity_changes_nothing(void **state)
 	big[1000] = make_rule("192.0.2.0/24", IPBLOCK_ACTION_DENY);
 	assert_int_equal(maps_replace_rules(&small.maps, big, 1001, &st), -ENOSPC);
 	assert_int_equal(st.v4, 1001);
-	assert_both_sets(&small.maps, a0, n0);
+	assert_both_sets(&small.pins, a0.r, a0.n);
 
 	/*
 	 * 1000 all-new rules over 600 old ones fit in 1000 only because the
@@ -384,10 +369,10 @@ static void test_over_capacity_changes_nothing(void **state)
 	assert_int_equal(maps_replace_rules(&small.maps, other, 1000, &st), 0);
 	assert_int_equal(st.deleted, 600);
 	assert_int_equal(st.added, 1000);
-	assert_int_equal(maps_rules_read(&small.maps, &a, &n), 0);
-	assert_int_equal(n, 1000);
-	free(a);
-	free(a0);
+	assert_int_equal(trie_read(&small.pins, &a), 0);
+	assert_int_equal(a.n, 1000);
+	ruleset_free(&a);
+	ruleset_free(&a0);
 	free(big);
 	harness_close(&small);
 }
@@ -400,31 +385,26 @@ static void test_replace_repairs_a_set_b_left_active(void **state)
 			     make_rule("2001:db8::/32", IPBLOCK_ACTION_ALLOW) };
 	/* A replace dies with its changes half-made: the dirty mark stays. */
 	struct ipblock_config cfg = { .active_set = 1, .flags = IPBLOCK_CONFIG_DIRTY };
-	struct ipblock_maps view_b = h.maps;
 	struct maps_replace_stats st;
 	uint32_t active = 9;
 	__u32 zero = 0;
 
 	(void)state;
 	/* What a replace killed between its two switches leaves: B active, A behind. */
-	view_b.fd[IPBLOCK_MAP_V4] = h.maps.fd[IPBLOCK_MAP_V4_B];
-	view_b.fd[IPBLOCK_MAP_V6] = h.maps.fd[IPBLOCK_MAP_V6_B];
-	view_b.flat = NULL; /* its own mapping of the tables */
-	assert_int_equal(maps_rule_set(&view_b, &x), 0);
+	assert_int_equal(trie_put(&h.pins, 1, &x), 0);
 	assert_int_equal(maps_rule_set(&h.maps, &y), 0);
-	assert_int_equal(maps_rule_delete(&view_b, &y.prefix), 0);
-	maps_release(&view_b);
-	assert_int_equal(bpf_map_update_elem(h.maps.fd[IPBLOCK_MAP_CONFIG], &zero, &cfg, BPF_ANY),
+	assert_int_equal(trie_delete(&h.pins, 1, &y.prefix), 0);
+	assert_int_equal(bpf_map_update_elem(h.pins.fd[IPBLOCK_MAP_CONFIG], &zero, &cfg, BPF_ANY),
 			 0);
 
 	assert_int_equal(maps_replace_rules(&h.maps, z, 2, &st), 0);
 	/* Counted against B, the set packets were judged by. */
 	assert_int_equal(st.deleted, 1);
 	assert_int_equal(st.added, 2);
-	assert_int_equal(maps_active_set(&h.maps, &active), 0);
+	assert_int_equal(pins_active_set(&h.pins, &active), 0);
 	assert_int_equal(active, 0);
-	assert_both_sets(&h.maps, z, 2);
-	assert_int_equal(bpf_map_lookup_elem(h.maps.fd[IPBLOCK_MAP_CONFIG], &zero, &cfg), 0);
+	assert_both_sets(&h.pins, z, 2);
+	assert_int_equal(bpf_map_lookup_elem(h.pins.fd[IPBLOCK_MAP_CONFIG], &zero, &cfg), 0);
 	assert_int_equal(cfg.flags, 0);
 }
 
@@ -436,12 +416,12 @@ static void test_flush_empties_both_sets(void **state)
 	(void)state;
 	parse_list(&rf, "198.18.1.0/24 deny\n2001:db8::/32 allow\n198.18.0.0/15 allow\n");
 	assert_int_equal(maps_replace_rules(&h.maps, rf.rules, rf.n, NULL), 0);
-	assert_int_equal(maps_rule_count(&h.maps, &v4, &v6), 0);
+	assert_int_equal(trie_count(&h.pins, &v4, &v6), 0);
 	assert_int_equal(v4, 2);
 	assert_int_equal(v6, 1);
 	assert_int_equal(maps_flush(&h.maps, &removed), 0);
 	assert_int_equal(removed, 3);
-	assert_both_sets(&h.maps, NULL, 0);
+	assert_both_sets(&h.pins, NULL, 0);
 	rulefile_free(&rf);
 }
 
@@ -471,8 +451,8 @@ static void test_per_rule_fallback_gives_the_same_results(void **state)
 {
 	struct maps_replace_stats st;
 	struct rulefile a, b;
-	struct rule *r;
-	size_t n, removed = 0;
+	struct ruleset r = {};
+	size_t removed = 0;
 	char *text = malloc(40 * 20000);
 	size_t len = 0;
 
@@ -485,20 +465,20 @@ static void test_per_rule_fallback_gives_the_same_results(void **state)
 	parse_list(&a, text);
 	free(text);
 	parse_list(&b, "198.18.1.0/24 deny\n2001:db8::/32 allow\n");
-	maps_set_batch(false);
+	h.pins.per_rule = true;
 	assert_int_equal(maps_replace_rules(&h.maps, a.rules, a.n, &st), 0);
 	assert_int_equal(st.added, 20000);
-	assert_both_sets(&h.maps, a.rules, a.n);
-	assert_int_equal(maps_rules_read(&h.maps, &r, &n), 0);
-	assert_same_rules(r, n, a.rules, a.n);
-	free(r);
+	assert_both_sets(&h.pins, a.rules, a.n);
+	assert_int_equal(trie_read(&h.pins, &r), 0);
+	assert_same_rules(r.r, r.n, a.rules, a.n);
+	ruleset_free(&r);
 	assert_int_equal(maps_replace_rules(&h.maps, b.rules, b.n, &st), 0);
 	assert_int_equal(st.deleted, 20000);
-	assert_both_sets(&h.maps, b.rules, b.n);
+	assert_both_sets(&h.pins, b.rules, b.n);
 	assert_int_equal(maps_flush(&h.maps, &removed), 0);
 	assert_int_equal(removed, 2);
-	maps_set_batch(true);
-	assert_both_sets(&h.maps, NULL, 0);
+	h.pins.per_rule = false;
+	assert_both_sets(&h.pins, NULL, 0);
 	rulefile_free(&a);
 	rulefile_free(&b);
 }
@@ -661,7 +641,7 @@ static void test_replace_is_atomic_under_concurrent_traffic(void **state)
 			assert_true(t->passed[s] > 0 && t->dropped[s] > 0);
 	}
 	/* An even number of replaces from X ends on X. */
-	assert_both_sets(&h.maps, replaces % 2 ? y : x, replaces % 2 ? ny : nx);
+	assert_both_sets(&h.pins, replaces % 2 ? y : x, replaces % 2 ? ny : nx);
 	free(x);
 	free(y);
 	free(t);

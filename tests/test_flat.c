@@ -1718,7 +1718,7 @@ static void bpf_env_close(struct bpf_env *b)
 	flat_test_bpf__destroy(b->skel);
 }
 
-static void trie_put(struct bpf_env *b, const struct rule *e)
+static void env_trie_put(struct bpf_env *b, const struct rule *e)
 {
 	struct ipblock_key_v6 key = { .prefixlen = e->prefix.len };
 	struct ipblock_rule val = { .action = e->action,
@@ -1734,7 +1734,7 @@ static void trie_put(struct bpf_env *b, const struct rule *e)
 static void bpf_env_fill(struct bpf_env *b, struct rules *r)
 {
 	for (size_t i = 0; i < r->n; i++)
-		trie_put(b, &r->v[i]);
+		env_trie_put(b, &r->v[i]);
 	assert_int_equal(flat_build(&b->t[fi(r->family)], r->v, r->n), 0);
 }
 
@@ -1818,7 +1818,7 @@ static void test_bpf_verdicts_match_reference(void **state)
 		for (int i = 0; i < 500 / SCALE; i++) {
 			random_step(&r[f], &b.ids[f], &b.t[f], &touched);
 			if (!ref_find(r[f].rc, &touched, &e)) {
-				trie_put(&b, &e);
+				env_trie_put(&b, &e);
 			} else {
 				struct ipblock_key_v6 key = { .prefixlen = touched.len };
 
@@ -1863,7 +1863,7 @@ static void test_bpf_crowded_region_walks_the_tree(void **state)
 		struct rule e;
 
 		if (!crowded_step(&r, &b.ids[1], &b.t[1], &e)) {
-			trie_put(&b, &e);
+			env_trie_put(&b, &e);
 		} else {
 			struct ipblock_key_v6 key = { .prefixlen = e.prefix.len };
 
@@ -2144,7 +2144,7 @@ static void bench_size(int family, size_t n, bool updates)
 	bench_rules(&r, &b.ids[f], n);
 	t0 = now_s();
 	for (size_t i = 0; i < r.n; i++)
-		trie_put(&b, &r.v[i]);
+		env_trie_put(&b, &r.v[i]);
 	trie_s = now_s() - t0;
 	t0 = now_s();
 	assert_int_equal(flat_build(&b.t[f], r.v, r.n), 0);

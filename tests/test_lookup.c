@@ -45,6 +45,7 @@
 
 #include "cidr.h"
 #include "harness.h"
+#include "trie.h"
 #include "reference.h"
 #include "rulecache.h"
 
@@ -538,7 +539,7 @@ static void tally_begin(struct tally *t, struct harness *h, const struct rulecac
 	t->phase = phase;
 	t->h = h;
 	t->ref = ref;
-	assert_int_equal(maps_stats_read(&h->maps, t->before), 0);
+	assert_int_equal(pins_stats_read(&h->pins, t->before), 0);
 }
 
 static void probe(struct tally *t, int family, const uint8_t *a)
@@ -638,7 +639,7 @@ static void tally_end(struct tally *t)
 	if (t->mismatches)
 		fail_msg("%s: %zu of %zu verdicts differ from the reference (LOOKUP_SEED=%llu)",
 			 t->phase, t->mismatches, t->probes, (unsigned long long)base_seed);
-	assert_int_equal(maps_stats_read(&t->h->maps, after), 0);
+	assert_int_equal(pins_stats_read(&t->h->pins, after), 0);
 	for (int s = 0; s < IPBLOCK_STAT_MAX; s++) {
 		uint64_t dp = after[s].packets - t->before[s].packets;
 		uint64_t db = after[s].bytes - t->before[s].bytes;
@@ -646,7 +647,7 @@ static void tally_end(struct tally *t)
 		if (dp != t->pkts[s] || db != t->bytes[s]) {
 			print_error(
 				"%s: counter %s moved by %llu packets %llu bytes, want %llu %llu\n",
-				t->phase, maps_stat_name(s), (unsigned long long)dp,
+				t->phase, pins_stat_name(s), (unsigned long long)dp,
 				(unsigned long long)db, (unsigned long long)t->pkts[s],
 				(unsigned long long)t->bytes[s]);
 			bad++;
@@ -688,16 +689,14 @@ static int u32_cmp(const void *a, const void *b)
 /* The rules of one set (0 = A, 1 = B), sorted; A must be active. */
 static void read_set(const struct harness *h, int set, struct rule **r, size_t *n)
 {
-	struct ipblock_maps view = h->maps;
+	struct ruleset rs = {};
 	uint32_t active = 9;
 
-	assert_int_equal(maps_active_set(&h->maps, &active), 0);
+	assert_int_equal(pins_active_set(&h->pins, &active), 0);
 	assert_int_equal(active, 0);
-	if (set) {
-		view.fd[IPBLOCK_MAP_V4] = h->maps.fd[IPBLOCK_MAP_V4_B];
-		view.fd[IPBLOCK_MAP_V6] = h->maps.fd[IPBLOCK_MAP_V6_B];
-	}
-	assert_int_equal(maps_rules_read(&view, r, n), 0);
+	assert_int_equal(trie_read_set(&h->pins, set, &rs), 0);
+	*r = rs.r; /* the caller frees it */
+	*n = rs.n;
 }
 
 /*
@@ -748,7 +747,7 @@ static void assert_rule_ids(const struct harness *h, const struct refset *s)
 }
 
 /*
- * What maps_flat_info() must say of a set holding s with no region falling
+ * What tables_info() must say of a set holding s with no region falling
  * back: a region is split into a tree when its rules use more than
  * REGION_LENS distinct lengths past /24.
  */
@@ -791,19 +790,20 @@ static struct flat_want flat_expect(const struct refset *s, int family)
  * rule ids.  A split region has a root and at least one child, so at least
  * two nodes.  Returns IPv6 set A's figures.
  */
-static struct maps_flat_info assert_flat_counts(const struct harness *h, const struct refset *s)
+static struct tables_info assert_flat_counts(struct harness *h, const struct refset *s)
 {
 	const int fams[2] = { AF_INET, AF_INET6 };
-	struct maps_flat_info v6 = {};
+	struct tables_info v6 = {};
 
 	for (int f = 0; f < 2; f++) {
 		struct flat_want w = flat_expect(s, fams[f]);
 
 		for (int set = 0; set < 2; set++) {
-			struct maps_flat_info info;
+			struct tables_info info;
 
 			memset(&info, 0xa5, sizeof(info));
-			assert_int_equal(maps_flat_info(&h->maps, fams[f], set, &info), 0);
+			assert_int_equal(
+				tables_info(&h->maps.tables, &h->pins, fams[f], set, &info), 0);
 			if (info.fallback_regions || info.long_rules != w.long_rules ||
 			    info.ext_regions != w.ext_regions ||
 			    info.split_regions != w.split_regions || info.ids_used != w.rules ||
@@ -828,9 +828,9 @@ static struct maps_flat_info assert_flat_counts(const struct harness *h, const s
  * The program reads the flat tables for s in full: no fallback, the
  * crowded regions split, every id in place.  Returns IPv6 set A's figures.
  */
-static struct maps_flat_info assert_flat_state(const struct harness *h, const struct refset *s)
+static struct tables_info assert_flat_state(struct harness *h, const struct refset *s)
 {
-	struct maps_flat_info v6 = assert_flat_counts(h, s);
+	struct tables_info v6 = assert_flat_counts(h, s);
 
 	print_message("flat IPv6: %u long rules in %u regions, %u of them split (%u nodes)\n",
 		      v6.long_rules, v6.ext_regions, v6.split_regions, v6.nodes);
@@ -874,7 +874,7 @@ static void assert_active_a(const struct harness *h)
 {
 	uint32_t active = 9;
 
-	assert_int_equal(maps_active_set(&h->maps, &active), 0);
+	assert_int_equal(pins_active_set(&h->pins, &active), 0);
 	assert_int_equal(active, 0);
 }
 
@@ -1023,12 +1023,12 @@ static void test_rule_by_rule_and_churn_match_the_reference(void **state)
 
 			p = live[below(&g.r, (uint32_t)nlive)];
 			assert_int_equal(rulecache_find(s.ref, &p, &e), 0);
-			assert_int_equal(maps_rule_get(&h.maps, &p, &before), 0);
+			assert_int_equal(trie_get(&h.pins, 0, &p, &before), 0);
 			action = other_action(e.rule.action);
 			assert_int_equal(set_rule(&h, &p, action), 0);
 			ref_set(s.ref, &p, action);
 			/* An action change keeps the rule's id. */
-			assert_int_equal(maps_rule_get(&h.maps, &p, &after), 0);
+			assert_int_equal(trie_get(&h.pins, 0, &p, &after), 0);
 			assert_int_equal(after.id, before.id);
 			assert_int_equal(after.action, action);
 			flips++;
@@ -1289,10 +1289,10 @@ static void probe_crowded(struct tally *t, const struct rule *c, size_t n, struc
  * exactly the regions flat_expect() says: those of the base set and, when
  * split, the crowded one.  Returns IPv6 set A's figures.
  */
-static struct maps_flat_info assert_crowded(struct refset *s, uint32_t base_split, bool split,
-					    const char *phase)
+static struct tables_info assert_crowded(struct refset *s, uint32_t base_split, bool split,
+					 const char *phase)
 {
-	struct maps_flat_info v6;
+	struct tables_info v6;
 
 	refset_sync(s);
 	v6 = assert_flat_counts(&h, s);
@@ -1321,7 +1321,7 @@ static void test_crowded_region_gets_a_tree(void **state)
 {
 	struct rule crowded[CROWDED_MAX];
 	size_t nc = crowded_rules(crowded);
-	struct maps_flat_info before, info;
+	struct tables_info before, info;
 	struct refset s;
 	struct tally t;
 	struct rng r;
@@ -1390,29 +1390,28 @@ static void test_crowded_region_gets_a_tree(void **state)
 static void test_trie_lookup_matches_the_reference(void **state)
 {
 	struct harness ht;
-	struct maps_flat_info info;
-	struct rule *a;
+	struct tables_info info;
+	struct ruleset a = {};
 	struct rule got;
-	size_t n;
 	struct rng r;
 
 	(void)state;
 	rng_init(&r, 61);
-	assert_int_equal(harness_open_lookup(&ht, MAX_RULES, MAPS_LOOKUP_TRIE), 0);
+	assert_int_equal(harness_open_lookup(&ht, MAX_RULES, PINS_LOOKUP_TRIE), 0);
 	assert_int_equal(maps_replace_rules(&ht.maps, base.r, base.n, NULL), 0);
 	check_set(&ht, &base, &r, 5000, "trie lookup: every boundary + 5000 random");
 	for (int f = 0; f < 2; f++)
 		for (int set = 0; set < 2; set++)
-			assert_int_equal(
-				maps_flat_info(&ht.maps, f ? AF_INET6 : AF_INET, set, &info),
-				-EOPNOTSUPP);
-	assert_int_equal(maps_rules_read(&ht.maps, &a, &n), 0);
-	assert_int_equal(n, base.n);
-	for (size_t i = 0; i < n; i++)
-		assert_int_equal(a[i].id, 0);
-	free(a);
+			assert_int_equal(tables_info(&ht.maps.tables, &ht.pins,
+						     f ? AF_INET6 : AF_INET, set, &info),
+					 -EOPNOTSUPP);
+	assert_int_equal(trie_read(&ht.pins, &a), 0);
+	assert_int_equal(a.n, base.n);
+	for (size_t i = 0; i < a.n; i++)
+		assert_int_equal(a.r[i].id, 0);
+	ruleset_free(&a);
 	assert_int_equal(maps_rule_set(&ht.maps, &base.r[1]), 0);
-	assert_int_equal(maps_rule_get(&ht.maps, &base.r[1].prefix, &got), 0);
+	assert_int_equal(trie_get(&ht.pins, 0, &base.r[1].prefix, &got), 0);
 	assert_int_equal(got.id, 0);
 	harness_close(&ht);
 }
@@ -1429,9 +1428,9 @@ enum recovery {
 static void trie_write(const struct cidr *p, uint8_t action)
 {
 	struct ipblock_rule v = { .action = action, .prefixlen = p->len };
-	int fds[2] = { p->family == AF_INET ? h.maps.fd[IPBLOCK_MAP_V4] : h.maps.fd[IPBLOCK_MAP_V6],
-		       p->family == AF_INET ? h.maps.fd[IPBLOCK_MAP_V4_B]
-					    : h.maps.fd[IPBLOCK_MAP_V6_B] };
+	int fds[2] = { p->family == AF_INET ? h.pins.fd[IPBLOCK_MAP_V4] : h.pins.fd[IPBLOCK_MAP_V6],
+		       p->family == AF_INET ? h.pins.fd[IPBLOCK_MAP_V4_B]
+					    : h.pins.fd[IPBLOCK_MAP_V6_B] };
 
 	for (int i = 0; i < 2; i++) {
 		if (p->family == AF_INET) {
@@ -1498,7 +1497,7 @@ static uint32_t config_flags(void)
 	struct ipblock_config cfg;
 	__u32 zero = 0;
 
-	assert_int_equal(bpf_map_lookup_elem(h.maps.fd[IPBLOCK_MAP_CONFIG], &zero, &cfg), 0);
+	assert_int_equal(bpf_map_lookup_elem(h.pins.fd[IPBLOCK_MAP_CONFIG], &zero, &cfg), 0);
 	assert_int_equal(cfg.active_set, 0);
 	return cfg.flags;
 }
@@ -1508,9 +1507,9 @@ static void set_dirty(void)
 	struct ipblock_config cfg;
 	__u32 zero = 0;
 
-	assert_int_equal(bpf_map_lookup_elem(h.maps.fd[IPBLOCK_MAP_CONFIG], &zero, &cfg), 0);
+	assert_int_equal(bpf_map_lookup_elem(h.pins.fd[IPBLOCK_MAP_CONFIG], &zero, &cfg), 0);
 	cfg.flags |= IPBLOCK_CONFIG_DIRTY;
-	assert_int_equal(bpf_map_update_elem(h.maps.fd[IPBLOCK_MAP_CONFIG], &zero, &cfg, BPF_ANY),
+	assert_int_equal(bpf_map_update_elem(h.pins.fd[IPBLOCK_MAP_CONFIG], &zero, &cfg, BPF_ANY),
 			 0);
 }
 
@@ -1619,7 +1618,7 @@ static void test_counters_count_flat_verdicts(void **state)
 	struct ipblock_counter before[IPBLOCK_STAT_MAX], after[IPBLOCK_STAT_MAX];
 	const uint8_t acts[2] = { IPBLOCK_ACTION_DENY, IPBLOCK_ACTION_ALLOW };
 	const int fams[2] = { AF_INET, AF_INET6 };
-	struct maps_flat_info info;
+	struct tables_info info;
 	struct rng r;
 	char x[CIDR_STRLEN];
 
@@ -1627,7 +1626,7 @@ static void test_counters_count_flat_verdicts(void **state)
 	rng_init(&r, 81);
 	load(&base);
 	for (int f = 0; f < 2; f++) {
-		assert_int_equal(maps_flat_info(&h.maps, fams[f], 0, &info), 0);
+		assert_int_equal(tables_info(&h.maps.tables, &h.pins, fams[f], 0, &info), 0);
 		assert_int_equal(info.fallback_regions, 0);
 		/* The base set's IPv6 tables hold trees as well as plain regions. */
 		if (fams[f] == AF_INET6)
@@ -1640,14 +1639,14 @@ static void test_counters_count_flat_verdicts(void **state)
 									  : IPBLOCK_STAT_PASS_ALLOW;
 				int verdict = -1;
 
-				assert_int_equal(maps_stats_read(&h.maps, before), 0);
+				assert_int_equal(pins_stats_read(&h.pins, before), 0);
 				assert_int_equal(
 					harness_verdict_src(&h, fams[f], m->prefix.addr, &verdict),
 					0);
 				assert_int_equal(verdict, acts[a] == IPBLOCK_ACTION_DENY
 								  ? XDP_DROP
 								  : XDP_PASS);
-				assert_int_equal(maps_stats_read(&h.maps, after), 0);
+				assert_int_equal(pins_stats_read(&h.pins, after), 0);
 				for (int s = 0; s < IPBLOCK_STAT_MAX; s++) {
 					uint64_t want = s == slot;
 
@@ -1657,7 +1656,7 @@ static void test_counters_count_flat_verdicts(void **state)
 						fail_msg("%s %s: counter %s moved by %llu",
 							 cidr_format(&m->prefix, x, sizeof(x)),
 							 ruleset_action_name(acts[a]),
-							 maps_stat_name(s),
+							 pins_stat_name(s),
 							 (unsigned long long)(after[s].packets -
 									      before[s].packets));
 				}

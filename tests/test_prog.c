@@ -17,6 +17,7 @@
 
 #include "cidr.h"
 #include "harness.h"
+#include "trie.h"
 #include "rulecache.h"
 
 static struct harness h;
@@ -256,7 +257,7 @@ static void test_updating_a_rule_flips_its_verdict(void **state)
 	add_rule("198.18.9.0/24", IPBLOCK_ACTION_ALLOW);
 	run_src(AF_INET, "198.18.9.9", XDP_PASS);
 	assert_int_equal(cidr_parse("198.18.9.0/24", &p, NULL, NULL, 0), 0);
-	assert_int_equal(maps_rule_get(&h.maps, &p, &got), 0);
+	assert_int_equal(trie_get(&h.pins, 0, &p, &got), 0);
 	assert_int_equal(got.action, IPBLOCK_ACTION_ALLOW);
 	assert_int_equal(got.prefix.len, 24);
 	assert_int_equal(maps_rule_delete(&h.maps, &p), 0);
@@ -272,10 +273,10 @@ static void test_exact_get_ignores_covering_rules(void **state)
 	(void)state;
 	add_rule("198.18.0.0/16", IPBLOCK_ACTION_DENY);
 	assert_int_equal(cidr_parse("198.18.7.0/24", &p, NULL, NULL, 0), 0);
-	assert_int_equal(maps_rule_get(&h.maps, &p, &got), -ENOENT);
+	assert_int_equal(trie_get(&h.pins, 0, &p, &got), -ENOENT);
 	assert_int_equal(maps_rule_delete(&h.maps, &p), -ENOENT);
 	assert_int_equal(cidr_parse("198.18.0.0/16", &p, NULL, NULL, 0), 0);
-	assert_int_equal(maps_rule_get(&h.maps, &p, &got), 0);
+	assert_int_equal(trie_get(&h.pins, 0, &p, &got), 0);
 	assert_int_equal(got.action, IPBLOCK_ACTION_DENY);
 }
 
@@ -292,7 +293,7 @@ static void test_counters_count_packets_and_bytes_per_verdict(void **state)
 	int verdict;
 
 	(void)state;
-	assert_int_equal(maps_stats_read(&h.maps, before), 0);
+	assert_int_equal(pins_stats_read(&h.pins, before), 0);
 	for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
 		size_t len = build_row(seq[i], buf, sizeof(buf));
 		int slot = seq[i] == &drop    ? IPBLOCK_STAT_DROP
@@ -304,7 +305,7 @@ static void test_counters_count_packets_and_bytes_per_verdict(void **state)
 		want_pkts[slot]++;
 		want_bytes[slot] += len;
 	}
-	assert_int_equal(maps_stats_read(&h.maps, after), 0);
+	assert_int_equal(pins_stats_read(&h.pins, after), 0);
 	for (int s = 0; s < IPBLOCK_STAT_MAX; s++) {
 		assert_int_equal(after[s].packets - before[s].packets, want_pkts[s]);
 		assert_int_equal(after[s].bytes - before[s].bytes, want_bytes[s]);
@@ -338,12 +339,12 @@ static void test_flush_removes_every_rule(void **state)
 	size_t removed = 0, v4 = 9, v6 = 9;
 
 	(void)state;
-	assert_int_equal(maps_rule_count(&h.maps, &v4, &v6), 0);
+	assert_int_equal(trie_count(&h.pins, &v4, &v6), 0);
 	assert_int_equal(v4, 4);
 	assert_int_equal(v6, 4);
 	assert_int_equal(maps_flush(&h.maps, &removed), 0);
 	assert_int_equal(removed, 8);
-	assert_int_equal(maps_rule_count(&h.maps, &v4, &v6), 0);
+	assert_int_equal(trie_count(&h.pins, &v4, &v6), 0);
 	assert_int_equal(v4 + v6, 0);
 	run_src(AF_INET, "198.18.1.1", XDP_PASS);
 }
@@ -370,32 +371,26 @@ static int count_changed(const struct rule *old, const struct rule *new, void *c
 }
 
 /* Assert that one set of the maps holds exactly the rules of want (ids aside). */
-static void assert_set_holds(const struct ipblock_maps *m, int set, const struct rulecache *want)
+static void assert_set_holds(const struct pins *p, int set, const struct rulecache *want)
 {
 	static const struct ruleset_diff count = { count_gone, count_gone, count_changed };
-	struct ipblock_maps view = *m;
-	struct ruleset w = {};
-	struct rule *have;
-	size_t n, diffs = 0;
+	struct ruleset have = {}, w = {};
+	size_t diffs = 0;
 
-	if (set) {
-		view.fd[IPBLOCK_MAP_V4] = m->fd[IPBLOCK_MAP_V4_B];
-		view.fd[IPBLOCK_MAP_V6] = m->fd[IPBLOCK_MAP_V6_B];
-	}
-	assert_int_equal(maps_rules_read(&view, &have, &n), 0);
-	for (size_t i = 0; i < n; i++)
-		have[i].id = 0;
+	assert_int_equal(trie_read_set(p, set, &have), 0);
+	for (size_t i = 0; i < have.n; i++)
+		have.r[i].id = 0;
 	assert_int_equal(rulecache_rules(want, &w), 0);
-	assert_int_equal(ruleset_diff(have, n, w.r, w.n, &count, &diffs), 0);
+	assert_int_equal(ruleset_diff(have.r, have.n, w.r, w.n, &count, &diffs), 0);
 	if (diffs)
 		fail_msg("set %c differs from the expected rules in %zu prefixes", set ? 'B' : 'A',
 			 diffs);
-	free(have);
+	ruleset_free(&have);
 	ruleset_free(&w);
 }
 
 /* maps_replace_rules() with the rules of a rule cache; *changes (may be NULL) counts them. */
-static int replace_with_cache(struct ipblock_maps *m, const struct rulecache *rc, size_t *changes)
+static int replace_with_cache(struct maps *m, const struct rulecache *rc, size_t *changes)
 {
 	struct maps_replace_stats st = {};
 	struct ruleset r = {};
@@ -426,10 +421,10 @@ static void test_replace_leaves_both_sets_equal_to_the_new_rules(void **state)
 	cache_add(next, "2001:db8:2::/48", IPBLOCK_ACTION_DENY);
 	assert_int_equal(replace_with_cache(&h.maps, next, &changes), 0);
 	assert_int_equal(changes, 4);
-	assert_int_equal(maps_active_set(&h.maps, &active), 0);
+	assert_int_equal(pins_active_set(&h.pins, &active), 0);
 	assert_int_equal(active, 0);
-	assert_set_holds(&h.maps, 0, next);
-	assert_set_holds(&h.maps, 1, next);
+	assert_set_holds(&h.pins, 0, next);
+	assert_set_holds(&h.pins, 1, next);
 	run_src(AF_INET, "198.18.1.1", XDP_DROP);
 	run_src(AF_INET, "198.18.2.1", XDP_PASS);
 	run_src(AF_INET, "198.18.3.1", XDP_DROP);
@@ -457,8 +452,8 @@ static void test_replace_over_capacity_changes_nothing(void **state)
 		cache_add(next, text, IPBLOCK_ACTION_DENY);
 	}
 	assert_int_equal(replace_with_cache(&small.maps, next, NULL), -ENOSPC);
-	assert_set_holds(&small.maps, 0, before);
-	assert_set_holds(&small.maps, 1, before);
+	assert_set_holds(&small.pins, 0, before);
+	assert_set_holds(&small.pins, 1, before);
 	assert_int_equal(harness_verdict_src(&small, AF_INET, addr, &verdict), 0);
 	assert_int_equal(verdict, XDP_DROP);
 	rulecache_free(next);

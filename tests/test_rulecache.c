@@ -24,6 +24,7 @@
 #include "reference.h"
 #include "rulecache.h"
 #include "sanitizer.h"
+#include "trie.h"
 
 /* Sanitizers slow every access 5-20x; smaller sets keep the run short. */
 #define SCALE(n) (UNDER_SANITIZER ? (n) / 4 : (n))
@@ -948,8 +949,8 @@ static int verdict_src(struct harness *h, int family, const uint8_t *src, int *v
 static void test_kernel_verdicts_match_the_cache(void **state)
 {
 	struct rulecache *rc = rulecache_new(), *loaded = rulecache_new();
-	size_t probes = SCALE(4000), mismatches = 0, drops = 0, nback;
-	struct rule *back;
+	size_t probes = SCALE(4000), mismatches = 0, drops = 0;
+	struct ruleset back = {};
 	struct harness h;
 	struct collect c = { 0 };
 	struct ref r = { 0 };
@@ -975,11 +976,11 @@ static void test_kernel_verdicts_match_the_cache(void **state)
 	 * Reading the maps back gives the same set (rule ids are the maps'
 	 * own: the flat tables hand them out).
 	 */
-	assert_int_equal(maps_rules_read(&h.maps, &back, &nback), 0);
-	for (size_t i = 0; i < nback; i++)
-		back[i].id = 0;
-	assert_int_equal(rulecache_load(loaded, back, nback), 0);
-	free(back);
+	assert_int_equal(trie_read(&h.pins, &back), 0);
+	for (size_t i = 0; i < back.n; i++)
+		back.r[i].id = 0;
+	assert_int_equal(rulecache_load(loaded, back.r, back.n), 0);
+	ruleset_free(&back);
 	assert_int_equal(rulecache_count(loaded, AF_UNSPEC), c.n);
 	for (size_t i = 0; i < c.n; i++)
 		c.e[i].rule.id = 0;

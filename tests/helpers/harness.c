@@ -23,35 +23,36 @@ static int quiet_print(enum libbpf_print_level level, const char *fmt, va_list a
 	return 0;
 }
 
-int harness_open_lookup(struct harness *h, uint32_t max_rules, enum maps_lookup lookup)
+int harness_open_lookup(struct harness *h, uint32_t max_rules, enum pins_lookup lookup)
 {
 	int ret;
 
 	memset(h, 0, sizeof(*h));
-	h->maps = (struct ipblock_maps)IPBLOCK_MAPS_INIT;
+	h->pins = (struct pins)PINS_INIT;
 	h->prog_fd = -1;
 	libbpf_set_print(quiet_print);
 	h->skel = ipblock_bpf__open();
 	if (!h->skel)
 		return errno ? -errno : -EINVAL;
-	ret = maps_obj_size(h->skel->obj, max_rules ? max_rules : HARNESS_MAX_RULES, lookup);
+	ret = pins_obj_size(h->skel->obj, max_rules ? max_rules : HARNESS_MAX_RULES, lookup);
 	if (!ret)
 		ret = ipblock_bpf__load(h->skel);
 	/* The fds belong to the skeleton; harness_close() frees them once. */
 	if (!ret)
-		ret = maps_from_obj(h->skel->obj, &h->maps);
+		ret = pins_from_obj(h->skel->obj, &h->pins);
 	if (ret) {
 		ipblock_bpf__destroy(h->skel);
 		h->skel = NULL;
 		return ret;
 	}
+	maps_init(&h->maps, &h->pins);
 	h->prog_fd = bpf_program__fd(h->skel->progs.ipblock_xdp);
 	return 0;
 }
 
 int harness_open_capacity(struct harness *h, uint32_t max_rules)
 {
-	return harness_open_lookup(h, max_rules, MAPS_LOOKUP_FLAT);
+	return harness_open_lookup(h, max_rules, PINS_LOOKUP_FLAT);
 }
 
 int harness_open(struct harness *h)
@@ -64,7 +65,7 @@ void harness_close(struct harness *h)
 	maps_release(&h->maps);
 	ipblock_bpf__destroy(h->skel);
 	h->skel = NULL;
-	h->maps = (struct ipblock_maps)IPBLOCK_MAPS_INIT;
+	h->pins = (struct pins)PINS_INIT;
 	h->prog_fd = -1;
 }
 

@@ -10,12 +10,14 @@
 #include <stdint.h>
 
 #include "maps.h"
+#include "pins.h"
 
 struct ipblock_bpf;
 
 struct harness {
 	struct ipblock_bpf *skel;
-	struct ipblock_maps maps; /* fds of the private maps (owned by skel) */
+	struct pins pins; /* fds of the private maps (owned by skel) */
+	struct maps maps; /* changes to them, through the product's protocol */
 	int prog_fd;
 };
 
@@ -28,8 +30,8 @@ int harness_open(struct harness *h);
 /* The same with max_rules prefixes per family (0: HARNESS_MAX_RULES). */
 int harness_open_capacity(struct harness *h, uint32_t max_rules);
 
-/* The same with a chosen lookup (maps.h: flat tables or the tries alone). */
-int harness_open_lookup(struct harness *h, uint32_t max_rules, enum maps_lookup lookup);
+/* The same with a chosen lookup (pins.h: flat tables or the tries alone). */
+int harness_open_lookup(struct harness *h, uint32_t max_rules, enum pins_lookup lookup);
 
 /* Unload everything harness_open() made. */
 void harness_close(struct harness *h);

@@ -1,0 +1,415 @@
+// SPDX-License-Identifier: GPL-2.0
+/* ipblock's maps: create, size, pin, open and check them; see pins.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "flat.h"
+#include "pins.h"
+
+/* What a pinned map must look like to be reused by this build. */
+struct layout {
+	const char *name;
+	uint32_t type;
+	uint32_t key_size;
+	uint32_t value_size;
+	uint32_t flags;
+	uint32_t max_entries; /* 0: any (chosen at creation) */
+};
+
+#define LAYOUT(id, name, type, key, value, flags, entries)                                         \
+	{ #name, type, sizeof(key), sizeof(value), flags, entries },
+
+static const struct layout layouts[IPBLOCK_MAP_COUNT] = { IPBLOCK_MAP_LIST(LAYOUT) };
+
+/* --- sizes ---------------------------------------------------------------------- */
+
+const char *pins_lookup_name(enum pins_lookup l)
+{
+	return l == PINS_LOOKUP_TRIE ? "trie" : "flat";
+}
+
+int pins_lookup_parse(const char *s, enum pins_lookup *l)
+{
+	if (!strcmp(s, "flat"))
+		*l = PINS_LOOKUP_FLAT;
+	else if (!strcmp(s, "trie"))
+		*l = PINS_LOOKUP_TRIE;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+int pins_flat_entries(int family, uint32_t max_rules, enum pins_lookup lookup,
+		      uint32_t n[IPBLOCK_FLAT_MAPS], uint64_t bytes[IPBLOCK_FLAT_MAPS])
+{
+	struct flat_sizes sz;
+	int ret;
+
+	if (lookup == PINS_LOOKUP_TRIE) {
+		for (int i = 0; i < IPBLOCK_FLAT_MAPS; i++) {
+			n[i] = 1;
+			bytes[i] = 4096;
+		}
+		return 0;
+	}
+	ret = flat_sizes(family, max_rules, &sz);
+	if (ret)
+		return ret;
+	n[IPBLOCK_FLAT_TOP] = n[IPBLOCK_FLAT_TOP_B] = sz.top_elems;
+	n[IPBLOCK_FLAT_DATA] = n[IPBLOCK_FLAT_DATA_B] = sz.data_elems;
+	n[IPBLOCK_FLAT_IDS] = sz.ids_elems;
+	bytes[IPBLOCK_FLAT_TOP] = bytes[IPBLOCK_FLAT_TOP_B] = sz.top_bytes;
+	bytes[IPBLOCK_FLAT_DATA] = bytes[IPBLOCK_FLAT_DATA_B] = sz.data_bytes;
+	bytes[IPBLOCK_FLAT_IDS] = sz.ids_bytes;
+	return 0;
+}
+
+uint64_t pins_lookup_bytes(uint32_t max_rules, enum pins_lookup lookup)
+{
+	uint64_t total = 0;
+
+	for (int f = 0; f < 2; f++) {
+		uint32_t n[IPBLOCK_FLAT_MAPS];
+		uint64_t bytes[IPBLOCK_FLAT_MAPS];
+
+		if (pins_flat_entries(f ? AF_INET6 : AF_INET, max_rules, lookup, n, bytes))
+			return 0;
+		for (int i = 0; i < IPBLOCK_FLAT_MAPS; i++)
+			total += bytes[i];
+	}
+	return total;
+}
+
+int pins_lookup_mode(const struct pins *p, enum pins_lookup *lookup)
+{
+	uint32_t top = 0;
+	int ret = pins_entries(p, IPBLOCK_MAP_FLAT4_TOP, &top);
+
+	if (!ret)
+		*lookup = top == 1 ? PINS_LOOKUP_TRIE : PINS_LOOKUP_FLAT;
+	return ret;
+}
+
+/* --- the program's object ---------------------------------------------------------- */
+
+/* max_entries map i gets for max_rules per family and lookup. */
+static int entries_for(size_t i, uint32_t max_rules, enum pins_lookup lookup, uint32_t *entries)
+{
+	uint32_t n[IPBLOCK_FLAT_MAPS];
+	uint64_t bytes[IPBLOCK_FLAT_MAPS];
+	int family, ret;
+
+	*entries = layouts[i].max_entries;
+	if (layouts[i].type == BPF_MAP_TYPE_LPM_TRIE) {
+		*entries = max_rules;
+		return 0;
+	}
+	if (i < IPBLOCK_MAP_FLAT4_TOP)
+		return 0;
+	family = i >= IPBLOCK_MAP_FLAT6_TOP ? AF_INET6 : AF_INET;
+	ret = pins_flat_entries(family, max_rules, lookup, n, bytes);
+	if (!ret)
+		*entries =
+			n[i - (family == AF_INET ? IPBLOCK_MAP_FLAT4_TOP : IPBLOCK_MAP_FLAT6_TOP)];
+	return ret;
+}
+
+int pins_obj_size(struct bpf_object *obj, uint32_t max_rules, enum pins_lookup lookup)
+{
+	if (!max_rules)
+		return -EINVAL;
+	for (size_t i = 0; i < IPBLOCK_MAP_COUNT; i++) {
+		struct bpf_map *map = bpf_object__find_map_by_name(obj, layouts[i].name);
+		uint32_t entries;
+		int ret;
+
+		if (!map)
+			return -ENOENT;
+		ret = entries_for(i, max_rules, lookup, &entries);
+		if (!ret)
+			ret = bpf_map__set_max_entries(map, entries);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+int pins_obj_pin(struct bpf_object *obj, const char *pin_dir)
+{
+	char path[4096];
+
+	for (size_t i = 0; i < IPBLOCK_MAP_COUNT; i++) {
+		struct bpf_map *map = bpf_object__find_map_by_name(obj, layouts[i].name);
+		int ret;
+
+		if (!map)
+			return -ENOENT;
+		snprintf(path, sizeof(path), "%s/%s", pin_dir, layouts[i].name);
+		ret = bpf_map__set_pin_path(map, path);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+int pins_from_obj(struct bpf_object *obj, struct pins *p)
+{
+	*p = (struct pins)PINS_INIT;
+	for (size_t i = 0; i < IPBLOCK_MAP_COUNT; i++) {
+		struct bpf_map *map = bpf_object__find_map_by_name(obj, layouts[i].name);
+
+		if (!map || bpf_map__fd(map) < 0) {
+			*p = (struct pins)PINS_INIT;
+			return -ENOENT;
+		}
+		p->fd[i] = bpf_map__fd(map);
+	}
+	return 0;
+}
+
+/* --- the pin directory ------------------------------------------------------------ */
+
+static const char *map_type_name(uint32_t type)
+{
+	const char *name = libbpf_bpf_map_type_str(type);
+
+	return name ? name : "unknown";
+}
+
+/* The sentence saying how a map differs from l, in err; false when it does not. */
+static bool differs(const char *path, const struct bpf_map_info *info, const struct layout *l,
+		    char *err, size_t errlen)
+{
+	if (info->type != l->type)
+		snprintf(err, errlen, "pinned map %s is a %s map, this build expects %s", path,
+			 map_type_name(info->type), map_type_name(l->type));
+	else if (info->key_size != l->key_size)
+		snprintf(err, errlen, "pinned map %s has %u-byte keys, this build expects %u", path,
+			 info->key_size, l->key_size);
+	else if (info->value_size != l->value_size)
+		snprintf(err, errlen, "pinned map %s has %u-byte values, this build expects %u",
+			 path, info->value_size, l->value_size);
+	else if (info->map_flags != l->flags)
+		snprintf(err, errlen, "pinned map %s has flags 0x%x, this build expects 0x%x", path,
+			 info->map_flags, l->flags);
+	else if (l->max_entries && info->max_entries != l->max_entries)
+		snprintf(err, errlen, "pinned map %s has %u entries, this build expects %u", path,
+			 info->max_entries, l->max_entries);
+	else
+		return false;
+	return true;
+}
+
+/*
+ * Check that the map pinned at pin_dir/l->name has this build's layout.
+ * 0 when it matches, -ENOENT when nothing is pinned there, -EPROTO with a
+ * sentence in err naming the difference; other -errno from the kernel.
+ */
+static int check_pinned(const char *pin_dir, const struct layout *l, char *err, size_t errlen)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+	char path[4096];
+	int fd, ret = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", pin_dir, l->name);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return -errno;
+	if (bpf_obj_get_info_by_fd(fd, &info, &len)) {
+		ret = -errno;
+		if (ret == -EINVAL) {
+			snprintf(err, errlen, "%s is pinned but is not a BPF map", path);
+			ret = -EPROTO;
+		}
+	} else if (differs(path, &info, l, err, errlen)) {
+		ret = -EPROTO;
+	}
+	close(fd);
+	return ret;
+}
+
+int pins_present(const char *pin_dir, size_t *found, char *err, size_t errlen)
+{
+	*found = 0;
+	for (size_t i = 0; i < IPBLOCK_MAP_COUNT; i++) {
+		int ret = check_pinned(pin_dir, &layouts[i], err, errlen);
+
+		if (ret == -ENOENT)
+			continue;
+		if (ret && ret != -EPROTO)
+			snprintf(err, errlen, "cannot inspect %s/%s: %s", pin_dir, layouts[i].name,
+				 strerror(-ret));
+		if (ret)
+			return ret;
+		(*found)++;
+	}
+	return 0;
+}
+
+void pins_close(struct pins *p)
+{
+	for (size_t i = 0; i < IPBLOCK_MAP_COUNT; i++) {
+		if (p->fd[i] >= 0)
+			close(p->fd[i]);
+		p->fd[i] = -1;
+	}
+	if (p->lock_fd >= 0)
+		close(p->lock_fd);
+	p->lock_fd = -1;
+}
+
+int pins_open(const char *pin_dir, struct pins *p, char *err, size_t errlen)
+{
+	char path[4096];
+	int ret;
+
+	*p = (struct pins)PINS_INIT;
+	for (size_t i = 0; i < IPBLOCK_MAP_COUNT; i++) {
+		ret = check_pinned(pin_dir, &layouts[i], err, errlen);
+		if (ret)
+			goto fail;
+		snprintf(path, sizeof(path), "%s/%s", pin_dir, layouts[i].name);
+		p->fd[i] = bpf_obj_get(path);
+		if (p->fd[i] < 0) {
+			ret = -errno;
+			goto fail;
+		}
+	}
+	p->lock_fd = open(pin_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (p->lock_fd < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	return 0;
+fail:
+	pins_close(p);
+	return ret;
+}
+
+void pins_unlink(const char *pin_dir)
+{
+	char path[4096];
+
+	for (size_t i = 0; i < IPBLOCK_MAP_COUNT; i++) {
+		snprintf(path, sizeof(path), "%s/%s", pin_dir, layouts[i].name);
+		unlink(path);
+	}
+}
+
+int pins_lock(const struct pins *p, bool exclusive)
+{
+	if (p->lock_fd < 0)
+		return 0;
+	return flock(p->lock_fd, exclusive ? LOCK_EX : LOCK_SH) ? -errno : 0;
+}
+
+void pins_unlock(const struct pins *p)
+{
+	if (p->lock_fd >= 0)
+		flock(p->lock_fd, LOCK_UN);
+}
+
+/* --- what the maps hold besides rules ------------------------------------------- */
+
+int pins_entries(const struct pins *p, enum ipblock_map i, uint32_t *max)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+
+	if (bpf_obj_get_info_by_fd(p->fd[i], &info, &len))
+		return -errno;
+	*max = info.max_entries;
+	return 0;
+}
+
+int pins_capacity(const struct pins *p, int family, uint32_t *max)
+{
+	return pins_entries(p, family == AF_INET ? IPBLOCK_MAP_V4 : IPBLOCK_MAP_V6, max);
+}
+
+int pins_config_read(const struct pins *p, struct ipblock_config *cfg)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(p->fd[IPBLOCK_MAP_CONFIG], &zero, cfg) ? -errno : 0;
+}
+
+int pins_config_write(const struct pins *p, const struct ipblock_config *cfg)
+{
+	__u32 zero = 0;
+
+	/* An 8-byte value copied at once: the program sees old or new. */
+	return bpf_map_update_elem(p->fd[IPBLOCK_MAP_CONFIG], &zero, cfg, BPF_ANY) ? -errno : 0;
+}
+
+int pins_active_set(const struct pins *p, uint32_t *set)
+{
+	struct ipblock_config cfg;
+	int ret = pins_config_read(p, &cfg);
+
+	if (!ret)
+		*set = cfg.active_set;
+	return ret;
+}
+
+int pins_set_active(const struct pins *p, uint32_t set)
+{
+	struct ipblock_config cfg;
+	int ret = pins_config_read(p, &cfg);
+
+	/* The flags (the dirty mark) stay as they are. */
+	cfg.active_set = set;
+	return ret ? ret : pins_config_write(p, &cfg);
+}
+
+int pins_stats_read(const struct pins *p, struct ipblock_counter *out)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	struct ipblock_counter *percpu;
+
+	if (ncpu < 0)
+		return ncpu;
+	percpu = calloc(ncpu, sizeof(*percpu));
+	if (!percpu)
+		return -ENOMEM;
+	for (__u32 slot = 0; slot < IPBLOCK_STAT_MAX; slot++) {
+		out[slot] = (struct ipblock_counter){};
+		if (bpf_map_lookup_elem(p->fd[IPBLOCK_MAP_STATS], &slot, percpu)) {
+			int ret = -errno;
+
+			free(percpu);
+			return ret;
+		}
+		for (int cpu = 0; cpu < ncpu; cpu++) {
+			out[slot].packets += percpu[cpu].packets;
+			out[slot].bytes += percpu[cpu].bytes;
+		}
+	}
+	free(percpu);
+	return 0;
+}
+
+const char *pins_stat_name(enum ipblock_stat s)
+{
+	switch (s) {
+	case IPBLOCK_STAT_PASS_NOMATCH:
+		return "passed (no rule)";
+	case IPBLOCK_STAT_PASS_ALLOW:
+		return "passed (allow rule)";
+	case IPBLOCK_STAT_DROP:
+		return "dropped (deny rule)";
+	case IPBLOCK_STAT_PASS_OTHER:
+		return "passed (not IP or truncated)";
+	default:
+		return "?";
+	}
+}

@@ -1,0 +1,353 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Bring one set to a wanted rule array: writer threads and the tables' job; see sync.h. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "lfqueue.h"
+#include "sync.h"
+#include "trie.h"
+
+/* --- the tries: writers pulling prefix ranges -------------------------------------- */
+
+/* One writer's share of a sync phase: a prefix range of have and want. */
+struct sync_job {
+	const struct pins *pins;
+	int set;
+	bool del;
+	const struct rule *have, *want;
+	size_t nh, nw;
+	int ret;
+};
+
+static int batch_old(const struct rule *old, void *ctx)
+{
+	return trie_batch_add(ctx, old);
+}
+
+static int batch_new(const struct rule *new, void *ctx)
+{
+	return trie_batch_add(ctx, new);
+}
+
+static int batch_changed(const struct rule *old, const struct rule *new, void *ctx)
+{
+	(void)old;
+	return trie_batch_add(ctx, new);
+}
+
+static void sync_job_run(struct sync_job *j)
+{
+	static const struct ruleset_diff dels = { .gone = batch_old };
+	static const struct ruleset_diff puts = { .added = batch_new, .changed = batch_changed };
+	struct trie_batch *b = trie_batch_new(j->pins, j->set, j->del);
+
+	j->ret = -ENOMEM;
+	if (!b)
+		return;
+	j->ret = ruleset_diff(j->have, j->nh, j->want, j->nw, j->del ? &dels : &puts, b);
+	if (!j->ret)
+		j->ret = trie_batch_flush(b);
+	trie_batch_free(b);
+}
+
+#define MAX_WRITERS 4
+
+/* Below this many rules a sync is not worth a thread. */
+#define MIN_THREADED 32768
+
+/*
+ * Writers for a sync of this size.  The trie's lock covers only the walk;
+ * copying in, allocating and the syscall itself run in parallel, so a
+ * second writer on the same trie pays (README: Design).
+ */
+static size_t writers_for(size_t work)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (work < MIN_THREADED || cpus < 2)
+		return 1;
+	return cpus < MAX_WRITERS ? (size_t)cpus : MAX_WRITERS;
+}
+
+/* Ranges per writer: a writer whose ranges turn out cheap takes more. */
+#define CHUNKS_PER_WRITER 8
+
+/*
+ * The writers of one sync phase share a bounded lock-free queue of range
+ * numbers: each pops the next range until none is left.  Insert cost varies
+ * with where a prefix lands in the trie and with contention on its lock, so
+ * pulling work balances better than handing each writer a fixed share.
+ */
+struct sync_pool {
+	struct lfq *q;
+	struct sync_job *jobs;
+	size_t *hs, *ws; /* range t is have[hs[t], hs[t + 1]) and want[ws[t], ws[t + 1]) */
+	size_t n;	 /* ranges */
+	_Atomic int ret;
+};
+
+static void *sync_worker(void *arg)
+{
+	struct sync_pool *p = arg;
+	struct lfq_item it;
+
+	/* Every range is queued before the writers start: empty means done. */
+	while (lfq_pop(p->q, &it) == 0) {
+		struct sync_job *j = &p->jobs[it.key];
+		int none = 0;
+
+		if (atomic_load(&p->ret))
+			continue; /* drain: another range failed */
+		sync_job_run(j);
+		if (j->ret)
+			atomic_compare_exchange_strong(&p->ret, &none, j->ret);
+	}
+	return NULL;
+}
+
+/*
+ * Cut have and want into pool->n ranges: a boundary is a prefix of the
+ * larger array and its place in the other, so every prefix falls in the
+ * same range in both.
+ */
+static void cut_ranges(struct sync_pool *pool, const struct ruleset *have, const struct rule *want,
+		       size_t nw)
+{
+	size_t n = pool->n;
+
+	pool->hs[n] = have->n;
+	pool->ws[n] = nw;
+	for (size_t t = 1; t < n; t++) {
+		if (nw >= have->n) {
+			pool->ws[t] = t * nw / n;
+			pool->hs[t] =
+				ruleset_lower_bound(have->r, have->n, &want[pool->ws[t]].prefix);
+		} else {
+			pool->hs[t] = t * have->n / n;
+			pool->ws[t] = ruleset_lower_bound(want, nw, &have->r[pool->hs[t]].prefix);
+		}
+	}
+}
+
+/* One phase (deletes, or puts) over every range, by k writers. */
+static int run_phase(struct sync_pool *pool, size_t k, const struct pins *p, int set, bool del,
+		     const struct ruleset *have, const struct rule *want, size_t nw)
+{
+	pthread_t tid[MAX_WRITERS];
+	bool started[MAX_WRITERS] = {};
+
+	for (size_t t = 0; t < pool->n; t++) {
+		pool->jobs[t] = (struct sync_job){
+			.pins = p,
+			.set = set,
+			.del = del,
+			/* An empty side may be a NULL array: no arithmetic on it. */
+			.have = have->n ? have->r + pool->hs[t] : have->r,
+			.nh = pool->hs[t + 1] - pool->hs[t],
+			.want = nw ? want + pool->ws[t] : want,
+			.nw = pool->ws[t + 1] - pool->ws[t],
+		};
+		if (lfq_push(pool->q, &(struct lfq_item){ .key = t }))
+			return -ENOMEM; /* cannot happen: the queue holds pool->n */
+	}
+	for (size_t t = 1; t < k; t++)
+		started[t] = !pthread_create(&tid[t], NULL, sync_worker, pool);
+	sync_worker(pool);
+	for (size_t t = 1; t < k; t++)
+		if (started[t])
+			pthread_join(tid[t], NULL);
+	return atomic_load(&pool->ret);
+}
+
+/* --- the tables: following the tries ----------------------------------------------- */
+
+/*
+ * Bringing an inactive set's tables from have to want, the trie being at
+ * want (or getting there): per family the diff applied change by change,
+ * or, when most of the table changes, the table compiled afresh (shortest
+ * rules first, each region written by few rules) or copied from the other
+ * set when that one holds want.  Only the first asks the trie (a delete
+ * looks up what covered the prefix), so only it must wait for the trie.
+ */
+enum follow_way {
+	WAY_NONE,
+	WAY_APPLY,
+	WAY_BUILD,
+	WAY_COPY,
+};
+
+struct follow_job {
+	struct tables *tables;
+	int set;
+	struct {
+		enum follow_way way;
+		struct ruleset_changes v; /* WAY_APPLY: the diff */
+		const struct rule *want;  /* the family's part of want */
+		size_t n;
+	} fam[2];
+	int ret;
+};
+
+/*
+ * Whether copying the other set's tables (a memcpy of their bytes) beats
+ * applying n changes one by one: above about 100,000 changes at the
+ * default capacity, measured on the machine the defaults were set on.
+ */
+static bool copy_pays(const struct tables_family *tf, size_t n)
+{
+	return n > (tf->sz.top_bytes + tf->sz.data_bytes) / 1500;
+}
+
+static enum follow_way way_for(const struct tables_family *tf, size_t changes, size_t rules,
+			       enum sync_tables how)
+{
+	if (!changes)
+		return WAY_NONE;
+	if (how == SYNC_TABLES_COPY && copy_pays(tf, changes))
+		return WAY_COPY;
+	return changes > rules / 2 ? WAY_BUILD : WAY_APPLY;
+}
+
+static void follow_free(struct follow_job *j)
+{
+	ruleset_changes_free(&j->fam[0].v);
+	ruleset_changes_free(&j->fam[1].v);
+	free(j);
+}
+
+/* What the tables of set need, per family; *jp is NULL when nothing (or the tries alone). */
+static int follow_plan(struct follow_job **jp, struct tables *t, int set,
+		       const struct ruleset *have, const struct rule *want, size_t nw,
+		       enum sync_tables how)
+{
+	struct follow_job *j = calloc(1, sizeof(*j));
+	int ret = 0;
+
+	*jp = NULL;
+	if (!j)
+		return -ENOMEM;
+	j->tables = t;
+	j->set = set;
+	for (int f = 0; f < 2 && !ret; f++) {
+		int family = f ? AF_INET6 : AF_INET;
+		struct tables_family *tf = tables_on(t, family);
+		const struct rule *h;
+		size_t nh;
+
+		if (!tf)
+			continue;
+		ruleset_family(have->r, have->n, family, &h, &nh);
+		ruleset_family(want, nw, family, &j->fam[f].want, &j->fam[f].n);
+		ret = ruleset_changes(h, nh, j->fam[f].want, j->fam[f].n, &j->fam[f].v);
+		j->fam[f].way = way_for(tf, j->fam[f].v.n, j->fam[f].n, how);
+		if (j->fam[f].way != WAY_APPLY)
+			ruleset_changes_free(&j->fam[f].v);
+	}
+	if (ret || (j->fam[0].way == WAY_NONE && j->fam[1].way == WAY_NONE))
+		follow_free(j);
+	else
+		*jp = j;
+	return ret;
+}
+
+static bool follow_needs_trie(const struct follow_job *j)
+{
+	return j->fam[0].way == WAY_APPLY || j->fam[1].way == WAY_APPLY;
+}
+
+static int follow_family(struct tables_family *tf, int set, const struct ruleset_changes *v,
+			 const struct rule *want, size_t n, enum follow_way way)
+{
+	switch (way) {
+	case WAY_APPLY:
+		return flat_apply(&tf->t[set], v->c, v->n);
+	case WAY_BUILD:
+		flat_clear(&tf->t[set]);
+		return flat_build(&tf->t[set], want, n);
+	case WAY_COPY:
+		return flat_copy(&tf->t[set], &tf->t[!set]);
+	default:
+		return 0;
+	}
+}
+
+static int follow_run(struct follow_job *j)
+{
+	for (int f = 0; f < 2; f++) {
+		struct tables_family *tf = tables_on(j->tables, f ? AF_INET6 : AF_INET);
+		int ret = tf ? follow_family(tf, j->set, &j->fam[f].v, j->fam[f].want, j->fam[f].n,
+					     j->fam[f].way)
+			     : 0;
+
+		if (ret) {
+			j->tables->damaged = true;
+			return ret;
+		}
+	}
+	return 0;
+}
+
+static void *follow_thread(void *arg)
+{
+	struct follow_job *j = arg;
+
+	j->ret = follow_run(j);
+	return NULL;
+}
+
+/* --- both -------------------------------------------------------------------------------- */
+
+int sync_set(const struct pins *p, struct tables *t, int set, const struct ruleset *have,
+	     const struct rule *want, size_t nw, enum sync_tables how)
+{
+	size_t k = writers_for(have->n + nw);
+	struct sync_pool pool = { .n = k > 1 ? k * CHUNKS_PER_WRITER : 1 };
+	struct follow_job *fj = NULL;
+	bool early = false;
+	pthread_t ft;
+	int ret = -ENOMEM;
+
+	pool.hs = calloc(pool.n + 1, sizeof(*pool.hs));
+	pool.ws = calloc(pool.n + 1, sizeof(*pool.ws));
+	pool.jobs = calloc(pool.n, sizeof(*pool.jobs));
+	if (!pool.hs || !pool.ws || !pool.jobs || lfq_create(&pool.q, pool.n))
+		goto out;
+	if (how != SYNC_TABLES_NONE) {
+		ret = follow_plan(&fj, t, set, have, want, nw, how);
+		if (ret)
+			goto out;
+		/*
+		 * Tables compiled afresh or copied do not ask the trie: one
+		 * thread builds them while the writers fill the trie.
+		 */
+		if (fj && !follow_needs_trie(fj))
+			early = !pthread_create(&ft, NULL, follow_thread, fj);
+	}
+	cut_ranges(&pool, have, want, nw);
+	ret = run_phase(&pool, k, p, set, true, have, want, nw);
+	if (!ret)
+		ret = run_phase(&pool, k, p, set, false, have, want, nw);
+	if (early) {
+		pthread_join(ft, NULL);
+		/* A trie left short of want leaves the tables ahead of it. */
+		if (ret)
+			t->damaged = true;
+		else
+			ret = fj->ret;
+	} else if (fj && !ret) {
+		/* One writer for the tables, once the trie is what they compile from. */
+		ret = follow_run(fj);
+	}
+out:
+	if (fj)
+		follow_free(fj);
+	lfq_destroy(pool.q);
+	free(pool.jobs);
+	free(pool.hs);
+	free(pool.ws);
+	return ret;
+}

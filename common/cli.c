@@ -184,9 +184,7 @@ int cli_open_maps(const char *pin_dir, struct pins *p)
 			cli_err("ipblock is not loaded: run ipblock-loader -d IFACE first.");
 		break;
 	case -EPROTO:
-		cli_err("%s; it was made by another ipblock version: list the rules, detach "
-			"ipblock from every interface, remove %s and attach again.",
-			err, pin_dir);
+		cli_err_other_version(err, pin_dir);
 		break;
 	case -EPERM:
 	case -EACCES:
@@ -236,12 +234,26 @@ void cli_print_counters(FILE *f, const char *indent, const struct pins *p)
 			(unsigned long long)c[order[i]].bytes);
 }
 
-const char *cli_change_error(int err)
+void cli_err_other_version(const char *what, const char *pin_dir)
 {
-	if (err == -EPROTO)
-		return "the pinned lookup tables do not fit this build (another ipblock version "
-		       "made "
-		       "them: save the rules with -S, detach, remove the pin directory, attach "
-		       "again)";
-	return strerror(-err);
+	cli_err("%s (made by another ipblock version): save the rules with ipblock-rule -S, "
+		"detach ipblock from every interface, remove %s and attach again.",
+		what, pin_dir);
+}
+
+void cli_err_change(int err, const char *pin_dir, const char *fmt, ...)
+{
+	char what[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	if (err != -EPROTO) {
+		cli_err("%s: %s.", what, strerror(-err));
+		return;
+	}
+	strncat(what, ": the pinned lookup tables do not fit this build",
+		sizeof(what) - strlen(what) - 1);
+	cli_err_other_version(what, pin_dir);
 }

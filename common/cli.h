@@ -65,10 +65,18 @@ int cli_open_maps(const char *pin_dir, struct pins *p);
 int cli_parse_prefix(const char *text, struct cidr *out, char *note, size_t notelen);
 
 /*
- * Why a change of the rules failed, for "cannot add X: <this>.": errno's
- * text, or what to do about tables of another version (-EPROTO).
+ * The one sentence for maps another ipblock version made: "WHAT (made by
+ * another ipblock version): ...what to do..." naming pin_dir.
  */
-const char *cli_change_error(int err);
+void cli_err_other_version(const char *what, const char *pin_dir);
+
+/*
+ * A change of the rules failed with err: "PREFIX: why." on stderr, PREFIX
+ * from fmt ("cannot add 192.0.2.0/24"); for -EPROTO (tables of another
+ * version) the sentence of cli_err_other_version().
+ */
+void cli_err_change(int err, const char *pin_dir, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 /* Print the verdict counters, one line each, with the given indent. */
 void cli_print_counters(FILE *f, const char *indent, const struct pins *p);

@@ -126,10 +126,7 @@ static int check_pins(const struct config *cfg, uint32_t *pinned_max, enum pins_
 	int ret = pins_present(cfg->pin_dir, &found, err, sizeof(err));
 
 	if (ret == -EPROTO) {
-		cli_err("%s: it was pinned by another ipblock version; save the rules "
-			"(ipblock-rule -S), detach ipblock from every interface, remove %s "
-			"and attach again.",
-			err, cfg->pin_dir);
+		cli_err_other_version(err, cfg->pin_dir);
 		return ret;
 	}
 	if (ret) {

@@ -55,9 +55,9 @@ struct config {
 	bool verbose;
 };
 
-static const char *family_name(const struct cidr *p)
+static const char *family_name(int family)
 {
-	return p->family == AF_INET ? "IPv4" : "IPv6";
+	return family == AF_INET ? "IPv4" : "IPv6";
 }
 
 static int do_add(const struct config *cfg, struct maps *m, const struct cidr *p, uint8_t action)
@@ -68,7 +68,6 @@ static int do_add(const struct config *cfg, struct maps *m, const struct cidr *p
 	uint32_t cap = 0;
 	int ret;
 
-	(void)cfg;
 	cidr_format(p, text, sizeof(text));
 	if (existed) {
 		/* Keep what a later issue may have stored beside the action. */
@@ -80,11 +79,11 @@ static int do_add(const struct config *cfg, struct maps *m, const struct cidr *p
 		pins_capacity(m->pins, p->family, &cap);
 		cli_err("the %s rule map is full (%u rules); delete rules, or recreate the maps "
 			"with ipblock-loader --max-rules.",
-			family_name(p), cap);
+			family_name(p->family), cap);
 		return ret;
 	}
 	if (ret) {
-		cli_err("cannot add %s: %s.", text, cli_change_error(ret));
+		cli_err_change(ret, cfg->pin_dir, "cannot add %s", text);
 		return ret;
 	}
 	if (!existed)
@@ -97,7 +96,7 @@ static int do_add(const struct config *cfg, struct maps *m, const struct cidr *p
 	return 0;
 }
 
-static int do_delete(struct maps *m, const struct cidr *p)
+static int do_delete(const struct config *cfg, struct maps *m, const struct cidr *p)
 {
 	char text[CIDR_STRLEN];
 	int ret = maps_rule_delete(m, p);
@@ -108,7 +107,7 @@ static int do_delete(struct maps *m, const struct cidr *p)
 		return ret;
 	}
 	if (ret) {
-		cli_err("cannot delete %s: %s.", text, cli_change_error(ret));
+		cli_err_change(ret, cfg->pin_dir, "cannot delete %s", text);
 		return ret;
 	}
 	printf("deleted %s\n", text);
@@ -185,11 +184,6 @@ out:
 	return ret;
 }
 
-static const char *family_word(int family)
-{
-	return family == AF_INET ? "IPv4" : "IPv6";
-}
-
 /* Read and check the whole list before the maps are locked or touched. */
 static int load_list(const struct config *cfg, uint8_t action, struct rulefile *rf)
 {
@@ -226,14 +220,14 @@ static int do_bulk(const struct config *cfg, struct maps *m, const struct rulefi
 		cli_err("the %s rule map holds at most %u rules but %s %s would need %zu; nothing "
 			"was changed (ipblock-loader --max-rules sets the capacity when the maps "
 			"are created).",
-			family_word(family), family == AF_INET ? st.cap_v4 : st.cap_v6,
+			family_name(family), family == AF_INET ? st.cap_v4 : st.cap_v6,
 			import ? "importing" : "replacing with", name,
 			family == AF_INET ? st.v4 : st.v6);
 		return ret;
 	}
 	if (ret) {
-		cli_err("cannot %s %s: %s.", import ? "import" : "replace the rules with", name,
-			cli_change_error(ret));
+		cli_err_change(ret, cfg->pin_dir, "cannot %s %s",
+			       import ? "import" : "replace the rules with", name);
 		return ret;
 	}
 	if (import)
@@ -248,13 +242,13 @@ static int do_bulk(const struct config *cfg, struct maps *m, const struct rulefi
 	return 0;
 }
 
-static int do_flush(struct maps *m)
+static int do_flush(const struct config *cfg, struct maps *m)
 {
 	size_t removed = 0;
 	int ret = maps_flush(m, &removed);
 
 	if (ret) {
-		cli_err("flush stopped after %zu rules: %s.", removed, cli_change_error(ret));
+		cli_err_change(ret, cfg->pin_dir, "flush stopped after %zu rules", removed);
 		return ret;
 	}
 	printf("flushed %zu rules\n", removed);
@@ -401,7 +395,7 @@ int main(int argc, char **argv)
 		ret = do_add(&cfg, &m, &p, action);
 		break;
 	case CMD_DELETE:
-		ret = do_delete(&m, &p);
+		ret = do_delete(&cfg, &m, &p);
 		break;
 	case CMD_IMPORT:
 	case CMD_REPLACE:
@@ -414,7 +408,7 @@ int main(int argc, char **argv)
 		ret = do_list(&pins, cfg.cmd == CMD_SAVE);
 		break;
 	case CMD_FLUSH:
-		ret = do_flush(&m);
+		ret = do_flush(&cfg, &m);
 		break;
 	default:
 		break;

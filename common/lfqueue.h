@@ -1,16 +1,18 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Lock-free multi-producer multi-consumer FIFO (Michael & Scott, 1996) that
- * carries drop events from the ring-buffer reader threads to the stats
- * writer.  A stalled writer must never make a reader block or grow memory
- * without limit, hence lock-free operations and a bounded mode.
+ * Lock-free multi-producer multi-consumer FIFO (Michael & Scott, 1996).
+ * Today it hands the set writers of sync.c their prefix ranges; it is
+ * meant to carry drop events from ring-buffer readers to a logger later,
+ * where a stalled consumer must never make a producer block or grow memory
+ * without limit: hence lock-free operations and a bounded mode.
  *
  * Payload: a pair of 64-bit words copied in and out by value.  The producer
- * then never allocates per event (a void * payload would only move the
- * unbounded malloc from the queue into the caller), and a drop event reduced
- * to what the writer aggregates fits: e.g. key = rule_id << 32 | verdict,
- * value = bytes or a timestamp.  A caller with bigger records may store a
- * pointer in one word; their memory is then the caller's business.
+ * then never allocates per item (a void * payload would only move the
+ * unbounded malloc from the queue into the caller): a range number, or a
+ * drop event reduced to what a consumer aggregates (key = rule_id << 32 |
+ * verdict, value = bytes or a timestamp), fits.  A caller with bigger
+ * records may store a pointer in one word; their memory is then the
+ * caller's business.
  *
  * ABA: head, tail, each node's link and the free-list top are 64-bit words
  * holding a 48-bit node address and a 16-bit counter in the upper bits, which

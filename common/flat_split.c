@@ -103,11 +103,7 @@ static int by_address(const void *a, const void *b)
 {
 	const struct flat_slot *x = a, *y = b;
 
-	if (x->hi != y->hi)
-		return x->hi < y->hi ? -1 : 1;
-	if (x->lo != y->lo)
-		return x->lo < y->lo ? -1 : 1;
-	return (int)rule_len(x) - (int)rule_len(y);
+	return ruleset_key_compare(x->hi, x->lo, rule_len(x), y->hi, y->lo, rule_len(y));
 }
 
 static bool queued(const struct flat *t, uint32_t r)

@@ -5,6 +5,7 @@
  * (quarantine, block summaries, counters, slots, ext records, length lists).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <time.h>
 
 #include "flat_store.h"
@@ -157,24 +158,15 @@ int flat_attach(struct flat *t, int family, const struct flat_sizes *sz, void *t
 
 void flat_clear(struct flat *t)
 {
+	/* The header's identity and geometry (up to ext_bump) stay; the rest starts afresh. */
+	size_t keep = offsetof(struct flat_hdr, ext_bump);
 	uint64_t data = (uint64_t)(HDR_ELEMS + nslots_of(t) + t->ext_cap) * FLAT_DATA_VALUE_SIZE +
 			(uint64_t)t->cnt_cap * 8;
-	struct flat_hdr h = *t->hdr;
 	uint8_t bit = (uint8_t)(1u << t->set);
 
 	memset(t->top, 0, sizeof(*t->top) * top_words(t));
-	memset(t->hdr, 0, data);
-	*t->hdr = (struct flat_hdr){
-		.magic = h.magic,
-		.version = h.version,
-		.width = h.width,
-		.top_bits = h.top_bits,
-		.slot_bits = h.slot_bits,
-		.ext_cap = h.ext_cap,
-		.cnt_cap = h.cnt_cap,
-		.free_head = FLAT_NIL,
-		.free_tail = FLAT_NIL,
-	};
+	memset((char *)t->hdr + keep, 0, data - keep);
+	t->hdr->free_head = t->hdr->free_tail = FLAT_NIL;
 	for (uint32_t i = 1; i < t->ids->n; i++) {
 		t->ids->rules[i].sets &= ~bit;
 		t->ids->rules[i].deny_sets &= ~bit;

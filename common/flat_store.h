@@ -36,7 +36,11 @@
 /* The per-region counter of the rules that found no slot. */
 #define CNT_MISSING 0
 
-/* User-only bookkeeping in the data map, so another process can pick up. */
+/*
+ * User-only bookkeeping in the data map, so another process can pick up.
+ * Identity and geometry first: flat_clear() keeps what comes before
+ * ext_bump.
+ */
 struct flat_hdr {
 	uint32_t magic;
 	uint8_t version, width, top_bits, slot_bits;

@@ -415,28 +415,6 @@ int maps_flat_rebuild(struct maps *m)
 
 /* --- whole sets ------------------------------------------------------------------------ */
 
-static int count_gone(const struct rule *old, void *ctx)
-{
-	(void)old;
-	((struct maps_replace_stats *)ctx)->deleted++;
-	return 0;
-}
-
-static int count_added(const struct rule *new, void *ctx)
-{
-	(void)new;
-	((struct maps_replace_stats *)ctx)->added++;
-	return 0;
-}
-
-static int count_changed(const struct rule *old, const struct rule *new, void *ctx)
-{
-	(void)old;
-	(void)new;
-	((struct maps_replace_stats *)ctx)->updated++;
-	return 0;
-}
-
 /* Fill st's counts and capacities; -ENOSPC when want does not fit. */
 static int check_capacity(struct maps *m, const struct rule *want, size_t nw,
 			  struct maps_replace_stats *st)
@@ -479,7 +457,7 @@ static int take_back_a(struct maps *m, struct ruleset *a, const struct ruleset *
 static int replace_with(struct maps *m, struct rule *want, size_t nw, struct ruleset *a,
 			struct ruleset *b, struct maps_replace_stats *st)
 {
-	static const struct ruleset_diff counters = { count_gone, count_added, count_changed };
+	struct ruleset_delta d;
 	uint32_t active = 0;
 	int ret;
 
@@ -492,7 +470,10 @@ static int replace_with(struct maps *m, struct rule *want, size_t nw, struct rul
 		ret = assign_ids(m, want, nw, a, b);
 	if (ret)
 		return ret;
-	ruleset_diff(a->r, a->n, want, nw, &counters, st);
+	ruleset_delta(a->r, a->n, want, nw, &d);
+	st->added = d.added;
+	st->updated = d.changed;
+	st->deleted = d.gone;
 
 	/* B is inactive: a failure here changed no verdict. */
 	ret = sync_set(m->pins, &m->tables, 1, b, want, nw, SYNC_TABLES_DIFF);

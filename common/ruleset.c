@@ -103,15 +103,10 @@ static struct v4_item *radix_v4(struct v4_item *a, struct v4_item *tmp, size_t n
 static int v6_cmp(const void *pa, const void *pb)
 {
 	const struct v6_item *a = pa, *b = pb;
+	int c = ruleset_key_compare(a->hi, a->lo, a->len, b->hi, b->lo, b->len);
 
-	if (a->hi != b->hi)
-		return a->hi < b->hi ? -1 : 1;
-	if (a->lo != b->lo)
-		return a->lo < b->lo ? -1 : 1;
-	if (a->len != b->len)
-		return a->len < b->len ? -1 : 1;
 	/* The input position last: qsort() is not stable by itself. */
-	return a->idx < b->idx ? -1 : a->idx > b->idx;
+	return c ? c : a->idx < b->idx ? -1 : a->idx > b->idx;
 }
 
 static uint64_t be64_at(const uint8_t *p)
@@ -342,6 +337,37 @@ int ruleset_diff(const struct rule *have, size_t nh, const struct rule *want, si
 		}
 	}
 	return ret;
+}
+
+static int delta_gone(const struct rule *old, void *ctx)
+{
+	(void)old;
+	((struct ruleset_delta *)ctx)->gone++;
+	return 0;
+}
+
+static int delta_added(const struct rule *new, void *ctx)
+{
+	(void)new;
+	((struct ruleset_delta *)ctx)->added++;
+	return 0;
+}
+
+static int delta_changed(const struct rule *old, const struct rule *new, void *ctx)
+{
+	(void)old;
+	(void)new;
+	((struct ruleset_delta *)ctx)->changed++;
+	return 0;
+}
+
+void ruleset_delta(const struct rule *have, size_t nh, const struct rule *want, size_t nw,
+		   struct ruleset_delta *out)
+{
+	static const struct ruleset_diff hooks = { delta_gone, delta_added, delta_changed };
+
+	*out = (struct ruleset_delta){};
+	ruleset_diff(have, nh, want, nw, &hooks, out); /* the hooks never fail */
 }
 
 static int change_push(struct ruleset_changes *l, const struct rule *old, const struct rule *new)

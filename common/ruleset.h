@@ -64,6 +64,21 @@ int ruleset_order(const struct rule *first, size_t stride, size_t n, uint32_t **
  */
 int ruleset_sorted(const struct rule *r, size_t n, struct ruleset *copy);
 
+/*
+ * cidr_compare()'s order within a family for keys held as host-order
+ * 64-bit halves of the address and a length: for what sorts addresses
+ * without a struct rule around them (sort keys, the flat tables' slots).
+ */
+static inline int ruleset_key_compare(uint64_t ahi, uint64_t alo, unsigned int alen, uint64_t bhi,
+				      uint64_t blo, unsigned int blen)
+{
+	if (ahi != bhi)
+		return ahi < bhi ? -1 : 1;
+	if (alo != blo)
+		return alo < blo ? -1 : 1;
+	return alen < blen ? -1 : alen > blen;
+}
+
 /* First index of sorted r[0..n) whose prefix is not below p. */
 size_t ruleset_lower_bound(const struct rule *r, size_t n, const struct cidr *p);
 
@@ -94,6 +109,15 @@ struct ruleset_diff {
 /* Walk two sorted rule arrays side by side, in cidr_compare() order. */
 int ruleset_diff(const struct rule *have, size_t nh, const struct rule *want, size_t nw,
 		 const struct ruleset_diff *hooks, void *ctx);
+
+/* How many prefixes a diff names: only in have, only in want, in both with another value. */
+struct ruleset_delta {
+	size_t gone, added, changed;
+};
+
+/* Count the diff of sorted have and want into *out. */
+void ruleset_delta(const struct rule *have, size_t nh, const struct rule *want, size_t nw,
+		   struct ruleset_delta *out);
 
 /* One entry of a diff: old only, a prefix that goes; new only, one that comes; both, a change. */
 struct ruleset_change {

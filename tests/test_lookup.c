@@ -1071,36 +1071,13 @@ struct diff_count {
 	size_t add, update, del;
 };
 
-static int count_del(const struct rule *old, void *ctx)
-{
-	(void)old;
-	((struct diff_count *)ctx)->del++;
-	return 0;
-}
-
-static int count_add(const struct rule *new, void *ctx)
-{
-	(void)new;
-	((struct diff_count *)ctx)->add++;
-	return 0;
-}
-
-static int count_update(const struct rule *old, const struct rule *new, void *ctx)
-{
-	(void)old;
-	(void)new;
-	((struct diff_count *)ctx)->update++;
-	return 0;
-}
-
 /* Both sets are in sync with their references (refset_sync()). */
 static struct diff_count diff_of(const struct refset *from, const struct refset *to)
 {
-	static const struct ruleset_diff count = { count_del, count_add, count_update };
-	struct diff_count d = {};
+	struct ruleset_delta d;
 
-	assert_int_equal(ruleset_diff(from->r, from->n, to->r, to->n, &count, &d), 0);
-	return d;
+	ruleset_delta(from->r, from->n, to->r, to->n, &d);
+	return (struct diff_count){ .add = d.added, .update = d.changed, .del = d.gone };
 }
 
 /*

@@ -357,31 +357,19 @@ static void cache_add(struct rulecache *rc, const char *text, uint8_t action)
 	assert_int_equal(rulecache_insert(rc, &e, NULL), 0);
 }
 
-static int count_gone(const struct rule *old, void *ctx)
-{
-	(void)old;
-	(*(size_t *)ctx)++;
-	return 0;
-}
-
-static int count_changed(const struct rule *old, const struct rule *new, void *ctx)
-{
-	(void)new;
-	return count_gone(old, ctx);
-}
-
 /* Assert that one set of the maps holds exactly the rules of want (ids aside). */
 static void assert_set_holds(const struct pins *p, int set, const struct rulecache *want)
 {
-	static const struct ruleset_diff count = { count_gone, count_gone, count_changed };
 	struct ruleset have = {}, w = {};
-	size_t diffs = 0;
+	struct ruleset_delta d;
+	size_t diffs;
 
 	assert_int_equal(trie_read_set(p, set, &have), 0);
 	for (size_t i = 0; i < have.n; i++)
 		have.r[i].id = 0;
 	assert_int_equal(rulecache_rules(want, &w), 0);
-	assert_int_equal(ruleset_diff(have.r, have.n, w.r, w.n, &count, &diffs), 0);
+	ruleset_delta(have.r, have.n, w.r, w.n, &d);
+	diffs = d.gone + d.added + d.changed;
 	if (diffs)
 		fail_msg("set %c differs from the expected rules in %zu prefixes", set ? 'B' : 'A',
 			 diffs);

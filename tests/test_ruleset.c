@@ -206,6 +206,12 @@ static void test_diff_names_each_prefix_once_and_an_id_change_is_a_change(void *
 	assert_int_equal(n[0], 1); /* 2001:db8::/32 */
 	assert_int_equal(n[1], 1); /* 2001:db8:1::/48 */
 	assert_int_equal(n[2], 2); /* an action, an id */
+	struct ruleset_delta d;
+
+	ruleset_delta(have, 4, want, 4, &d);
+	assert_int_equal(d.gone, 1);
+	assert_int_equal(d.added, 1);
+	assert_int_equal(d.changed, 2);
 	assert_false(ruleset_equal(have, 4, want, 4));
 	assert_true(ruleset_equal(have, 4, have, 4));
 

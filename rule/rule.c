@@ -278,56 +278,49 @@ static int set_cmd(struct config *cfg, enum command cmd)
 	return 0;
 }
 
-int main(int argc, char **argv)
+/* Read the options into cfg: -1 to go on, else the exit code (0 after -h, 2 on a bad one). */
+static int parse_options(int argc, char **argv, struct config *cfg)
 {
-	struct config cfg = { .pin_dir = IPBLOCK_PIN_DIR_DEFAULT };
-	struct pins pins = PINS_INIT;
-	struct maps m;
-	struct rulefile rf = {};
-	uint8_t action = 0;
-	struct cidr p;
-	char note[2 * CIDR_ERRLEN] = "";
 	int c, ret = 0;
 
-	stacktrace_init();
 	while ((c = cli_getopt(argc, argv, options)) != -1) {
 		switch (c) {
 		case 'a':
-			ret = set_cmd(&cfg, CMD_ADD);
-			cfg.cidr = optarg;
+			ret = set_cmd(cfg, CMD_ADD);
+			cfg->cidr = optarg;
 			break;
 		case 'd':
-			ret = set_cmd(&cfg, CMD_DELETE);
-			cfg.cidr = optarg;
+			ret = set_cmd(cfg, CMD_DELETE);
+			cfg->cidr = optarg;
 			break;
 		case 'i':
-			ret = set_cmd(&cfg, CMD_IMPORT);
-			cfg.file = optarg;
+			ret = set_cmd(cfg, CMD_IMPORT);
+			cfg->file = optarg;
 			break;
 		case 'R':
-			ret = set_cmd(&cfg, CMD_REPLACE);
-			cfg.file = optarg;
+			ret = set_cmd(cfg, CMD_REPLACE);
+			cfg->file = optarg;
 			break;
 		case 'l':
-			ret = set_cmd(&cfg, CMD_LIST);
+			ret = set_cmd(cfg, CMD_LIST);
 			break;
 		case 'S':
-			ret = set_cmd(&cfg, CMD_SAVE);
+			ret = set_cmd(cfg, CMD_SAVE);
 			break;
 		case OPT_SKIP_INVALID:
-			cfg.skip_invalid = true;
+			cfg->skip_invalid = true;
 			break;
 		case 'F':
-			ret = set_cmd(&cfg, CMD_FLUSH);
+			ret = set_cmd(cfg, CMD_FLUSH);
 			break;
 		case 'p':
-			cfg.policy = optarg;
+			cfg->policy = optarg;
 			break;
 		case OPT_PIN_DIR:
-			cfg.pin_dir = optarg;
+			cfg->pin_dir = optarg;
 			break;
 		case 'v':
-			cfg.verbose = true;
+			cfg->verbose = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -342,32 +335,90 @@ int main(int argc, char **argv)
 		cli_err("unexpected argument '%s'; see --help.", argv[optind]);
 		return 2;
 	}
-	if (cfg.cmd == CMD_NONE) {
+	return -1;
+}
+
+static bool is_bulk(const struct config *cfg)
+{
+	return cfg->cmd == CMD_IMPORT || cfg->cmd == CMD_REPLACE;
+}
+
+/*
+ * Everything the user typed is checked before anything is touched: the
+ * options go together, the policy is one, the prefix parses (*p, with the
+ * normalisation note to show once the change is made).  0, or -EINVAL
+ * after a sentence.
+ */
+static int check_options(const struct config *cfg, uint8_t *action, struct cidr *p, char *note,
+			 size_t notelen)
+{
+	if (cfg->cmd == CMD_NONE) {
 		cli_err("nothing to do: give -a CIDR -p allow|deny, -d CIDR, -i FILE, -R FILE, -l, "
 			"-S or -F.");
-		return 2;
+		return -EINVAL;
 	}
-	if (cfg.cmd == CMD_ADD && !cfg.policy) {
+	if (cfg->cmd == CMD_ADD && !cfg->policy) {
 		cli_err("-a needs -p allow or -p deny.");
-		return 2;
+		return -EINVAL;
 	}
-	bool bulk = cfg.cmd == CMD_IMPORT || cfg.cmd == CMD_REPLACE;
-
-	if (cfg.cmd != CMD_ADD && !bulk && cfg.policy) {
+	if (cfg->cmd != CMD_ADD && !is_bulk(cfg) && cfg->policy) {
 		cli_err("-p goes with -a, -i or -R only.");
-		return 2;
+		return -EINVAL;
 	}
-	if (!bulk && cfg.skip_invalid) {
+	if (!is_bulk(cfg) && cfg->skip_invalid) {
 		cli_err("--skip-invalid goes with -i or -R only.");
-		return 2;
+		return -EINVAL;
 	}
-	if (cfg.policy && ruleset_action_parse(cfg.policy, &action)) {
-		cli_err("unknown policy '%s': use allow or deny.", cfg.policy);
-		return 2;
+	if (cfg->policy && ruleset_action_parse(cfg->policy, action)) {
+		cli_err("unknown policy '%s': use allow or deny.", cfg->policy);
+		return -EINVAL;
 	}
-	/* Everything the user typed is checked before anything is touched. */
-	if ((cfg.cmd == CMD_ADD || cfg.cmd == CMD_DELETE) &&
-	    cli_parse_prefix(cfg.cidr, &p, note, sizeof(note)))
+	if ((cfg->cmd == CMD_ADD || cfg->cmd == CMD_DELETE) &&
+	    cli_parse_prefix(cfg->cidr, p, note, notelen))
+		return -EINVAL;
+	return 0;
+}
+
+/* The command itself, the maps locked. */
+static int run(const struct config *cfg, struct maps *m, uint8_t action, const struct cidr *p,
+	       const struct rulefile *rf)
+{
+	switch (cfg->cmd) {
+	case CMD_ADD:
+		return do_add(cfg, m, p, action);
+	case CMD_DELETE:
+		return do_delete(cfg, m, p);
+	case CMD_IMPORT:
+	case CMD_REPLACE:
+		return do_bulk(cfg, m, rf);
+	case CMD_LIST:
+	case CMD_SAVE:
+		/* Big listings go out in large writes. */
+		setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+		return do_list(m->pins, cfg->cmd == CMD_SAVE);
+	case CMD_FLUSH:
+		return do_flush(cfg, m);
+	default:
+		return 0;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct config cfg = { .pin_dir = IPBLOCK_PIN_DIR_DEFAULT };
+	struct pins pins = PINS_INIT;
+	struct maps m;
+	struct rulefile rf = {};
+	uint8_t action = 0;
+	struct cidr p;
+	char note[2 * CIDR_ERRLEN] = "";
+	int ret;
+
+	stacktrace_init();
+	ret = parse_options(argc, argv, &cfg);
+	if (ret >= 0)
+		return ret;
+	if (check_options(&cfg, &action, &p, note, sizeof(note)))
 		return 2;
 
 	cli_set_verbose(cfg.verbose);
@@ -376,7 +427,7 @@ int main(int argc, char **argv)
 	if (cli_open_maps(cfg.pin_dir, &pins))
 		return 1;
 	maps_init(&m, &pins);
-	if (bulk && load_list(&cfg, action, &rf)) {
+	if (is_bulk(&cfg) && load_list(&cfg, action, &rf)) {
 		rulefile_free(&rf);
 		pins_close(&pins);
 		return 1;
@@ -390,29 +441,7 @@ int main(int argc, char **argv)
 		rulefile_free(&rf);
 		return 1;
 	}
-	switch (cfg.cmd) {
-	case CMD_ADD:
-		ret = do_add(&cfg, &m, &p, action);
-		break;
-	case CMD_DELETE:
-		ret = do_delete(&cfg, &m, &p);
-		break;
-	case CMD_IMPORT:
-	case CMD_REPLACE:
-		ret = do_bulk(&cfg, &m, &rf);
-		break;
-	case CMD_LIST:
-	case CMD_SAVE:
-		/* Big listings go out in large writes. */
-		setvbuf(stdout, NULL, _IOFBF, 1 << 16);
-		ret = do_list(&pins, cfg.cmd == CMD_SAVE);
-		break;
-	case CMD_FLUSH:
-		ret = do_flush(&cfg, &m);
-		break;
-	default:
-		break;
-	}
+	ret = run(&cfg, &m, action, &p, &rf);
 	pins_unlock(&pins);
 	/* Normalisation notes only once the change they describe was made. */
 	if (!ret && note[0])

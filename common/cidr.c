@@ -177,11 +177,119 @@ static int parse_v4(const char *s, size_t n, uint8_t out[4], struct perr *e)
  * bits.  Groups are collected in order, and the ones after "::" are moved to
  * the end at the close.
  */
+/* The embedded dotted quad that ends s[start..n): the last two groups. */
+static int parse_v6_quad(const char *s, size_t start, size_t n, uint16_t groups[8], int *ngroups,
+			 struct perr *e)
+{
+	size_t end = start;
+	uint8_t v4[4];
+
+	/* The dotted quad runs to the end; only then is it the last 32 bits. */
+	while (end < n && s[end] != ':')
+		end++;
+	if (end < n) {
+		problem(e, "an embedded IPv4 address may only be the last 32 bits");
+		return -EINVAL;
+	}
+	if (*ngroups > 6) {
+		problem(e, "it has more than 8 groups");
+		return -EINVAL;
+	}
+	if (parse_v4(s + start, end - start, v4, e)) {
+		char inner[PROBLEM_MAX];
+
+		memcpy(inner, e->msg, sizeof(inner));
+		problem(e, "in its embedded IPv4 part, %s", inner);
+		return -EINVAL;
+	}
+	groups[(*ngroups)++] = (uint16_t)(v4[0] << 8 | v4[1]);
+	groups[(*ngroups)++] = (uint16_t)(v4[2] << 8 | v4[3]);
+	return 0;
+}
+
+/* The hex group s[start..end) (at most 4 digits) into *val. */
+static int parse_v6_group(const char *s, size_t start, size_t end, size_t n, unsigned int *val,
+			  struct perr *e)
+{
+	struct span sp;
+
+	*val = 0;
+	for (size_t i = start; i < end; i++) {
+		int h = hex_value(s[i]);
+
+		if (h < 0) {
+			problem(e, "%s is not a hex digit, ':' or '.'",
+				char_name(&sp, (unsigned char)s[i]));
+			return -EINVAL;
+		}
+		*val = *val << 4 | (unsigned int)h;
+		if (i - start >= 4) {
+			size_t gend = start;
+
+			while (gend < n && hex_value(s[gend]) >= 0)
+				gend++;
+			problem(e, "group '%s' has more than 4 hex digits",
+				span(&sp, s + start, gend - start));
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/*
+ * After a group, at s[*i] == ':': a second ':' is the gap (*gap gets the
+ * group index it stands at).  *i moves past the colons.
+ */
+static int parse_v6_colons(const char *s, size_t n, size_t *i, int ngroups, int *gap,
+			   struct perr *e)
+{
+	(*i)++;
+	if (*i < n && s[*i] == ':') {
+		if (*gap >= 0) {
+			problem(e, "'::' may appear only once");
+			return -EINVAL;
+		}
+		*gap = ngroups;
+		(*i)++;
+		if (*i < n && s[*i] == ':') {
+			problem(e, "it contains ':::'");
+			return -EINVAL;
+		}
+	} else if (*i == n) {
+		problem(e, "it ends with a single ':'");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Expand groups[0..ngroups) around the gap (or none) into the 16 bytes. */
+static int place_v6(const uint16_t *groups, int ngroups, int gap, uint8_t out[16], struct perr *e)
+{
+	if (gap < 0 && ngroups != 8) {
+		problem(e, "it has %d group%s and no '::' but an IPv6 address has 8", ngroups,
+			ngroups == 1 ? "" : "s");
+		return -EINVAL;
+	}
+	if (gap >= 0 && ngroups > 7) {
+		problem(e, "it has 8 groups and a '::' that would stand for none");
+		return -EINVAL;
+	}
+	memset(out, 0, 16);
+	for (int g = 0; g < ngroups; g++) {
+		int at = g;
+
+		if (gap >= 0 && g >= gap)
+			at = 8 - (ngroups - g);
+		out[2 * at] = (uint8_t)(groups[g] >> 8);
+		out[2 * at + 1] = (uint8_t)groups[g];
+	}
+	return 0;
+}
+
 static int parse_v6(const char *s, size_t n, uint8_t out[16], struct perr *e)
 {
 	uint16_t groups[8];
 	int ngroups = 0, gap = -1; /* gap: index where "::" sits */
-	struct span sp;
 	size_t i = 0;
 
 	if (n >= 1 && s[0] == ':') {
@@ -196,105 +304,31 @@ static int parse_v6(const char *s, size_t n, uint8_t out[16], struct perr *e)
 			return -EINVAL;
 		}
 	}
-
 	while (i < n) {
-		size_t start = i, end = i;
-		unsigned int val = 0;
+		size_t end = i;
+		unsigned int val;
 
 		while (end < n && s[end] != ':' && s[end] != '.')
 			end++;
 		if (end < n && s[end] == '.') {
-			uint8_t v4[4];
-
-			/* The dotted quad runs to the end; only then is it the last 32 bits. */
-			end = start;
-			while (end < n && s[end] != ':')
-				end++;
-			if (end < n) {
-				problem(e, "an embedded IPv4 address may only be the last 32 bits");
+			if (parse_v6_quad(s, i, n, groups, &ngroups, e))
 				return -EINVAL;
-			}
-			if (ngroups > 6) {
-				problem(e, "it has more than 8 groups");
-				return -EINVAL;
-			}
-			if (parse_v4(s + start, end - start, v4, e)) {
-				char inner[PROBLEM_MAX];
-
-				memcpy(inner, e->msg, sizeof(inner));
-				problem(e, "in its embedded IPv4 part, %s", inner);
-				return -EINVAL;
-			}
-			groups[ngroups++] = (uint16_t)(v4[0] << 8 | v4[1]);
-			groups[ngroups++] = (uint16_t)(v4[2] << 8 | v4[3]);
-			i = end;
 			break;
 		}
-		for (i = start; i < end; i++) {
-			int h = hex_value(s[i]);
-
-			if (h < 0) {
-				problem(e, "%s is not a hex digit, ':' or '.'",
-					char_name(&sp, (unsigned char)s[i]));
-				return -EINVAL;
-			}
-			val = val << 4 | (unsigned int)h;
-			if (i - start >= 4) {
-				size_t gend = start;
-
-				while (gend < n && hex_value(s[gend]) >= 0)
-					gend++;
-				problem(e, "group '%s' has more than 4 hex digits",
-					span(&sp, s + start, gend - start));
-				return -EINVAL;
-			}
-		}
+		if (parse_v6_group(s, i, end, n, &val, e))
+			return -EINVAL;
 		if (ngroups == 8) {
 			problem(e, "it has more than 8 groups");
 			return -EINVAL;
 		}
 		groups[ngroups++] = (uint16_t)val;
+		i = end;
 		if (i == n)
 			break;
-		/* s[i] == ':' */
-		i++;
-		if (i < n && s[i] == ':') {
-			if (gap >= 0) {
-				problem(e, "'::' may appear only once");
-				return -EINVAL;
-			}
-			gap = ngroups;
-			i++;
-			if (i < n && s[i] == ':') {
-				problem(e, "it contains ':::'");
-				return -EINVAL;
-			}
-		} else if (i == n) {
-			problem(e, "it ends with a single ':'");
+		if (parse_v6_colons(s, n, &i, ngroups, &gap, e))
 			return -EINVAL;
-		}
 	}
-
-	if (gap < 0 && ngroups != 8) {
-		problem(e, "it has %d group%s and no '::' but an IPv6 address has 8", ngroups,
-			ngroups == 1 ? "" : "s");
-		return -EINVAL;
-	}
-	if (gap >= 0 && ngroups > 7) {
-		problem(e, "it has 8 groups and a '::' that would stand for none");
-		return -EINVAL;
-	}
-
-	memset(out, 0, 16);
-	for (int g = 0; g < ngroups; g++) {
-		int at = g;
-
-		if (gap >= 0 && g >= gap)
-			at = 8 - (ngroups - g);
-		out[2 * at] = (uint8_t)(groups[g] >> 8);
-		out[2 * at + 1] = (uint8_t)groups[g];
-	}
-	return 0;
+	return place_v6(groups, ngroups, gap, out, e);
 }
 
 /* Decimal digits only: no sign, no space, no "0x"; leading zeros are harmless. */

@@ -4,7 +4,8 @@
  * them, open and check the pinned ones, serialise writers, and the small
  * reads and writes of the maps that are not rules -- capacity, the active
  * set and the config word, the verdict counters.  The only code that opens
- * map fds; struct pins is the handle every other module takes.
+ * ipblock's maps; struct pins, their fds, is the handle the other modules
+ * take.
  */
 #ifndef IPBLOCK_PINS_H
 #define IPBLOCK_PINS_H

@@ -485,15 +485,57 @@ int rulecache_foreach(const struct rulecache *rc, rulecache_cb cb, void *ctx)
 	return ret;
 }
 
+/*
+ * Give a new, private cache the room r[0..n) needs, so that loading it
+ * grows no array and rehashes no table.
+ */
+static int presize(struct rulecache *rc, const struct rule *r, size_t n)
+{
+	uint32_t count[2][MAX_LENS] = {}, per[2] = {};
+
+	for (size_t i = 0; i < n; i++) {
+		int fi = family_index(r[i].prefix.family);
+
+		/* A bad prefix is refused by the insert; it needs no room. */
+		if (fi >= 0 && r[i].prefix.len <= family_bits(fi) && per[fi] < UINT32_MAX - 1) {
+			count[fi][r[i].prefix.len]++;
+			per[fi]++;
+		}
+	}
+	for (int fi = 0; fi < 2; fi++) {
+		struct family_set *f = &rc->fam[fi];
+
+		if (!per[fi])
+			continue;
+		f->cap = per[fi] < MIN_ENTRIES ? MIN_ENTRIES : per[fi];
+		f->entries = malloc((size_t)f->cap * sizeof(*f->entries));
+		if (!f->entries)
+			return -ENOMEM;
+		for (unsigned int len = 0; len < MAX_LENS; len++) {
+			uint64_t cap = MIN_SLOTS;
+
+			if (!count[fi][len])
+				continue;
+			/* The load factor insert_locked() keeps: at most 3/4. */
+			while ((uint64_t)count[fi][len] * 4 > cap * 3)
+				cap *= 2;
+			if (cap > (1ull << 31) || table_resize(&f->t[len], (uint32_t)cap))
+				return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
 int rulecache_load(struct rulecache *rc, const struct rule *r, size_t n)
 {
 	struct rulecache *fresh = rulecache_new();
 	struct family_set old[2];
-	int err = 0;
+	int err;
 
 	if (!fresh)
 		return -ENOMEM;
 	/* fresh is private until the swap below: no lock needed to fill it. */
+	err = presize(fresh, r, n);
 	for (size_t i = 0; i < n && !err; i++)
 		err = insert_locked(fresh, &(struct rulecache_entry){ .rule = r[i] }, NULL);
 	if (!err)

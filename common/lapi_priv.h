@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * The LAPI client's state, shared by its two halves: lapi.c (configuration,
+ * The LAPI client's state, shared by its two halves: lapi_http.c (configuration,
  * key, HTTP) and lapi_decode.c (answer -> changes, the live decisions).
  * Nothing outside those two files includes this.
  */

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# The LAPI client (common/lapi.[ch]) against a real CrowdSec LAPI (Debian's
+# The LAPI client (common/lapi*.[ch]) against a real CrowdSec LAPI (Debian's
 # crowdsec, started offline by lib_crowdsec.sh): decisions added and deleted
 # with cscli reach the client as rule changes (Ip v4/v6, a Range with host
 # bits, captcha filtered out), startup=true lists what is live, a wrong key is

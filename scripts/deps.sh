@@ -11,6 +11,7 @@ pkgs=(
 	nftables ipset iptables gnuplot-nox time
 	libcurl4-openssl-dev libjson-c-dev libmicrohttpd-dev
 	crowdsec crowdsec-firewall-bouncer
+	qemu-system-x86 busybox-static
 )
 
 missing=()

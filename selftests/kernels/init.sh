@@ -82,7 +82,7 @@ stage2() {
 	export HOME=/root TERM=dumb LANG=C.UTF-8
 	$BB mount -t proc proc /proc
 	$BB mount -t sysfs sys /sys
-	$BB mountpoint -q /dev || $BB mount -t devtmpfs dev /dev
+	$BB grep -q "^[^ ]* /dev " /proc/mounts || $BB mount -t devtmpfs dev /dev
 	$BB mkdir -p /dev/pts /dev/shm
 	$BB mount -t devpts devpts /dev/pts
 	$BB mount -t tmpfs shm /dev/shm

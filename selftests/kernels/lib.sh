@@ -170,10 +170,10 @@ kg_mod_order() {
 
 # kg_initramfs REL: build (once) the initramfs of release REL, print its path.
 kg_initramfs() {
-	local rel=$1 dir=$KERNEL_CACHE/$1 out tmp bb f
+	local rel=$1 dir=$KERNEL_CACHE/$1 out tmp bb f b
 	out=$dir/initramfs.cpio
-	# Rebuilt when init.sh changes.
-	if [[ -f $out && $out -nt $KG_DIR/init.sh ]]; then
+	# Rebuilt when init.sh or this file changes.
+	if [[ -f $out && $out -nt $KG_DIR/init.sh && $out -nt $KG_DIR/lib.sh ]]; then
 		echo "$out"
 		return 0
 	fi
@@ -193,9 +193,20 @@ kg_initramfs() {
 		rm -rf "$tmp"
 		return 1
 	fi
+	# Unpacked here: busybox's insmod hands a compressed module to the
+	# kernel first, which logs "Invalid ELF header magic" for each.
 	while read -r f; do
-		cp "$dir/modules/$f" "$tmp/root/mods/"
-		echo "${f##*/}" >>"$tmp/root/mods/order"
+		b=${f##*/}
+		case $f in
+		*.ko.xz) busybox unxz -c "$dir/modules/$f" >"$tmp/root/mods/${b%.xz}" ;;
+		*.ko.gz) gzip -dc "$dir/modules/$f" >"$tmp/root/mods/${b%.gz}" ;;
+		*) cp "$dir/modules/$f" "$tmp/root/mods/" ;;
+		esac || {
+			KG_WHY="cannot copy module $f into the initramfs"
+			rm -rf "$tmp"
+			return 1
+		}
+		echo "${b%.ko*}.ko" >>"$tmp/root/mods/order"
 	done <"$tmp/order"
 	touch "$tmp/root/mods/order"
 	if ! (cd "$tmp/root" && find . | busybox cpio -o -H newc -R 0:0 2>/dev/null) >"$tmp/cpio"; then

@@ -24,7 +24,11 @@
  * what the reference predicts.
  *
  * LOOKUP_SEED=n replays a run (the seed is printed first);
- * LOOKUP_ONLY=pattern runs only the matching tests.
+ * LOOKUP_ONLY=pattern runs only the matching tests;
+ * LOOKUP_SCALE=n divides the random sets, the churn and the capacity by n
+ * (the kernel matrix's guests, where qemu's TCG makes compiling the tables
+ * 10-40x slower); every test still runs and still probes every boundary of
+ * every rule it loads.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -66,6 +70,14 @@
 typedef unsigned __int128 u128;
 
 static uint64_t base_seed;
+
+/* LOOKUP_SCALE: the divisor of the sizes marked scaled(). */
+static unsigned int scale = 1;
+
+static size_t scaled(size_t n)
+{
+	return n / scale ? n / scale : 1;
+}
 
 /* --- random numbers ------------------------------------------------------ */
 
@@ -502,7 +514,8 @@ static void make_base_set(void)
 	ref_set(base.ref, &p, gen_action(&g));
 	p = prefix_of(AF_INET6, 0, 0);
 	ref_set(base.ref, &p, gen_action(&g));
-	gen_fill(&g, base.ref, BASE_V4 - 1, BASE_V6 - 1, 150, 100);
+	gen_fill(&g, base.ref, scaled(BASE_V4) - 1, scaled(BASE_V6) - 1, (int)scaled(150),
+		 (int)scaled(100));
 	refset_sync(&base);
 }
 
@@ -787,8 +800,9 @@ static struct flat_want flat_expect(const struct refset *s, int family)
 
 /*
  * The tables of both families and sets as flat_expect() says, without the
- * rule ids.  A split region has a root and at least one child, so at least
- * two nodes.  Returns IPv6 set A's figures.
+ * rule ids.  A split region has at least its root node; a root listing all
+ * of the region's lengths (at most 16) is a leaf, so one node can be all
+ * (common in small sets).  Returns IPv6 set A's figures.
  */
 static struct tables_info assert_flat_counts(struct harness *h, const struct refset *s)
 {
@@ -807,7 +821,7 @@ static struct tables_info assert_flat_counts(struct harness *h, const struct ref
 			if (info.fallback_regions || info.long_rules != w.long_rules ||
 			    info.ext_regions != w.ext_regions ||
 			    info.split_regions != w.split_regions || info.ids_used != w.rules ||
-			    info.nodes < 2 * info.split_regions)
+			    info.nodes < info.split_regions)
 				fail_msg("IPv%d set %c: long_rules %u fallback_regions %u "
 					 "ext_regions %u split_regions %u nodes %u ids_used %u, "
 					 "want %u 0 %u %u >=%u %u (LOOKUP_SEED=%llu)",
@@ -815,7 +829,7 @@ static struct tables_info assert_flat_counts(struct harness *h, const struct ref
 					 info.fallback_regions, info.ext_regions,
 					 info.split_regions, info.nodes, info.ids_used,
 					 w.long_rules, w.ext_regions, w.split_regions,
-					 2 * w.split_regions, w.rules,
+					 w.split_regions, w.rules,
 					 (unsigned long long)base_seed);
 			if (f && !set)
 				v6 = info;
@@ -900,7 +914,7 @@ static int group_setup(void **state)
 	frame_bytes[1] = frame_len(AF_INET6);
 	if (!frame_bytes[0] || !frame_bytes[1])
 		return -1;
-	if (harness_open_capacity(&h, MAX_RULES))
+	if (harness_open_capacity(&h, (uint32_t)scaled(MAX_RULES)))
 		return -1;
 	make_base_set();
 	print_message("base set: %zu IPv4 and %zu IPv6 rules\n", rulecache_count(base.ref, AF_INET),
@@ -935,8 +949,8 @@ static void test_replaced_set_matches_the_reference(void **state)
 	rng_init(&r, 11);
 	assert_int_equal(maps_replace_rules(&h.maps, base.r, base.n, &st), 0);
 	assert_int_equal(st.added, base.n);
-	assert_int_equal(st.v4, BASE_V4);
-	assert_int_equal(st.v6, BASE_V6);
+	assert_int_equal(st.v4, scaled(BASE_V4));
+	assert_int_equal(st.v6, scaled(BASE_V6));
 	assert_active_a(&h);
 	check_set(&h, &base, &r, 5000, "replace: every boundary + 5000 random");
 	/* Half of the hot IPv6 regions take any length: some must be trees. */
@@ -952,8 +966,9 @@ static void test_replaced_set_matches_the_reference(void **state)
 
 static void test_rule_by_rule_and_churn_match_the_reference(void **state)
 {
-	struct cidr *live = calloc(base.n + CHURN_OPS, sizeof(*live));
-	struct cidr *touched = calloc(CHURN_OPS, sizeof(*touched));
+	const size_t churn_ops = scaled(CHURN_OPS);
+	struct cidr *live = calloc(base.n + churn_ops, sizeof(*live));
+	struct cidr *touched = calloc(churn_ops, sizeof(*touched));
 	size_t *order = calloc(base.n, sizeof(*order));
 	size_t nlive = 0, adds = 0, dels = 0, flips = 0;
 	struct refset s, touched_set;
@@ -997,7 +1012,7 @@ static void test_rule_by_rule_and_churn_match_the_reference(void **state)
 
 	/* Adds (some of existing prefixes), deletes and action flips. */
 	tally_begin(&t, &h, s.ref, "churn: sampled every 50 ops");
-	for (size_t op = 0; op < CHURN_OPS; op++) {
+	for (size_t op = 0; op < churn_ops; op++) {
 		unsigned int k = below(&g.r, 100);
 		uint8_t action;
 		struct cidr p;
@@ -1050,11 +1065,11 @@ static void test_rule_by_rule_and_churn_match_the_reference(void **state)
 
 	/* Deleted prefixes must not linger anywhere. */
 	touched_set.ref = s.ref;
-	touched_set.r = calloc(CHURN_OPS, sizeof(*touched_set.r));
+	touched_set.r = calloc(churn_ops, sizeof(*touched_set.r));
 	assert_non_null(touched_set.r);
-	for (size_t i = 0; i < CHURN_OPS; i++)
+	for (size_t i = 0; i < churn_ops; i++)
 		touched_set.r[i].prefix = touched[i];
-	touched_set.n = CHURN_OPS;
+	touched_set.n = churn_ops;
 	check_set(&h, &touched_set, &g.r, 0, "churn: boundaries of every changed prefix");
 	free(touched_set.r);
 	assert_flat_state(&h, &s);
@@ -1097,7 +1112,7 @@ static void derive_set(struct refset *to, const struct refset *from, struct gen 
 			action = other_action(action);
 		ref_set(to->ref, &from->r[i].prefix, action);
 	}
-	gen_fill(g, to->ref, add4, add6, 30, 20);
+	gen_fill(g, to->ref, add4, add6, (int)scaled(30), (int)scaled(20));
 	refset_sync(to);
 	for (size_t i = 0; i < to->n; i++)
 		if (to->r[i].prefix.len < min_len)
@@ -1125,12 +1140,12 @@ static void test_import_replace_and_flush_match_the_reference(void **state)
 
 	/* Import: existing prefixes (some flipped) and new ones nested in the same hot blocks. */
 	refset_init(&imp);
-	for (int i = 0; i < 300; i++) {
+	for (size_t i = 0; i < scaled(300); i++) {
 		const struct rule *m = &base.r[below(&g.r, (uint32_t)base.n)];
 
 		ref_set(imp.ref, &m->prefix, below(&g.r, 2) ? other_action(m->action) : m->action);
 	}
-	gen_fill(&g, imp.ref, 300, 200, 20, 20);
+	gen_fill(&g, imp.ref, scaled(300), scaled(200), (int)scaled(20), (int)scaled(20));
 	refset_sync(&imp);
 	for (size_t i = 0; i < imp.n; i++)
 		ref_set(cur.ref, &imp.r[i].prefix, imp.r[i].action);
@@ -1152,7 +1167,7 @@ static void test_import_replace_and_flush_match_the_reference(void **state)
 	 * but no /0 or /1, so that some addresses match no rule.
 	 */
 	gen_init(&other, 33);
-	derive_set(&s2, &cur, &other, 50, 2, 1500, 1000);
+	derive_set(&s2, &cur, &other, 50, 2, scaled(1500), scaled(1000));
 	d = diff_of(&cur, &s2);
 	read_set(&h, 0, &ids, &nids);
 	assert_int_equal(maps_replace_rules(&h.maps, s2.r, s2.n, &st), 0);
@@ -1174,7 +1189,7 @@ static void test_import_replace_and_flush_match_the_reference(void **state)
 	assert_flat_state(&h, &s2);
 
 	/* Replace with a rule cache's rules: drop 30%, add some. */
-	derive_set(&s3, &s2, &other, 70, 0, 400, 300);
+	derive_set(&s3, &s2, &other, 70, 0, scaled(400), scaled(300));
 	d = diff_of(&s2, &s3);
 	read_set(&h, 0, &ids, &nids);
 	assert_int_equal(maps_replace_rules(&h.maps, s3.r, s3.n, &st), 0);
@@ -1374,7 +1389,7 @@ static void test_trie_lookup_matches_the_reference(void **state)
 
 	(void)state;
 	rng_init(&r, 61);
-	assert_int_equal(harness_open_lookup(&ht, MAX_RULES, PINS_LOOKUP_TRIE), 0);
+	assert_int_equal(harness_open_lookup(&ht, (uint32_t)scaled(MAX_RULES), PINS_LOOKUP_TRIE), 0);
 	assert_int_equal(maps_replace_rules(&ht.maps, base.r, base.n, NULL), 0);
 	check_set(&ht, &base, &r, 5000, "trie lookup: every boundary + 5000 random");
 	for (int f = 0; f < 2; f++)
@@ -1680,6 +1695,21 @@ int main(void)
 	base_seed = env ? strtoull(env, NULL, 0)
 			: mix64((uint64_t)time(NULL) << 20 ^ (uint64_t)getpid());
 	printf("# LOOKUP_SEED=%llu\n", (unsigned long long)base_seed);
+	env = getenv("LOOKUP_SCALE");
+	if (env && *env) {
+		char *end;
+		unsigned long v = strtoul(env, &end, 10);
+
+		if (*end || v < 1 || v > 100) {
+			fprintf(stderr, "LOOKUP_SCALE must be 1 to 100, not '%s'\n", env);
+			return 2;
+		}
+		scale = (unsigned int)v;
+	}
+	if (scale > 1)
+		printf("# LOOKUP_SCALE=%u: random sets, churn and capacity cut to 1/%u "
+		       "(%zu IPv4 + %zu IPv6 base rules, %zu churn ops)\n",
+		       scale, scale, scaled(BASE_V4), scaled(BASE_V6), scaled(CHURN_OPS));
 	if (getenv("LOOKUP_ONLY"))
 		cmocka_set_test_filter(getenv("LOOKUP_ONLY"));
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -143,9 +143,10 @@ timeout -k 10 "$TIMEOUT" "$QEMU" -nodefaults -no-user-config -display none -no-r
 	-nic none -pidfile "$TMP/qemu.pid" </dev/null >"$TMP/qemu.log" 2>&1 &
 QPID=$!
 
-# Stream the command's output, without the exit marker.
-tail -n +1 -s 0.2 -f --pid="$QPID" "$TMP/out" | awk '
-	{ if (sub(/@@ipbk-exit [0-9]+$/, "")) { if ($0 != "") print; fflush(); next } print; fflush() }' &
+# Stream the command's output, without the exit marker (sed -u: line by
+# line; mawk would wait for a full input buffer).
+tail -n +1 -s 0.2 -f --pid="$QPID" "$TMP/out" |
+	sed -u -E -e '/^@@ipbk-exit [0-9]+$/d' -e 's/@@ipbk-exit [0-9]+$//' &
 TAILPID=$!
 set +e
 wait "$QPID"

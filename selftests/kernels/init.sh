@@ -84,6 +84,11 @@ stage2() {
 	$BB mount -t sysfs sys /sys
 	$BB grep -q "^[^ ]* /dev " /proc/mounts || $BB mount -t devtmpfs dev /dev
 	$BB mkdir -p /dev/pts /dev/shm
+	# What udev would make: bash's <(...) needs /dev/fd.
+	$BB ln -sfn /proc/self/fd /dev/fd
+	$BB ln -sfn /proc/self/fd/0 /dev/stdin
+	$BB ln -sfn /proc/self/fd/1 /dev/stdout
+	$BB ln -sfn /proc/self/fd/2 /dev/stderr
 	$BB mount -t devpts devpts /dev/pts
 	$BB mount -t tmpfs shm /dev/shm
 	$BB mount -t tmpfs -o mode=0755 run /run

@@ -2,7 +2,9 @@
 #
 # make            build/ipblock-loader, build/ipblock-rule, build/ipblock.bpf.o
 # make demo       build, then show ipblock dropping real traffic between two netns
-# make test       every test: cmocka (plain, ASan+UBSan, TSan) and selftests/
+# make test       every test: cmocka (plain, ASan+UBSan, TSan) and selftests/,
+#                 then the kernel matrix (Debian 12's 6.1 and 6.12 under qemu)
+# make test-kernels  the kernel matrix alone
 # make bench      benchmarks (not tests)
 # make install    PREFIX=/usr/local, DESTDIR honoured
 #
@@ -60,7 +62,7 @@ BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 # Keep object files that are only steps towards a test or bench binary.
 .SECONDARY:
 
-.PHONY: all deps demo test test-build bench-build test-unit selftest bench install uninstall clean format
+.PHONY: all deps demo test test-build bench-build test-unit selftest test-kernels bench install uninstall clean format
 
 all: $(BINS) $(BPF_OBJ)
 
@@ -148,6 +150,11 @@ test-unit: test-build
 
 selftest: all
 	@BUILD=$(BUILD) scripts/run-tests.sh selftests
+
+# The kernel matrix alone (KERNELS="6.1 6.12"): see selftests/kernels/.
+test-kernels: deps
+	@$(MAKE) --no-print-directory test-build
+	@BUILD=$(BUILD) scripts/run-tests.sh kernels
 
 demo: deps
 	@$(MAKE) --no-print-directory all

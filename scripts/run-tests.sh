@@ -4,6 +4,9 @@
 #   scripts/run-tests.sh all        build every flavour, run everything
 #   scripts/run-tests.sh unit       cmocka tests of $BUILD (plain build)
 #   scripts/run-tests.sh selftests  selftests/test_*.sh against $BUILD
+#   scripts/run-tests.sh kernels    the kernel matrix: the tests that load the
+#                                   program, inside Debian 12's 6.1 and 6.12
+#                                   under qemu (KERNELS="6.1 6.12")
 #
 # cmocka binaries are counted by their own summaries, selftests by their
 # "PASS:"/"FAIL:" lines; a program that dies without a summary counts as one
@@ -36,6 +39,12 @@ run_cmocka() {
 	"$@" >"$log" 2>&1
 	local rc=$?
 	cat "$log"
+	count_cmocka "$label" "$log" "$rc"
+}
+
+# count_cmocka LABEL LOG STATUS: add the counts of a cmocka run's log.
+count_cmocka() {
+	local label=$1 log=$2 rc=$3
 	local run pass skip
 	run=$(sed -n 's/^\[==========\] \([0-9]\+\) test(s) run\.$/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
 	pass=$(sed -n 's/^\[  PASSED  \] \([0-9]\+\) test(s)\.$/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
@@ -61,6 +70,12 @@ run_selftest() {
 	BUILD=$BUILD timeout 900 bash "$script" >"$log" 2>&1
 	local rc=$?
 	cat "$log"
+	count_selftest "$label" "$log" "$rc"
+}
+
+# count_selftest LABEL LOG STATUS: add the PASS/FAIL/SKIP lines of a log.
+count_selftest() {
+	local label=$1 log=$2 rc=$3
 	local pass fail skip
 	pass=$(grep -c '^PASS: ' "$log")
 	fail=$(grep -c '^FAIL: ' "$log")
@@ -133,6 +148,118 @@ mode_selftests() {
 	done
 }
 
+# --- the kernel matrix ---------------------------------------------------------
+# The tests that load the program run again inside Debian 12's stock kernels,
+# booted under qemu by selftests/kernels/guest.sh on this build (read-only).
+# Labels name the kernel: kernel-6.1/test_prog.
+KERNELS=${KERNELS-6.1 6.12}
+GUEST_TESTS=(cmocka:test_prog cmocka:test_lookup cmocka:test_bulk selftest:test_replace
+	selftest:test_traffic selftest:test_vlan selftest:test_coexist)
+# Cut for the guest, where TCG makes CPU work 10-40x slower (measured on
+# 6.12 under TCG, uncut: test_lookup 259 s, test_bulk 109 s, test_replace
+# 152 s).  test_lookup: three of its tests, a quarter of its sizes (random
+# sets still with split regions; every boundary probed; the counters are
+# checked in every round); test_bulk: the A/B switch under concurrent
+# traffic alone; test_replace: 10 switches of 1,009 rules instead of 40 of
+# 3,009.  Each prints what it was given.
+GUEST_ENV=(
+	LOOKUP_SCALE=4
+	"LOOKUP_ONLY=test_replaced_set*,test_import_replace*,test_trie_lookup*"
+	"BULK_ONLY=test_replace_is_atomic*"
+	REPLACES=10 FILLERS=1000
+)
+# The whole guest run, boot to power-off; inside it each test gets
+# TEST_TIMEOUT seconds (selftests/kernels/in-guest.sh).
+KERNEL_TIMEOUT=${KERNEL_TIMEOUT:-1500}
+
+mode_kernels() {
+	local k reason
+	[[ -n $KERNELS ]] || return 0
+	if ! command -v qemu-system-x86_64 >/dev/null; then
+		reason="qemu-system-x86_64 is not installed (make deps)"
+	elif ((EUID != 0)); then
+		reason="needs root"
+	fi
+	if [[ -n ${reason:-} ]]; then
+		kernel_unavailable "kernel matrix ($KERNELS)" "$reason"
+		return 0
+	fi
+	for k in $KERNELS; do
+		run_kernel "$k"
+	done
+}
+
+# kernel_unavailable LABEL REASON: one SKIP line; in CI a failure instead,
+# because CI must really run the guests.
+kernel_unavailable() {
+	if [[ ${CI:-} == true ]]; then
+		echo "FAIL: $1 cannot run in CI: $2"
+		failed=$((failed + 1))
+		failures+=("$1")
+	else
+		echo "SKIP: $1 ($2)"
+		skipped=$((skipped + 1))
+	fi
+}
+
+# run_kernel SERIES: one guest boot running every wanted GUEST_TESTS entry;
+# each test's log is counted as on the host, under kernel-SERIES/NAME.
+run_kernel() {
+	local k=$1 label=kernel-$1 spec name kind specs=() envs=(-e "BUILD=$BUILD") e
+	for spec in "${GUEST_TESTS[@]}"; do
+		want "$label/${spec#*:}" && specs+=("$spec")
+	done
+	((${#specs[@]})) || return 0
+	for e in "${GUEST_ENV[@]}"; do
+		envs+=(-e "$e")
+	done
+	local log=$LOGDIR/$label.log err=$LOGDIR/$label.err start=$SECONDS rc
+	echo "=== $label: ${specs[*]#*:} inside Debian's $k kernel (qemu)${GUEST_ENV[*]:+, guest sizes: ${GUEST_ENV[*]}}"
+	# Streamed as it comes, markers turned into the runner's headings.
+	selftests/kernels/guest.sh -q -t "$KERNEL_TIMEOUT" "${envs[@]}" "$k" -- \
+		selftests/kernels/in-guest.sh "${specs[@]}" 2>"$err" | tee "$log" |
+		sed -u -E -e "s|^@@ipbk-test begin (.*)|=== $label/\\1|" \
+			-e "s|^@@ipbk-test end ([^ ]+) ([0-9]+) ([0-9]+)\$|--- $label/\\1: exit \\2, \\3 s in the guest|"
+	rc=${PIPESTATUS[0]}
+	if ((rc == 77)); then
+		kernel_unavailable "$label" "$(sed -n 's/^guest: unavailable: //p' "$err" | head -n 1)"
+		return 0
+	fi
+	[[ -s $err ]] && cat "$err"
+
+	# One log per test; "NAME STATUS SECONDS" for each that ended.
+	rm -f "$LOGDIR/${label}_"*.log "$LOGDIR/$label.ends"
+	awk -v dir="$LOGDIR" -v l="$label" -v ends="$LOGDIR/$label.ends" '
+		$1 == "@@ipbk-test" && $2 == "begin" { out = dir "/" l "_" $3 ".log"; printf "" > out; next }
+		$1 == "@@ipbk-test" && $2 == "end" { print $3, $4, $5 > ends; close(out); out = ""; next }
+		out != "" { print > out }' "$log"
+	touch "$LOGDIR/$label.ends"
+	local why="the guest ended (guest.sh exit $rc)"
+	((rc == 124)) && why="the guest timed out after ${KERNEL_TIMEOUT}s (KERNEL_TIMEOUT)"
+	for spec in "${specs[@]}"; do
+		kind=${spec%%:*}
+		name=${spec#*:}
+		local tlog=$LOGDIR/${label}_$name.log end
+		end=$(awk -v n="$name" '$1 == n { print $2; exit }' "$LOGDIR/$label.ends")
+		if [[ ! -f $tlog ]]; then
+			echo "!!! $label/$name did not run: $why"
+			failed=$((failed + 1))
+			failures+=("$label/$name")
+			continue
+		fi
+		if [[ -z $end ]]; then
+			echo "!!! $label/$name did not finish: $why"
+			end=124
+		fi
+		if [[ $kind == cmocka ]]; then
+			count_cmocka "$label/$name" "$tlog" "$end"
+		else
+			count_selftest "$label/$name" "$tlog" "$end"
+		fi
+	done
+	echo "--- $label: $((SECONDS - start)) s from boot to power-off"
+}
+
 mode_all() {
 	mapfile -t tests < <(all_tests)
 	local skip tsan vg t asan_list=()
@@ -143,7 +270,9 @@ mode_all() {
 		[[ " ${skip[*]} " == *" $t "* ]] || asan_list+=("$t")
 	done
 
+	local plain=0
 	if build_flavour "$BUILD" ""; then
+		plain=1
 		unit_flavour "$BUILD" plain "${tests[@]}"
 		command -v valgrind >/dev/null && unit_flavour "$BUILD" valgrind "${vg[@]}"
 		mode_selftests
@@ -154,14 +283,17 @@ mode_all() {
 	if build_flavour "$BUILD/tsan" tsan; then
 		unit_flavour "$BUILD/tsan" tsan "${tsan[@]}"
 	fi
+	# The guests run the plain build, after everything on this kernel.
+	((plain)) && mode_kernels
 }
 
 case $MODE in
 all) mode_all ;;
 unit) mode_unit ;;
 selftests) mode_selftests ;;
+kernels) mode_kernels ;;
 *)
-	echo "usage: $0 all|unit|selftests" >&2
+	echo "usage: $0 all|unit|selftests|kernels" >&2
 	exit 2
 	;;
 esac

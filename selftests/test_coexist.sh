@@ -7,6 +7,9 @@
 # dispatcher: libxdp then attaches single "legacy" programs, and ipblock must
 # refuse with one clear line, leaving xdp-filter filtering and the rule set
 # untouched; the coexistence proper is then reported as SKIP, never as PASS.
+# COEXIST_DISPATCHER=required (set by the kernel matrix, whose kernels
+# accept freplace) turns that SKIP into a FAIL: there the dispatcher path
+# must really run.
 #
 # xdp-filter pins its maps at a fixed path (/sys/fs/bpf/xdp-filter) and
 # libxdp keeps its state under /sys/fs/bpf/xdp, so the test runs in a private
@@ -123,6 +126,17 @@ for c in 198.18.0.3 2001:db8::3; do
 done
 xdp_filter_works xdp_filter_alone
 
+# no_dispatcher NAME: the coexistence proper could not be checked.
+no_dispatcher() {
+	if [[ ${COEXIST_DISPATCHER:-} == required ]]; then
+		fail "$1" "libxdp's dispatcher is unavailable on $(uname -r), where it is required" \
+			"(COEXIST_DISPATCHER=required); xdp-filter load said:" \
+			"$(grep -iE 'dispatcher|falling back|freplace' <<<"$FILTER_LOAD_LOG")"
+	else
+		skip "$1" "kernel refuses freplace: libxdp dispatcher unavailable"
+	fi
+}
+
 # The dispatcher is there if xdp-loader shows it on vb.
 DISPATCHER=0
 grep -q xdp_dispatcher <<<"$(xdp_progs)" && DISPATCHER=1
@@ -165,7 +179,7 @@ else
 	check detach_refuses_other_program cli_error "ipblock is not attached to vb"
 	check detach_leaves_xdp_filter_attached eval 'xdp_progs | grep -q xdpfilt'
 	xdp_filter_works after_detach_attempt
-	skip coexistence "kernel refuses freplace: libxdp dispatcher unavailable"
+	no_dispatcher coexistence
 fi
 
 say "ipblock first, then xdp-filter"
@@ -203,7 +217,7 @@ else
 	check ipblock_survives_xdp_filter_load ipblock_on_vb
 	ipblock_works after_xdp_filter_attempt
 	check ipblock_rules_unchanged_after_xdp_filter_attempt same "$BASE" "$(rule_lines)" "the rule set"
-	skip coexistence_reverse_order "kernel refuses freplace: libxdp dispatcher unavailable"
+	no_dispatcher coexistence_reverse_order
 fi
 net_ns rcv xdp-filter unload vb >/dev/null 2>&1
 run_cli loader rcv -d vb -u

@@ -161,12 +161,14 @@ GUEST_TESTS=(cmocka:test_prog cmocka:test_lookup cmocka:test_bulk selftest:test_
 # sets still with split regions; every boundary probed; the counters are
 # checked in every round); test_bulk: the A/B switch under concurrent
 # traffic alone; test_replace: 10 switches of 1,009 rules instead of 40 of
-# 3,009.  Each prints what it was given.
+# 3,009.  Each prints what it was given.  Both kernels accept freplace, so
+# test_coexist must find libxdp's dispatcher there: no SKIP.
 GUEST_ENV=(
 	LOOKUP_SCALE=4
 	"LOOKUP_ONLY=test_replaced_set*,test_import_replace*,test_trie_lookup*"
 	"BULK_ONLY=test_replace_is_atomic*"
 	REPLACES=10 FILLERS=1000
+	COEXIST_DISPATCHER=required
 )
 # The whole guest run, boot to power-off; inside it each test gets
 # TEST_TIMEOUT seconds (selftests/kernels/in-guest.sh).
@@ -174,6 +176,9 @@ KERNEL_TIMEOUT=${KERNEL_TIMEOUT:-1500}
 
 mode_kernels() {
 	local k reason
+	# guest.sh stops its qemu on TERM; so must an interrupted run.
+	trap '[[ -n $GUEST_PID ]] && kill "$GUEST_PID" 2>/dev/null; exit 130' INT
+	trap '[[ -n $GUEST_PID ]] && kill "$GUEST_PID" 2>/dev/null; exit 143' TERM
 	[[ -n $KERNELS ]] || return 0
 	if ! command -v qemu-system-x86_64 >/dev/null; then
 		reason="qemu-system-x86_64 is not installed (make deps)"
@@ -202,25 +207,68 @@ kernel_unavailable() {
 	fi
 }
 
-# run_kernel SERIES: one guest boot running every wanted GUEST_TESTS entry;
-# each test's log is counted as on the host, under kernel-SERIES/NAME.
+# guest_stream LABEL LOG: what the guest prints, as it comes: the markers of
+# in-guest.sh turned into the runner's headings, libbpf's verifier logs cut
+# to their last lines (LOG keeps them whole).
+guest_stream() {
+	local l=$1 log=$2 line in_log=0 n=0 keep=() w
+	while IFS= read -r line; do
+		case $line in
+		"@@ipbk-test begin "*) echo "=== $l/${line#@@ipbk-test begin }" ;;
+		"@@ipbk-test end "*)
+			read -r -a w <<<"$line"
+			echo "--- $l/${w[2]}: exit ${w[3]}, ${w[4]} s in the guest"
+			;;
+		"@@ipbk-test abort "*) echo "!!! $l: ${line#@@ipbk-test abort }" ;;
+		*"-- BEGIN PROG LOAD LOG --"*)
+			echo "$line"
+			in_log=1 n=0 keep=()
+			;;
+		*"-- END PROG LOAD LOG --"*)
+			((n > ${#keep[@]})) &&
+				echo "    [$((n - ${#keep[@]})) lines of the verifier's log left out here: $log]"
+			((${#keep[@]})) && printf '%s\n' "${keep[@]}"
+			echo "$line"
+			in_log=0
+			;;
+		*)
+			if ((in_log)); then
+				n=$((n + 1))
+				keep=("${keep[@]: -3}" "$line")
+			else
+				printf '%s\n' "$line"
+			fi
+			;;
+		esac
+	done
+}
+
+GUEST_PID=
+# run_kernel SERIES: one guest boot running the load gate and every wanted
+# GUEST_TESTS entry; each test's log is counted as on the host, under
+# kernel-SERIES/NAME.
 run_kernel() {
 	local k=$1 label=kernel-$1 spec name kind specs=() envs=(-e "BUILD=$BUILD") e
 	for spec in "${GUEST_TESTS[@]}"; do
 		want "$label/${spec#*:}" && specs+=("$spec")
 	done
 	((${#specs[@]})) || return 0
+	# The gate first, whatever ONLY says: without it a kernel that rejects
+	# the program costs every test a slow rejection.
+	specs=(load:load "${specs[@]}")
 	for e in "${GUEST_ENV[@]}"; do
 		envs+=(-e "$e")
 	done
 	local log=$LOGDIR/$label.log err=$LOGDIR/$label.err start=$SECONDS rc
 	echo "=== $label: ${specs[*]#*:} inside Debian's $k kernel (qemu)${GUEST_ENV[*]:+, guest sizes: ${GUEST_ENV[*]}}"
-	# Streamed as it comes, markers turned into the runner's headings.
+	: >"$log"
 	selftests/kernels/guest.sh -q -t "$KERNEL_TIMEOUT" "${envs[@]}" "$k" -- \
-		selftests/kernels/in-guest.sh "${specs[@]}" 2>"$err" | tee "$log" |
-		sed -u -E -e "s|^@@ipbk-test begin (.*)|=== $label/\\1|" \
-			-e "s|^@@ipbk-test end ([^ ]+) ([0-9]+) ([0-9]+)\$|--- $label/\\1: exit \\2, \\3 s in the guest|"
-	rc=${PIPESTATUS[0]}
+		selftests/kernels/in-guest.sh "${specs[@]}" >"$log" 2>"$err" &
+	GUEST_PID=$!
+	guest_stream "$label" "$log" < <(tail -n +1 -s 0.5 -f --pid="$GUEST_PID" "$log")
+	wait "$GUEST_PID"
+	rc=$?
+	GUEST_PID=
 	if ((rc == 77)); then
 		kernel_unavailable "$label" "$(sed -n 's/^guest: unavailable: //p' "$err" | head -n 1)"
 		return 0
@@ -234,15 +282,17 @@ run_kernel() {
 		$1 == "@@ipbk-test" && $2 == "end" { print $3, $4, $5 > ends; close(out); out = ""; next }
 		out != "" { print > out }' "$log"
 	touch "$LOGDIR/$label.ends"
-	local why="the guest ended (guest.sh exit $rc)"
+	local why="the guest ended (guest.sh exit $rc)" abort
 	((rc == 124)) && why="the guest timed out after ${KERNEL_TIMEOUT}s (KERNEL_TIMEOUT)"
+	abort=$(sed -n 's/^@@ipbk-test abort //p' "$log" | head -n 1)
+	[[ -n $abort ]] && why=$abort
 	for spec in "${specs[@]}"; do
 		kind=${spec%%:*}
 		name=${spec#*:}
 		local tlog=$LOGDIR/${label}_$name.log end
 		end=$(awk -v n="$name" '$1 == n { print $2; exit }' "$LOGDIR/$label.ends")
 		if [[ ! -f $tlog ]]; then
-			echo "!!! $label/$name did not run: $why"
+			echo "!!! $label/$name not run: $why"
 			failed=$((failed + 1))
 			failures+=("$label/$name")
 			continue

@@ -153,8 +153,8 @@ mode_selftests() {
 # booted under qemu by selftests/kernels/guest.sh on this build (read-only).
 # Labels name the kernel: kernel-6.1/test_prog.
 KERNELS=${KERNELS-6.1 6.12}
-GUEST_TESTS=(cmocka:test_prog cmocka:test_lookup cmocka:test_bulk selftest:test_replace
-	selftest:test_traffic selftest:test_vlan selftest:test_coexist)
+GUEST_TESTS=(cmocka:test_verifier cmocka:test_prog cmocka:test_lookup cmocka:test_bulk
+	selftest:test_replace selftest:test_traffic selftest:test_vlan selftest:test_coexist)
 # Cut for the guest, where TCG makes CPU work 10-40x slower (measured on
 # 6.12 under TCG, uncut: test_lookup 259 s, test_bulk 109 s, test_replace
 # 152 s).  test_lookup: three of its tests, a quarter of its sizes (random

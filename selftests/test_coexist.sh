@@ -202,6 +202,8 @@ if ((DISPATCHER)); then
 		net_ns rcv xdp-filter ip -m src 198.18.0.3 >/dev/null 2>&1
 		net_ns rcv xdp-filter ip -m src 2001:db8::3 >/dev/null 2>&1
 		xdp_filter_works second_together
+		check second_together_both_in_the_dispatcher eval \
+			'xdp_progs | grep -q xdp_dispatcher && xdp_progs | grep -q ipblock_xdp && xdp_progs | grep -q xdpfilt'
 	else
 		fail xdp_filter_loads_beside_ipblock "exit $RC: $ERR"
 	fi

@@ -81,14 +81,16 @@ mkdir -p "$KERNEL_CACHE"
 exec 9>"$KERNEL_CACHE/.lock"
 flock 9
 if [[ $SERIES =~ ^6\.(1|12)$ ]]; then
-	REL=$(kg_fetch "$SERIES") || unavailable "$KG_WHY"
+	kg_fetch "$SERIES" || unavailable "$KG_WHY"
+	REL=$KG_REL
 elif [[ -f $KERNEL_CACHE/$SERIES/.unpacked ]]; then
 	REL=$SERIES
 else
 	harness_fail "unknown kernel '$SERIES': give 6.1, 6.12 or a release unpacked in $KERNEL_CACHE"
 fi
 KDIR=$KERNEL_CACHE/$REL
-INITRD=$(kg_initramfs "$REL") || harness_fail "initramfs for $REL: $KG_WHY"
+kg_initramfs "$REL" || harness_fail "initramfs for $REL: $KG_WHY"
+INITRD=$KG_INITRD
 exec 9>&-
 ACCEL=$(kg_accel) || harness_fail "GUEST_ACCEL must be kvm or tcg"
 

@@ -19,8 +19,11 @@ KERNEL_CACHE=${KERNEL_CACHE:-$BUILD/kernels}
 # (modules.builtin) are skipped.
 KG_BOOT_MODULES=(virtio_pci 9pnet_virtio 9p overlay)
 
-# Why the last function returned false, one sentence.
+# Why the last function returned false, one sentence.  The functions below
+# set their results in variables, not on stdout, so that this survives.
 KG_WHY=
+KG_REL=
+KG_INITRD=
 
 # kg_package_pattern SERIES: the regex of the package names of a series.
 kg_package_pattern() {
@@ -61,7 +64,7 @@ kg_cached() {
 }
 
 # kg_fetch SERIES: make sure the newest kernel of SERIES is unpacked in the
-# cache and print its release.  Asks apt which is newest (updating its lists
+# cache; its release in KG_REL.  Asks apt which is newest (updating its lists
 # once if it knows none), downloads only a release not yet unpacked, and
 # falls back to the newest cached one if the registry cannot be reached.
 kg_fetch() {
@@ -71,7 +74,7 @@ kg_fetch() {
 		return 1
 	fi
 	if ! command -v apt-get >/dev/null; then
-		rel=$(kg_cached "$series") && echo "$rel" && return 0
+		KG_REL=$(kg_cached "$series") && return 0
 		KG_WHY="no apt-get to fetch Debian's $series kernel, and none is cached in $KERNEL_CACHE"
 		return 1
 	fi
@@ -80,19 +83,21 @@ kg_fetch() {
 		return 1
 	}
 	pkg=$(kg_newest_package "$series")
+	local upd=
 	if [[ -z $pkg ]]; then
-		apt-get update -qq >/dev/null 2>&1
+		# Lists never fetched (a fresh container): once, then ask again.
+		upd=$(apt-get update -qq 2>&1 | tail -n 1) && upd=
 		pkg=$(kg_newest_package "$series")
 	fi
 	if [[ -z $pkg ]]; then
-		rel=$(kg_cached "$series") && echo "$rel" && return 0
-		KG_WHY="apt knows no package linux-image of the $series series (is the bookworm archive in sources.list?)"
+		KG_REL=$(kg_cached "$series") && return 0
+		KG_WHY="apt knows no linux-image package of the $series series${upd:+ (apt-get update: $upd)}; is bookworm in sources.list?"
 		return 1
 	fi
 	rel=${pkg#linux-image-}
 	dir=$KERNEL_CACHE/$rel
 	if [[ -f $dir/.unpacked ]]; then
-		echo "$rel"
+		KG_REL=$rel
 		return 0
 	fi
 	tmp=$(mktemp -d "$KERNEL_CACHE/.fetch.XXXXXX") || return 1
@@ -100,9 +105,8 @@ kg_fetch() {
 	if ! (cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root "$pkg") >"$tmp/log" 2>&1; then
 		KG_WHY="apt-get download $pkg failed: $(tail -n 1 "$tmp/log")"
 		rm -rf "$tmp"
-		rel=$(kg_cached "$series") || return 1
-		echo "kernels: using the cached $rel instead ($KG_WHY)" >&2
-		echo "$rel"
+		KG_REL=$(kg_cached "$series") || return 1
+		echo "kernels: using the cached $KG_REL instead ($KG_WHY)" >&2
 		return 0
 	fi
 	deb=$(echo "$tmp"/*.deb)
@@ -128,7 +132,7 @@ kg_fetch() {
 	rm -rf "$tmp"
 	touch "$dir/.unpacked"
 	echo "kernels: unpacked $pkg into $dir" >&2
-	echo "$rel"
+	KG_REL=$rel
 }
 
 # kg_mod_order MODDIR MODULE...: the .ko files (relative to MODDIR) to load,
@@ -168,13 +172,14 @@ kg_mod_order() {
 	printf '%s\n' "${order[@]}"
 }
 
-# kg_initramfs REL: build (once) the initramfs of release REL, print its path.
+# kg_initramfs REL: build (once) the initramfs of release REL; its path in
+# KG_INITRD.
 kg_initramfs() {
 	local rel=$1 dir=$KERNEL_CACHE/$1 out tmp bb f b
 	out=$dir/initramfs.cpio
 	# Rebuilt when init.sh or this file changes.
+	KG_INITRD=$out
 	if [[ -f $out && $out -nt $KG_DIR/init.sh && $out -nt $KG_DIR/lib.sh ]]; then
-		echo "$out"
 		return 0
 	fi
 	bb=$(command -v busybox) || {
@@ -216,7 +221,6 @@ kg_initramfs() {
 	fi
 	mv "$tmp/cpio" "$out"
 	rm -rf "$tmp"
-	echo "$out"
 }
 
 # kg_accel: the qemu acceleration arguments for this machine.  KVM only when

@@ -93,6 +93,7 @@ kg_initramfs "$REL" || harness_fail "initramfs for $REL: $KG_WHY"
 INITRD=$KG_INITRD
 exec 9>&-
 ACCEL=$(kg_accel) || harness_fail "GUEST_ACCEL must be kvm or tcg"
+read -r -a ACCEL_ARGS <<<"$ACCEL"
 
 TMP=$(mktemp -d /tmp/ipbk-guest.XXXXXX)
 QPID=
@@ -137,7 +138,7 @@ note "booting $REL ($(sed 's/ .*//' "$KDIR/package")) with ${ACCEL%% -cpu*}, $ME
 START=$(date +%s.%N)
 # timeout(1) forwards INT/TERM to qemu, which then exits; -k makes sure.
 timeout -k 10 "$TIMEOUT" "$QEMU" -nodefaults -no-user-config -display none -no-reboot \
-	$ACCEL -smp 2 -m "$MEM" \
+	"${ACCEL_ARGS[@]}" -smp 2 -m "$MEM" \
 	-kernel "$KDIR/vmlinuz" -initrd "$INITRD" \
 	-append "console=ttyS0 loglevel=4 panic=-1 mitigations=off ipbk.share=hostroot ipbk.job=$TMP/job" \
 	-serial "file:$TMP/console" -serial "file:$TMP/out" \

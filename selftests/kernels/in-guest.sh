@@ -18,7 +18,7 @@
 # says why.  The repository is read-only here (an overlay whose writes
 # vanish); the tests write only under /tmp, /run and /sys/fs/bpf.
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 
 BUILD=${BUILD:-build}
 export BUILD

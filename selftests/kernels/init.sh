@@ -1,4 +1,5 @@
 #!/bin/busybox sh
+# shellcheck shell=dash
 # SPDX-License-Identifier: GPL-2.0
 #
 # /init of the guest's initramfs (built by lib.sh, run by guest.sh).  Busybox
@@ -102,6 +103,7 @@ stage2() {
 	$BB stty -F /dev/ttyS1 raw -echo
 
 	# The job's settings: VER, MODDIR, WORKDIR.
+	# shellcheck disable=SC1091 # written by guest.sh
 	. /.ipbk/job/env
 	$BB mkdir -p "/lib/modules/$VER"
 	$BB mount --bind "$MODDIR" "/lib/modules/$VER" || die "cannot show the modules at /lib/modules/$VER"

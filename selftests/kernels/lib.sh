@@ -22,6 +22,7 @@ KG_BOOT_MODULES=(virtio_pci 9pnet_virtio 9p overlay)
 # Why the last function returned false, one sentence.  The functions below
 # set their results in variables, not on stdout, so that this survives.
 KG_WHY=
+# shellcheck disable=SC2034 # read by guest.sh
 KG_REL=
 KG_INITRD=
 
@@ -178,6 +179,7 @@ kg_initramfs() {
 	local rel=$1 dir=$KERNEL_CACHE/$1 out tmp bb f b
 	out=$dir/initramfs.cpio
 	# Rebuilt when init.sh or this file changes.
+	# shellcheck disable=SC2034 # read by guest.sh
 	KG_INITRD=$out
 	if [[ -f $out && $out -nt $KG_DIR/init.sh && $out -nt $KG_DIR/lib.sh ]]; then
 		return 0

@@ -244,9 +244,9 @@ guest_stream() {
 }
 
 GUEST_PID=
-# run_kernel SERIES: one guest boot running the load gate and every wanted
-# GUEST_TESTS entry; each test's log is counted as on the host, under
-# kernel-SERIES/NAME.
+# run_kernel SERIES: one guest boot running the load gate, every wanted
+# GUEST_TESTS entry and a check that they wrote nothing into the repository;
+# each test's log is counted as on the host, under kernel-SERIES/NAME.
 run_kernel() {
 	local k=$1 label=kernel-$1 spec name kind specs=() envs=(-e "BUILD=$BUILD") e
 	for spec in "${GUEST_TESTS[@]}"; do
@@ -255,7 +255,7 @@ run_kernel() {
 	((${#specs[@]})) || return 0
 	# The gate first, whatever ONLY says: without it a kernel that rejects
 	# the program costs every test a slow rejection.
-	specs=(load:load "${specs[@]}")
+	specs=(load:load "${specs[@]}" check:repo_untouched)
 	for e in "${GUEST_ENV[@]}"; do
 		envs+=(-e "$e")
 	done

@@ -3,8 +3,9 @@
 #
 # Runs inside a guest (scripts/run-tests.sh kernels boots it): each argument
 # is KIND:NAME, a cmocka binary ($BUILD/tests/NAME), a selftest
-# (selftests/NAME.sh), or load:load, the gate: does this kernel's verifier
-# accept $BUILD/ipblock.bpf.o at all?  Around each one's output it prints
+# (selftests/NAME.sh), load:load, the gate: does this kernel's verifier
+# accept $BUILD/ipblock.bpf.o at all?, or check:repo_untouched: did the
+# tests write into the repository?  Around each one's output it prints
 #
 #   @@ipbk-test begin NAME
 #   @@ipbk-test end NAME STATUS SECONDS
@@ -19,6 +20,7 @@
 # vanish); the tests write only under /tmp, /run and /sys/fs/bpf.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
+REPO=$(pwd -P)
 
 BUILD=${BUILD:-build}
 export BUILD
@@ -48,6 +50,27 @@ load_gate() {
 	return 1
 }
 
+# repo_untouched: nothing was written under the repository: the overlay's
+# upper layer (init.sh shows it at /.ipbk/upper) holds no file below it.
+repo_untouched() {
+	local upper=/.ipbk/upper/data written
+	if [[ ! -d $upper ]]; then
+		echo "SKIP: repository_untouched (the overlay's upper layer is not visible)"
+		return 0
+	fi
+	written=$(cd "$upper" && find ".$REPO" ! -type d 2>/dev/null | sed 's/^\.//' | head -n 20)
+	if [[ -z $written ]]; then
+		echo "PASS: repository_untouched (the tests wrote nothing under $REPO)"
+		return 0
+	fi
+	echo "FAIL: repository_untouched"
+	echo "    written into the repository (a read-only share on the host; write under /tmp):"
+	while IFS= read -r f; do
+		echo "    $f"
+	done <<<"$written"
+	return 1
+}
+
 echo "# guest kernel $(uname -r), $(nproc) CPUs, $(awk '/MemTotal/ { print int($2 / 1024) " MiB" }' /proc/meminfo)"
 for spec; do
 	kind=${spec%%:*}
@@ -66,9 +89,13 @@ for spec; do
 		fi
 		continue
 		;;
+	check) repo_untouched ;;
 	cmocka) timeout -k 10 "$TEST_TIMEOUT" "$BUILD/tests/$name" 2>&1 ;;
 	selftest) timeout -k 10 "$TEST_TIMEOUT" bash "selftests/$name.sh" 2>&1 ;;
-	*) echo "in-guest: unknown kind '$kind' in '$spec'" ;;
+	*)
+		echo "in-guest: unknown kind '$kind' in '$spec'"
+		false
+		;;
 	esac
 	rc=$?
 	((rc == 124)) && echo "!!! $name killed after ${TEST_TIMEOUT}s (TEST_TIMEOUT) inside the guest"

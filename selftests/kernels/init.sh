@@ -8,7 +8,8 @@
 # Stage 1 (in the initramfs): load the modules listed in /mods/order, mount
 # the host's / read-only over 9p under a tmpfs overlay, copy this script,
 # busybox and the job (ipbk.job= on the kernel command line, a directory on
-# the host) into the overlay, and switch_root into it.
+# the host) into the overlay, show the overlay's upper layer at
+# /.ipbk/upper, and switch_root into it.
 #
 # Stage 2 (PID 1 in the host's tree): mount proc, sys, dev, bpffs, cgroup2,
 # a fresh /run and /tmp, show the guest kernel's modules at
@@ -71,6 +72,10 @@ stage1() {
 	cp /init /newroot/.ipbk/init
 	cp $BB /newroot/.ipbk/busybox
 	ln -s busybox /newroot/.ipbk/modprobe
+	# The overlay's upper layer, where anything written to the host's
+	# files lands: in-guest.sh checks that the tests wrote nothing there.
+	mkdir -p /newroot/.ipbk/upper
+	mount --bind /upper /newroot/.ipbk/upper
 
 	umount /proc /sys
 	mount --move /dev /newroot/dev 2>/dev/null || umount /dev

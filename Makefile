@@ -192,16 +192,3 @@ $(TG_SKEL): $(TG_BPF_OBJ)
 	$(BPFTOOL) gen skeleton $< name trafficgen_bpf > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/bench/trafficgen.o $(BUILD)/bench/bench_prog.o: $(TG_SKEL) bench/trafficgen.h bench/rulegen.h
-
-# --- flat lookup: test-only BPF program (tests/test_flat.c) ------------------
-# Built into $(BUILD)/tests/ with its own skeleton; nothing else uses it.
-FLAT_TEST_BPF_OBJ  := $(BUILD)/tests/flat_test.bpf.o
-FLAT_TEST_BPF_SKEL := $(BUILD)/tests/flat_test.skel.h
-
-$(FLAT_TEST_BPF_OBJ): tests/bpf/flat_test.bpf.c bpf/flat_lookup.h bpf/parse.h common/flat_format.h common/ipblock.h | $(BUILD)/.dir
-	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
-
-$(FLAT_TEST_BPF_SKEL): $(FLAT_TEST_BPF_OBJ)
-	$(BPFTOOL) gen skeleton $< name flat_test_bpf > $@.tmp && mv $@.tmp $@
-
-$(BUILD)/tests/test_flat.o: $(FLAT_TEST_BPF_SKEL)

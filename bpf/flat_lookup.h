@@ -1,29 +1,32 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The packet-path reader of the flat tables (layout and encodings in
- * common/flat_format.h).  Every access is an array-map lookup, which the verifier
- * inlines into a bounds check and a load: a uniform /16 block costs one
- * load, a region without long rules two, and a long-rule hit a handful.
+ * common/flat_format.h).  Every access is an array-map lookup, which the
+ * verifier inlines into a bounds check and a load, also for the inner
+ * arrays of a pool's segments (they all have the template's size): a
+ * uniform /16 block costs one load, a region without long rules three,
+ * and a long-rule hit a handful more.
  *
- * The maps are passed in (one top and one data map per family and set), so
- * the program picks set A or B as it does for the tries, together with the
- * probe function of the same data map (DEFINE_FLAT_PROBE):
+ * One family's maps are passed in (struct flat_maps, constant at every
+ * call site), and the set to read is an index into them, so the verifier
+ * walks one copy of the lookup for both sets:
  *
- *	DEFINE_FLAT_PROBE(probe_v4_a, flat4_data)
- *	__u32 e = flat_lookup_v4(&flat4_top, &flat4_data, probe_v4_a, ip->saddr);
- *	if (e == FLAT_FALLBACK)
- *		... look the address up in the same set's trie ...
- *	else if (!e)       no rule
+ *	__u32 e = flat_lookup_v4(&flat4_maps, set, ip->saddr);
+ *	if (!e)            no rule
  *	else               rule flat_entry_id(e), deny if flat_entry_deny(e)
  *
- * Ordering: a block's summary is read before its top entry, a slot's word
- * before its key, and an ext record's length list before the slots or the
- * nodes it points to (nodes do not change once published).  User space
- * stores keys before words and slots before lists, so on x86 (loads are
- * not reordered with loads) a reader that sees a new word sees its key.
- * Weaker architectures would need load-acquire here.  The bloom word needs
- * no order: a bit seen late skips the probe of a rule being added, which
- * is the old verdict.
+ * A segment that is not there (never, unless user space is mid-way
+ * through a bug) reads as "no rule".
+ *
+ * Ordering: a block's entry is read before its chunk, a chunk's entry
+ * before the record it names, a slot's word before its key, and an ext
+ * record's length list before the slots or the nodes it points to (nodes
+ * do not change once published).  User space stores keys before words,
+ * slots before lists, records before chunk entries and chunks before
+ * block entries, so on x86 (loads are not reordered with loads) a reader
+ * that sees a new word sees what it points to.  Weaker architectures would
+ * need load-acquire here.  The bloom word needs no order: a bit seen late
+ * skips the probe of a rule being added, which is the old verdict.
  */
 #ifndef IPBLOCK_BPF_FLAT_LOOKUP_H
 #define IPBLOCK_BPF_FLAT_LOOKUP_H
@@ -38,15 +41,46 @@
 /* Keep the compiler from moving loads across this point. */
 #define flat_barrier() asm volatile("" ::: "memory")
 
+/*
+ * A slot probe of one family: flat_probe() as a global (non-static,
+ * noinline) function.  The verifier checks a global function once, on its
+ * own, and at a call only checks the arguments, which are scalars; inlined,
+ * the probe's loop would be walked again inside every iteration of the
+ * lookup's length loop and every tree level.  set_bits is set << 8 | the
+ * slot bits (five arguments at most).
+ */
+typedef __u32 (*flat_probe_fn)(__u32 set_bits, __u64 h, __u64 hi, __u64 lo, __u32 len);
+
+/* The maps of one family's tables (bpf/ipblock.bpf.c defines them). */
+struct flat_maps {
+	void *blocks;
+	void *chunks;
+	void *ext;
+	void *slots;
+	flat_probe_fn probe;
+};
+
+/* Element i of a pool whose segments hold 2^shift elements, in set's half of outer. */
+static __always_inline void *flat_seg_elem(void *outer, __u32 set, __u32 i, const __u32 shift)
+{
+	__u32 k = set * FLAT_SEGS + (i >> shift);
+	void *inner = bpf_map_lookup_elem(outer, &k);
+
+	if (!inner)
+		return NULL;
+	k = i & ((1u << shift) - 1);
+	return bpf_map_lookup_elem(inner, &k);
+}
+
 /* The entry of slot-hash key (hi, lo, len), whose flat_hash() is h, or 0 when it is not there. */
-static __always_inline __u32 flat_probe(void *data, __u32 bits, __u64 h, __u64 hi, __u64 lo,
-					__u32 len)
+static __always_inline __u32 flat_probe(void *slots, __u32 set, __u32 bits, __u64 h, __u64 hi,
+					__u64 lo, __u32 len)
 {
 	__u32 home = h >> (64 - bits), mask = (1u << bits) - 1;
 
 	for (__u32 n = 0; n < FLAT_MAX_PROBE; n++) {
-		__u32 k = FLAT_SLOT_BASE + ((home + n) & mask);
-		struct flat_slot *s = bpf_map_lookup_elem(data, &k);
+		struct flat_slot *s =
+			flat_seg_elem(slots, set, (home + n) & mask, FLAT_SLOT_SEG_SHIFT);
 		__u64 w;
 		__u32 tag;
 
@@ -63,36 +97,22 @@ static __always_inline __u32 flat_probe(void *data, __u32 bits, __u64 h, __u64 h
 	return 0;
 }
 
-/*
- * A probe of one data map's slot hash: flat_probe() with the map fixed, as
- * a global (non-static, noinline) function, one per data map.
- *
- * Why: the verifier checks a global function once, on its own, and at a
- * call only checks the arguments, which are scalars.  Inlined, the probe's
- * loop is walked again inside every iteration of the lookup's length loop,
- * every tree level and both sets, which took Linux 6.1's verifier past its
- * limit of a million instructions.  The map is fixed inside because a global
- * function cannot take a map as an argument.
- */
-typedef __u32 (*flat_probe_fn)(__u32 bits, __u64 h, __u64 hi, __u64 lo, __u32 len);
-
-#define DEFINE_FLAT_PROBE(name, data_map)                                                          \
-	__attribute__((noinline)) __u32 name(__u32 bits, __u64 h, __u64 hi, __u64 lo, __u32 len)   \
+#define DEFINE_FLAT_PROBE(name, slots_map)                                                         \
+	__attribute__((noinline)) __u32 name(__u32 set_bits, __u64 h, __u64 hi, __u64 lo,          \
+					     __u32 len)                                            \
 	{                                                                                          \
-		return flat_probe(&data_map, bits, h, hi, lo, len);                                \
+		return flat_probe(&slots_map, set_bits >> 8, set_bits & 31, h, hi, lo, len);       \
 	}
 
 /*
  * flat_probe() with its first slot read inline: at load 1/2 most probes end
  * there (an empty slot, or the key), so only a collision pays the call.
- * One slot inline adds little for the verifier to walk; the whole loop
- * inline is what it could not afford.
  */
-static __always_inline __u32 flat_probe_fast(void *data, flat_probe_fn probe, __u32 bits, __u64 h,
-					     __u64 hi, __u64 lo, __u32 len)
+static __always_inline __u32 flat_probe_fast(const struct flat_maps *m, __u32 set, __u32 bits,
+					     __u64 h, __u64 hi, __u64 lo, __u32 len)
 {
-	__u32 k = FLAT_SLOT_BASE + (__u32)(h >> (64 - bits));
-	struct flat_slot *s = bpf_map_lookup_elem(data, &k);
+	struct flat_slot *s =
+		flat_seg_elem(m->slots, set, (__u32)(h >> (64 - bits)), FLAT_SLOT_SEG_SHIFT);
 	__u64 w;
 	__u32 tag;
 
@@ -105,63 +125,62 @@ static __always_inline __u32 flat_probe_fast(void *data, flat_probe_fn probe, __
 		return 0;
 	if (tag == len && s->hi == hi && s->lo == lo)
 		return (__u32)w;
-	return probe(bits, h, hi, lo, len);
+	return m->probe(set << 8 | bits, h, hi, lo, len);
+}
+
+/* The region entry of region r (a block's region: the block's entry is FLAT_EXT | c). */
+static __always_inline __u32 flat_chunk_entry(const struct flat_maps *m, __u32 set, __u32 c,
+					      __u32 r)
+{
+	__u32 i = (c << (FLAT_REGION_BITS - FLAT_BLOCK_BITS - 1)) |
+		  (r & (FLAT_CHUNK_ENTRIES - 1)) >> 1;
+	__u32 *pair = flat_seg_elem(m->chunks, set, i, FLAT_CHUNK_SEG_SHIFT + 7);
+
+	return pair ? pair[r & 1] : 0;
 }
 
 /*
  * The entry judging address (hi, lo) (host order, IPv4 in the top 32 bits
- * of hi) in one table: 0, rule_id << 1 | deny, or FLAT_FALLBACK.  probe
- * is data's probe function; always the same constant at a call site, so
- * once inlined it is a direct call.
+ * of hi) in set's table: 0 or rule_id << 1 | deny.
  */
-static __always_inline __u32 flat_lookup(void *top, void *data, flat_probe_fn probe, __u32 top_bits,
-					 __u64 hi, __u64 lo, const int v6)
+static __always_inline __u32 flat_lookup(const struct flat_maps *m, __u32 set, __u64 hi, __u64 lo,
+					 const int v6)
 {
-	__u32 r = hi >> (64 - top_bits), b = r >> FLAT_SUM_SHIFT, e, bits, k, bloom = ~0u;
+	__u32 r = hi >> (64 - FLAT_REGION_BITS), b = r >> (FLAT_REGION_BITS - FLAT_BLOCK_BITS);
+	__u32 e, bits, k, bloom = ~0u;
 	struct flat_ext *x;
 	__u32 *pair;
 	__u64 lens, more = 0;
 
-	/* The block's summary, after top in the same map: most blocks are uniform. */
-	k = (1u << (top_bits - 1)) + (b >> 1);
-	pair = bpf_map_lookup_elem(top, &k);
+	/* The block's entry: most blocks are uniform. */
+	k = set << (FLAT_BLOCK_BITS - 1) | b >> 1;
+	pair = bpf_map_lookup_elem(m->blocks, &k);
 	if (!pair)
-		return FLAT_FALLBACK;
+		return 0;
 	e = pair[b & 1];
 	if (!(e & FLAT_EXT))
 		return e;
-	k = r >> 1;
-	pair = bpf_map_lookup_elem(top, &k);
-	if (!pair)
-		return FLAT_FALLBACK;
-	e = pair[r & 1];
-	if (e == FLAT_FALLBACK || !(e & FLAT_EXT))
+	e = flat_chunk_entry(m, set, e & ~FLAT_EXT, r);
+	if (!(e & FLAT_EXT))
 		return e;
-	k = e & ~FLAT_EXT;
-	x = bpf_map_lookup_elem(data, &k);
+	x = flat_seg_elem(m->ext, set, e & ~FLAT_EXT, FLAT_EXT_SEG_SHIFT);
 	if (!x)
-		return FLAT_FALLBACK;
+		return 0;
 	lens = *(volatile __u64 *)&x->lens;
 	flat_barrier();
-	if ((lens & 0xff) == FLAT_LENS_FALLBACK)
-		return FLAT_FALLBACK;
 	bits = x->slot_bits & 31;
 
 	/*
 	 * IPv4 has 8 lengths past /24, so its regions are never split; not
 	 * compiling the walk for it halves what the verifier explores.
 	 */
-	if ((lens & 0xff) == FLAT_LENS_SPLIT && !v6)
-		return FLAT_FALLBACK;
-	/* An IPv4 region's only long rule, kept in its record: no probe. */
 	if (!v6 && flat_lens_is_inline(lens))
 		return flat_inline_entry(lens, hi >> 32, x->base);
-	if ((lens & 0xff) == FLAT_LENS_SPLIT) {
+	if (v6 && (lens & 0xff) == FLAT_LENS_SPLIT) {
 		/* A crowded region: walk its tree down to the deepest node. */
-		k = (__u32)(lens >> 8);
-		x = bpf_map_lookup_elem(data, &k);
+		x = flat_seg_elem(m->ext, set, (__u32)(lens >> 8), FLAT_EXT_SEG_SHIFT);
 		if (!x)
-			return FLAT_FALLBACK;
+			return 0;
 		for (int d = 1; d < FLAT_MAX_NODES; d++) {
 			__u32 c = x->child;
 			__u64 mh = hi, ml = lo;
@@ -169,13 +188,13 @@ static __always_inline __u32 flat_lookup(void *top, void *data, flat_probe_fn pr
 			if (!c)
 				break;
 			flat_mask(&mh, &ml, c & 0x7f);
-			k = flat_probe_fast(data, probe, bits, flat_hash(mh, ml, FLAT_TAG_NODE | c),
-					    mh, ml, FLAT_TAG_NODE | c);
+			k = flat_probe_fast(m, set, bits, flat_hash(mh, ml, FLAT_TAG_NODE | c), mh,
+					    ml, FLAT_TAG_NODE | c);
 			if (!k)
 				break;
-			x = bpf_map_lookup_elem(data, &k);
+			x = flat_seg_elem(m->ext, set, k, FLAT_EXT_SEG_SHIFT);
 			if (!x)
-				return FLAT_FALLBACK;
+				return 0;
 		}
 		lens = x->lens;
 		more = x->more;
@@ -195,8 +214,7 @@ static __always_inline __u32 flat_lookup(void *top, void *data, flat_probe_fn pr
 		flat_mask(&mh, &ml, len);
 		h = flat_hash(mh, ml, len);
 		/* A clear bloom bit: no rule of the region has this key. */
-		v = bloom & flat_bloom_bit(h) ? flat_probe_fast(data, probe, bits, h, mh, ml, len)
-					      : 0;
+		v = bloom & flat_bloom_bit(h) ? flat_probe_fast(m, set, bits, h, mh, ml, len) : 0;
 		if (v)
 			return v;
 	}
@@ -204,20 +222,19 @@ static __always_inline __u32 flat_lookup(void *top, void *data, flat_probe_fn pr
 }
 
 /* IPv4 source address as it sits in the header. */
-static __always_inline __u32 flat_lookup_v4(void *top, void *data, flat_probe_fn probe,
-					    __be32 saddr)
+static __always_inline __u32 flat_lookup_v4(const struct flat_maps *m, __u32 set, __be32 saddr)
 {
-	return flat_lookup(top, data, probe, FLAT_V4_TOP_BITS, (__u64)bpf_ntohl(saddr) << 32, 0, 0);
+	return flat_lookup(m, set, (__u64)bpf_ntohl(saddr) << 32, 0, 0);
 }
 
 /* IPv6 source address as it sits in the header. */
-static __always_inline __u32 flat_lookup_v6(void *top, void *data, flat_probe_fn probe,
+static __always_inline __u32 flat_lookup_v6(const struct flat_maps *m, __u32 set,
 					    const struct in6_addr *a)
 {
 	__u64 hi = (__u64)bpf_ntohl(a->in6_u.u6_addr32[0]) << 32 | bpf_ntohl(a->in6_u.u6_addr32[1]);
 	__u64 lo = (__u64)bpf_ntohl(a->in6_u.u6_addr32[2]) << 32 | bpf_ntohl(a->in6_u.u6_addr32[3]);
 
-	return flat_lookup(top, data, probe, FLAT_V6_TOP_BITS, hi, lo, 1);
+	return flat_lookup(m, set, hi, lo, 1);
 }
 
 #endif /* IPBLOCK_BPF_FLAT_LOOKUP_H */

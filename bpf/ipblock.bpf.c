@@ -5,11 +5,10 @@
  * too short to be judged) passes.  Counters are per-CPU: nothing shared is
  * written on the packet path.
  *
- * The verdict comes from the flat table of the active set (flat_lookup.h): one
- * array load for most addresses, a few for a region holding rules longer
- * than /24.  Where the table says FLAT_FALLBACK (a region it could not
- * represent, or every region with --lookup trie) the same set's LPM trie
- * answers.  Both say the same: the tables are compiled from the tries.
+ * The verdict comes from the flat table of the active set (flat_lookup.h):
+ * one array load for most addresses, a few for a region holding rules
+ * longer than /24.  The tries hold the same rules for user space; the
+ * program never reads them.
  */
 #include "parse.h"
 #include "ipblock.h"
@@ -30,32 +29,47 @@ DEFINE_TRIE(ipv6_map, struct ipblock_key_v6);
 DEFINE_TRIE(ipv4_map_b, struct ipblock_key_v4);
 DEFINE_TRIE(ipv6_map_b, struct ipblock_key_v6);
 
-/* Sizes are set by the loader (pins_obj_size()); these are placeholders. */
-#define DEFINE_FLAT(name, value_type, entries)                                                     \
+/* Both sets' block entries of a family, then the sets' headers (user only). */
+#define DEFINE_BLOCKS(name)                                                                        \
 	struct {                                                                                   \
 		__uint(type, BPF_MAP_TYPE_ARRAY);                                                  \
 		__uint(map_flags, BPF_F_MMAPABLE);                                                 \
-		__uint(max_entries, entries);                                                      \
+		__uint(max_entries, FLAT_BLOCKS_ELEMS);                                            \
 		__type(key, __u32);                                                                \
-		__type(value, value_type);                                                         \
+		__type(value, __u64);                                                              \
 	} name SEC(".maps")
 
-DEFINE_FLAT(flat4_top, __u64, 1);
-DEFINE_FLAT(flat4_top_b, __u64, 1);
-DEFINE_FLAT(flat4_data, struct flat_slot, 1);
-DEFINE_FLAT(flat4_data_b, struct flat_slot, 1);
-DEFINE_FLAT(flat4_ids, struct flat_rule, 1);
-DEFINE_FLAT(flat6_top, __u64, 1);
-DEFINE_FLAT(flat6_top_b, __u64, 1);
-DEFINE_FLAT(flat6_data, struct flat_slot, 1);
-DEFINE_FLAT(flat6_data_b, struct flat_slot, 1);
-DEFINE_FLAT(flat6_ids, struct flat_rule, 1);
+/*
+ * A pool's segments: an array of inner arrays, all of the template's size
+ * (value sizes given as numbers: a struct named only here would reach BTF
+ * as a forward declaration, which libbpf cannot size).
+ */
+#define DEFINE_POOL(name, vsize, seg_elems, outer_entries)                                         \
+	struct {                                                                                   \
+		__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);                                          \
+		__uint(max_entries, outer_entries);                                                \
+		__type(key, __u32);                                                                \
+		__array(                                                                           \
+			values, struct {                                                           \
+				__uint(type, BPF_MAP_TYPE_ARRAY);                                  \
+				__uint(map_flags, BPF_F_MMAPABLE);                                 \
+				__uint(max_entries, seg_elems);                                    \
+				__uint(key_size, 4);                                               \
+				__uint(value_size, vsize);                                         \
+			});                                                                        \
+	} name SEC(".maps")
 
-/* One slot-hash probe per data map, checked once by the verifier (bpf/flat.h). */
-DEFINE_FLAT_PROBE(probe_v4_a, flat4_data)
-DEFINE_FLAT_PROBE(probe_v4_b, flat4_data_b)
-DEFINE_FLAT_PROBE(probe_v6_a, flat6_data)
-DEFINE_FLAT_PROBE(probe_v6_b, flat6_data_b)
+#define DEFINE_TABLES(f)                                                                           \
+	DEFINE_BLOCKS(flat##f##_blocks);                                                           \
+	DEFINE_POOL(flat##f##_chunks, FLAT_CHUNK_VALUE, FLAT_CHUNK_SEG_ELEMS,                      \
+		    FLAT_SETS *FLAT_SEGS);                                                         \
+	DEFINE_POOL(flat##f##_ext, FLAT_EXT_VALUE, FLAT_EXT_SEG_ELEMS, FLAT_SETS *FLAT_SEGS);      \
+	DEFINE_POOL(flat##f##_slots, FLAT_SLOT_VALUE, FLAT_SLOT_SEG_ELEMS, FLAT_SETS *FLAT_SEGS);  \
+	DEFINE_POOL(flat##f##_cnt, FLAT_CNT_VALUE, FLAT_CNT_SEG_ELEMS, FLAT_SETS *FLAT_SEGS);      \
+	DEFINE_POOL(flat##f##_ids, FLAT_IDS_VALUE, FLAT_IDS_SEG_ELEMS, FLAT_SEGS)
+
+DEFINE_TABLES(4);
+DEFINE_TABLES(6);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -71,6 +85,10 @@ struct {
 	__type(value, struct ipblock_counter);
 } stats_map SEC(".maps");
 
+/* One slot-hash probe per family, checked once by the verifier (flat_lookup.h). */
+DEFINE_FLAT_PROBE(flat4_probe, flat4_slots)
+DEFINE_FLAT_PROBE(flat6_probe, flat6_slots)
+
 static __always_inline int account(struct xdp_md *ctx, __u32 slot, int verdict)
 {
 	struct ipblock_counter *cnt = bpf_map_lookup_elem(&stats_map, &slot);
@@ -82,17 +100,7 @@ static __always_inline int account(struct xdp_md *ctx, __u32 slot, int verdict)
 	return verdict;
 }
 
-/* The verdict of a trie lookup's answer. */
-static __always_inline int judge_rule(struct xdp_md *ctx, struct ipblock_rule *rule)
-{
-	if (!rule)
-		return account(ctx, IPBLOCK_STAT_PASS_NOMATCH, XDP_PASS);
-	if (rule->action == IPBLOCK_ACTION_DENY)
-		return account(ctx, IPBLOCK_STAT_DROP, XDP_DROP);
-	return account(ctx, IPBLOCK_STAT_PASS_ALLOW, XDP_PASS);
-}
-
-/* The verdict of a flat entry other than FLAT_FALLBACK. */
+/* The verdict of a flat entry. */
 static __always_inline int judge_entry(struct xdp_md *ctx, __u32 e)
 {
 	if (!e)
@@ -108,60 +116,34 @@ static __always_inline __u32 active_set(void)
 	__u32 zero = 0;
 	struct ipblock_config *cfg = bpf_map_lookup_elem(&config_map, &zero);
 
-	return cfg ? cfg->active_set : 0;
+	return cfg ? cfg->active_set & 1 : 0;
 }
 
 SEC("xdp")
 int ipblock_xdp(struct xdp_md *ctx)
 {
+	struct flat_maps m4 = { &flat4_blocks, &flat4_chunks, &flat4_ext, &flat4_slots,
+				flat4_probe };
+	struct flat_maps m6 = { &flat6_blocks, &flat6_chunks, &flat6_ext, &flat6_slots,
+				flat6_probe };
 	struct cursor c;
 	__be16 proto;
 
 	cursor_init(&c, ctx);
 	proto = parse_eth_vlans(&c);
-
-	/*
-	 * Each set has its own branch: the maps must be known to the verifier
-	 * at each call for their lookups to be inlined into plain loads.
-	 */
 	if (proto == bpf_htons(ETH_P_IP)) {
-		struct ipblock_key_v4 key;
 		struct iphdr *ip = parse_ipv4(&c);
-		__u32 set, e;
 
 		if (!ip)
 			goto other;
-		set = active_set();
-		e = set ? flat_lookup_v4(&flat4_top_b, &flat4_data_b, probe_v4_b, ip->saddr)
-			: flat_lookup_v4(&flat4_top, &flat4_data, probe_v4_a, ip->saddr);
-		if (e != FLAT_FALLBACK)
-			return judge_entry(ctx, e);
-		/*
-		 * Fields set one by one: an initialiser would become a
-		 * .rodata constant, whose BTF (a DATASEC without variables)
-		 * Linux 5.10 refuses.
-		 */
-		key.prefixlen = 32;
-		__builtin_memcpy(key.addr, &ip->saddr, sizeof(key.addr));
-		return judge_rule(ctx, set ? bpf_map_lookup_elem(&ipv4_map_b, &key)
-					   : bpf_map_lookup_elem(&ipv4_map, &key));
+		return judge_entry(ctx, flat_lookup_v4(&m4, active_set(), ip->saddr));
 	}
 	if (proto == bpf_htons(ETH_P_IPV6)) {
-		struct ipblock_key_v6 key;
 		struct ipv6hdr *ip6 = parse_ipv6(&c);
-		__u32 set, e;
 
 		if (!ip6)
 			goto other;
-		set = active_set();
-		e = set ? flat_lookup_v6(&flat6_top_b, &flat6_data_b, probe_v6_b, &ip6->saddr)
-			: flat_lookup_v6(&flat6_top, &flat6_data, probe_v6_a, &ip6->saddr);
-		if (e != FLAT_FALLBACK)
-			return judge_entry(ctx, e);
-		key.prefixlen = 128;
-		__builtin_memcpy(key.addr, &ip6->saddr, sizeof(key.addr));
-		return judge_rule(ctx, set ? bpf_map_lookup_elem(&ipv6_map_b, &key)
-					   : bpf_map_lookup_elem(&ipv6_map, &key));
+		return judge_entry(ctx, flat_lookup_v6(&m6, active_set(), &ip6->saddr));
 	}
 other:
 	return account(ctx, IPBLOCK_STAT_PASS_OTHER, XDP_PASS);

@@ -2,87 +2,103 @@
 /*
  * The flat tables' format: what the XDP program reads and user space writes
  * (part of the ABI; ipblock.h includes it).  The tries stay the
- * authoritative rule store; one table per family and rule set (A, B) is
- * compiled from them in user space (common/flat.h) and read by the packet
- * path (bpf/flat_lookup.h).  README's Design section says why this shape
- * and what each part costs.
+ * authoritative rule store; the table of the active rule set is compiled
+ * from them in user space (common/flat.h) and read by the packet path
+ * (bpf/flat_lookup.h), which never reads the tries.  README's Design
+ * section says why this shape and what each part costs.
  *
- * Shape, per family (W = 32 or 128 address bits, N = top bits):
+ * Shape, per family and rule set (W = 32 or 128 address bits; a "block"
+ * is the address's first 16 bits, a "region" its first 24):
  *
- *   top[2^N]  u32, indexed by the address's top N bits (its "region").  An
- *             entry is the verdict of the longest rule of length <= N that
- *             covers the region when no longer rule lies inside it (one load
- *             answers), FLAT_FALLBACK, or FLAT_EXT | index of an ext record.
- *   sum[2^(N-8)]  u32 after top, one per block of 2^FLAT_SUM_SHIFT regions
- *             (a /16): the entry every region of the block has, when they
- *             all have the same plain verdict, else FLAT_SUM_MIXED.  top is
- *             too big to stay in the caches; sum is small enough to, and a
- *             list of thousands of prefixes leaves nearly every block
- *             uniform, so most packets from random sources never touch top.
- *   ext       per region holding rules longer than N: the region's <= N
- *             verdict ("base") and the distinct longer lengths in use there,
- *             longest first, one per byte of a u64 (at most 8); for an IPv4
- *             region with a single long rule, that rule (FLAT_LENS_INLINE).
+ *   blocks[2^16]  u32 per block: the entry every region of the block has,
+ *             when they all have the same plain verdict, else FLAT_EXT |
+ *             c, chunk c holds the block's 256 region entries.  Small
+ *             enough to stay in the caches: a list of thousands of prefixes
+ *             leaves nearly every block uniform, so most packets from random
+ *             sources need this one load.
+ *   chunks    a pool of chunks of 256 u32 region entries: the verdict of
+ *             the longest rule of length <= 24 covering the region, when no
+ *             longer rule lies inside it, else FLAT_EXT | x, ext record x.
+ *             Only mixed blocks have one, so memory follows the rules.
+ *   ext       a pool of 24-byte records: per region holding rules longer
+ *             than /24, the region's <= /24 verdict ("base") and the
+ *             distinct longer lengths in use there, longest first, one per
+ *             byte of a u64 (at most 8); for an IPv4 region with a single
+ *             long rule, that rule (FLAT_LENS_INLINE).  Also the nodes of
+ *             crowded regions' trees.
  *   slots     one open-addressing hash (linear probing, at most
- *             FLAT_MAX_PROBE slots from home) of every rule longer than N,
- *             keyed by (masked address, length).
+ *             FLAT_MAX_PROBE slots from home) of every rule longer than
+ *             /24, keyed by (masked address, length); 2^slot_bits slots,
+ *             load at most 1/2.
  *
- * A lookup reads sum; in a mixed block it reads top; for an ext region it
- * probes the region's lengths longest first and stops at the first hit,
- * else answers base.  A region's bloom word has one bit set per long rule
- * (flat_bloom_bit() of its key's hash): a probe whose bit is clear would
- * miss and is skipped.  Bits are not cleared when a rule goes (other rules
- * may share them): a stale bit costs a probe, never a verdict.  Verdicts
- * are those of an LPM over the rules: short rules are pushed into every
- * region they cover (a longer short rule wins), long ones are found exactly.
+ * A lookup reads blocks; in a mixed block it reads the chunk; for an ext
+ * region it probes the region's lengths longest first and stops at the
+ * first hit, else answers base.  A region's bloom word has one bit set per
+ * long rule (flat_bloom_bit() of its key's hash): a probe whose bit is
+ * clear would miss and is skipped.  Bits are not cleared when a rule goes
+ * (other rules may share them): a stale bit costs a probe, never a
+ * verdict.  Verdicts are those of an LPM over the rules: short rules are
+ * pushed into every region they cover (a longer short rule wins), long
+ * ones are found exactly.
  *
  * Crowded regions: a region whose long rules use more than 8 distinct
  * lengths (IPv6 only: IPv4 has 8 lengths past /24) is split into a tree of
  * nodes.  Its ext record's lens is FLAT_LENS_SPLIT | root << 8, root being
- * the data-map element of the tree's first node.  A node is an ext record
- * too: base (the verdict of the longest rule no longer than the node's
- * depth covering it, pushed down), lens and more (at most 16 of the lengths
+ * the ext record of the tree's first node.  A node is an ext record too:
+ * base (the verdict of the longest rule no longer than the node's depth
+ * covering it, pushed down), lens and more (at most 16 of the lengths
  * under it, the shortest ones, longest first: the 8 longest in lens) and
  * child, the depth c of its children (0: a leaf; c is its longest listed
  * length).  Each child -- one per /c prefix holding rules longer than c --
  * is found in the slot hash under a marker key (prefix /c, tag
- * FLAT_TAG_NODE | c) whose entry is the child's element.  A lookup walks
+ * FLAT_TAG_NODE | c) whose entry is the child's ext record.  A lookup walks
  * down while a marker matches, then probes the last node's lengths longest
  * first, else answers its base: a child's base already holds every shorter
  * verdict, so a found child never needs its parent's lengths.  Nodes never
  * change once a region points at them.
  *
- * Fallback: a region whose rules cannot all be represented -- a rule that
- * found no slot within FLAT_MAX_PROBE of its home, no free ext record, or a
- * tree deeper than FLAT_MAX_NODES -- answers FLAT_FALLBACK and the program
- * consults the trie of the same set.
- *
- * Entries (32 bits; the same encoding in top, ext.base and slots):
+ * Entries (32 bits; the same encoding in blocks, chunks, ext.base, slots):
  *   0                       no rule matches
  *   rule_id << 1 | deny     rule_id in 1..FLAT_MAX_ID: the verdict needs no
  *                           further load, and the id indexes per-rule counters
- *   FLAT_EXT | i            (top only) data-map element i is an ext record
- *   FLAT_FALLBACK           (top only) ask the trie
+ *   FLAT_EXT | i            (blocks: chunk i; chunks: ext record i)
  *
  * Rule ids are small dense integers per family, shared by sets A and B (a
- * prefix keeps its id in both).  The ids map, indexed by id, holds the
+ * prefix keeps its id in both).  The ids area, indexed by id, holds the
  * rule's prefix length and one bit per set the rule is in.
  *
- * Maps, per family, all BPF_MAP_TYPE_ARRAY with BPF_F_MMAPABLE, key u32
- * (ipblock.h lists them; user space sizes them from max_rules):
- *   top  (one per set)  value 8 bytes (two entries), 2^(N-1) elements of
- *                       top, then 2^(N-9) of sum
- *   data (one per set)  value 24 bytes: a user-only header (FLAT_SLOT_BASE
- *                       elements), the slots, the ext records, then
- *                       user-only per-region counters
- *   ids  (one, shared)  value 8 (struct flat_rule), element 0 is a header
- * Array maps round values to 8 bytes, which is why top packs two entries.
+ * Memory that grows: chunks, ext records, slots, the per-region counters
+ * (user only) and the ids are kept in segments, fixed-size inner arrays of
+ * an array of maps (BPF_MAP_TYPE_ARRAY_OF_MAPS), set s's segment g at
+ * outer index s * FLAT_SEGS + g (the ids, shared by the sets, at g).
+ * Every inner map of one outer map has the size of its template, which is
+ * what lets the verifier inline a lookup in it like one in a plain array:
+ * an access costs one more load (the inner map's address) than a plain
+ * array's.  A table grows by segments added where its pools run out; its
+ * slot hash grows (or shrinks) by a table compiled afresh in the other
+ * set, which the program is switched to.  At rest only the active set has
+ * segments.
+ *
+ * Maps, per family (ipblock.h lists them):
+ *   blocks  ARRAY, value 8 bytes (two entries): set s's blocks at elements
+ *           s << 15 .. (s << 15) + 2^15 - 1; then, user only, each set's
+ *           header (FLAT_HDR_ELEMS elements from FLAT_HDR_BASE + s *
+ *           FLAT_HDR_ELEMS)
+ *   chunks  ARRAY_OF_MAPS of ARRAY, value 8, FLAT_CHUNK_SEG_ELEMS per inner
+ *   ext     ARRAY_OF_MAPS of ARRAY, value 24, FLAT_EXT_SEG_ELEMS per inner
+ *   slots   ARRAY_OF_MAPS of ARRAY, value 24, FLAT_SLOT_SEG_ELEMS per inner
+ *   cnt     ARRAY_OF_MAPS of ARRAY, value 8, FLAT_CNT_SEG_ELEMS (user only)
+ *   ids     ARRAY_OF_MAPS of ARRAY, value 8, FLAT_IDS_SEG_ELEMS (user only;
+ *           element 0 is a header)
+ * Array maps round values to 8 bytes, which is why blocks and chunks pack
+ * two entries in one.
  *
  * Ordering: writers publish with aligned 32/64-bit stores in an order that
  * leaves every address judged by its old or its new rule (a slot before its
- * length is listed, an ext record before top points at it, a block marked
- * mixed before any of its top entries changes); readers rely on loads not
- * passing loads (x86).  bpf/flat_lookup.h says what it reads in which order.
+ * length is listed, an ext record before a chunk points at it, a chunk
+ * filled before its block points at it, a segment in its outer map before
+ * anything points into it); readers rely on loads not passing loads (x86).
+ * bpf/flat_lookup.h says what it reads in which order.
  */
 #ifndef IPBLOCK_FLAT_FORMAT_H
 #define IPBLOCK_FLAT_FORMAT_H
@@ -92,31 +108,53 @@
 /* Inlined on both sides: the verifier needs no calls, user space no cost. */
 #define FLAT_INLINE static inline __attribute__((always_inline))
 
-#define FLAT_V4_TOP_BITS 24
-#define FLAT_V6_TOP_BITS 24
+/* Bits of a block (the blocks' index) and of a region. */
+#define FLAT_BLOCK_BITS	 16
+#define FLAT_REGION_BITS 24
+#define FLAT_BLOCKS	 (1u << FLAT_BLOCK_BITS)
+/* Region entries per chunk: the regions of one block. */
+#define FLAT_CHUNK_ENTRIES (1u << (FLAT_REGION_BITS - FLAT_BLOCK_BITS))
 
-#define FLAT_EXT      0x80000000u
-#define FLAT_FALLBACK 0xffffffffu
-#define FLAT_MAX_ID   0x3fffffffu
+#define FLAT_EXT    0x80000000u
+#define FLAT_MAX_ID 0x3fffffffu
 
 /* How far from its home a slot may lie; readers scan at most this far. */
 #define FLAT_MAX_PROBE 32
 /* Distinct long lengths one region can list (one per byte of ext.lens). */
 #define FLAT_MAX_LENS 8
-/* ext.lens value that sends the region's lookups to the trie. */
-#define FLAT_LENS_FALLBACK 0xffull
 
-/* Regions per block summary (2^8: a block is a /16), and its "read top" value. */
-#define FLAT_SUM_SHIFT 8
-#define FLAT_SUM_MIXED FLAT_EXT
+/* The blocks map: both sets' blocks (two entries an element), then the headers. */
+#define FLAT_HDR_BASE	   FLAT_BLOCKS
+#define FLAT_HDR_ELEMS	   32
+#define FLAT_BLOCKS_ELEMS  (FLAT_HDR_BASE + 2 * FLAT_HDR_ELEMS)
+#define FLAT_BLOCKS_VALUE  8
 
-/* Data-map elements before the first slot: user space's header. */
-#define FLAT_SLOT_BASE 4
+/*
+ * Segments.  FLAT_SEGS per set and kind caps each pool (65,536 chunks, 32M
+ * ext records, 64M slots, 128M counters); the sizes are a trade between
+ * the memory of a table with few rules (a pool in use has at least one
+ * segment) and the number of segments a large one needs, each of which
+ * costs an RCU grace period to insert into its outer map.
+ */
+#define FLAT_SETS	     2
+#define FLAT_SEGS	     2048
+#define FLAT_CHUNK_SEG_SHIFT 8 /* chunks per segment: 256 (256 KiB) */
+#define FLAT_EXT_SEG_SHIFT   14 /* records per segment (384 KiB) */
+#define FLAT_SLOT_SEG_SHIFT  15 /* slots per segment (768 KiB) */
+#define FLAT_CNT_SEG_SHIFT   FLAT_SLOT_SEG_SHIFT /* one per slot (256 KiB) */
+#define FLAT_IDS_SEG_SHIFT   15 /* ids per segment (256 KiB) */
+#define FLAT_CHUNK_SEG_ELEMS ((FLAT_CHUNK_ENTRIES / 2) << FLAT_CHUNK_SEG_SHIFT)
+#define FLAT_EXT_SEG_ELEMS   (1u << FLAT_EXT_SEG_SHIFT)
+#define FLAT_SLOT_SEG_ELEMS  (1u << FLAT_SLOT_SEG_SHIFT)
+#define FLAT_CNT_SEG_ELEMS   (1u << FLAT_CNT_SEG_SHIFT)
+#define FLAT_IDS_SEG_ELEMS   (1u << FLAT_IDS_SEG_SHIFT)
 
-/* Value sizes of the top, data and ids maps. */
-#define FLAT_TOP_VALUE_SIZE  8
-#define FLAT_DATA_VALUE_SIZE 24
-#define FLAT_IDS_VALUE_SIZE  8
+/* Value sizes of the segments' inner arrays. */
+#define FLAT_CHUNK_VALUE 8
+#define FLAT_EXT_VALUE	 24
+#define FLAT_SLOT_VALUE	 24
+#define FLAT_CNT_VALUE	 8
+#define FLAT_IDS_VALUE	 8
 
 /*
  * ext.lens of an IPv4 region whose only long rule is kept in the record:
@@ -148,7 +186,7 @@ FLAT_INLINE __u32 flat_inline_entry(__u64 lens, __u32 a, __u32 base)
 	return last == ((lens >> 16) & 0xff) ? (__u32)(lens >> 32) : base;
 }
 
-/* ext.lens value of a split region: low byte, the root node's element above it. */
+/* ext.lens value of a split region: low byte, the root node's record above it. */
 #define FLAT_LENS_SPLIT 0xfeull
 /*
  * Lengths one node of a split region's tree lists: 8 in lens, 8 more in
@@ -178,11 +216,12 @@ struct flat_slot {
 };
 
 /*
- * Per-region record for regions holding rules longer than N, and the nodes
- * of a split region's tree (see above).
+ * Per-region record for regions holding rules longer than /24, and the
+ * nodes of a split region's tree (see above).  Record 0 is never used, so
+ * that a marker's entry is never 0 (a probe's "not found").
  */
 struct flat_ext {
-	__u32 base;	/* entry of the longest rule <= N (node: <= its depth) covering it */
+	__u32 base;	/* entry of the longest rule <= /24 (node: <= its depth) covering it */
 	__u8 slot_bits; /* log2 of the slot count: readers need no config */
 	__u8 child;	/* node: its children's depth, 0 for a leaf; region: 0 */
 	__u8 nlens;	/* user: distinct long lengths in the region */
@@ -200,7 +239,7 @@ struct flat_ext {
 	};
 };
 
-/* One element of the ids map. */
+/* One element of the ids. */
 struct flat_rule {
 	__u8 prefixlen;
 	__u8 sets;	/* bit s: in set s */
@@ -211,9 +250,9 @@ struct flat_rule {
 
 #define FLAT_RULE_RESERVED 0x1
 
-_Static_assert(sizeof(struct flat_slot) == FLAT_DATA_VALUE_SIZE, "a slot is one data element");
-_Static_assert(sizeof(struct flat_ext) == FLAT_DATA_VALUE_SIZE, "a record is one data element");
-_Static_assert(sizeof(struct flat_rule) == FLAT_IDS_VALUE_SIZE, "a rule is one ids element");
+_Static_assert(sizeof(struct flat_slot) == FLAT_SLOT_VALUE, "a slot is one element");
+_Static_assert(sizeof(struct flat_ext) == FLAT_EXT_VALUE, "a record is one element");
+_Static_assert(sizeof(struct flat_rule) == FLAT_IDS_VALUE, "a rule is one element");
 
 /*
  * Home slot of a key in a table of 2^bits slots (6..30): one multiply
@@ -253,7 +292,7 @@ FLAT_INLINE void flat_mask(__u64 *hi, __u64 *lo, __u32 len)
 	}
 }
 
-/* Whether an entry (not FLAT_FALLBACK) names a deny rule. */
+/* Whether an entry names a deny rule. */
 FLAT_INLINE int flat_entry_deny(__u32 e)
 {
 	return e & 1;

@@ -3,10 +3,12 @@
  * Crowded regions of the flat tables: a region whose long rules use more
  * lengths than one record lists is judged by a tree of nodes (format in
  * flat_format.h).  Trees are never changed in place: a change in a split
- * region hands it to the trie (flat_unsplit()), and at the end of the
- * operation flat_split_settle() compiles the queued regions afresh from
- * one pass over the slots, publishes each with one store and frees the old
- * trees after the quarantine.
+ * region queues it (flat_split_touch()), lookups keep using its old tree,
+ * and at the end of the operation flat_split_settle() compiles the queued
+ * regions afresh from one pass over the slots, publishes each with one
+ * store and frees the old trees after the quarantine.  A new tree's markers
+ * carry the other generation's tag than the old tree's, so both can be in
+ * the hash until the old one goes.
  */
 #include <errno.h>
 
@@ -40,25 +42,14 @@ void flat_split_later(struct flat *t, struct flat_ext *x, uint32_t r)
 	split_queue(t, r, FLAT_NIL);
 }
 
-/*
- * A change is about to touch region r: if it is split, hand it to the trie
- * (its nodes hold pushed-down verdicts that the change may falsify) and
- * queue it for a fresh tree at the end of the operation.
- */
-void flat_unsplit(struct flat *t, uint32_t r)
+void flat_split_touch(struct flat *t, uint32_t r)
 {
-	uint32_t e = t->top[r];
-	struct flat_ext *x;
+	struct flat_ext *x = region_ext(t, r);
 
-	if (e == FLAT_FALLBACK || !(e & FLAT_EXT))
-		return;
-	x = ext_of(t, e);
-	if (!x || !lens_split(x->lens))
+	if (!x || !lens_split(x->lens) || (x->state & EXT_QUEUED))
 		return;
 	split_queue(t, r, (uint32_t)(x->lens >> 8));
 	x->state |= EXT_QUEUED;
-	flat_set_lens(t, x, FLAT_LENS_FALLBACK);
-	t->unsplit_ms = flat_now_ms();
 }
 
 /* What one flat_split_settle() builds, so that a failed tree can be taken back. */
@@ -106,11 +97,17 @@ static int by_address(const void *a, const void *b)
 	return ruleset_key_compare(x->hi, x->lo, rule_len(x), y->hi, y->lo, rule_len(y));
 }
 
-static bool queued(const struct flat *t, uint32_t r)
+/* Region r's entry of the sorted queue, or NULL. */
+static struct flat_split *split_of(const struct flat *t, uint32_t r)
 {
 	struct flat_split key = { .region = r };
 
-	return bsearch(&key, t->split, t->nsplit, sizeof(key), by_region) != NULL;
+	return bsearch(&key, t->split, t->nsplit, sizeof(key), by_region);
+}
+
+static bool queued(const struct flat *t, uint32_t r)
+{
+	return split_of(t, r) != NULL;
 }
 
 /*
@@ -137,9 +134,13 @@ static unsigned int node_lengths(const struct flat_slot *v, size_t n,
 	return 0;
 }
 
-/* Fill a node record: base, its lengths longest first (8 in lens, 8 in more), child depth c. */
+/*
+ * Fill a node record: base, its lengths longest first (8 in lens, 8 in
+ * more), child depth c and the generation (0 or CHILD_GEN) of the markers
+ * of its children.
+ */
 static int node_make(struct flat *t, struct split_build *b, const unsigned int *own, unsigned int k,
-		     unsigned int c, uint32_t base, uint32_t *elem)
+		     unsigned int c, uint32_t gen, uint32_t base, uint32_t *elem)
 {
 	struct flat_ext *x;
 	__u64 lens = 0, more = 0;
@@ -165,8 +166,8 @@ static int node_make(struct flat *t, struct split_build *b, const unsigned int *
 	x->base = base;
 	x->lens = lens;
 	x->more = more;
-	x->child = (uint8_t)c;
-	*elem = ext_elem(t, i);
+	x->child = (uint8_t)(c ? c | gen : 0);
+	*elem = i;
 	return 0;
 }
 
@@ -187,16 +188,16 @@ static uint32_t child_base(const struct flat *t, __u64 kh, __u64 kl, const unsig
 }
 
 static int build_node(struct flat *t, struct split_build *b, const struct flat_slot *v, size_t n,
-		      uint32_t base, unsigned int level, uint32_t *elem);
+		      uint32_t gen, uint32_t base, unsigned int level, uint32_t *elem);
 
 /*
  * The children of a node at depth c over rules v[0..n) (sorted by
  * address): one per /c prefix holding rules longer than c, each found by a
- * marker slot (prefix /c, tag FLAT_TAG_NODE | c).
+ * marker slot (prefix /c, tag FLAT_TAG_NODE | gen | c).
  */
 static int build_children(struct flat *t, struct split_build *b, const struct flat_slot *v,
-			  size_t n, unsigned int c, const unsigned int *own, unsigned int k,
-			  uint32_t base, unsigned int level)
+			  size_t n, unsigned int c, uint32_t gen, const unsigned int *own,
+			  unsigned int k, uint32_t base, unsigned int level)
 {
 	struct flat_slot *deep = malloc(n * sizeof(*deep));
 	size_t m = 0;
@@ -222,12 +223,12 @@ static int build_children(struct flat *t, struct split_build *b, const struct fl
 				break;
 			e++;
 		}
-		ret = build_node(t, b, deep + j, e - j, child_base(t, kh, kl, own, k, base),
+		ret = build_node(t, b, deep + j, e - j, gen, child_base(t, kh, kl, own, k, base),
 				 level + 1, &celem);
 		if (!ret)
-			ret = flat_slot_insert(t, kh, kl, FLAT_TAG_NODE | c, celem);
+			ret = flat_slot_insert(t, kh, kl, FLAT_TAG_NODE | gen | c, celem);
 		if (!ret) {
-			uint32_t s = slot_find(t, kh, kl, FLAT_TAG_NODE | c);
+			uint32_t s = slot_find(t, kh, kl, FLAT_TAG_NODE | gen | c);
 
 			ret = s == FLAT_NIL ? -EPROTO
 					    : push_u32(&b->marks, &b->nmarks, &b->marks_cap, s);
@@ -241,10 +242,10 @@ static int build_children(struct flat *t, struct split_build *b, const struct fl
 /*
  * The node for rules v[0..n) (sorted by address, all longer than the
  * node's depth and under it), whose addresses no listed rule covers are
- * judged by base.  *elem gets its element index.
+ * judged by base.  *elem gets its record.
  */
 static int build_node(struct flat *t, struct split_build *b, const struct flat_slot *v, size_t n,
-		      uint32_t base, unsigned int level, uint32_t *elem)
+		      uint32_t gen, uint32_t base, unsigned int level, uint32_t *elem)
 {
 	unsigned int own[FLAT_NODE_LENS], k;
 	unsigned int c = node_lengths(v, n, own, &k);
@@ -252,16 +253,16 @@ static int build_node(struct flat *t, struct split_build *b, const struct flat_s
 
 	if (c && level + 1 >= FLAT_MAX_NODES)
 		return -E2BIG;
-	ret = node_make(t, b, own, k, c, base, elem);
+	ret = node_make(t, b, own, k, c, gen, base, elem);
 	if (!ret && c)
-		ret = build_children(t, b, v, n, c, own, k, base, level);
+		ret = build_children(t, b, v, n, c, gen, own, k, base, level);
 	return ret;
 }
 
-/* Free a tree's node record (elem names an ext record that is a node). */
-static void free_node(struct flat *t, uint32_t elem)
+/* Free a tree's node record (i names an ext record that is a node). */
+static void free_node(struct flat *t, uint32_t i)
 {
-	struct flat_ext *x = ext_of(t, elem);
+	struct flat_ext *x = ext_of(t, i);
 
 	if (x && x->state == EXT_NODE) {
 		flat_ext_free(t, ext_index(t, x));
@@ -269,31 +270,36 @@ static void free_node(struct flat *t, uint32_t elem)
 	}
 }
 
-/* Compile the tree of queued region r from its rules v[0..n). */
-static void split_region(struct flat *t, uint32_t r, const struct flat_slot *v, size_t n)
+/*
+ * Give queued region r what its rules v[0..n) need: a plain list when its
+ * lengths fit in the record again, else a new tree (the other generation
+ * than the tree old_root, which goes after the quarantine).
+ */
+static int split_region(struct flat *t, uint32_t r, uint32_t old_root, const struct flat_slot *v,
+			size_t n)
 {
-	uint32_t e = t->top[r], root;
+	struct flat_ext *x = region_ext(t, r), *old = ext_of(t, old_root);
+	uint32_t gen = old && (old->child & CHILD_GEN) ? 0 : CHILD_GEN, root;
 	struct split_build b = { 0 };
 	unsigned int nlens;
 	uint32_t nlong;
-	struct flat_ext *x;
 	__u64 lens;
 	int ret;
 
-	if (e == FLAT_FALLBACK || !(e & FLAT_EXT))
-		return;
-	x = ext_of(t, e);
-	if (!x || x->lens != FLAT_LENS_FALLBACK)
-		return;
+	if (!x)
+		return 0; /* its last long rule went */
 	lens = flat_lens_from_counts(t, r, &nlens, &nlong);
-	if (lens != FLAT_LENS_FALLBACK) {
+	if (nlens <= FLAT_MAX_LENS) {
+		if (nlens == 1 && nlong == 1 && t->width == 32 && n == 1)
+			lens = flat_lens_inline(nlens ? (unsigned int)(lens & 0xff) : 0,
+						(uint32_t)(v[0].hi >> 32), (uint32_t)v[0].word);
 		flat_set_lens(t, x, lens);
-		return;
+		return 0;
 	}
-	/* Every rule must be in the hash, and the pass must have seen them all. */
-	if (cnt_get(t, r, CNT_MISSING) || nlong != n)
-		return;
-	ret = build_node(t, &b, v, n, x->base, 0, &root);
+	/* The pass must have seen every rule the counters count. */
+	if (nlong != n)
+		return -EPROTO;
+	ret = build_node(t, &b, v, n, gen, x->base, 0, &root);
 	if (!ret) {
 		flat_set_lens(t, x, FLAT_LENS_SPLIT | (__u64)root << 8);
 	} else {
@@ -301,10 +307,11 @@ static void split_region(struct flat *t, uint32_t r, const struct flat_slot *v, 
 		for (uint32_t j = 0; j < b.nmarks; j++)
 			flat_slot_kill(t, b.marks[j]);
 		for (uint32_t j = 0; j < b.nnodes; j++)
-			free_node(t, ext_elem(t, b.nodes[j]));
+			free_node(t, b.nodes[j]);
 	}
 	free(b.nodes);
 	free(b.marks);
+	return ret;
 }
 
 /*
@@ -329,8 +336,7 @@ static bool queue_settle(struct flat *t)
 	}
 	t->nsplit = k;
 	for (uint32_t j = 0; j < k; j++) {
-		uint32_t e = t->top[t->split[j].region];
-		struct flat_ext *x = e != FLAT_FALLBACK && (e & FLAT_EXT) ? ext_of(t, e) : NULL;
+		struct flat_ext *x = region_ext(t, t->split[j].region);
 
 		if (x)
 			x->state &= ~EXT_QUEUED;
@@ -353,7 +359,7 @@ static int collect_queued(const struct flat *t, struct flat_slot **v, size_t *n,
 		const struct flat_slot *s = &t->slots[i];
 		uint32_t tag = (uint32_t)(s->word >> 32);
 
-		if (!tag || (tag & FLAT_TAG_DEAD) || !queued(t, region_of(t, s->hi)))
+		if (!tag || (tag & FLAT_TAG_DEAD) || !queued(t, region_of(s->hi)))
 			continue;
 		if (tag & FLAT_TAG_NODE) {
 			err = push_u32(old, nold, &old_cap, i);
@@ -373,35 +379,49 @@ static int collect_queued(const struct flat *t, struct flat_slot **v, size_t *n,
 	return err;
 }
 
-/* Free the old trees once no reader that found one before it was unhooked can be in it. */
-static void free_old_trees(struct flat *t, const uint32_t *old, uint32_t nold)
+/*
+ * Free the old trees once no reader that found one before it was unhooked
+ * can be in it; a region whose new tree failed still uses its old one.
+ */
+static void free_old_trees(struct flat *t, const uint32_t *old, uint32_t nold, uint32_t since)
 {
-	flat_wait_aged(t, t->unsplit_ms);
+	flat_wait_aged(t, since);
 	for (uint32_t j = 0; j < nold; j++) {
+		const struct flat_split *q = split_of(t, region_of(t->slots[old[j]].hi));
+
+		if (q && q->kept)
+			continue;
 		free_node(t, (uint32_t)t->slots[old[j]].word);
 		flat_slot_kill(t, old[j]);
 	}
 	for (uint32_t j = 0; j < t->nsplit; j++)
-		if (t->split[j].old_root != FLAT_NIL)
+		if (t->split[j].old_root != FLAT_NIL && !t->split[j].kept)
 			free_node(t, t->split[j].old_root);
 }
 
 /* Compile each queued region's tree from its rules, v[0..n) sorted by address. */
-static void compile_queued(struct flat *t, const struct flat_slot *v, size_t n)
+static int compile_queued(struct flat *t, const struct flat_slot *v, size_t n)
 {
 	size_t at = 0;
+	int ret = 0;
 
 	for (uint32_t j = 0; j < t->nsplit; j++) {
 		uint32_t r = t->split[j].region;
 		size_t from;
+		int err;
 
-		while (at < n && region_of(t, v[at].hi) < r)
+		while (at < n && region_of(v[at].hi) < r)
 			at++;
 		from = at;
-		while (at < n && region_of(t, v[at].hi) == r)
+		while (at < n && region_of(v[at].hi) == r)
 			at++;
-		split_region(t, r, v + from, at - from);
+		err = split_region(t, r, t->split[j].old_root, v + from, at - from);
+		/* Not built: the region keeps its old tree or list (old verdicts). */
+		t->split[j].kept = err != 0;
+		if (err && !ret)
+			ret = err;
 	}
+	return ret;
 }
 
 int flat_split_settle(struct flat *t, int ret)
@@ -417,15 +437,16 @@ int flat_split_settle(struct flat *t, int ret)
 	any_old = queue_settle(t);
 	err = collect_queued(t, &v, &n, &old, &nold);
 	/*
-	 * Short of memory, leave everything as it is: the regions stay on the
-	 * trie (right, only slower), and the next pass finds the old markers
-	 * again.
+	 * Short of memory, leave everything as it is: the regions keep their
+	 * old trees or lists (right, if stale for the rules this operation
+	 * changed), and the next pass finds them again.
 	 */
 	if (!err) {
-		if (nold || any_old)
-			free_old_trees(t, old, nold);
 		qsort(v, n, sizeof(*v), by_address);
-		compile_queued(t, v, n);
+		err = compile_queued(t, v, n);
+		/* The old trees are unhooked now: once no reader can be in them, they go. */
+		if (nold || any_old)
+			free_old_trees(t, old, nold, flat_now_ms());
 	}
 	free(v);
 	free(old);

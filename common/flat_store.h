@@ -4,12 +4,11 @@
  * primitives the change code (flat.c) and the crowded-region trees
  * (flat_split.c) build on.  flat_store.c holds the larger ones.
  *
- * The data map starts with a user-only header, so that any process that
- * maps the tables can carry on where another stopped; then the slot hash,
- * the ext records, and the per-region counters: an open-addressing table
- * of u64 records, key (region << 8 | length) in the high half, count in
- * the low half, a zero count an empty record.  Length 0 counts the
- * region's rules that found no slot.
+ * Each set's header lies after the blocks, so that any process that maps
+ * the tables can carry on where another stopped.  The per-region counters
+ * are an open-addressing table of u64 records, as many as slots: key
+ * (region << 8 | length) in the high half, count in the low half, a zero
+ * count an empty record.
  */
 #ifndef IPBLOCK_FLAT_STORE_H
 #define IPBLOCK_FLAT_STORE_H
@@ -20,12 +19,9 @@
 
 #include "flat.h"
 
-#define FLAT_MAGIC   0x31544c46u /* "FLT1" */
-#define FLAT_VERSION 6
+#define FLAT_MAGIC   0x32544c46u /* "FLT2" */
+#define FLAT_VERSION 8
 #define FLAT_NIL     0xffffffffu
-
-/* Header elements (24 bytes each): first, so any geometry finds it. */
-#define HDR_ELEMS FLAT_SLOT_BASE
 
 #define EXT_USED 1
 #define EXT_FREE 2
@@ -33,33 +29,45 @@
 /* state bit of a region record already queued for a tree. */
 #define EXT_QUEUED 0x80
 
-/* The per-region counter of the rules that found no slot. */
-#define CNT_MISSING 0
+/* A node's child byte: its children's depth, and the generation of their markers. */
+#define CHILD_DEPTH 0x7f
+#define CHILD_GEN   0x80
 
 /*
- * User-only bookkeeping in the data map, so another process can pick up.
- * Identity and geometry first: flat_clear() keeps what comes before
- * ext_bump.
+ * Chunks given back and not yet aged, at most this many: their entries must
+ * stay what they were for readers that found the chunk before its block
+ * went uniform, so they wait here, off the free FIFO whose links live in
+ * the chunks themselves.
  */
+#define FLAT_LIMBO 64
+
+/* User-only bookkeeping after the blocks, so another process can pick up. */
 struct flat_hdr {
 	uint32_t magic;
-	uint8_t version, width, top_bits, slot_bits;
-	uint32_t ext_cap, cnt_cap;
-	uint32_t ext_bump;	       /* records [0, bump) were handed out before */
-	uint32_t free_head, free_tail; /* FIFO of freed records, oldest first */
-	uint32_t long_rules, missing;  /* as struct flat_stats */
-	uint32_t ext_regions, fallback_regions;
+	uint8_t version, width, slot_bits, pad;
+	uint32_t chunk_cap, ext_cap;	 /* pool sizes mapped: the segments there are */
+	uint32_t chunk_bump, ext_bump;	 /* [0, bump) were handed out before */
+	uint32_t chunk_head, chunk_tail; /* FIFO of freed chunks, oldest first */
+	uint32_t free_head, free_tail;	 /* FIFO of freed records, oldest first */
+	uint32_t chunks_used, ext_used;	 /* handed out and not freed */
+	uint32_t long_rules, ext_regions, split_regions, nodes;
 	uint32_t dead_slots, live_slots, cnt_used;
-	uint32_t split_regions, nodes;
+	uint32_t limbo_ms, limbo_n; /* when the newest chunk in limbo was given back */
+	uint16_t limbo[FLAT_LIMBO]; /* chunks given back, entries untouched */
 };
 
-/* A region queued for compiling its tree, and the tree it had (or FLAT_NIL). */
+/*
+ * A region queued for compiling its tree, and the tree it had (or
+ * FLAT_NIL), which stays its own (kept) when the new one cannot be built.
+ */
 struct flat_split {
 	uint32_t region;
 	uint32_t old_root;
+	bool kept;
 };
 
-_Static_assert(sizeof(struct flat_hdr) <= HDR_ELEMS * FLAT_DATA_VALUE_SIZE, "header too big");
+_Static_assert(sizeof(struct flat_hdr) <= FLAT_HDR_ELEMS * FLAT_BLOCKS_VALUE, "header too big");
+_Static_assert(FLAT_BLOCKS <= 65536, "a chunk number fits the limbo's 16 bits");
 
 /* --- small and hot: inline ------------------------------------------------------- */
 
@@ -117,16 +125,22 @@ static inline void key_of(const struct flat *t, const uint8_t *addr, __u64 *hi, 
 	}
 }
 
-static inline uint32_t region_of(const struct flat *t, __u64 hi)
+static inline uint32_t region_of(__u64 hi)
 {
-	return (uint32_t)(hi >> (64 - t->top_bits));
+	return (uint32_t)(hi >> (64 - FLAT_REGION_BITS));
 }
 
+static inline uint32_t block_of(uint32_t r)
+{
+	return r >> (FLAT_REGION_BITS - FLAT_BLOCK_BITS);
+}
+
+/* The ext record an entry names, or NULL. */
 static inline struct flat_ext *ext_of(const struct flat *t, uint32_t e)
 {
-	uint32_t i = (e & ~FLAT_EXT) - HDR_ELEMS - nslots_of(t);
+	uint32_t i = e & ~FLAT_EXT;
 
-	return i < t->ext_cap ? &t->ext[i] : NULL;
+	return i && i < t->ext_cap ? &t->ext[i] : NULL;
 }
 
 static inline uint32_t ext_index(const struct flat *t, const struct flat_ext *x)
@@ -134,56 +148,28 @@ static inline uint32_t ext_index(const struct flat *t, const struct flat_ext *x)
 	return (uint32_t)(x - t->ext);
 }
 
-/* The element index a top entry or marker uses for ext record i. */
-static inline uint32_t ext_elem(const struct flat *t, uint32_t i)
+/* The entries of chunk c. */
+static inline uint32_t *chunk_of(const struct flat *t, uint32_t c)
 {
-	return HDR_ELEMS + nslots_of(t) + i;
+	return &t->chunks[(size_t)c * FLAT_CHUNK_ENTRIES];
 }
 
-/* Where region r's <= N verdict lives (top or its ext record), NULL on fallback. */
-static inline __u32 *base_of(const struct flat *t, uint32_t r)
+/* Region r's entry: its block's when the block is uniform, else its chunk's. */
+static inline uint32_t region_get(const struct flat *t, uint32_t r)
 {
-	uint32_t e = t->top[r];
-	struct flat_ext *x;
+	uint32_t b = t->blocks[block_of(r)];
 
-	if (e == FLAT_FALLBACK)
-		return NULL;
-	if (!(e & FLAT_EXT))
-		return &t->top[r];
-	x = ext_of(t, e);
-	return x ? &x->base : NULL;
+	if (!(b & FLAT_EXT))
+		return b;
+	return chunk_of(t, b & ~FLAT_EXT)[r & (FLAT_CHUNK_ENTRIES - 1)];
 }
 
-/*
- * Store e in top[r].  The block's summary becomes FLAT_SUM_MIXED first,
- * unless it already names e, and the block is recomputed by flat_sum_settle()
- * at the end of the operation.
- */
-static inline void top_put(struct flat *t, uint32_t r, uint32_t e)
+/* Region r's record, or NULL when its entry is a plain verdict. */
+static inline struct flat_ext *region_ext(const struct flat *t, uint32_t r)
 {
-	uint32_t b = r >> FLAT_SUM_SHIFT;
+	uint32_t e = region_get(t, r);
 
-	if (t->top[r] == e)
-		return;
-	if (t->sum[b] != FLAT_SUM_MIXED)
-		put32(&t->sum[b], FLAT_SUM_MIXED);
-	put32(&t->top[r], e);
-	if (!t->dirty && !t->dirty_all) {
-		t->dirty = calloc(((size_t)1 << (t->top_bits - FLAT_SUM_SHIFT)) / 64 + 1, 8);
-		/* Without the bitmap every block is looked at; nothing is lost. */
-		t->dirty_all = !t->dirty;
-	}
-	if (t->dirty)
-		t->dirty[b / 64] |= 1ull << (b % 64);
-}
-
-/* A new verdict for region r through base_of()'s pointer b. */
-static inline void base_put(struct flat *t, uint32_t r, __u32 *b, uint32_t e)
-{
-	if (b == &t->top[r])
-		top_put(t, r, e);
-	else
-		put32(b, e);
+	return e & FLAT_EXT ? ext_of(t, e) : NULL;
 }
 
 static inline uint32_t cnt_key(uint32_t region, unsigned int len)
@@ -194,7 +180,7 @@ static inline uint32_t cnt_key(uint32_t region, unsigned int len)
 /* Index of key's record, or of the empty record where it would go. */
 static inline uint32_t cnt_probe(const struct flat *t, uint32_t key, bool *found)
 {
-	uint32_t mask = t->cnt_cap - 1, i = flat_home(key, 0, 0, log2u(t->cnt_cap));
+	uint32_t mask = nslots_of(t) - 1, i = flat_home(key, 0, 0, t->slot_bits);
 
 	for (uint32_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
 		uint64_t rec = t->cnt[i];
@@ -229,18 +215,18 @@ static inline uint32_t slot_home(const struct flat *t, __u64 hi, __u64 lo, unsig
 	return flat_home(hi, lo, len, t->slot_bits);
 }
 
-/* The live slot of (hi, lo, len), or FLAT_NIL. */
-static inline uint32_t slot_find(const struct flat *t, __u64 hi, __u64 lo, unsigned int len)
+/* The live slot of (hi, lo, tag), or FLAT_NIL. */
+static inline uint32_t slot_find(const struct flat *t, __u64 hi, __u64 lo, unsigned int tag)
 {
-	uint32_t mask = nslots_of(t) - 1, i = slot_home(t, hi, lo, len);
+	uint32_t mask = nslots_of(t) - 1, i = slot_home(t, hi, lo, tag);
 
 	for (int n = 0; n < FLAT_MAX_PROBE; n++, i = (i + 1) & mask) {
 		const struct flat_slot *s = &t->slots[i];
-		uint32_t tag = (uint32_t)(s->word >> 32);
+		uint32_t got = (uint32_t)(s->word >> 32);
 
-		if (!tag)
+		if (!got)
 			break;
-		if (tag == len && s->hi == hi && s->lo == lo)
+		if (got == tag && s->hi == hi && s->lo == lo)
 			return i;
 	}
 	return FLAT_NIL;
@@ -262,25 +248,41 @@ static inline bool lens_split(__u64 lens)
 /* Milliseconds of CLOCK_MONOTONIC, for the quarantine. */
 uint32_t flat_now_ms(void);
 
-/* Sleep until a record freed at since has aged. */
+/* Whether something freed at since has aged past the quarantine. */
+bool flat_aged(const struct flat *t, uint32_t since);
+
+/* Sleep until something freed at since has aged. */
 void flat_wait_aged(const struct flat *t, uint32_t since);
 
-/* End of an operation: the blocks it touched get their summaries back. */
-void flat_sum_settle(struct flat *t);
+/*
+ * Store e as region r's entry.  A uniform block whose entry is not e gets
+ * a chunk first (filled with the block's entry, then published), so that
+ * readers meet the old or the new entry; flat_blocks_settle() gives
+ * uniform blocks their entry back at the end of the operation and their
+ * chunks to the limbo, and the free FIFO once aged.  -ENOSPC when no chunk
+ * can be had.
+ */
+int flat_region_put(struct flat *t, uint32_t r, uint32_t e);
+
+/* End of an operation: blocks whose regions all agree give their chunks back. */
+void flat_blocks_settle(struct flat *t);
 
 /* Add delta (+1/-1) to a counter; *now gets the new value.  -ENOSPC when full. */
 int flat_cnt_add(struct flat *t, uint32_t region, unsigned int len, int delta, uint32_t *now);
 
+/* Whether one more live slot would take the hash past load 1/2. */
+bool flat_slots_full(const struct flat *t);
+
 /*
- * Put a new (hi, lo, len) -> entry within FLAT_MAX_PROBE of its home.
- * -ENOSPC when the window is full of live and recently dead slots.
+ * Put a new (hi, lo, tag) -> entry within FLAT_MAX_PROBE of its home.
+ * -ENOBUFS when the window is full of live and recently dead slots.
  */
-int flat_slot_insert(struct flat *t, __u64 hi, __u64 lo, unsigned int len, uint32_t entry);
+int flat_slot_insert(struct flat *t, __u64 hi, __u64 lo, unsigned int tag, uint32_t entry);
 
 /* Kill slot i: it rests (tag dead, time of death) until the quarantine is over. */
 void flat_slot_kill(struct flat *t, uint32_t i);
 
-/* A free ext record, oldest freed first; waits out the quarantine if it must. */
+/* A free ext record, oldest freed first; grows the pool or waits out the quarantine. */
 int flat_ext_alloc(struct flat *t, uint32_t *out);
 
 /* Free ext record i (to the end of the free FIFO). */
@@ -292,13 +294,10 @@ __u64 flat_lens_insert(__u64 lens, unsigned int len);
 /* lens without len. */
 __u64 flat_lens_remove(__u64 lens, unsigned int len);
 
-/*
- * The list a region should show, from its counters: FLAT_LENS_FALLBACK when
- * a rule is missing from the hash or there are too many lengths.
- */
+/* The lengths region r's counters list, longest first (the first 8), and how many. */
 __u64 flat_lens_from_counts(const struct flat *t, uint32_t r, unsigned int *nlens, uint32_t *nlong);
 
-/* Publish a region's new list, keeping the fallback and split counts right. */
+/* Publish a region's new list, keeping the split count right. */
 void flat_set_lens(struct flat *t, struct flat_ext *x, __u64 lens);
 
 /* --- flat_split.c ---------------------------------------------------------------- */
@@ -307,14 +306,14 @@ void flat_set_lens(struct flat *t, struct flat_ext *x, __u64 lens);
 void flat_split_later(struct flat *t, struct flat_ext *x, uint32_t r);
 
 /*
- * A change is about to touch region r: if it is split, hand it to the trie
- * until the end of the operation, which compiles it a fresh tree.
+ * A change is about to touch region r: if it is split, queue it for a new
+ * tree at the end of the operation.  Lookups use the old tree until then.
  */
-void flat_unsplit(struct flat *t, uint32_t r);
+void flat_split_touch(struct flat *t, uint32_t r);
 
 /*
  * Compile the queued regions' trees.  Returns ret (the operation's result)
- * unless that was 0 and this failed for want of memory.
+ * unless that was 0 and this failed.
  */
 int flat_split_settle(struct flat *t, int ret);
 

@@ -20,8 +20,11 @@
 /* The XDP program's function name, which is also its kernel program name. */
 #define IPBLOCK_PROG_NAME "ipblock_xdp"
 
-/* Default capacity of each family's trie (prefixes). */
-#define IPBLOCK_MAX_RULES_DEFAULT 1000000
+/*
+ * Default ceiling of rules per family (the tries' max_entries).  Memory
+ * follows the rules, not the ceiling: it only stops a runaway writer.
+ */
+#define IPBLOCK_MAX_RULES_DEFAULT 4000000
 
 /*
  * LPM trie keys.  prefixlen first, then the address in network byte order, as
@@ -49,7 +52,7 @@ enum ipblock_action {
  * prefix's id in the flat tables (dense, per family, the same in both sets;
  * the flat entries carry it to the packet path), which per-rule counters
  * and user-space metadata (added-at, expiry, comment) will be indexed by;
- * 0 means "no id" (--lookup trie assigns none).  flags is reserved and 0.
+ * 0 means "no id".  flags is reserved and 0.
  */
 struct ipblock_rule {
 	__u8 action;	/* enum ipblock_action */
@@ -90,19 +93,32 @@ struct ipblock_counter {
  * max_entries).  name is the map's name in the program and its pin name
  * (stable: tools outside ipblock may read the pins); ID makes its index,
  * IPBLOCK_MAP_<ID>.  max_entries 0: chosen when the maps are created (the
- * tries' capacity, the flat tables' sizes).
+ * tries' capacity, the ceiling of rules per family).
  *
  * Each family has two tries, set A (ipv4_map, ipv6_map) and set B (the _b
- * maps), and config_map says which set the program reads.  At rest both
- * sets hold the same rules and A is active, so ipv4_map/ipv6_map always
- * show the whole rule set.  A replace fills B, switches to B, brings A up to
- * date and switches back: every packet is judged by the complete old set or
- * the complete new one, never a mix.  Beside each trie the flat tables
- * (flat_format.h): per family a top and a data array for each set, and one
- * ids array shared by both sets.  With --lookup trie the top arrays hold a
- * single entry saying "ask the trie", and the data and ids arrays one
- * unused element.
+ * maps), and config_map says which set is active.  At rest both tries hold
+ * the same rules, so either shows the whole rule set.  A replace fills the
+ * inactive set, switches to it and brings the other trie along: every
+ * packet is judged by the complete old set or the complete new one, never
+ * a mix.  The program reads only the active set's flat table
+ * (flat_format.h): per family its blocks and the pools of chunks, ext
+ * records and slots, each pool an array of maps holding its segments; the
+ * counters and the ids (shared by both sets) are pools that only user space
+ * reads.
  */
+#define IPBLOCK_MAP_TABLES(X, f)                                                                      \
+	X(FLAT##f##_BLOCKS, flat##f##_blocks, BPF_MAP_TYPE_ARRAY, __u32, __u64, BPF_F_MMAPABLE,    \
+	  FLAT_BLOCKS_ELEMS)                                                                       \
+	X(FLAT##f##_CHUNKS, flat##f##_chunks, BPF_MAP_TYPE_ARRAY_OF_MAPS, __u32, __u32, 0,         \
+	  FLAT_SETS *FLAT_SEGS)                                                                    \
+	X(FLAT##f##_EXT, flat##f##_ext, BPF_MAP_TYPE_ARRAY_OF_MAPS, __u32, __u32, 0,               \
+	  FLAT_SETS *FLAT_SEGS)                                                                    \
+	X(FLAT##f##_SLOTS, flat##f##_slots, BPF_MAP_TYPE_ARRAY_OF_MAPS, __u32, __u32, 0,           \
+	  FLAT_SETS *FLAT_SEGS)                                                                    \
+	X(FLAT##f##_CNT, flat##f##_cnt, BPF_MAP_TYPE_ARRAY_OF_MAPS, __u32, __u32, 0,               \
+	  FLAT_SETS *FLAT_SEGS)                                                                    \
+	X(FLAT##f##_IDS, flat##f##_ids, BPF_MAP_TYPE_ARRAY_OF_MAPS, __u32, __u32, 0, FLAT_SEGS)
+
 #define IPBLOCK_MAP_LIST(X)                                                                        \
 	X(V4, ipv4_map, BPF_MAP_TYPE_LPM_TRIE, struct ipblock_key_v4, struct ipblock_rule,         \
 	  BPF_F_NO_PREALLOC, 0)                                                                    \
@@ -115,36 +131,27 @@ struct ipblock_counter {
 	X(CONFIG, config_map, BPF_MAP_TYPE_ARRAY, __u32, struct ipblock_config, 0, 1)              \
 	X(STATS, stats_map, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, struct ipblock_counter, 0,           \
 	  IPBLOCK_STAT_MAX)                                                                        \
-	X(FLAT4_TOP, flat4_top, BPF_MAP_TYPE_ARRAY, __u32, __u64, BPF_F_MMAPABLE, 0)               \
-	X(FLAT4_TOP_B, flat4_top_b, BPF_MAP_TYPE_ARRAY, __u32, __u64, BPF_F_MMAPABLE, 0)           \
-	X(FLAT4_DATA, flat4_data, BPF_MAP_TYPE_ARRAY, __u32, struct flat_slot, BPF_F_MMAPABLE, 0)  \
-	X(FLAT4_DATA_B, flat4_data_b, BPF_MAP_TYPE_ARRAY, __u32, struct flat_slot, BPF_F_MMAPABLE, \
-	  0)                                                                                       \
-	X(FLAT4_IDS, flat4_ids, BPF_MAP_TYPE_ARRAY, __u32, struct flat_rule, BPF_F_MMAPABLE, 0)    \
-	X(FLAT6_TOP, flat6_top, BPF_MAP_TYPE_ARRAY, __u32, __u64, BPF_F_MMAPABLE, 0)               \
-	X(FLAT6_TOP_B, flat6_top_b, BPF_MAP_TYPE_ARRAY, __u32, __u64, BPF_F_MMAPABLE, 0)           \
-	X(FLAT6_DATA, flat6_data, BPF_MAP_TYPE_ARRAY, __u32, struct flat_slot, BPF_F_MMAPABLE, 0)  \
-	X(FLAT6_DATA_B, flat6_data_b, BPF_MAP_TYPE_ARRAY, __u32, struct flat_slot, BPF_F_MMAPABLE, \
-	  0)                                                                                       \
-	X(FLAT6_IDS, flat6_ids, BPF_MAP_TYPE_ARRAY, __u32, struct flat_rule, BPF_F_MMAPABLE, 0)
+	IPBLOCK_MAP_TABLES(X, 4)                                                                      \
+	IPBLOCK_MAP_TABLES(X, 6)
 
 #define IPBLOCK_MAP_INDEX(id, ...) IPBLOCK_MAP_##id,
 
 /* Index of each map in IPBLOCK_MAP_LIST; IPBLOCK_MAP_COUNT maps in all. */
 enum ipblock_map { IPBLOCK_MAP_LIST(IPBLOCK_MAP_INDEX) IPBLOCK_MAP_COUNT };
 
-/* A family's flat maps, in the order IPBLOCK_MAP_LIST gives them. */
+/* A family's flat maps, in the order IPBLOCK_MAP_TABLES gives them. */
 enum ipblock_flat_map {
-	IPBLOCK_FLAT_TOP,
-	IPBLOCK_FLAT_TOP_B,
-	IPBLOCK_FLAT_DATA,
-	IPBLOCK_FLAT_DATA_B,
+	IPBLOCK_FLAT_BLOCKS,
+	IPBLOCK_FLAT_CHUNKS,
+	IPBLOCK_FLAT_EXT,
+	IPBLOCK_FLAT_SLOTS,
+	IPBLOCK_FLAT_CNT,
 	IPBLOCK_FLAT_IDS,
 	IPBLOCK_FLAT_MAPS,
 };
 
-_Static_assert(IPBLOCK_MAP_FLAT4_IDS - IPBLOCK_MAP_FLAT4_TOP == IPBLOCK_FLAT_IDS &&
-		       IPBLOCK_MAP_FLAT6_IDS - IPBLOCK_MAP_FLAT6_TOP == IPBLOCK_FLAT_IDS,
+_Static_assert(IPBLOCK_MAP_FLAT4_IDS - IPBLOCK_MAP_FLAT4_BLOCKS == IPBLOCK_FLAT_IDS &&
+		       IPBLOCK_MAP_FLAT6_IDS - IPBLOCK_MAP_FLAT6_BLOCKS == IPBLOCK_FLAT_IDS,
 	       "the flat maps of a family are listed in enum ipblock_flat_map order");
 
 #endif /* IPBLOCK_H */

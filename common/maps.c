@@ -28,55 +28,72 @@ void maps_release(struct maps *m)
 static int rebuild(struct maps *m);
 
 /*
- * Start a change of the rules of family (AF_UNSPEC: both): map its tables,
- * recompile every table if the last writer died half-way, and leave the
- * dirty mark for as long as tries and tables may disagree.  *on: the
- * tables are in use.  Mapping touches every page table of the maps, so a
- * one-rule change maps only its own family.
+ * The active set has a table (the first change after the maps were made
+ * gives it an empty one), and the other set none: a table a writer left
+ * there (it died building it, or before freeing it) goes.
  */
-static int change_begin(struct maps *m, int family, bool *on)
+static int tables_settle(struct maps *m, struct tables_family *tf)
+{
+	uint32_t active = 0;
+	int ret = pins_active_set(m->pins, &active), x;
+
+	if (ret)
+		return ret;
+	x = active ? 0 : 1;
+	if (tf->set[x].has_table || tf->set[x].stale)
+		ret = tables_free(tf, x);
+	if (!ret && !tables_flat(tf, (int)active))
+		ret = tables_create(tf, (int)active, FLAT_MIN_SLOT_BITS, true);
+	return ret;
+}
+
+/*
+ * Start a change of the rules of family (AF_UNSPEC: both): map its tables,
+ * recompile them if the last writer died half-way, and leave the dirty
+ * mark for as long as tries and tables may disagree.  Mapping touches
+ * every segment, so a one-rule change maps only its own family.
+ */
+static int change_begin(struct maps *m, int family)
 {
 	struct tables_family *t4 = NULL, *t6 = NULL;
 	struct ipblock_config cfg;
 	int ret = 0;
 
-	*on = false;
-	if (family != AF_INET6)
+	m->tables.damaged = false;
+	ret = pins_config_read(m->pins, &cfg);
+	if (!ret && (cfg.flags & IPBLOCK_CONFIG_DIRTY))
+		family = AF_UNSPEC;
+	if (!ret && family != AF_INET6)
 		ret = tables_map(&m->tables, m->pins, AF_INET, &t4);
 	if (!ret && family != AF_INET)
 		ret = tables_map(&m->tables, m->pins, AF_INET6, &t6);
-	if (ret)
-		return ret;
-	*on = t4 || t6;
-	if (!*on)
-		return 0;
-	m->tables.damaged = false;
-	ret = pins_config_read(m->pins, &cfg);
-	if (!ret && (cfg.flags & IPBLOCK_CONFIG_DIRTY)) {
-		ret = tables_map(&m->tables, m->pins, AF_INET, &t4);
-		if (!ret)
-			ret = tables_map(&m->tables, m->pins, AF_INET6, &t6);
-		if (!ret)
-			ret = rebuild(m);
-		if (!ret)
-			ret = pins_config_read(m->pins, &cfg);
-	}
+	if (!ret && (cfg.flags & IPBLOCK_CONFIG_DIRTY))
+		ret = rebuild(m);
+	if (!ret && t4)
+		ret = tables_settle(m, t4);
+	if (!ret && t6)
+		ret = tables_settle(m, t6);
+	if (!ret)
+		ret = pins_config_read(m->pins, &cfg);
 	if (ret)
 		return ret;
 	cfg.flags |= IPBLOCK_CONFIG_DIRTY;
-	return pins_config_write(m->pins, &cfg);
+	ret = pins_config_write(m->pins, &cfg);
+	m->marked = !ret;
+	return ret;
 }
 
 /*
  * End a change: clear the dirty mark unless the tables were left behind.
  * A mark that cannot be cleared only costs the next writer a rebuild.
  */
-static void change_end(struct maps *m, bool on)
+static void change_end(struct maps *m)
 {
 	struct ipblock_config cfg;
 
-	if (!on || m->tables.damaged || pins_config_read(m->pins, &cfg))
+	if (!m->marked || m->tables.damaged || pins_config_read(m->pins, &cfg))
 		return;
+	m->marked = false;
 	cfg.flags &= ~IPBLOCK_CONFIG_DIRTY;
 	pins_config_write(m->pins, &cfg);
 }
@@ -125,98 +142,123 @@ static int switch_to(struct maps *m, uint32_t set)
 /* --- one rule ------------------------------------------------------------------------ */
 
 /*
- * Both tries of r's family, B first: the same size, so a full B means a
- * full A.  When A refuses, B is put back as it was; if even that fails the
- * tables are marked damaged, so that the dirty mark stays and the next
- * writer's rebuild brings B back to A.
+ * Both tries of r's family, the inactive first: the same size, so a full
+ * inactive trie means a full active one.  When the active refuses, the
+ * inactive is put back as it was; if even that fails the tables are
+ * marked damaged, so that the dirty mark stays and the next writer's
+ * rebuild brings it back to the active one.
  */
-static int tries_set(struct maps *m, const struct rule *r, bool in_b, const struct rule *old_b)
+static int tries_set(struct maps *m, int active, const struct rule *r, bool in_x,
+		     const struct rule *old_x)
 {
-	int ret = trie_put(m->pins, 1, r), undo;
+	int x = !active, ret = trie_put(m->pins, x, r), undo;
 
 	if (ret)
 		return ret;
-	ret = trie_put(m->pins, 0, r);
+	ret = trie_put(m->pins, active, r);
 	if (ret) {
-		undo = in_b ? trie_put(m->pins, 1, old_b) : trie_delete(m->pins, 1, &r->prefix);
+		undo = in_x ? trie_put(m->pins, x, old_x) : trie_delete(m->pins, x, &r->prefix);
 		if (undo)
 			m->tables.damaged = true;
 	}
 	return ret;
 }
 
+static int regrow(struct maps *m);
+
 /*
- * With the flat tables, r gets an id (the one its prefix has, else a free
- * one) and both tables follow the tries: B first, then A, each an update
- * that judges every address by the old or the new rule at every instant.
+ * r gets an id (the one its prefix has, else a free one), both tries take
+ * it and the active table follows, an update that judges every address by
+ * the old or the new rule at every instant.  A table whose slots are too
+ * full for it is compiled afresh, bigger, from the tries (which hold r
+ * already), and the program switched to it.
  */
 int maps_rule_set(struct maps *m, const struct rule *r)
 {
 	const struct cidr *p = &r->prefix;
 	struct tables_family *tf;
 	struct rule old[2], v = *r;
-	bool in[2], on, fresh = false;
-	int ret = change_begin(m, p->family, &on);
+	bool in[2], fresh = false;
+	uint32_t active = 0;
+	int ret = change_begin(m, p->family);
 
+	if (!ret)
+		ret = pins_active_set(m->pins, &active);
 	if (ret)
-		return ret;
+		goto out;
 	tf = tables_on(&m->tables, p->family);
-	v.id = 0;
 	for (int s = 0; s < 2; s++)
 		in[s] = trie_get(m->pins, s, p, &old[s]) == 0;
-	if (tf) {
-		v.id = in[0] && old[0].id ? old[0].id : in[1] ? old[1].id : 0;
-		if (!v.id) {
-			ret = flat_ids_alloc(&tf->ids, p->len, &v.id);
-			if (ret)
-				goto out;
-			fresh = true;
-		}
+	v.id = in[active] && old[active].id ? old[active].id : in[!active] ? old[!active].id : 0;
+	if (!v.id) {
+		ret = flat_ids_alloc(&tf->ids, p->len, &v.id);
+		if (ret)
+			goto out;
+		fresh = true;
 	}
-	ret = tries_set(m, &v, in[1], &old[1]);
+	ret = tries_set(m, (int)active, &v, in[!active], &old[!active]);
 	if (ret) {
 		if (fresh)
 			flat_ids_release(&tf->ids, v.id);
 		goto out;
 	}
-	for (int s = 1; tf && s >= 0; s--) {
-		int err = flat_add(&tf->t[s], &v, in[s] ? old[s].id : 0);
-
-		if (err) {
-			m->tables.damaged = true;
-			ret = err;
-		}
-	}
+	ret = flat_add(tables_flat(tf, (int)active), &v, in[active] ? old[active].id : 0);
+	if (ret == -ENOBUFS)
+		ret = regrow(m);
+	else if (ret)
+		m->tables.damaged = true;
 out:
-	change_end(m, on);
+	change_end(m);
 	return ret;
+}
+
+/*
+ * Whether a table's slots are so empty that a smaller one pays: more than
+ * four times the size a table compiled for its rules would get (load under
+ * 1/16), the same test sync.c makes before copying a table.
+ */
+static bool too_empty(struct flat *t)
+{
+	struct flat_stats st;
+	uint8_t bits;
+
+	flat_stats(t, &st);
+	return !flat_slot_bits_for(st.long_rules, &bits) && t->slot_bits > bits + 2;
 }
 
 int maps_rule_delete(struct maps *m, const struct cidr *p)
 {
 	struct tables_family *tf;
 	struct rule old[2];
-	int ret[2], err;
-	bool on;
+	uint32_t active = 0;
+	int ret[2] = { -ENOENT, -ENOENT }, err;
 
-	err = change_begin(m, p->family, &on);
-	if (err)
+	err = change_begin(m, p->family);
+	if (!err)
+		err = pins_active_set(m->pins, &active);
+	if (err) {
+		change_end(m);
 		return err;
+	}
 	tf = tables_on(&m->tables, p->family);
-	for (int s = 1; s >= 0; s--) {
+	for (int k = 0; k < 2; k++) {
+		int s = k ? (int)active : !active;
 		bool had = trie_get(m->pins, s, p, &old[s]) == 0;
 
 		ret[s] = trie_delete(m->pins, s, p);
-		if (tf && had && !ret[s] && old[s].id) {
+		if (s == (int)active && had && !ret[s] && old[s].id) {
 			/* The trie first: the table asks it for what p covered. */
-			err = flat_delete(&tf->t[s], &old[s]);
+			err = flat_delete(tables_flat(tf, s), &old[s]);
 			if (err && err != -ENOENT) {
 				m->tables.damaged = true;
 				ret[s] = err;
+			} else if (too_empty(tables_flat(tf, s))) {
+				/* Memory follows the rules down too. */
+				regrow(m);
 			}
 		}
 	}
-	change_end(m, on);
+	change_end(m);
 	/* Gone from either set is a delete; absent from both is -ENOENT. */
 	if (ret[0] == 0 || ret[1] == 0)
 		return ret[0] && ret[0] != -ENOENT   ? ret[0]
@@ -231,7 +273,7 @@ int maps_rule_delete(struct maps *m, const struct cidr *p)
  * Give every rule of want its id: the one its prefix has in the set judged
  * now, else in the other set, else a free one.  A prefix is one rule in
  * both sets and keeps its id across a replace, so what is indexed by id
- * (per-rule counters) follows the rule.  With the tries alone ids are 0.
+ * (per-rule counters) follows the rule.
  */
 static int assign_ids(struct maps *m, struct rule *want, size_t nw, const struct ruleset *act,
 		      const struct ruleset *other)
@@ -246,7 +288,7 @@ static int assign_ids(struct maps *m, struct rule *want, size_t nw, const struct
 
 		r->id = 0;
 		if (!tf)
-			continue;
+			return -EINVAL;
 		while (i < act->n && cidr_compare(&act->r[i].prefix, &r->prefix) < 0)
 			i++;
 		while (j < other->n && cidr_compare(&other->r[j].prefix, &r->prefix) < 0)
@@ -265,6 +307,18 @@ static int assign_ids(struct maps *m, struct rule *want, size_t nw, const struct
 	return 0;
 }
 
+/* Ids no rule holds any more at the end of the ids give their memory back. */
+static void ids_trim(struct maps *m)
+{
+	for (int f = 0; f < 2; f++) {
+		struct tables_family *tf = tables_on(&m->tables, f ? AF_INET6 : AF_INET);
+
+		/* Failing only costs memory until the next replace. */
+		if (tf)
+			tables_ids_trim(tf);
+	}
+}
+
 /* Forget ids reserved but never given to a rule (after a failed change). */
 static void ids_reclaim(struct maps *m)
 {
@@ -279,8 +333,8 @@ static void ids_reclaim(struct maps *m)
 /*
  * Make the ids of w (the rules judged now) usable for a rebuild: a valid
  * id (nonzero, in range, not already taken by an earlier rule) is kept and
- * reserved, any other replaced by a free one.  The tables of the set being
- * compiled were cleared, so only the other set's rules hold ids.
+ * reserved, any other replaced by a free one.  The set being compiled has
+ * no table, so only the other set's rules hold ids.
  */
 #define KEPT 0x80000000u
 
@@ -327,41 +381,39 @@ static int rebuild_ids(struct maps *m, struct rule *w, size_t n)
 
 /* --- recompiling the tables ---------------------------------------------------------- */
 
-/* Empty set's tables (both families). */
-static void clear_set(struct maps *m, int set)
-{
-	for (int f = 0; f < 2; f++) {
-		struct tables_family *tf = tables_on(&m->tables, f ? AF_INET6 : AF_INET);
-
-		if (tf)
-			flat_clear(&tf->t[set]);
-	}
-}
-
-/* Compile set's tables from w (the first pass), or copy the other set's (the second). */
-static int fill_set(struct maps *m, int set, const struct ruleset *w, bool copy)
+/* Put the inactive set's new tables (both families) where the program finds them. */
+static int publish(struct maps *m, int set)
 {
 	int ret = 0;
 
 	for (int f = 0; f < 2 && !ret; f++) {
-		int family = f ? AF_INET6 : AF_INET;
-		struct tables_family *tf = tables_on(&m->tables, family);
-		const struct rule *part;
-		size_t n;
+		struct tables_family *tf = tables_on(&m->tables, f ? AF_INET6 : AF_INET);
 
-		if (!tf)
-			continue;
-		ruleset_family(w->r, w->n, family, &part, &n);
-		ret = copy ? flat_copy(&tf->t[set], &tf->t[!set])
-			   : flat_build(&tf->t[set], part, n);
+		if (tf)
+			ret = tables_publish(tf, set);
+	}
+	return ret;
+}
+
+/* Free set's tables (both families): no packet reads the set any more. */
+static int free_set(struct maps *m, int set)
+{
+	int ret = 0;
+
+	for (int f = 0; f < 2; f++) {
+		struct tables_family *tf = tables_on(&m->tables, f ? AF_INET6 : AF_INET);
+		int err = tf ? tables_free(tf, set) : 0;
+
+		if (err && !ret)
+			ret = err;
 	}
 	return ret;
 }
 
 /*
- * Compile both sets' tables from the tries anew.  The set not judged now
- * is brought to the rules judged now (trie and table), the program moves
- * to it, then the other set follows, and A ends active, as at rest.
+ * Compile the tables anew from the active set's trie, with the atomicity of
+ * a replace: the inactive set gets that trie's rules and a table compiled
+ * from them, the program moves to it, and the old table goes.
  */
 static int rebuild(struct maps *m)
 {
@@ -371,26 +423,23 @@ static int rebuild(struct maps *m)
 
 	if (!ret)
 		ret = trie_read_both(m->pins, &a, &b);
-	if (ret)
-		return ret; /* nothing changed yet */
-	ret = ruleset_copy(&w, active ? b.r : a.r, active ? b.n : a.n);
-	for (int pass = 0; pass < 2 && !ret; pass++) {
-		int set = pass ? !x : x;
-
-		clear_set(m, set);
-		if (pass == 0)
-			ret = rebuild_ids(m, w.r, w.n);
-		if (!ret)
-			ret = sync_set(m->pins, &m->tables, set, set ? &b : &a, w.r, w.n,
-				       SYNC_TABLES_NONE);
-		if (!ret)
-			ret = fill_set(m, set, &w, pass == 1);
-		/* Then the program judges by the set just compiled; A last. */
-		if (!ret && (pass == 0 || set == 0))
-			ret = pins_set_active(m->pins, (uint32_t)set);
-		if (!ret)
-			grace_period();
-	}
+	if (!ret)
+		ret = ruleset_copy(&w, active ? b.r : a.r, active ? b.n : a.n);
+	if (!ret)
+		ret = free_set(m, x);
+	if (!ret)
+		ret = rebuild_ids(m, w.r, w.n);
+	if (!ret)
+		ret = sync_set(m->pins, &m->tables, x, x ? &b : &a, w.r, w.n, SYNC_TABLES_BUILD);
+	if (!ret)
+		ret = publish(m, x);
+	if (!ret)
+		ret = switch_to(m, (uint32_t)x);
+	if (!ret)
+		ret = free_set(m, !x);
+	/* The old set's trie takes the ids the rules were given. */
+	if (!ret)
+		ret = sync_set(m->pins, &m->tables, !x, x ? &a : &b, w.r, w.n, SYNC_TABLES_NONE);
 	if (ret)
 		m->tables.damaged = true;
 	ids_reclaim(m);
@@ -402,14 +451,11 @@ static int rebuild(struct maps *m)
 
 int maps_flat_rebuild(struct maps *m)
 {
-	bool on;
-	int ret = change_begin(m, AF_UNSPEC, &on);
+	int ret = change_begin(m, AF_UNSPEC);
 
-	if (!ret && !on)
-		return -EOPNOTSUPP;
 	if (!ret)
 		ret = rebuild(m);
-	change_end(m, on);
+	change_end(m);
 	return ret;
 }
 
@@ -432,73 +478,91 @@ static int check_capacity(struct maps *m, const struct rule *want, size_t nw,
 }
 
 /*
- * An earlier replace stopped with B active: B is what the program judges
- * by, so A catches up with it and takes over before B is touched; a then
- * holds what b holds.
- */
-static int take_back_a(struct maps *m, struct ruleset *a, const struct ruleset *b)
-{
-	int ret = sync_set(m->pins, &m->tables, 0, a, b->r, b->n, SYNC_TABLES_COPY);
-
-	if (!ret)
-		ret = switch_to(m, 0);
-	if (!ret)
-		ret = ruleset_copy(a, b->r, b->n);
-	return ret;
-}
-
-/*
- * The switch itself, given both sets' content (a, b).  B is brought to want
- * while A is active; then the program moves to B, and only after every run
- * that could still read A has ended is A brought to want and made active
- * again.  Every packet therefore meets the complete old set (A) or the
- * complete new one (B, then A).
+ * The switch itself, given both sets' content (a, b).  The inactive set x
+ * is brought to want (its trie, and a new table) while the active set
+ * judges; then the program moves to x, and only after every run that could
+ * still read the old set has ended does its table go and its trie follow.
+ * Every packet therefore meets the complete old set or the complete new
+ * one.
  */
 static int replace_with(struct maps *m, struct rule *want, size_t nw, struct ruleset *a,
 			struct ruleset *b, struct maps_replace_stats *st)
 {
 	struct ruleset_delta d;
+	struct ruleset *act, *xs;
 	uint32_t active = 0;
-	int ret;
+	int ret, x;
 
 	ret = check_capacity(m, want, nw, st);
 	if (!ret)
 		ret = pins_active_set(m->pins, &active);
-	if (!ret && active != 0)
-		ret = take_back_a(m, a, b);
-	if (!ret)
-		ret = assign_ids(m, want, nw, a, b);
 	if (ret)
 		return ret;
-	ruleset_delta(a->r, a->n, want, nw, &d);
+	x = active ? 0 : 1;
+	act = active ? b : a;
+	xs = x ? b : a;
+	ret = assign_ids(m, want, nw, act, xs);
+	if (ret)
+		return ret;
+	ruleset_delta(act->r, act->n, want, nw, &d);
 	st->added = d.added;
 	st->updated = d.changed;
 	st->deleted = d.gone;
 
-	/* B is inactive: a failure here changed no verdict. */
-	ret = sync_set(m->pins, &m->tables, 1, b, want, nw, SYNC_TABLES_DIFF);
+	/* x is inactive: a failure here changed no verdict. */
+	ret = sync_set(m->pins, &m->tables, x, xs, want, nw, SYNC_TABLES_NEW);
+	if (!ret)
+		ret = publish(m, x);
 	if (ret) {
 		/*
-		 * Put B back; a rule not yet written is simply absent
-		 * (ENOENT).  B's tables follow only a complete sync, so they
-		 * never left b -- unless putting the trie back fails too:
-		 * then the dirty mark stays and the next writer rebuilds.
+		 * Put x back; a rule not yet written is simply absent
+		 * (ENOENT).  If that fails too the dirty mark stays and the
+		 * next writer rebuilds.
 		 */
 		struct ruleset w = { want, nw, nw };
 
-		if (sync_set(m->pins, &m->tables, 1, &w, b->r, b->n, SYNC_TABLES_NONE))
+		if (sync_set(m->pins, &m->tables, x, &w, xs->r, xs->n, SYNC_TABLES_NONE) ||
+		    free_set(m, x))
 			m->tables.damaged = true;
 		return ret;
 	}
-	ret = switch_to(m, 1);
+	ret = switch_to(m, (uint32_t)x);
+	if (!ret)
+		ret = free_set(m, !x);
+	/* The old set's trie follows; at rest both tries agree. */
+	if (!ret)
+		ret = sync_set(m->pins, &m->tables, !x, act, want, nw, SYNC_TABLES_NONE);
 	if (ret)
-		return ret;
-	/* At rest A and B agree and B's old content was already read: reuse it. */
-	ret = sync_set(m->pins, &m->tables, 0, ruleset_equal(a->r, a->n, b->r, b->n) ? b : a, want,
-		       nw, SYNC_TABLES_COPY);
+		m->tables.damaged = true; /* the next writer's rebuild catches up */
+	else
+		ids_trim(m);
+	return ret;
+}
+
+/*
+ * The active table compiled afresh at the size its rules need (its slots
+ * grown for one more rule, or shrunk after deletes): a replace with the
+ * rules the program judges by now.
+ */
+static int regrow(struct maps *m)
+{
+	struct ruleset a = {}, b = {}, w = {};
+	struct maps_replace_stats st;
+	uint32_t active = 0;
+	int ret = pins_active_set(m->pins, &active);
+
+	if (!ret)
+		ret = trie_read_both(m->pins, &a, &b);
+	if (!ret)
+		ret = ruleset_copy(&w, active ? b.r : a.r, active ? b.n : a.n);
+	if (!ret)
+		ret = replace_with(m, w.r, w.n, &a, &b, &st);
 	if (ret)
-		return ret; /* B stays active; the next replace repairs A first */
-	return switch_to(m, 0);
+		ids_reclaim(m);
+	ruleset_free(&a);
+	ruleset_free(&b);
+	ruleset_free(&w);
+	return ret;
 }
 
 /* replace_with() inside a change: tables mapped, repaired, marked dirty. */
@@ -506,17 +570,18 @@ static int replace_change(struct maps *m, struct rule *want, size_t nw,
 			  struct maps_replace_stats *st)
 {
 	struct ruleset a = {}, b = {};
-	bool on;
-	int ret = change_begin(m, AF_UNSPEC, &on);
+	int ret = change_begin(m, AF_UNSPEC);
 
-	if (ret)
+	if (ret) {
+		change_end(m);
 		return ret;
+	}
 	ret = trie_read_both(m->pins, &a, &b);
 	if (!ret)
 		ret = replace_with(m, want, nw, &a, &b, st);
 	if (ret)
 		ids_reclaim(m);
-	change_end(m, on);
+	change_end(m);
 	ruleset_free(&a);
 	ruleset_free(&b);
 	return ret;
@@ -548,14 +613,15 @@ int maps_import_rules(struct maps *m, const struct rule *rules, size_t n,
 	struct maps_replace_stats ignored;
 	struct ruleset a = {}, b = {}, want = {}, sorted;
 	uint32_t active = 0;
-	bool on;
 	int ret = ruleset_sorted(rules, n, &sorted);
 
 	if (ret)
 		return ret;
-	ret = change_begin(m, AF_UNSPEC, &on);
-	if (ret)
+	ret = change_begin(m, AF_UNSPEC);
+	if (ret) {
+		change_end(m);
 		goto out;
+	}
 	ret = pins_active_set(m->pins, &active);
 	if (!ret)
 		ret = trie_read_both(m->pins, &a, &b);
@@ -567,7 +633,7 @@ int maps_import_rules(struct maps *m, const struct rule *rules, size_t n,
 		ret = replace_with(m, want.r, want.n, &a, &b, st ? st : &ignored);
 	if (ret)
 		ids_reclaim(m);
-	change_end(m, on);
+	change_end(m);
 out:
 	ruleset_free(&a);
 	ruleset_free(&b);

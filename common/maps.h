@@ -27,6 +27,7 @@
 struct maps {
 	const struct pins *pins;
 	struct tables tables;
+	bool marked; /* this process set the dirty mark of the change under way */
 };
 
 /* Start a handle on p, which must outlive it. */

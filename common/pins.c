@@ -11,7 +11,6 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include "flat.h"
 #include "pins.h"
 
 /* What a pinned map must look like to be reused by this build. */
@@ -31,111 +30,42 @@ static const struct layout layouts[IPBLOCK_MAP_COUNT] = { IPBLOCK_MAP_LIST(LAYOU
 
 /* --- sizes ---------------------------------------------------------------------- */
 
-const char *pins_lookup_name(enum pins_lookup l)
+int pins_memlock(int fd, uint64_t *bytes)
 {
-	return l == PINS_LOOKUP_TRIE ? "trie" : "flat";
-}
+	char path[64], line[256];
+	unsigned long long v;
+	FILE *f;
+	int ret = -ENOENT;
 
-int pins_lookup_parse(const char *s, enum pins_lookup *l)
-{
-	if (!strcmp(s, "flat"))
-		*l = PINS_LOOKUP_FLAT;
-	else if (!strcmp(s, "trie"))
-		*l = PINS_LOOKUP_TRIE;
-	else
-		return -EINVAL;
-	return 0;
-}
-
-int pins_flat_entries(int family, uint32_t max_rules, enum pins_lookup lookup,
-		      uint32_t n[IPBLOCK_FLAT_MAPS], uint64_t bytes[IPBLOCK_FLAT_MAPS])
-{
-	struct flat_sizes sz;
-	int ret;
-
-	if (lookup == PINS_LOOKUP_TRIE) {
-		for (int i = 0; i < IPBLOCK_FLAT_MAPS; i++) {
-			n[i] = 1;
-			bytes[i] = 4096;
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "memlock: %llu", &v) == 1) {
+			*bytes += v;
+			ret = 0;
+			break;
 		}
-		return 0;
-	}
-	ret = flat_sizes(family, max_rules, &sz);
-	if (ret)
-		return ret;
-	n[IPBLOCK_FLAT_TOP] = n[IPBLOCK_FLAT_TOP_B] = sz.top_elems;
-	n[IPBLOCK_FLAT_DATA] = n[IPBLOCK_FLAT_DATA_B] = sz.data_elems;
-	n[IPBLOCK_FLAT_IDS] = sz.ids_elems;
-	bytes[IPBLOCK_FLAT_TOP] = bytes[IPBLOCK_FLAT_TOP_B] = sz.top_bytes;
-	bytes[IPBLOCK_FLAT_DATA] = bytes[IPBLOCK_FLAT_DATA_B] = sz.data_bytes;
-	bytes[IPBLOCK_FLAT_IDS] = sz.ids_bytes;
-	return 0;
-}
-
-uint64_t pins_lookup_bytes(uint32_t max_rules, enum pins_lookup lookup)
-{
-	uint64_t total = 0;
-
-	for (int f = 0; f < 2; f++) {
-		uint32_t n[IPBLOCK_FLAT_MAPS];
-		uint64_t bytes[IPBLOCK_FLAT_MAPS];
-
-		if (pins_flat_entries(f ? AF_INET6 : AF_INET, max_rules, lookup, n, bytes))
-			return 0;
-		for (int i = 0; i < IPBLOCK_FLAT_MAPS; i++)
-			total += bytes[i];
-	}
-	return total;
-}
-
-int pins_lookup_mode(const struct pins *p, enum pins_lookup *lookup)
-{
-	uint32_t top = 0;
-	int ret = pins_entries(p, IPBLOCK_MAP_FLAT4_TOP, &top);
-
-	if (!ret)
-		*lookup = top == 1 ? PINS_LOOKUP_TRIE : PINS_LOOKUP_FLAT;
+	fclose(f);
 	return ret;
 }
 
 /* --- the program's object ---------------------------------------------------------- */
 
-/* max_entries map i gets for max_rules per family and lookup. */
-static int entries_for(size_t i, uint32_t max_rules, enum pins_lookup lookup, uint32_t *entries)
-{
-	uint32_t n[IPBLOCK_FLAT_MAPS];
-	uint64_t bytes[IPBLOCK_FLAT_MAPS];
-	int family, ret;
-
-	*entries = layouts[i].max_entries;
-	if (layouts[i].type == BPF_MAP_TYPE_LPM_TRIE) {
-		*entries = max_rules;
-		return 0;
-	}
-	if (i < IPBLOCK_MAP_FLAT4_TOP)
-		return 0;
-	family = i >= IPBLOCK_MAP_FLAT6_TOP ? AF_INET6 : AF_INET;
-	ret = pins_flat_entries(family, max_rules, lookup, n, bytes);
-	if (!ret)
-		*entries =
-			n[i - (family == AF_INET ? IPBLOCK_MAP_FLAT4_TOP : IPBLOCK_MAP_FLAT6_TOP)];
-	return ret;
-}
-
-int pins_obj_size(struct bpf_object *obj, uint32_t max_rules, enum pins_lookup lookup)
+int pins_obj_size(struct bpf_object *obj, uint32_t max_rules)
 {
 	if (!max_rules)
 		return -EINVAL;
 	for (size_t i = 0; i < IPBLOCK_MAP_COUNT; i++) {
 		struct bpf_map *map = bpf_object__find_map_by_name(obj, layouts[i].name);
-		uint32_t entries;
 		int ret;
 
 		if (!map)
 			return -ENOENT;
-		ret = entries_for(i, max_rules, lookup, &entries);
-		if (!ret)
-			ret = bpf_map__set_max_entries(map, entries);
+		if (layouts[i].type != BPF_MAP_TYPE_LPM_TRIE)
+			continue;
+		ret = bpf_map__set_max_entries(map, max_rules);
 		if (ret)
 			return ret;
 	}

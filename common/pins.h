@@ -44,50 +44,22 @@ static inline int pins_trie_fd(const struct pins *p, int set, int family)
 /* Flat map k (enum ipblock_flat_map) of family. */
 static inline int pins_flat_fd(const struct pins *p, int family, enum ipblock_flat_map k)
 {
-	return p->fd[(family == AF_INET ? IPBLOCK_MAP_FLAT4_TOP : IPBLOCK_MAP_FLAT6_TOP) + k];
+	return p->fd[(family == AF_INET ? IPBLOCK_MAP_FLAT4_BLOCKS : IPBLOCK_MAP_FLAT6_BLOCKS) + k];
 }
 
 /*
- * How the program finds a source's rule.  PINS_LOOKUP_FLAT: the flat
- * tables, compiled from the tries and kept in step with them (the
- * default).  PINS_LOOKUP_TRIE: the LPM tries alone; the flat maps shrink
- * to one element, rule ids are 0.  Chosen when the maps are created.
+ * The kernel's account of a map's memory (memlock in /proc/self/fdinfo,
+ * what bpftool shows), added to *bytes.
  */
-enum pins_lookup {
-	PINS_LOOKUP_FLAT,
-	PINS_LOOKUP_TRIE,
-};
-
-/* "flat" / "trie", and back (-EINVAL). */
-const char *pins_lookup_name(enum pins_lookup l);
-int pins_lookup_parse(const char *s, enum pins_lookup *l);
-
-/*
- * Kernel memory the maps take for max_rules per family with this lookup,
- * not counting the tries, which grow with their rules (about 100 bytes a
- * rule each).  0 for an impossible size.
- */
-uint64_t pins_lookup_bytes(uint32_t max_rules, enum pins_lookup lookup);
-
-/*
- * max_entries (n) and mmap()ed bytes of family's flat maps (enum
- * ipblock_flat_map order) for max_rules rules per family.  -EINVAL for a
- * max_rules the flat tables cannot be sized for.
- */
-int pins_flat_entries(int family, uint32_t max_rules, enum pins_lookup lookup,
-		      uint32_t n[IPBLOCK_FLAT_MAPS], uint64_t bytes[IPBLOCK_FLAT_MAPS]);
-
-/* Which lookup the maps were made for (from the top arrays' size). */
-int pins_lookup_mode(const struct pins *p, enum pins_lookup *lookup);
+int pins_memlock(int fd, uint64_t *bytes);
 
 struct bpf_object;
 
 /*
- * Before the program's object is loaded: give every map its size for
- * max_rules rules per family and the chosen lookup.  -EINVAL for a
- * max_rules the flat tables cannot be sized for.
+ * Before the program's object is loaded: give the tries their capacity,
+ * max_rules per family (the other maps' sizes are fixed).  -EINVAL for 0.
  */
-int pins_obj_size(struct bpf_object *obj, uint32_t max_rules, enum pins_lookup lookup);
+int pins_obj_size(struct bpf_object *obj, uint32_t max_rules);
 
 /* Before loading: pin every map under pin_dir (existing pins are reused). */
 int pins_obj_pin(struct bpf_object *obj, const char *pin_dir);

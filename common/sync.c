@@ -163,21 +163,18 @@ static int run_phase(struct sync_pool *pool, size_t k, const struct pins *p, int
 	return atomic_load(&pool->ret);
 }
 
-/* --- the tables: following the tries ----------------------------------------------- */
+/* --- the table: made beside the tries -------------------------------------------- */
 
 /*
- * Bringing an inactive set's tables from have to want, the trie being at
- * want (or getting there): per family the diff applied change by change,
- * or, when most of the table changes, the table compiled afresh (shortest
- * rules first, each region written by few rules) or copied from the other
- * set when that one holds want.  Only the first asks the trie (a delete
- * looks up what covered the prefix), so only it must wait for the trie.
+ * The inactive set's new table, per family: the active set's copied and
+ * the diff applied change by change (a delete asks the trie what covered
+ * the prefix, so that waits for the trie), or compiled afresh when most of
+ * the table changes or its slots would be too full: a build does not ask
+ * the trie, so one thread does it while the writers fill the trie.
  */
 enum follow_way {
-	WAY_NONE,
 	WAY_APPLY,
 	WAY_BUILD,
-	WAY_COPY,
 };
 
 struct follow_job {
@@ -185,6 +182,7 @@ struct follow_job {
 	int set;
 	struct {
 		enum follow_way way;
+		uint8_t slot_bits;
 		struct ruleset_changes v; /* WAY_APPLY: the diff */
 		const struct rule *want;  /* the family's part of want */
 		size_t n;
@@ -192,24 +190,38 @@ struct follow_job {
 	int ret;
 };
 
-/*
- * Whether copying the other set's tables (a memcpy of their bytes) beats
- * applying n changes one by one: above about 100,000 changes at the
- * default capacity, measured on the machine the defaults were set on.
- */
-static bool copy_pays(const struct tables_family *tf, size_t n)
+/* Rules longer than /24 in r[0..n). */
+static size_t long_rules(const struct rule *r, size_t n)
 {
-	return n > (tf->sz.top_bytes + tf->sz.data_bytes) / 1500;
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++)
+		k += r[i].prefix.len > FLAT_REGION_BITS;
+	return k;
 }
 
-static enum follow_way way_for(const struct tables_family *tf, size_t changes, size_t rules,
-			       enum sync_tables how)
+/*
+ * Copying the active table and applying the diff pays while the diff is a
+ * small part of the table and the copy's slots hold the result; the
+ * result's own slot size must also not be far smaller (a table that shrank
+ * is compiled small).
+ */
+static int way_for(struct tables_family *tf, int set, const struct ruleset_changes *v,
+		   const struct rule *want, size_t n, enum sync_tables how, uint8_t *bits)
 {
-	if (!changes)
-		return WAY_NONE;
-	if (how == SYNC_TABLES_COPY && copy_pays(tf, changes))
-		return WAY_COPY;
-	return changes > rules / 2 ? WAY_BUILD : WAY_APPLY;
+	struct flat *act = tables_flat(tf, !set);
+	struct flat_stats st = {};
+	int ret = flat_slot_bits_for(long_rules(want, n), bits);
+
+	if (ret)
+		return ret;
+	if (act)
+		flat_stats(act, &st);
+	if (how == SYNC_TABLES_BUILD || !act || v->n > n / 4 || act->slot_bits > *bits + 2 ||
+	    (uint64_t)long_rules(want, n) + st.dead_slots > (1ull << act->slot_bits) / 2)
+		return WAY_BUILD;
+	*bits = act->slot_bits;
+	return WAY_APPLY;
 }
 
 static void follow_free(struct follow_job *j)
@@ -219,7 +231,7 @@ static void follow_free(struct follow_job *j)
 	free(j);
 }
 
-/* What the tables of set need, per family; *jp is NULL when nothing (or the tries alone). */
+/* What the table of set needs, per family. */
 static int follow_plan(struct follow_job **jp, struct tables *t, int set,
 		       const struct ruleset *have, const struct rule *want, size_t nw,
 		       enum sync_tables how)
@@ -243,11 +255,15 @@ static int follow_plan(struct follow_job **jp, struct tables *t, int set,
 		ruleset_family(have->r, have->n, family, &h, &nh);
 		ruleset_family(want, nw, family, &j->fam[f].want, &j->fam[f].n);
 		ret = ruleset_changes(h, nh, j->fam[f].want, j->fam[f].n, &j->fam[f].v);
-		j->fam[f].way = way_for(tf, j->fam[f].v.n, j->fam[f].n, how);
+		if (!ret)
+			ret = way_for(tf, set, &j->fam[f].v, j->fam[f].want, j->fam[f].n, how,
+				      &j->fam[f].slot_bits);
+		if (ret >= 0)
+			j->fam[f].way = (enum follow_way)ret, ret = 0;
 		if (j->fam[f].way != WAY_APPLY)
 			ruleset_changes_free(&j->fam[f].v);
 	}
-	if (ret || (j->fam[0].way == WAY_NONE && j->fam[1].way == WAY_NONE))
+	if (ret)
 		follow_free(j);
 	else
 		*jp = j;
@@ -259,34 +275,38 @@ static bool follow_needs_trie(const struct follow_job *j)
 	return j->fam[0].way == WAY_APPLY || j->fam[1].way == WAY_APPLY;
 }
 
-static int follow_family(struct tables_family *tf, int set, const struct ruleset_changes *v,
-			 const struct rule *want, size_t n, enum follow_way way)
+static int follow_family(struct tables_family *tf, int set, uint8_t bits,
+			 const struct ruleset_changes *v, const struct rule *want, size_t n,
+			 enum follow_way way)
 {
-	switch (way) {
-	case WAY_APPLY:
-		return flat_apply(&tf->t[set], v->c, v->n);
-	case WAY_BUILD:
-		flat_clear(&tf->t[set]);
-		return flat_build(&tf->t[set], want, n);
-	case WAY_COPY:
-		return flat_copy(&tf->t[set], &tf->t[!set]);
-	default:
-		return 0;
-	}
+	int ret;
+
+	/* No rules: no table (its blocks, all zero, answer "no rule"); one comes with the first rule. */
+	if (!n)
+		return tables_free(tf, set);
+	ret = tables_create(tf, set, bits, false);
+
+	if (ret)
+		return ret;
+	if (way == WAY_BUILD)
+		return flat_build(tables_flat(tf, set), want, n);
+	ret = tables_copy(tf, set, !set);
+	return ret ? ret : flat_apply(tables_flat(tf, set), v->c, v->n);
 }
 
-static int follow_run(struct follow_job *j)
+/* Run the families whose way needs the trie (trie) or not (!trie). */
+static int follow_run(struct follow_job *j, bool trie)
 {
 	for (int f = 0; f < 2; f++) {
 		struct tables_family *tf = tables_on(j->tables, f ? AF_INET6 : AF_INET);
-		int ret = tf ? follow_family(tf, j->set, &j->fam[f].v, j->fam[f].want, j->fam[f].n,
-					     j->fam[f].way)
-			     : 0;
+		int ret;
 
-		if (ret) {
-			j->tables->damaged = true;
+		if (!tf || (j->fam[f].way == WAY_APPLY) != trie)
+			continue;
+		ret = follow_family(tf, j->set, j->fam[f].slot_bits, &j->fam[f].v, j->fam[f].want,
+				    j->fam[f].n, j->fam[f].way);
+		if (ret)
 			return ret;
-		}
 	}
 	return 0;
 }
@@ -295,7 +315,7 @@ static void *follow_thread(void *arg)
 {
 	struct follow_job *j = arg;
 
-	j->ret = follow_run(j);
+	j->ret = follow_run(j, false);
 	return NULL;
 }
 
@@ -320,12 +340,12 @@ int sync_set(const struct pins *p, struct tables *t, int set, const struct rules
 		ret = follow_plan(&fj, t, set, have, want, nw, how);
 		if (ret)
 			goto out;
-		/*
-		 * Tables compiled afresh or copied do not ask the trie: one
-		 * thread builds them while the writers fill the trie.
-		 */
-		if (fj && !follow_needs_trie(fj))
-			early = !pthread_create(&ft, NULL, follow_thread, fj);
+		/* Tables compiled afresh do not ask the trie: a thread builds them meanwhile. */
+		early = !pthread_create(&ft, NULL, follow_thread, fj);
+		if (!early)
+			ret = follow_run(fj, false);
+		if (ret)
+			goto out;
 	}
 	cut_ranges(&pool, have, want, nw);
 	ret = run_phase(&pool, k, p, set, true, have, want, nw);
@@ -333,15 +353,12 @@ int sync_set(const struct pins *p, struct tables *t, int set, const struct rules
 		ret = run_phase(&pool, k, p, set, false, have, want, nw);
 	if (early) {
 		pthread_join(ft, NULL);
-		/* A trie left short of want leaves the tables ahead of it. */
-		if (ret)
-			t->damaged = true;
-		else
+		if (!ret)
 			ret = fj->ret;
-	} else if (fj && !ret) {
-		/* One writer for the tables, once the trie is what they compile from. */
-		ret = follow_run(fj);
 	}
+	/* A diff applied to a copy asks the trie: once the trie is what it compiles from. */
+	if (!ret && fj && follow_needs_trie(fj))
+		ret = follow_run(fj, true);
 out:
 	if (fj)
 		follow_free(fj);

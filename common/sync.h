@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Bring one rule set (the tries and the flat tables of set A or B) from
+ * Bring one rule set (the tries of set A or B, and its flat table) from
  * what it holds to a wanted rule array: the diff, written by up to four
  * threads that pull prefix ranges from a lock-free queue, and the set's
- * tables brought along by a job of their own.
+ * new table made by a job of its own.
  */
 #ifndef IPBLOCK_SYNC_H
 #define IPBLOCK_SYNC_H
@@ -14,11 +14,16 @@
 #include "ruleset.h"
 #include "tables.h"
 
-/* What the set's flat tables do once sync_set() has brought its tries to want. */
+/* What sync_set() does for the set's flat table. */
 enum sync_tables {
-	SYNC_TABLES_NONE, /* nothing: the caller sees to them */
-	SYNC_TABLES_DIFF, /* apply the diff, or compile afresh when most changes */
-	SYNC_TABLES_COPY, /* as SYNC_TABLES_DIFF, or copy the other set's, which holds want */
+	SYNC_TABLES_NONE, /* nothing: the caller sees to it */
+	/*
+	 * A new table holding want, not yet live (tables_publish()): the
+	 * other set's table copied and the diff applied, or, when much
+	 * changes or the copy's slots would be too full, compiled afresh.
+	 */
+	SYNC_TABLES_NEW,
+	SYNC_TABLES_BUILD, /* a new table compiled afresh from want, whatever the diff */
 };
 
 /*
@@ -26,7 +31,7 @@ enum sync_tables {
  * unique, ids given).  Deletes go first, all of them, so that a trie never
  * holds more than the larger of the two on the way.  The set must be one
  * no packet reads.  On an error the tries stand somewhere between have and
- * want; t->damaged says when the tables were left behind too.
+ * want, and the set's new table is to be freed.
  */
 int sync_set(const struct pins *p, struct tables *t, int set, const struct ruleset *have,
 	     const struct rule *want, size_t nw, enum sync_tables how);

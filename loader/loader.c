@@ -33,10 +33,10 @@ static const struct cli_opt options[] = {
 	{ "pin-dir", OPT_PIN_DIR, "DIR",
 	  "where the maps are pinned (" IPBLOCK_PIN_DIR_DEFAULT ")" },
 	{ "max-rules", OPT_MAX_RULES, "N",
-	  "capacity per family when the maps are created (default 1000000)" },
+	  "ceiling of rules per family, set when the maps are created (default 4000000; "
+	  "memory follows the rules, not the ceiling)" },
 	{ "lookup", OPT_LOOKUP, "KIND",
-	  "flat (default: compiled tables, ~0.6 GiB at 1M rules) or trie (LPM tries only, "
-	  "slower); chosen when the maps are created" },
+	  "flat, the only lookup there is (accepted for old scripts)" },
 	{ "verbose", 'v', NULL, "show libbpf/libxdp messages (the verifier log too)" },
 	{ "help", 'h', NULL, "show this help" },
 	{},
@@ -49,8 +49,6 @@ struct config {
 	bool mode_forced;
 	enum xdp_attach_mode mode;
 	uint32_t max_rules; /* 0: keep the pinned maps' or the default */
-	enum pins_lookup lookup;
-	bool lookup_forced;
 };
 
 static const char *mode_name(enum xdp_attach_mode m)
@@ -119,7 +117,7 @@ static int prepare_pin_dir(const char *pin_dir, bool *created)
  * 0 when none exist, or a negative error after printing what to do.  The
  * existing tries' capacity goes into *pinned_max.
  */
-static int check_pins(const struct config *cfg, uint32_t *pinned_max, enum pins_lookup *lookup)
+static int check_pins(const struct config *cfg, uint32_t *pinned_max)
 {
 	char err[512] = "";
 	size_t found;
@@ -149,8 +147,6 @@ static int check_pins(const struct config *cfg, uint32_t *pinned_max, enum pins_
 	ret = pins_open(cfg->pin_dir, &m, err, sizeof(err));
 	if (!ret)
 		ret = pins_capacity(&m, AF_INET, pinned_max);
-	if (!ret)
-		ret = pins_lookup_mode(&m, lookup);
 	pins_close(&m);
 	if (ret) {
 		cli_err("cannot read the pinned maps in %s: %s.", cfg->pin_dir, strerror(-ret));
@@ -174,7 +170,7 @@ static void unpin_created(const char *pin_dir, bool dir_created)
 static char verifier_log[VERIFIER_LOG_SIZE];
 
 static int try_attach(const struct config *cfg, int ifindex, enum xdp_attach_mode mode,
-		      uint32_t max_rules, enum pins_lookup lookup, uint32_t *prog_id)
+		      uint32_t max_rules, uint32_t *prog_id)
 {
 	struct ipblock_bpf *skel = ipblock_bpf__open();
 	struct xdp_program *prog;
@@ -185,7 +181,7 @@ static int try_attach(const struct config *cfg, int ifindex, enum xdp_attach_mod
 	/* Pinned maps are reused as they are; new ones get these sizes. */
 	ret = pins_obj_pin(skel->obj, cfg->pin_dir);
 	if (!ret)
-		ret = pins_obj_size(skel->obj, max_rules, lookup);
+		ret = pins_obj_size(skel->obj, max_rules);
 	if (ret)
 		goto out;
 	/*
@@ -218,7 +214,6 @@ static int do_attach(const struct config *cfg)
 	int ifindex = if_nametoindex(cfg->dev);
 	struct xdp_multiprog *mp;
 	uint32_t pinned_max = 0, max_rules, prog_id = 0;
-	enum pins_lookup lookup = cfg->lookup, pinned_lookup = PINS_LOOKUP_FLAT;
 	enum xdp_attach_mode mode;
 	bool dir_created;
 	char why[256];
@@ -259,7 +254,7 @@ static int do_attach(const struct config *cfg)
 	ret = prepare_pin_dir(cfg->pin_dir, &dir_created);
 	if (ret)
 		return ret;
-	pins = check_pins(cfg, &pinned_max, &pinned_lookup);
+	pins = check_pins(cfg, &pinned_max);
 	if (pins < 0) {
 		if (dir_created)
 			rmdir(cfg->pin_dir);
@@ -273,24 +268,15 @@ static int do_attach(const struct config *cfg)
 			pinned_max, cfg->max_rules, cfg->pin_dir);
 		return -EEXIST;
 	}
-	if (pins && cfg->lookup_forced && cfg->lookup != pinned_lookup) {
-		cli_err("the pinned maps were made for --lookup %s; --lookup %s needs new maps: "
-			"save the rules, detach from every interface, remove %s, attach again.",
-			pins_lookup_name(pinned_lookup), pins_lookup_name(cfg->lookup),
-			cfg->pin_dir);
-		return -EEXIST;
-	}
 	max_rules = pins ? pinned_max : cfg->max_rules ? cfg->max_rules : IPBLOCK_MAX_RULES_DEFAULT;
-	if (pins)
-		lookup = pinned_lookup;
 
 	mode = cfg->mode;
-	ret = try_attach(cfg, ifindex, mode, max_rules, lookup, &prog_id);
+	ret = try_attach(cfg, ifindex, mode, max_rules, &prog_id);
 	if (ret == -EOPNOTSUPP && !cfg->mode_forced && mode == XDP_MODE_NATIVE) {
 		if (!pins)
 			unpin_created(cfg->pin_dir, false);
 		mode = XDP_MODE_SKB;
-		ret = try_attach(cfg, ifindex, mode, max_rules, lookup, &prog_id);
+		ret = try_attach(cfg, ifindex, mode, max_rules, &prog_id);
 		if (!ret)
 			cli_note("%s has no native XDP support; attached in skb (generic) mode.",
 				 cfg->dev);
@@ -307,11 +293,8 @@ static int do_attach(const struct config *cfg)
 				"-v to see its log.",
 				why);
 		else if (ret == -ENOMEM && !pins)
-			cli_err("the kernel could not allocate ipblock's maps for %u rules per "
-				"family with --lookup %s (%llu MiB of tables); choose a smaller "
-				"--max-rules or --lookup trie.",
-				max_rules, pins_lookup_name(lookup),
-				(unsigned long long)(pins_lookup_bytes(max_rules, lookup) >> 20));
+			cli_err("the kernel could not allocate ipblock's maps (about 1.5 MiB with "
+				"no rules): the machine is short of memory.");
 		else if (ret == -EACCES || ret == -EINVAL)
 			cli_err("the kernel refused to load or attach ipblock on %s in %s mode "
 				"(%s); "
@@ -323,18 +306,19 @@ static int do_attach(const struct config *cfg)
 		return ret;
 	}
 
+	struct tables_memory mem = {};
 	struct pins m;
 	size_t v4 = 0, v6 = 0;
 
 	if (!cli_open_maps(cfg->pin_dir, &m)) {
 		trie_count(&m, &v4, &v6);
+		tables_memory(&m, &mem);
 		pins_close(&m);
 	}
 	printf("ipblock attached to %s (%s mode, program id %u); %s rules: %zu IPv4, %zu IPv6 "
-	       "in %s; lookup: %s (%llu MiB of tables)\n",
+	       "in %s; %.1f MiB of kernel memory\n",
 	       cfg->dev, mode_name(mode), prog_id, pins ? "kept" : "new maps,", v4, v6,
-	       cfg->pin_dir, pins_lookup_name(lookup),
-	       (unsigned long long)(pins_lookup_bytes(max_rules, lookup) >> 20));
+	       cfg->pin_dir, mem.total / 1048576.0);
 	return 0;
 }
 
@@ -370,26 +354,29 @@ static int do_detach(const struct config *cfg)
 	return 0;
 }
 
-/* How the program finds rules, and where the flat tables send it to the tries. */
-static void print_lookup(const struct pins *m, uint32_t cap)
+/* The tables of the active set, and the memory everything takes. */
+static void print_tables(const struct pins *m, uint32_t cap)
 {
+	struct tables_memory mem;
 	struct tables t = {};
-	enum pins_lookup lookup;
 	uint32_t active = 0;
 
-	if (pins_lookup_mode(m, &lookup) || pins_active_set(m, &active))
+	if (pins_active_set(m, &active) || tables_memory(m, &mem))
 		return;
-	printf("  lookup: %s, %llu MiB of tables\n", pins_lookup_name(lookup),
-	       (unsigned long long)(pins_lookup_bytes(cap, lookup) >> 20));
-	for (int f = 0; lookup == PINS_LOOKUP_FLAT && f < 2; f++) {
+	printf("  memory: %.1f MiB of kernel memory (flat tables %.1f, tries %.1f); ceiling %u "
+	       "rules per family\n",
+	       mem.total / 1048576.0, mem.tables / 1048576.0, mem.tries / 1048576.0, cap);
+	for (int f = 0; f < 2; f++) {
 		struct tables_info in;
 
 		if (tables_info(&t, m, f ? AF_INET6 : AF_INET, (int)active, &in))
 			continue;
 		printf("    %s: %u rules longer than /24 in %u regions (%u crowded, split into "
-		       "%u nodes); %u regions left to the trie; %u of %u /16 blocks mixed\n",
+		       "%u nodes); %u of %u /16 blocks mixed; slots %u of %u, chunks %u, "
+		       "records %u, ids %u\n",
 		       f ? "IPv6" : "IPv4", in.long_rules, in.ext_regions, in.split_regions,
-		       in.nodes, in.fallback_regions, in.mixed_blocks, in.blocks);
+		       in.nodes, in.mixed_blocks, in.blocks, in.live_slots, in.slots, in.chunk_cap,
+		       in.ext_cap, in.ids_cap);
 	}
 	tables_release(&t);
 }
@@ -442,7 +429,7 @@ static int do_status(const struct config *cfg)
 	printf("  rules (pinned in %s, kept across detach; ipblock-rule -F removes them):\n",
 	       cfg->pin_dir);
 	printf("    IPv4 %zu of %u, IPv6 %zu of %u\n", v4, cap, v6, cap);
-	print_lookup(&m, cap);
+	print_tables(&m, cap);
 	printf("  counters (all interfaces):\n");
 	cli_print_counters(stdout, "    ", &m);
 	pins_close(&m);
@@ -493,11 +480,13 @@ int main(int argc, char **argv)
 				return 2;
 			break;
 		case OPT_LOOKUP:
-			if (pins_lookup_parse(optarg, &cfg.lookup)) {
-				cli_err("unknown lookup '%s': use flat or trie.", optarg);
+			if (strcmp(optarg, "flat")) {
+				cli_err("--lookup %s is no more: the flat tables grow with the rules "
+					"and need less memory than the tries alone did; leave the "
+					"option out.",
+					optarg);
 				return 2;
 			}
-			cfg.lookup_forced = true;
 			break;
 		case 'v':
 			cfg.verbose = true;

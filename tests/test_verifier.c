@@ -123,7 +123,7 @@ static void test_program_verifies_within_budget(void **state)
 	(void)state;
 	assert_non_null(skel);
 	/* Small tables: the map sizes do not change what the verifier walks. */
-	assert_int_equal(pins_obj_size(skel->obj, 1024, PINS_LOOKUP_FLAT), 0);
+	assert_int_equal(pins_obj_size(skel->obj, 1024), 0);
 	/* Level 4: statistics only; a full log takes minutes in an emulated guest. */
 	bpf_program__set_log_level(skel->progs.ipblock_xdp, VERIFIER_LOG_STATS);
 	bpf_program__set_log_buf(skel->progs.ipblock_xdp, log_buf, sizeof(log_buf));

@@ -23,7 +23,7 @@ static int quiet_print(enum libbpf_print_level level, const char *fmt, va_list a
 	return 0;
 }
 
-int harness_open_lookup(struct harness *h, uint32_t max_rules, enum pins_lookup lookup)
+int harness_open_capacity(struct harness *h, uint32_t max_rules)
 {
 	int ret;
 
@@ -34,7 +34,7 @@ int harness_open_lookup(struct harness *h, uint32_t max_rules, enum pins_lookup 
 	h->skel = ipblock_bpf__open();
 	if (!h->skel)
 		return errno ? -errno : -EINVAL;
-	ret = pins_obj_size(h->skel->obj, max_rules ? max_rules : HARNESS_MAX_RULES, lookup);
+	ret = pins_obj_size(h->skel->obj, max_rules ? max_rules : HARNESS_MAX_RULES);
 	if (!ret)
 		ret = ipblock_bpf__load(h->skel);
 	/* The fds belong to the skeleton; harness_close() frees them once. */
@@ -48,11 +48,6 @@ int harness_open_lookup(struct harness *h, uint32_t max_rules, enum pins_lookup 
 	maps_init(&h->maps, &h->pins);
 	h->prog_fd = bpf_program__fd(h->skel->progs.ipblock_xdp);
 	return 0;
-}
-
-int harness_open_capacity(struct harness *h, uint32_t max_rules)
-{
-	return harness_open_lookup(h, max_rules, PINS_LOOKUP_FLAT);
 }
 
 int harness_open(struct harness *h)

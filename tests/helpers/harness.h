@@ -24,14 +24,11 @@ struct harness {
 /* Load the program with fresh, empty maps.  0 or -errno. */
 int harness_open(struct harness *h);
 
-/* Capacity harness_open() gives: small flat tables load fast. */
+/* Ceiling harness_open() gives. */
 #define HARNESS_MAX_RULES 262144
 
-/* The same with max_rules prefixes per family (0: HARNESS_MAX_RULES). */
+/* The same with a ceiling of max_rules prefixes per family (0: HARNESS_MAX_RULES). */
 int harness_open_capacity(struct harness *h, uint32_t max_rules);
-
-/* The same with a chosen lookup (pins.h: flat tables or the tries alone). */
-int harness_open_lookup(struct harness *h, uint32_t max_rules, enum pins_lookup lookup);
 
 /* Unload everything harness_open() made. */
 void harness_close(struct harness *h);

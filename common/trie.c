@@ -92,15 +92,37 @@ int trie_get(const struct pins *pins, int set, const struct cidr *p, struct rule
 	return 0;
 }
 
+/* Whether the trie holds exactly the prefix of key (an LPM lookup may answer a shorter one). */
+static bool trie_exact(int fd, const struct ipblock_key_v6 *key, struct ipblock_rule *out)
+{
+	return !bpf_map_lookup_elem(fd, key, out) && out->prefixlen == key->prefixlen;
+}
+
 int trie_put(const struct pins *pins, int set, const struct rule *r)
 {
+	int fd = pins_trie_fd(pins, set, r->prefix.family);
 	struct ipblock_key_v6 key = {};
-	struct ipblock_rule v = value_of(r);
+	struct ipblock_rule v = value_of(r), old;
 
 	trie_key(&r->prefix, &key);
-	return bpf_map_update_elem(pins_trie_fd(pins, set, r->prefix.family), &key, &v, BPF_ANY)
-		       ? -errno
-		       : 0;
+	if (!bpf_map_update_elem(fd, &key, &v, BPF_ANY))
+		return 0;
+	if (errno != ENOSPC)
+		return -errno;
+	/*
+	 * A full trie refuses even a new value for a prefix it holds on
+	 * kernels before the fix of in-place updates (Linux 5.10).  No
+	 * packet reads the tries, so out and in again is as good.
+	 */
+	if (!trie_exact(fd, &key, &old) || bpf_map_delete_elem(fd, &key))
+		return -ENOSPC;
+	if (bpf_map_update_elem(fd, &key, &v, BPF_ANY)) {
+		int err = -errno;
+
+		bpf_map_update_elem(fd, &key, &old, BPF_ANY);
+		return err;
+	}
+	return 0;
 }
 
 int trie_delete(const struct pins *pins, int set, const struct cidr *p)
@@ -129,10 +151,15 @@ int trie_parent(void *ctx, const struct cidr *p, struct rule *out)
 
 /* --- reading a whole trie ------------------------------------------------------------ */
 
-/* Whether a batch call's error means "not implemented" rather than a real failure. */
+/*
+ * Whether a batch call's error means "not implemented" rather than a real
+ * failure.  A kernel without batch operations on tries (Linux 5.10) says
+ * ENOTSUPP before it looks at the count, which then still holds what the
+ * caller asked for: only EINVAL needs the count to tell.
+ */
 static bool batch_refused(int err, __u32 done)
 {
-	return !done && (err == -EINVAL || err == -EOPNOTSUPP || err == -524 /* ENOTSUPP */);
+	return err == -EOPNOTSUPP || err == -524 /* ENOTSUPP */ || (err == -EINVAL && !done);
 }
 
 /* Called per chunk of rules read from a trie; a non-zero return stops the read. */

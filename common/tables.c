@@ -622,26 +622,35 @@ void tables_release(struct tables *t)
 	t->damaged = false;
 }
 
-/* memlock of an outer map and of every inner map it holds. */
+/*
+ * memlock of an outer map and of every inner map it holds.  Each set's
+ * segments sit at keys from set * FLAT_SEGS on, without holes (pools grow
+ * and are freed from the end), so the walk stops at each run's first empty
+ * key: one lookup per segment, not one per possible key (tens of thousands
+ * of system calls, which cost seconds where system calls are dear, e.g.
+ * under emulation with page-table isolation).
+ */
 static int outer_memory(int fd, uint32_t entries, uint64_t *bytes)
 {
 	uint64_t b = 0;
 	int ret = pins_memlock(fd, &b);
 
 	*bytes += b;
-	for (uint32_t key = 0; key < entries && !ret; key++) {
-		uint32_t id;
-		int inner;
+	for (uint32_t base = 0; base < entries && !ret; base += FLAT_SEGS) {
+		for (uint32_t key = base; key < base + FLAT_SEGS && key < entries && !ret; key++) {
+			uint32_t id;
+			int inner;
 
-		if (bpf_map_lookup_elem(fd, &key, &id))
-			continue;
-		inner = bpf_map_get_fd_by_id(id);
-		if (inner < 0)
-			continue; /* freed meanwhile */
-		b = 0;
-		ret = pins_memlock(inner, &b);
-		close(inner);
-		*bytes += b;
+			if (bpf_map_lookup_elem(fd, &key, &id))
+				break;
+			inner = bpf_map_get_fd_by_id(id);
+			if (inner < 0)
+				continue; /* freed meanwhile */
+			b = 0;
+			ret = pins_memlock(inner, &b);
+			close(inner);
+			*bytes += b;
+		}
 	}
 	return ret;
 }
@@ -652,7 +661,6 @@ int tables_memory(const struct pins *p, struct tables_memory *out)
 
 	*out = (struct tables_memory){};
 	for (int i = 0; i < IPBLOCK_MAP_COUNT && !ret; i++) {
-		uint32_t entries = 0;
 		struct bpf_map_info info = {};
 		__u32 len = sizeof(info);
 
@@ -661,7 +669,7 @@ int tables_memory(const struct pins *p, struct tables_memory *out)
 		if (info.type == BPF_MAP_TYPE_LPM_TRIE)
 			ret = pins_memlock(p->fd[i], &out->tries);
 		else if (info.type == BPF_MAP_TYPE_ARRAY_OF_MAPS)
-			ret = outer_memory(p->fd[i], entries = info.max_entries, &out->tables);
+			ret = outer_memory(p->fd[i], info.max_entries, &out->tables);
 		else if (i >= IPBLOCK_MAP_FLAT4_BLOCKS)
 			ret = pins_memlock(p->fd[i], &out->tables);
 		else

@@ -6,8 +6,9 @@
 #
 #   selftests/kernels/guest.sh [options] SERIES -- CMD [ARG...]
 #
-# SERIES is 6.1 or 6.12: the newest linux-image package of that series in
-# Debian's archive, fetched and unpacked into $BUILD/kernels on first use.
+# SERIES is 5.10, 6.1 or 6.12: the newest linux-image package of that series
+# in Debian's archive (5.10: bullseye's, the oldest kernel ipblock supports),
+# fetched and unpacked into $BUILD/kernels on first use.
 # CMD runs as root in the current directory (or -C DIR), with bash, with
 # /tmp, /run, /sys/fs/bpf and the overlay writable (writes vanish with the
 # guest).  Its output is streamed to stdout; the kernel's console goes to a
@@ -80,13 +81,13 @@ command -v busybox >/dev/null || unavailable "busybox is not installed (Debian p
 mkdir -p "$KERNEL_CACHE"
 exec 9>"$KERNEL_CACHE/.lock"
 flock 9
-if [[ $SERIES =~ ^6\.(1|12)$ ]]; then
+if [[ $SERIES =~ ^(5\.10|6\.1|6\.12)$ ]]; then
 	kg_fetch "$SERIES" || unavailable "$KG_WHY"
 	REL=$KG_REL
 elif [[ -f $KERNEL_CACHE/$SERIES/.unpacked ]]; then
 	REL=$SERIES
 else
-	harness_fail "unknown kernel '$SERIES': give 6.1, 6.12 or a release unpacked in $KERNEL_CACHE"
+	harness_fail "unknown kernel '$SERIES': give 5.10, 6.1, 6.12 or a release unpacked in $KERNEL_CACHE"
 fi
 KDIR=$KERNEL_CACHE/$REL
 kg_initramfs "$REL" || harness_fail "initramfs for $REL: $KG_WHY"

@@ -27,8 +27,10 @@ KG_REL=
 KG_INITRD=
 
 # kg_package_pattern SERIES: the regex of the package names of a series.
+# 5.10 is Debian 11's kernel (bullseye), the oldest ipblock supports.
 kg_package_pattern() {
 	case $1 in
+	5.10) echo '^linux-image-5\.10\.0-[0-9]+-amd64$' ;;
 	6.1) echo '^linux-image-6\.1\.0-[0-9]+-amd64$' ;;
 	6.12) echo '^linux-image-6\.12\.[0-9]+\+deb12-amd64$' ;;
 	*) return 1 ;;
@@ -38,17 +40,35 @@ kg_package_pattern() {
 # kg_release_pattern SERIES: the glob of the kernel releases of a series.
 kg_release_glob() {
 	case $1 in
+	5.10) echo '5.10.0-*-amd64' ;;
 	6.1) echo '6.1.0-*-amd64' ;;
 	6.12) echo '6.12.*+deb12-amd64' ;;
 	*) return 1 ;;
 	esac
 }
 
+# kg_apt_setup SERIES: KG_APT, apt's options for the series.  Bookworm's
+# kernels come from the machine's own sources; bullseye's (5.10) from the
+# same registry through a sources list and package lists of the cache's own,
+# so the machine's apt configuration is never touched.
+KG_APT=()
+kg_apt_setup() {
+	local d=$KERNEL_CACHE/apt-bullseye
+	KG_APT=(-o APT::Sandbox::User=root)
+	[[ $1 == 5.10 ]] || return 0
+	mkdir -p "$d/lists/partial" "$d/cache/archives/partial" || return 1
+	printf '%s\n' "deb http://deb.debian.org/debian bullseye main" \
+		"deb http://deb.debian.org/debian-security bullseye-security main" >"$d/sources.list"
+	KG_APT+=(-o "Dir::Etc::SourceList=$d/sources.list" -o Dir::Etc::SourceParts=/dev/null
+		-o "Dir::State::Lists=$d/lists" -o "Dir::Cache=$d/cache")
+}
+
 # kg_newest_package SERIES: the newest package of SERIES apt knows.
 kg_newest_package() {
 	local re
 	re=$(kg_package_pattern "$1") || return 1
-	apt-cache pkgnames linux-image-6. 2>/dev/null | grep -E "$re" | sort -V | tail -n 1
+	apt-cache "${KG_APT[@]}" pkgnames linux-image- 2>/dev/null | grep -E "$re" | sort -V |
+		tail -n 1
 }
 
 # kg_cached SERIES: the newest unpacked release of SERIES in the cache.
@@ -71,7 +91,7 @@ kg_cached() {
 kg_fetch() {
 	local series=$1 pkg rel dir tmp deb
 	if ! kg_package_pattern "$series" >/dev/null; then
-		KG_WHY="unknown kernel series '$series' (known: 6.1, 6.12)"
+		KG_WHY="unknown kernel series '$series' (known: 5.10, 6.1, 6.12)"
 		return 1
 	fi
 	if ! command -v apt-get >/dev/null; then
@@ -79,7 +99,7 @@ kg_fetch() {
 		KG_WHY="no apt-get to fetch Debian's $series kernel, and none is cached in $KERNEL_CACHE"
 		return 1
 	fi
-	mkdir -p "$KERNEL_CACHE" || {
+	mkdir -p "$KERNEL_CACHE" && kg_apt_setup "$series" || {
 		KG_WHY="cannot create $KERNEL_CACHE"
 		return 1
 	}
@@ -87,12 +107,12 @@ kg_fetch() {
 	local upd=
 	if [[ -z $pkg ]]; then
 		# Lists never fetched (a fresh container): once, then ask again.
-		upd=$(apt-get update -qq 2>&1 | tail -n 1) && upd=
+		upd=$(apt-get "${KG_APT[@]}" update -qq 2>&1 | tail -n 1) && upd=
 		pkg=$(kg_newest_package "$series")
 	fi
 	if [[ -z $pkg ]]; then
 		KG_REL=$(kg_cached "$series") && return 0
-		KG_WHY="apt knows no linux-image package of the $series series${upd:+ (apt-get update: $upd)}; is bookworm in sources.list?"
+		KG_WHY="apt knows no linux-image package of the $series series${upd:+ (apt-get update: $upd)}"
 		return 1
 	fi
 	rel=${pkg#linux-image-}
@@ -103,7 +123,7 @@ kg_fetch() {
 	fi
 	tmp=$(mktemp -d "$KERNEL_CACHE/.fetch.XXXXXX") || return 1
 	# apt's sandbox user cannot write into a root-owned cache; say root.
-	if ! (cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root "$pkg") >"$tmp/log" 2>&1; then
+	if ! (cd "$tmp" && apt-get "${KG_APT[@]}" download -q "$pkg") >"$tmp/log" 2>&1; then
 		KG_WHY="apt-get download $pkg failed: $(tail -n 1 "$tmp/log")"
 		rm -rf "$tmp"
 		KG_REL=$(kg_cached "$series") || return 1

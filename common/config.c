@@ -284,18 +284,6 @@ static int set_capacity(struct parser *p, void *t, const char *key, const char *
 	return get_count(p, key, val, 1, CONFIG_CAPACITY_MAX, &((struct config *)t)->capacity);
 }
 
-static int set_lookup(struct parser *p, void *t, const char *key, const char *val)
-{
-	static const char *const words[] = { "flat", "trie", NULL };
-	static const enum config_lookup vals[] = { CONFIG_LOOKUP_FLAT, CONFIG_LOOKUP_TRIE };
-	unsigned int i;
-	int ret = get_word(p, key, val, words, &i);
-
-	if (!ret)
-		((struct config *)t)->lookup = vals[i];
-	return ret;
-}
-
 static int set_detach_on_stop(struct parser *p, void *t, const char *key, const char *val)
 {
 	return get_bool(p, key, val, &((struct config *)t)->detach_on_stop);
@@ -311,7 +299,6 @@ static const struct key_def ipblock_keys[] = {
 	{ "pin-dir", set_pin_dir },
 	{ "state-dir", set_state_dir },
 	{ "capacity", set_capacity },
-	{ "lookup", set_lookup },
 	{ "detach-on-stop", set_detach_on_stop },
 	{ "save-interval", set_save_interval },
 	{ NULL, NULL },
@@ -973,7 +960,6 @@ int config_defaults(struct config *c)
 	c->pin_dir = strdup(IPBLOCK_PIN_DIR_DEFAULT);
 	c->state_dir = strdup(CONFIG_STATE_DIR_DEFAULT);
 	c->capacity = IPBLOCK_MAX_RULES_DEFAULT;
-	c->lookup = CONFIG_LOOKUP_FLAT;
 	c->detach_on_stop = false;
 	c->save_interval = CONFIG_SAVE_INTERVAL_DEFAULT;
 

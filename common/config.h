@@ -78,12 +78,6 @@ enum config_mode {
 	CONFIG_MODE_SKB,    /* generic (skb) only */
 };
 
-/* [ipblock] lookup: as ipblock-loader --lookup. */
-enum config_lookup {
-	CONFIG_LOOKUP_FLAT,
-	CONFIG_LOOKUP_TRIE,
-};
-
 /* [list NAME] format: what the file's lines look like. */
 enum config_format {
 	CONFIG_FORMAT_AUTO,	/* any of the below, line by line, as ipblock-rule -i */
@@ -174,7 +168,6 @@ struct config {
 	char *pin_dir;
 	char *state_dir;
 	uint32_t capacity; /* rules per family */
-	enum config_lookup lookup;
 	bool detach_on_stop;
 	uint32_t save_interval; /* seconds */
 

@@ -103,7 +103,6 @@ static void assert_defaults(const struct config *c)
 	assert_string_equal(c->pin_dir, "/sys/fs/bpf/ipblock");
 	assert_string_equal(c->state_dir, "/var/lib/ipblock");
 	assert_int_equal(c->capacity, IPBLOCK_MAX_RULES_DEFAULT);
-	assert_int_equal(c->lookup, CONFIG_LOOKUP_FLAT);
 	assert_false(c->detach_on_stop);
 	assert_int_equal(c->save_interval, 1);
 	assert_int_equal(c->n_interfaces, 0);
@@ -168,7 +167,7 @@ static const char full_file[] = "# every key of every section\n"
 				"pin-dir = /sys/fs/bpf/test\n"
 				"state-dir = /tmp/state\n"
 				"capacity = 250k\n"
-				"lookup = trie\n"
+				"# a comment between keys\n"
 				"detach-on-stop = yes\n"
 				"save-interval = 5s\n"
 				"\n"
@@ -226,7 +225,6 @@ static void test_full_file_sets_every_key(void **state)
 	assert_string_equal(cfg.pin_dir, "/sys/fs/bpf/test");
 	assert_string_equal(cfg.state_dir, "/tmp/state");
 	assert_int_equal(cfg.capacity, 250000);
-	assert_int_equal(cfg.lookup, CONFIG_LOOKUP_TRIE);
 	assert_true(cfg.detach_on_stop);
 	assert_int_equal(cfg.save_interval, 5);
 
@@ -508,7 +506,7 @@ static void test_unknown_sections_and_keys_say_what_is_expected(void **state)
 		  "t.conf:1: unknown section [Interface]; did you mean [interface NAME]?" },
 		{ "[ipblock]\nfoo = 1\n", "t.conf:2: unknown key 'foo' in [ipblock]; expected "
 					  "pin-dir, state-dir, capacity, "
-					  "lookup, detach-on-stop or save-interval." },
+					  "detach-on-stop or save-interval." },
 		{ "[ipblock]\npin_dir = /x\n",
 		  "t.conf:2: unknown key 'pin_dir' in [ipblock]; did you mean pin-dir?" },
 		{ "[ipblock]\nCapacity = 1\n",
@@ -660,10 +658,8 @@ static void test_every_bad_value_names_the_key_and_what_it_expects(void **state)
 		{ "[ipblock]\ncapacity = -1\n",
 		  "t.conf:2: bad capacity '-1': expected a whole number, optionally with k "
 		  "(thousand) or M (million)." },
-		{ "[ipblock]\nlookup = hash\n",
-		  "t.conf:2: bad lookup 'hash': expected flat or trie." },
-		{ "[ipblock]\nlookup = Flat\n",
-		  "t.conf:2: bad lookup 'Flat': expected flat or trie." },
+		{ "[interface eth0]\nmode = Native\n",
+		  "t.conf:2: bad mode 'Native': expected auto, native or skb." },
 		{ "[ipblock]\ndetach-on-stop = maybe\n",
 		  "t.conf:2: bad detach-on-stop 'maybe': expected yes or no (also true/false, "
 		  "on/off, 1/0)." },
@@ -788,9 +784,9 @@ static void test_long_and_odd_values_are_shown_shortened_and_printable(void **st
 	assert_refused(long_path, "t.conf:2: bad state-dir: the path is longer than 4095 bytes.");
 	free(long_path);
 
-	assert_refused("[ipblock]\nlookup = tr\xc3\xaf"
-		       "e\n",
-		       "t.conf:2: bad lookup 'tr??e': expected flat or trie.");
+	assert_refused("[interface eth0]\nmode = sk\xc3\xaf"
+		       "b\n",
+		       "t.conf:2: bad mode 'sk??b': expected auto, native or skb.");
 	assert_refused("[interface \xe2\x82\xac]\n[interface \xe2\x82\xac]\n",
 		       "t.conf:2: [interface ???] appears twice (first on line 1).");
 }
@@ -962,9 +958,13 @@ static void test_read_a_file_a_missing_file_a_directory_and_a_huge_file(void **s
 	config_free(&cfg);
 	unlink(path);
 
-	path = write_temp("[ipblock]\n\nlookup = both\n", strlen("[ipblock]\n\nlookup = both\n"));
+	path = write_temp("[ipblock]\n\ncapacity = lots\n",
+			  strlen("[ipblock]\n\ncapacity = lots\n"));
 	assert_int_equal(config_read(&cfg, path, err, sizeof(err)), -EINVAL);
-	snprintf(expect, sizeof(expect), "%s:3: bad lookup 'both': expected flat or trie.", path);
+	snprintf(expect, sizeof(expect),
+		 "%s:3: bad capacity 'lots': expected a whole number, optionally with k (thousand) "
+		 "or M (million).",
+		 path);
 	assert_string_equal(err, expect);
 	unlink(path);
 
@@ -1076,7 +1076,6 @@ static const struct {
 	{ "[ipblock]", "pin-dir", "/x" },
 	{ "[ipblock]", "state-dir", "/x" },
 	{ "[ipblock]", "capacity", "1k" },
-	{ "[ipblock]", "lookup", "trie" },
 	{ "[ipblock]", "detach-on-stop", "yes" },
 	{ "[ipblock]", "save-interval", "2s" },
 	{ "[interface eth0]", "mode", "skb" },

@@ -139,18 +139,36 @@ struct outer_job {
 	int fd;
 	const uint32_t *keys;
 	const int *vals; /* NULL: delete */
-	size_t n, stride, first;
+	size_t first, end;
 	int ret;
 };
 
+/*
+ * One batch call for the job's slice: Linux 6.8 and later wait for one
+ * grace period per batch of a map-in-map, not one per element.  Where
+ * batches are refused (older kernels) or stop half-way, the slice is done
+ * again element by element, which is harmless: an update puts the same
+ * value, a delete of what is gone is no error.
+ */
 static void *outer_worker(void *arg)
 {
 	struct outer_job *j = arg;
+	LIBBPF_OPTS(bpf_map_batch_opts, opts);
+	__u32 count = (__u32)(j->end - j->first);
+	int err;
 
-	for (size_t i = j->first; i < j->n && !j->ret; i += j->stride) {
-		int err = j->vals ? bpf_map_update_elem(j->fd, &j->keys[i], &j->vals[i], BPF_ANY)
-				  : bpf_map_delete_elem(j->fd, &j->keys[i]);
-
+	if (!count)
+		return NULL;
+	if (j->vals)
+		err = bpf_map_update_batch(j->fd, &j->keys[j->first], &j->vals[j->first], &count,
+					   &opts);
+	else
+		err = bpf_map_delete_batch(j->fd, &j->keys[j->first], &count, &opts);
+	if (!err)
+		return NULL;
+	for (size_t i = j->first; i < j->end && !j->ret; i++) {
+		err = j->vals ? bpf_map_update_elem(j->fd, &j->keys[i], &j->vals[i], BPF_ANY)
+			      : bpf_map_delete_elem(j->fd, &j->keys[i]);
 		if (err && !(errno == ENOENT && !j->vals))
 			j->ret = -errno;
 	}
@@ -159,8 +177,9 @@ static void *outer_worker(void *arg)
 
 /*
  * Put vals[i] at keys[i] of an outer map (vals NULL: delete keys[i]), by
- * several threads: the kernel ends every update of a map-in-map with an
- * RCU grace period, and concurrent waits share one.
+ * several threads, each a slice: the kernel ends every update of a
+ * map-in-map (or every batch, from 6.8) with an RCU grace period, and
+ * concurrent waits share one.
  */
 static int outer_many(int fd, const uint32_t *keys, const int *vals, size_t n)
 {
@@ -171,7 +190,7 @@ static int outer_many(int fd, const uint32_t *keys, const int *vals, size_t n)
 	int ret = 0;
 
 	for (size_t t = 0; t < k; t++)
-		jobs[t] = (struct outer_job){ fd, keys, vals, n, k, t, 0 };
+		jobs[t] = (struct outer_job){ fd, keys, vals, t * n / k, (t + 1) * n / k, 0 };
 	for (size_t t = 1; t < k; t++)
 		started[t] = !pthread_create(&tid[t], NULL, outer_worker, &jobs[t]);
 	/* A thread that did not start: its share is done here. */

@@ -185,7 +185,7 @@ clean:
 TG_BPF_OBJ := $(BUILD)/bench/trafficgen.bpf.o
 TG_SKEL	:= $(BUILD)/trafficgen.skel.h
 
-$(TG_BPF_OBJ): bench/trafficgen.bpf.c bench/trafficgen.h | $(BUILD)/.dir
+$(TG_BPF_OBJ): bench/trafficgen.bpf.c bench/trafficgen.h bpf/parse.h | $(BUILD)/.dir
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
 $(TG_SKEL): $(TG_BPF_OBJ)

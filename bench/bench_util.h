@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Small helpers shared by the bench programs: time, CPU pinning, IP
- * checksums and test frames, summaries of rounds, option parsing, and
- * (for the programs that include ipblock.skel.h first) a private ipblock.
+ * checksums and test frames, summaries of rounds, and (for the programs
+ * that include ipblock.skel.h or trafficgen.skel.h first) a private
+ * ipblock and the LPM-trie filter's tries.
  */
 #ifndef IPBLOCK_BENCH_UTIL_H
 #define IPBLOCK_BENCH_UTIL_H
@@ -20,7 +21,10 @@
 #include <linux/ip.h>
 #include <linux/ipv6.h>
 #include <linux/udp.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 
+#include "cidr.h"
 #include "cli.h"
 #include "maps.h"
 
@@ -132,36 +136,6 @@ static inline struct summary summarise(const double *v, uint32_t n)
 				 .max = s[n - 1] };
 }
 
-/* "trie,flat": up to max distinct lookups into l[], their count in *n. */
-static inline int parse_lookups(const char *s, enum pins_lookup *l, size_t max, size_t *n)
-{
-	char buf[64], *save = NULL, *tok;
-
-	if (strlen(s) >= sizeof(buf))
-		return -EINVAL;
-	strcpy(buf, s);
-	*n = 0;
-	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (*n == max || pins_lookup_parse(tok, &l[*n]))
-			return -EINVAL;
-		for (size_t i = 0; i < *n; i++)
-			if (l[i] == l[*n])
-				return -EINVAL;
-		(*n)++;
-	}
-	return *n ? 0 : -EINVAL;
-}
-
-/* --lookups, as cli_parse_u32() does for numbers: 0, or -EINVAL once said why. */
-static inline int cli_parse_lookups(const char *s, enum pins_lookup *l, size_t max, size_t *n)
-{
-	int ret = parse_lookups(s, l, max, n);
-
-	if (ret)
-		cli_err("--lookups takes trie, flat or both, separated by a comma.");
-	return ret;
-}
-
 /*
  * What a BPF_PROG_RUN bench does before it starts: check for root (1 if
  * not, said), quiet the library's progress messages and pin to cpu (a note
@@ -179,12 +153,13 @@ static inline int bench_start(uint32_t cpu)
 
 #ifdef __IPBLOCK_BPF_SKEL_H__
 /*
- * Open and load a private copy of ipblock (no pins, no interface), its maps
- * sized by pins_obj_size() for capacity rules per family, and a change
- * handle on them.  On failure *skel may be set: ipblock_bpf__destroy() it.
+ * Open and load a private copy of ipblock (no pins, no interface) whose
+ * tries may hold up to ceiling rules per family (the loader's --max-rules;
+ * the tables grow with the rules), and a change handle on it.  On failure
+ * *skel may be set: ipblock_bpf__destroy() it.
  */
 static inline int bench_ipblock_open(struct ipblock_bpf **skel, struct pins *pins,
-				     struct maps *maps, uint32_t capacity, enum pins_lookup lookup)
+				     struct maps *maps, uint32_t ceiling)
 {
 	int ret;
 
@@ -193,7 +168,7 @@ static inline int bench_ipblock_open(struct ipblock_bpf **skel, struct pins *pin
 	*skel = ipblock_bpf__open();
 	if (!*skel)
 		return -errno;
-	ret = pins_obj_size((*skel)->obj, capacity, lookup);
+	ret = pins_obj_size((*skel)->obj, ceiling);
 	if (!ret)
 		ret = ipblock_bpf__load(*skel);
 	if (!ret)
@@ -205,6 +180,132 @@ static inline void bench_ipblock_close(struct ipblock_bpf *skel, struct maps *ma
 {
 	maps_release(maps);
 	ipblock_bpf__destroy(skel);
+}
+#endif
+
+#ifdef __TRAFFICGEN_BPF_SKEL_H__
+#include "trafficgen.h"
+
+/*
+ * Open the generator's object for the LPM-trie filter: its tries sized for
+ * n4 and n6 rules, the source pool for pool entries (a power of two), then
+ * loaded.  NULL with errno set on failure.
+ */
+static inline struct trafficgen_bpf *tg_open_sized(size_t n4, size_t n6, uint32_t pool)
+{
+	struct trafficgen_bpf *skel = trafficgen_bpf__open();
+	int ret;
+
+	if (!skel)
+		return NULL;
+	skel->rodata->pool_mask = pool - 1;
+	ret = bpf_map__set_max_entries(skel->maps.pool, pool);
+	if (!ret)
+		ret = bpf_map__set_max_entries(skel->maps.trie4, n4 ? (uint32_t)n4 : 1);
+	if (!ret)
+		ret = bpf_map__set_max_entries(skel->maps.trie6, n6 ? (uint32_t)n6 : 1);
+	if (!ret)
+		ret = trafficgen_bpf__load(skel);
+	if (ret) {
+		trafficgen_bpf__destroy(skel);
+		errno = -ret;
+		return NULL;
+	}
+	return skel;
+}
+
+/* Rules per update syscall when filling a trie. */
+#define TG_FILL_BATCH 8192
+
+/*
+ * Put v[0..n) (all of one family) into that family's trie as deny rules:
+ * in batches, or one by one where the kernel has no batch update for LPM
+ * tries.  0 or -errno.
+ */
+static inline int tg_trie_fill(struct trafficgen_bpf *skel, int family, const struct cidr *v,
+			       size_t n)
+{
+	size_t ksz = family == AF_INET ? sizeof(struct tg_key4) : sizeof(struct tg_key6);
+	int fd = bpf_map__fd(family == AF_INET ? skel->maps.trie4 : skel->maps.trie6);
+	uint8_t *keys = calloc(TG_FILL_BATCH, ksz);
+	uint32_t *vals = calloc(TG_FILL_BATCH, sizeof(*vals));
+	bool batch = true;
+	int ret = 0;
+
+	if (!keys || !vals) {
+		free(keys);
+		free(vals);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n && !ret; i += TG_FILL_BATCH) {
+		__u32 cnt = n - i < TG_FILL_BATCH ? (__u32)(n - i) : TG_FILL_BATCH;
+
+		for (__u32 j = 0; j < cnt; j++) {
+			uint8_t *k = keys + j * ksz;
+			__u32 len = v[i + j].len;
+
+			memcpy(k, &len, sizeof(len));
+			memcpy(k + sizeof(len), v[i + j].addr, family == AF_INET ? 4 : 16);
+			vals[j] = TG_DENY;
+		}
+		if (batch) {
+			LIBBPF_OPTS(bpf_map_batch_opts, opts);
+			__u32 done = cnt;
+
+			if (!bpf_map_update_batch(fd, keys, vals, &done, &opts))
+				continue;
+			ret = -errno;
+			if (done || (ret != -EINVAL && ret != -EOPNOTSUPP && ret != -524))
+				break;
+			batch = false;
+			ret = 0;
+		}
+		for (__u32 j = 0; j < cnt && !ret; j++)
+			if (bpf_map_update_elem(fd, keys + j * ksz, &vals[j], BPF_ANY))
+				ret = -errno;
+	}
+	free(keys);
+	free(vals);
+	return ret;
+}
+
+/* Kernel memory (memlock, as bpftool shows) of the filter's two tries, in *bytes. */
+static inline int tg_trie_memlock(struct trafficgen_bpf *skel, uint64_t *bytes)
+{
+	int ret;
+
+	*bytes = 0;
+	ret = pins_memlock(bpf_map__fd(skel->maps.trie4), bytes);
+	if (!ret)
+		ret = pins_memlock(bpf_map__fd(skel->maps.trie6), bytes);
+	return ret;
+}
+
+/* The filter's verdict counters, summed over CPUs: out[TG_STATS]. */
+static inline int tg_trie_stats(int fd, struct tg_counter *out)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	struct tg_counter *v;
+	int ret = 0;
+
+	if (ncpu < 0)
+		return ncpu;
+	v = calloc((size_t)ncpu, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (__u32 s = 0; s < TG_STATS && !ret; s++) {
+		out[s] = (struct tg_counter){ 0 };
+		if (bpf_map_lookup_elem(fd, &s, v)) {
+			ret = -errno;
+			break;
+		}
+		for (int c = 0; c < ncpu; c++) {
+			out[s].packets += v[c].packets;
+			out[s].bytes += v[c].bytes;
+		}
+	}
+	free(v);
+	return ret;
 }
 #endif
 

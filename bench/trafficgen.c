@@ -13,10 +13,21 @@
  *   trafficgen load --pin-dir DIR FILE
  *       Add every prefix of FILE as a deny rule to ipblock's pinned maps by
  *       maps_import_rules(), which keeps the flat tables in step (the
- *       bench's fallback when ipblock-rule has no -i).
- *   trafficgen attach -i IFACE drop|pass  |  trafficgen detach -i IFACE
+ *       bench's fallback when ipblock-rule -i fails).
+ *   trafficgen mem --pin-dir DIR
+ *       The kernel memory of ipblock's pinned maps, inner segment maps
+ *       included (tables_memory(): memlock, as bpftool shows it), in bytes.
+ *   trafficgen attach -i IFACE drop|pass|src  |  trafficgen detach -i IFACE
  *       The reference receivers: an XDP program that drops (passes)
- *       everything, attached in native mode.
+ *       everything, or reads the headers and drops by source (tg_src),
+ *       attached in native mode.
+ *   trafficgen trie --pin-dir DIR [-i IFACE] FILE...
+ *       The LPM-trie filter (tg_trie): its two tries sized for and filled
+ *       with FILEs' prefixes as deny rules, pinned in DIR with its counters
+ *       (trie4, trie6, trie_stats) and, with -i, attached to IFACE in native
+ *       mode.  Prints the tries' kernel memory (memlock).
+ *   trafficgen trie-stats --pin-dir DIR
+ *       The LPM-trie filter's verdict counters.
  *   trafficgen gro -i IFACE on|off
  *       Switch GRO (the legacy ethtool ioctl: ethtool itself is not needed).
  */
@@ -27,7 +38,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,12 +55,13 @@
 #include <linux/sockios.h>
 #include <linux/udp.h>
 
-#include "bench_util.h"
 #include "cli.h"
 #include "maps.h"
 #include "rulegen.h"
+#include "tables.h"
 #include "trafficgen.h"
 #include "trafficgen.skel.h"
+#include "bench_util.h" /* after trafficgen.skel.h: the filter's helpers */
 
 #define FRAME_MAX 1514
 
@@ -502,6 +516,243 @@ out:
 	return ret ? 1 : 0;
 }
 
+/* --- memory ------------------------------------------------------------------ */
+
+static const struct cli_opt pin_opts[] = {
+	{ "pin-dir", OPT_PIN_DIR, "DIR", "the pin directory" },
+	{ "help", 'h', NULL, "show this help" },
+	{},
+};
+
+/* "--pin-dir DIR" and nothing else, for the small commands; NULL if absent. */
+static const char *pin_dir_arg(int argc, char **argv, const char *synopsis, const char *about)
+{
+	const char *dir = NULL;
+	int c;
+
+	while ((c = cli_getopt(argc, argv, pin_opts)) != -1) {
+		switch (c) {
+		case OPT_PIN_DIR:
+			dir = optarg;
+			break;
+		case 'h':
+			cli_usage(stdout, synopsis, about, pin_opts);
+			exit(0);
+		default:
+			return NULL;
+		}
+	}
+	if (!dir || optind != argc) {
+		cli_err("usage: trafficgen %s", synopsis);
+		return NULL;
+	}
+	return dir;
+}
+
+static int cmd_mem(int argc, char **argv)
+{
+	const char *dir = pin_dir_arg(argc, argv, "mem --pin-dir DIR",
+				      "Print the kernel memory of ipblock's maps (bytes).");
+	struct pins pins = PINS_INIT;
+	struct tables_memory mem;
+	int ret;
+
+	if (!dir)
+		return 2;
+	if (cli_open_maps(dir, &pins))
+		return 1;
+	ret = tables_memory(&pins, &mem);
+	pins_close(&pins);
+	if (ret) {
+		cli_err("cannot add up the maps' memory: %s.", strerror(-ret));
+		return 1;
+	}
+	printf("total %llu tables %llu tries %llu other %llu\n", (unsigned long long)mem.total,
+	       (unsigned long long)mem.tables, (unsigned long long)mem.tries,
+	       (unsigned long long)mem.other);
+	return 0;
+}
+
+/* --- the LPM-trie filter ---------------------------------------------------------- */
+
+struct prefixes {
+	struct cidr *v;
+	size_t n, cap;
+};
+
+static int prefixes_add(struct prefixes *l, const struct cidr *p)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 65536;
+		struct cidr *v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = *p;
+	return 0;
+}
+
+/* Every prefix of file (its first word a line) into l4 or l6 by family. */
+static int read_prefixes(const char *file, struct prefixes *l4, struct prefixes *l6)
+{
+	char line[256], err[CIDR_ERRLEN];
+	size_t lineno = 0;
+	int ret = 0;
+	FILE *in = fopen(file, "r");
+
+	if (!in) {
+		cli_err("cannot open %s: %s.", file, strerror(errno));
+		return -errno;
+	}
+	while (!ret && fgets(line, sizeof(line), in)) {
+		struct cidr p;
+
+		lineno++;
+		line[strcspn(line, " \t#\r\n")] = 0;
+		if (!line[0])
+			continue;
+		if (cidr_parse(line, &p, NULL, err, sizeof(err))) {
+			cli_err("%s:%zu: %s", file, lineno, err);
+			ret = -EINVAL;
+			break;
+		}
+		ret = prefixes_add(p.family == AF_INET ? l4 : l6, &p);
+	}
+	fclose(in);
+	return ret;
+}
+
+static const struct cli_opt trie_opts[] = {
+	{ "pin-dir", OPT_PIN_DIR, "DIR", "where to pin the tries and counters" },
+	{ "dev", 'i', "IFACE", "attach the filter to IFACE (native mode)" },
+	{ "help", 'h', NULL, "show this help" },
+	{},
+};
+
+static int cmd_trie(int argc, char **argv)
+{
+	static const char *const pinned[] = { "trie4", "trie6", "trie_stats" };
+	struct prefixes l4 = { 0 }, l6 = { 0 };
+	const char *dir = NULL, *dev = NULL;
+	struct trafficgen_bpf *skel = NULL;
+	char path[PATH_MAX];
+	uint64_t mem4 = 0, mem6 = 0;
+	int c, ret = 0, ifindex = 0;
+	double t0;
+
+	while ((c = cli_getopt(argc, argv, trie_opts)) != -1) {
+		switch (c) {
+		case OPT_PIN_DIR:
+			dir = optarg;
+			break;
+		case 'i':
+			dev = optarg;
+			break;
+		case 'h':
+			cli_usage(stdout, "trie --pin-dir DIR [-i IFACE] FILE...",
+				  "Load the LPM-trie filter with FILEs' prefixes as deny rules.",
+				  trie_opts);
+			return 0;
+		default:
+			return 2;
+		}
+	}
+	if (!dir || optind == argc) {
+		cli_err("trie needs --pin-dir DIR and at least one FILE.");
+		return 2;
+	}
+	if (dev && !(ifindex = (int)if_nametoindex(dev))) {
+		cli_err("no interface named '%s'.", dev);
+		return 1;
+	}
+	for (int i = optind; i < argc && !ret; i++)
+		ret = read_prefixes(argv[i], &l4, &l6);
+	if (ret)
+		goto out;
+	t0 = now_s();
+	skel = tg_open_sized(l4.n, l6.n, 1);
+	if (!skel) {
+		ret = -errno;
+		cli_err("cannot load the LPM-trie filter: %s.", strerror(errno));
+		goto out;
+	}
+	ret = tg_trie_fill(skel, AF_INET, l4.v, l4.n);
+	if (!ret)
+		ret = tg_trie_fill(skel, AF_INET6, l6.v, l6.n);
+	if (ret) {
+		cli_err("cannot fill the tries: %s.", strerror(-ret));
+		goto out;
+	}
+	if (mkdir(dir, 0700) && errno != EEXIST) {
+		ret = -errno;
+		cli_err("cannot create %s: %s.", dir, strerror(errno));
+		goto out;
+	}
+	for (size_t i = 0; i < sizeof(pinned) / sizeof(pinned[0]) && !ret; i++) {
+		struct bpf_map *m = bpf_object__find_map_by_name(skel->obj, pinned[i]);
+
+		snprintf(path, sizeof(path), "%s/%s", dir, pinned[i]);
+		if (!m || bpf_map__pin(m, path)) {
+			ret = -errno;
+			cli_err("cannot pin %s: %s.", path, strerror(errno));
+		}
+	}
+	if (ret)
+		goto out;
+	if (ifindex) {
+		LIBBPF_OPTS(bpf_xdp_attach_opts, xopts);
+
+		/* The link holds the program, and it the maps, after this process exits. */
+		ret = bpf_xdp_attach(ifindex, bpf_program__fd(skel->progs.tg_trie),
+				     XDP_FLAGS_DRV_MODE, &xopts);
+		if (ret) {
+			cli_err("cannot attach the LPM-trie filter to %s: %s.", dev,
+				strerror(-ret));
+			goto out;
+		}
+	}
+	pins_memlock(bpf_map__fd(skel->maps.trie4), &mem4);
+	pins_memlock(bpf_map__fd(skel->maps.trie6), &mem6);
+	printf("trie4 %zu memlock %llu trie6 %zu memlock %llu total %llu loaded %.3f\n", l4.n,
+	       (unsigned long long)mem4, l6.n, (unsigned long long)mem6,
+	       (unsigned long long)(mem4 + mem6), now_s() - t0);
+out:
+	trafficgen_bpf__destroy(skel);
+	free(l4.v);
+	free(l6.v);
+	return ret ? 1 : 0;
+}
+
+static int cmd_trie_stats(int argc, char **argv)
+{
+	const char *dir = pin_dir_arg(argc, argv, "trie-stats --pin-dir DIR",
+				      "Print the LPM-trie filter's verdict counters.");
+	struct tg_counter st[TG_STATS];
+	char path[PATH_MAX];
+	int fd, ret;
+
+	if (!dir)
+		return 2;
+	snprintf(path, sizeof(path), "%s/trie_stats", dir);
+	fd = bpf_obj_get(path);
+	if (fd < 0) {
+		cli_err("cannot open %s: %s.", path, strerror(errno));
+		return 1;
+	}
+	ret = tg_trie_stats(fd, st);
+	close(fd);
+	if (ret) {
+		cli_err("cannot read %s: %s.", path, strerror(-ret));
+		return 1;
+	}
+	printf("dropped %llu passed %llu\n", (unsigned long long)st[TG_STAT_DROP].packets,
+	       (unsigned long long)st[TG_STAT_PASS].packets);
+	return 0;
+}
+
 /* --- reference receivers and GRO ------------------------------------------------ */
 
 static const struct cli_opt dev_opts[] = {
@@ -548,17 +799,19 @@ static int cmd_attach(int argc, char **argv)
 	const char *what;
 	int ifindex, ret, fd;
 
-	if (dev_args(argc, argv, "attach -i IFACE drop|pass", &ifindex, &what) || !what ||
-	    (strcmp(what, "drop") && strcmp(what, "pass"))) {
-		cli_err("attach needs -i IFACE and drop or pass.");
+	if (dev_args(argc, argv, "attach -i IFACE drop|pass|src", &ifindex, &what) || !what ||
+	    (strcmp(what, "drop") && strcmp(what, "pass") && strcmp(what, "src"))) {
+		cli_err("attach needs -i IFACE and drop, pass or src.");
 		return 2;
 	}
-	skel = trafficgen_bpf__open_and_load();
+	skel = tg_open_sized(0, 0, 1);
 	if (!skel) {
 		cli_err("cannot load the reference programs: %s.", strerror(errno));
 		return 1;
 	}
-	fd = bpf_program__fd(strcmp(what, "drop") ? skel->progs.tg_pass : skel->progs.tg_drop);
+	fd = bpf_program__fd(!strcmp(what, "drop")   ? skel->progs.tg_drop
+			     : !strcmp(what, "pass") ? skel->progs.tg_pass
+						     : skel->progs.tg_src);
 	/* The link holds the program after this process exits. */
 	ret = bpf_xdp_attach(ifindex, fd, XDP_FLAGS_DRV_MODE, &xopts);
 	if (ret)
@@ -610,7 +863,8 @@ static int cmd_gro(int argc, char **argv)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: trafficgen send|rules|load|attach|detach|gro [options]\n"
+	fprintf(f, "usage: trafficgen send|rules|load|mem|attach|detach|trie|trie-stats|gro "
+		   "[options]\n"
 		   "  (trafficgen COMMAND -h for each command's options)\n");
 }
 
@@ -619,8 +873,11 @@ int main(int argc, char **argv)
 	static const struct {
 		const char *name;
 		int (*fn)(int argc, char **argv);
-	} cmds[] = { { "send", cmd_send },     { "rules", cmd_rules },	 { "load", cmd_load },
-		     { "attach", cmd_attach }, { "detach", cmd_detach }, { "gro", cmd_gro } };
+	} cmds[] = { { "send", cmd_send },     { "rules", cmd_rules },
+		     { "load", cmd_load },     { "mem", cmd_mem },
+		     { "attach", cmd_attach }, { "detach", cmd_detach },
+		     { "trie", cmd_trie },     { "trie-stats", cmd_trie_stats },
+		     { "gro", cmd_gro } };
 
 	if (argc < 2) {
 		usage(stderr);

@@ -16,4 +16,33 @@ struct tg_source {
 	__u32 pad;
 };
 
+/*
+ * The LPM-trie filter's keys (prefixlen, then the address in network
+ * order, as BPF_MAP_TYPE_LPM_TRIE wants) and value: TG_DENY drops, any
+ * other value passes.
+ */
+struct tg_key4 {
+	__u32 prefixlen;
+	__u8 addr[4];
+};
+
+struct tg_key6 {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+#define TG_DENY 1
+
+/* The LPM-trie filter's per-CPU verdict counters. */
+enum tg_stat {
+	TG_STAT_PASS,
+	TG_STAT_DROP,
+	TG_STATS,
+};
+
+struct tg_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
 #endif /* BENCH_TRAFFICGEN_H */

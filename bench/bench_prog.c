@@ -1,33 +1,39 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Per-packet cost of ipblock's XDP program against an empty XDP program,
- * by BPF_PROG_RUN with repeat, for both ways the program can find a rule:
- * the flat tables (the default) and the LPM tries alone (--lookup trie,
- * the "before").
+ * by BPF_PROG_RUN with repeat, beside the reference most XDP firewalls
+ * are: a program that judges by a plain BPF LPM trie per family (tg_trie,
+ * bench/trafficgen.bpf.c, the same parser as ipblock's).
  *
  * A single frame run with repeat would judge one cached key.  Instead the
  * frame goes through tg_call (bench/trafficgen.bpf.c), which writes the next
  * of POOL random sources into it and tail-calls the program under test, so
  * every repetition judges another address.  The empty program sits behind
- * the same wrapper: the difference of the two is what ipblock adds.
+ * the same wrapper: the difference of the two is what a filter adds.  So
+ * does tg_src, which reads the headers and drops by source without any
+ * lookup: the floor of a filter that judges by source address.
  *
- * For each rule count and lookup one private copy of ipblock is loaded (no
- * pins, no interface), its maps sized by pins_obj_size() for the capacity a
- * default installation has, and filled with the list of bench/rulegen.h by
- * maps_replace_rules(), which compiles the flat tables as the tools do.
- * Sources (the same pools for both lookups):
+ * For each rule count one private copy of ipblock is loaded (no pins, no
+ * interface; its tries' ceiling -C, its tables growing with the rules) and
+ * filled with the lists of bench/rulegen.h (N IPv4 and N IPv6 prefixes) by
+ * maps_replace_rules(), as the tools do; and one copy of the LPM-trie filter,
+ * its tries sized for and filled with the same lists.
+ * Sources (the same pools for both filters):
  *   hit   a random address inside a random rule of the list (a deny rule);
  *   miss  a random address of the range the list's bulk is spread over
  *         (11.0.0.0-99.255.255.255, 2400::/6) that no rule covers.
+ * Each is measured twice: with POOL (65,536) sources, so that a large
+ * table's path misses the caches ("cold"), and with WARM (256) sources
+ * cycled, so that it stays cached ("warm").
  * These frames never leave BPF_PROG_RUN (no live-frames flag, no interface),
  * so their sources need not be documentation addresses; a walk through the
  * whole table is what the figure is about.
  *
- * Every measurement is checked: ipblock's own counters must have counted
- * exactly `repeat` drops (hit) or unmatched passes (miss).
+ * Every measurement is checked: the filter's own counters must have counted
+ * exactly `repeat` drops (hit) or passes without a rule (miss).
  *
- *   bench_prog [-r REPEAT] [-n ROUNDS] [-p POOL] [-c CPU] [-o DATAFILE]
- *              [-s N,N,...] [-l trie,flat] [-C CAPACITY]
+ *   bench_prog [-r REPEAT] [-n ROUNDS] [-p POOL] [-w WARM] [-c CPU]
+ *              [-o DATAFILE] [-s N,N,...] [-C CEILING]
  */
 #include <errno.h>
 #include <sched.h>
@@ -49,37 +55,48 @@
 #include "ipblock.skel.h"
 #include "maps.h"
 #include "tables.h"
-#include "trie.h"
 #include "rulegen.h"
 #include "trafficgen.h"
 #include "trafficgen.skel.h"
-#include "bench_util.h" /* after ipblock.skel.h: bench_ipblock_open() */
+#include "bench_util.h" /* after the skeletons: bench_ipblock_open(), tg_open_sized() */
 
-#define MAX_SIZES   8
-#define MAX_LOOKUPS 2
-#define MAX_INST    (MAX_SIZES * MAX_LOOKUPS)
-#define MAX_ROUNDS  BENCH_MAX_ROUNDS
-#define FRAME_LEN   80 /* IPv6 + UDP + a little payload; IPv4 frames are padded alike */
+#define MAX_SIZES  8
+#define MAX_INST   (MAX_SIZES * 2)
+#define MAX_ROUNDS BENCH_MAX_ROUNDS
+#define FRAME_LEN  80 /* IPv6 + UDP + a little payload; IPv4 frames are padded alike */
 
 enum src_kind { SRC_HIT, SRC_MISS };
 
-struct instance {
+enum filter { FILTER_TRIE, FILTER_IPBLOCK, FILTERS };
+
+static const char *const filter_name[FILTERS] = { "trie", "ipblock" };
+
+/* One rule count's lists, shared by its two instances. */
+struct lists {
 	size_t rules;
-	enum pins_lookup lookup;
-	uint32_t capacity; /* rules per family the maps are sized for */
+	struct cidr *v4, *v6;
+	size_t n4, n6;
+};
+
+struct instance {
+	enum filter filter;
+	struct lists *lists;
+	/* ipblock */
 	struct ipblock_bpf *skel;
 	struct pins pins;
-	struct maps maps;	    /* changes to them, through the product's protocol */
-	struct cidr *list4, *list6; /* the rules, kept to draw hit sources from */
-	size_t n4, n6;
-	double load_s;
-	bool has_info; /* flat lookup with rules: info4/info6 hold set A's tables */
+	struct maps maps; /* changes to them, through the product's protocol */
+	bool has_info;	  /* info4/info6 hold the active set's tables */
 	struct tables_info info4, info6;
+	/* the LPM-trie filter */
+	struct trafficgen_bpf *tg;
+	double load_s;
+	uint64_t memlock; /* the kernel's account of the instance's maps */
 };
 
 struct config {
 	const char *label;
-	struct instance *inst; /* NULL: the empty program */
+	const char *prog;      /* empty, src, trie, ipblock */
+	struct instance *inst; /* NULL: a reference program of the wrapper's object */
 	int family;
 	enum src_kind kind;
 	struct tg_source *pool;	     /* `pool` distinct sources */
@@ -89,15 +106,14 @@ struct config {
 };
 
 struct bench {
-	struct trafficgen_bpf *tg;
-	uint32_t repeat, rounds, pool, warm, capacity;
+	struct trafficgen_bpf *tg; /* the wrapper and the reference programs */
+	uint32_t repeat, rounds, pool, warm, ceiling;
 	uint8_t frame4[FRAME_LEN], frame6[FRAME_LEN];
 	size_t sizes[MAX_SIZES], nsizes;
-	enum pins_lookup lookups[MAX_LOOKUPS];
-	size_t nlookups;
+	struct lists lists[MAX_SIZES];
 	struct instance inst[MAX_INST];
 	size_t ninst;
-	struct config cfg[1 + MAX_INST * 4];
+	struct config cfg[3 + MAX_INST * 4];
 	size_t ncfg;
 };
 
@@ -131,24 +147,35 @@ static void pool_entry(const struct bench *b, int family, const uint8_t *src, st
 	out->udp_check = fold(sum);
 }
 
-/* Whether the instance's trie has a rule covering addr. */
+/*
+ * Whether a rule of the instance covers addr: a lookup in its trie of the
+ * family (ipblock's set A, or the filter's own; both keyed by prefixlen
+ * and address).
+ */
 static bool covered(const struct instance *in, int family, const uint8_t *addr)
 {
-	struct ipblock_key_v6 key = { .prefixlen = family == AF_INET ? 32 : 128 };
-	struct ipblock_rule val;
+	struct {
+		__u32 prefixlen;
+		__u8 addr[16];
+	} key = { .prefixlen = family == AF_INET ? 32 : 128 };
+	uint8_t val[64];
+	int fd;
 
+	if (in->filter == FILTER_IPBLOCK)
+		fd = pins_trie_fd(&in->pins, 0, family);
+	else
+		fd = bpf_map__fd(family == AF_INET ? in->tg->maps.trie4 : in->tg->maps.trie6);
 	memcpy(key.addr, addr, family == AF_INET ? 4 : 16);
-	return bpf_map_lookup_elem(family == AF_INET ? in->pins.fd[IPBLOCK_MAP_V4]
-						     : in->pins.fd[IPBLOCK_MAP_V6],
-				   &key, &val) == 0;
+	return bpf_map_lookup_elem(fd, &key, val) == 0;
 }
 
 static int pool_build(struct bench *b, struct config *c)
 {
 	static const struct cidr spread4 = { .family = AF_INET, .len = 0 };
 	const struct instance *in = c->inst;
-	/* Seeded by what the pool is for, so both lookups meet the same sources. */
-	uint64_t rng = 0x1234 ^ (in ? in->rules : 0) << 8 ^ (uint64_t)c->family << 2 ^ c->kind;
+	const struct lists *l = in ? in->lists : NULL;
+	/* Seeded by what the pool is for, so both filters meet the same sources. */
+	uint64_t rng = 0x1234 ^ (l ? l->rules : 0) << 8 ^ (uint64_t)c->family << 2 ^ c->kind;
 	uint8_t a[16];
 
 	c->pool = calloc(b->pool, sizeof(*c->pool));
@@ -156,10 +183,10 @@ static int pool_build(struct bench *b, struct config *c)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < b->pool; i++) {
 		if (c->kind == SRC_HIT) {
-			size_t n = c->family == AF_INET ? in->n4 : in->n6;
-			const struct cidr *l = c->family == AF_INET ? in->list4 : in->list6;
+			size_t n = c->family == AF_INET ? l->n4 : l->n6;
+			const struct cidr *v = c->family == AF_INET ? l->v4 : l->v6;
 
-			rg_random_in(&l[rg_rand(&rng) % n], &rng, a);
+			rg_random_in(&v[rg_rand(&rng) % n], &rng, a);
 		} else if (c->family == AF_INET) {
 			/* 11.0.0.0-99.255.255.255, where the list's bulk lies. */
 			int tries = 0;
@@ -190,7 +217,7 @@ static int pool_build(struct bench *b, struct config *c)
 	return 0;
 }
 
-/* --- ipblock instances --------------------------------------------------------- */
+/* --- the lists and the instances --------------------------------------------------- */
 
 struct list {
 	struct cidr *v;
@@ -205,10 +232,34 @@ static void collect(const struct cidr *p, void *ctx)
 		l->v[l->n++] = *p;
 }
 
-/* Both families' lists as deny rules, through the API the tools use. */
-static int fill(struct instance *in)
+static int lists_make(struct lists *ls, size_t rules)
 {
-	size_t n = in->n4 + in->n6;
+	struct list l4 = { .cap = rules }, l6 = { .cap = rules };
+
+	ls->rules = rules;
+	if (!rules)
+		return 0;
+	l4.v = calloc(rules, sizeof(*l4.v));
+	l6.v = calloc(rules, sizeof(*l6.v));
+	if (!l4.v || !l6.v) {
+		free(l4.v);
+		free(l6.v);
+		return -ENOMEM;
+	}
+	rulegen_run(AF_INET, rules, 1, collect, &l4);
+	rulegen_run(AF_INET6, rules, 1, collect, &l6);
+	ls->v4 = l4.v;
+	ls->n4 = l4.n;
+	ls->v6 = l6.v;
+	ls->n6 = l6.n;
+	return 0;
+}
+
+/* Both families' lists as deny rules, through the API the tools use. */
+static int ipblock_fill(struct instance *in)
+{
+	const struct lists *ls = in->lists;
+	size_t n = ls->n4 + ls->n6;
 	struct rule *r = calloc(n, sizeof(*r));
 	struct maps_replace_stats st;
 	int ret;
@@ -216,7 +267,7 @@ static int fill(struct instance *in)
 	if (!r)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
-		r[i].prefix = i < in->n4 ? in->list4[i] : in->list6[i - in->n4];
+		r[i].prefix = i < ls->n4 ? ls->v4[i] : ls->v6[i - ls->n4];
 		r[i].action = IPBLOCK_ACTION_DENY;
 	}
 	ret = ruleset_sort(r, NULL, n);
@@ -228,51 +279,63 @@ static int fill(struct instance *in)
 	return ret;
 }
 
-static int instance_open(struct instance *in, size_t rules, enum pins_lookup lookup,
-			 uint32_t capacity)
+static int ipblock_open(struct instance *in, uint32_t ceiling)
 {
-	struct list l4 = { 0 }, l6 = { 0 };
-	double t0;
+	uint32_t active = 0;
+	int ret = bench_ipblock_open(&in->skel, &in->pins, &in->maps, ceiling);
+
+	if (!ret && in->lists->rules)
+		ret = ipblock_fill(in);
+	if (ret || !in->lists->rules)
+		return ret;
+	ret = pins_active_set(&in->pins, &active);
+	if (!ret)
+		ret = tables_info(&in->maps.tables, &in->pins, AF_INET, (int)active, &in->info4);
+	if (!ret)
+		ret = tables_info(&in->maps.tables, &in->pins, AF_INET6, (int)active, &in->info6);
+	in->has_info = !ret;
+	return ret;
+}
+
+static int trie_open(struct instance *in)
+{
+	const struct lists *ls = in->lists;
 	int ret;
 
-	in->rules = rules;
-	in->lookup = lookup;
-	in->capacity = rules > capacity ? (uint32_t)rules : capacity;
-	ret = bench_ipblock_open(&in->skel, &in->pins, &in->maps, in->capacity, lookup);
-	if (ret || !rules)
-		return ret;
-
-	l4.cap = l6.cap = rules;
-	l4.v = calloc(rules, sizeof(*l4.v));
-	l6.v = calloc(rules, sizeof(*l6.v));
-	if (!l4.v || !l6.v) {
-		free(l4.v);
-		free(l6.v);
-		return -ENOMEM;
-	}
-	rulegen_run(AF_INET, rules, 1, collect, &l4);
-	rulegen_run(AF_INET6, rules, 1, collect, &l6);
-	in->list4 = l4.v;
-	in->n4 = l4.n;
-	in->list6 = l6.v;
-	in->n6 = l6.n;
-	t0 = now_s();
-	ret = fill(in);
-	in->load_s = now_s() - t0;
-	if (ret || lookup != PINS_LOOKUP_FLAT)
-		return ret;
-	ret = tables_info(&in->maps.tables, &in->pins, AF_INET, 0, &in->info4);
+	in->tg = tg_open_sized(ls->n4, ls->n6, 1);
+	if (!in->tg)
+		return -errno;
+	ret = tg_trie_fill(in->tg, AF_INET, ls->v4, ls->n4);
 	if (!ret)
-		ret = tables_info(&in->maps.tables, &in->pins, AF_INET6, 0, &in->info6);
-	in->has_info = !ret;
+		ret = tg_trie_fill(in->tg, AF_INET6, ls->v6, ls->n6);
+	return ret;
+}
+
+static int instance_open(struct instance *in, enum filter f, struct lists *ls, uint32_t ceiling)
+{
+	struct tables_memory mem;
+	double t0 = now_s();
+	int ret;
+
+	in->filter = f;
+	in->lists = ls;
+	ret = f == FILTER_IPBLOCK ? ipblock_open(in, ceiling) : trie_open(in);
+	in->load_s = now_s() - t0;
+	if (ret)
+		return ret;
+	if (f == FILTER_TRIE)
+		return tg_trie_memlock(in->tg, &in->memlock);
+	ret = tables_memory(&in->pins, &mem);
+	in->memlock = mem.total;
 	return ret;
 }
 
 static void instance_close(struct instance *in)
 {
-	bench_ipblock_close(in->skel, &in->maps);
-	free(in->list4);
-	free(in->list6);
+	if (in->filter == FILTER_IPBLOCK)
+		bench_ipblock_close(in->skel, &in->maps);
+	else
+		trafficgen_bpf__destroy(in->tg);
 	memset(in, 0, sizeof(*in));
 }
 
@@ -280,17 +343,48 @@ static void instance_close(struct instance *in)
 
 static int prog_fd_of(const struct bench *b, const struct config *c)
 {
-	return c->inst ? bpf_program__fd(c->inst->skel->progs.ipblock_xdp)
-		       : bpf_program__fd(b->tg->progs.tg_pass);
+	if (!c->inst)
+		return bpf_program__fd(strcmp(c->prog, "src") ? b->tg->progs.tg_pass
+							      : b->tg->progs.tg_src);
+	if (c->inst->filter == FILTER_IPBLOCK)
+		return bpf_program__fd(c->inst->skel->progs.ipblock_xdp);
+	return bpf_program__fd(c->inst->tg->progs.tg_trie);
+}
+
+/* What the instance's own counters say so far: passed without a rule, dropped, anything else. */
+struct verdicts {
+	uint64_t pass, drop, other;
+};
+
+static int verdicts_read(const struct instance *in, struct verdicts *v)
+{
+	int ret;
+
+	if (in->filter == FILTER_IPBLOCK) {
+		struct ipblock_counter c[IPBLOCK_STAT_MAX];
+
+		ret = pins_stats_read(&in->pins, c);
+		*v = (struct verdicts){ .pass = c[IPBLOCK_STAT_PASS_NOMATCH].packets,
+					.drop = c[IPBLOCK_STAT_DROP].packets,
+					.other = c[IPBLOCK_STAT_PASS_ALLOW].packets +
+						 c[IPBLOCK_STAT_PASS_OTHER].packets };
+		return ret;
+	}
+
+	struct tg_counter c[TG_STATS];
+
+	ret = tg_trie_stats(bpf_map__fd(in->tg->maps.trie_stats), c);
+	*v = (struct verdicts){ .pass = c[TG_STAT_PASS].packets, .drop = c[TG_STAT_DROP].packets };
+	return ret;
 }
 
 /* One run of tg_call over pool; *ns gets ns per frame. */
 static int measure(struct bench *b, struct config *c, const struct tg_source *pool, double *ns)
 {
-	struct ipblock_counter before[IPBLOCK_STAT_MAX], after[IPBLOCK_STAT_MAX];
 	int slot_fd = bpf_map__fd(b->tg->maps.target), pool_fd = bpf_map__fd(b->tg->maps.pool);
 	__u32 zero = 0, n = b->pool;
 	int target = prog_fd_of(b, c), ret;
+	struct verdicts v0 = { 0 }, v1 = { 0 };
 	uint32_t *keys = malloc(b->pool * sizeof(*keys));
 	const uint8_t *frame = c->family == AF_INET ? b->frame4 : b->frame6;
 	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = FRAME_LEN,
@@ -305,31 +399,32 @@ static int measure(struct bench *b, struct config *c, const struct tg_source *po
 	if (!ret && bpf_map_update_elem(slot_fd, &zero, &target, BPF_ANY))
 		ret = -errno;
 	if (!ret && c->inst)
-		ret = pins_stats_read(&c->inst->pins, before);
+		ret = verdicts_read(c->inst, &v0);
 	if (ret)
 		return ret;
 	if (bpf_prog_test_run_opts(bpf_program__fd(b->tg->progs.tg_call), &opts))
 		return -errno;
 	*ns = opts.duration;
-	if (!c->inst)
-		return opts.retval == XDP_PASS ? 0 : -EPROTO;
+	if (!c->inst) {
+		uint32_t want = strcmp(c->prog, "src") ? XDP_PASS : XDP_DROP;
+
+		return opts.retval == want ? 0 : -EPROTO;
+	}
 
 	/* The verdicts must be the ones the pool was built for, every time. */
-	enum ipblock_stat want = c->kind == SRC_HIT ? IPBLOCK_STAT_DROP : IPBLOCK_STAT_PASS_NOMATCH;
-
-	ret = pins_stats_read(&c->inst->pins, after);
+	ret = verdicts_read(c->inst, &v1);
 	if (ret)
 		return ret;
-	for (int s = 0; s < IPBLOCK_STAT_MAX; s++) {
-		uint64_t got = after[s].packets - before[s].packets;
-		uint64_t exp = s == (int)want ? b->repeat : 0;
-
-		if (got != exp) {
-			fprintf(stderr, "bench_prog: %s: counter %s rose by %llu, expected %llu\n",
-				c->label, pins_stat_name(s), (unsigned long long)got,
-				(unsigned long long)exp);
-			return -EPROTO;
-		}
+	if (v1.pass - v0.pass != (c->kind == SRC_MISS ? b->repeat : 0) ||
+	    v1.drop - v0.drop != (c->kind == SRC_HIT ? b->repeat : 0) || v1.other != v0.other) {
+		fprintf(stderr,
+			"bench_prog: %s: of %u frames %llu passed without a rule, %llu dropped, "
+			"%llu judged otherwise; expected every one %s\n",
+			c->label, b->repeat, (unsigned long long)(v1.pass - v0.pass),
+			(unsigned long long)(v1.drop - v0.drop),
+			(unsigned long long)(v1.other - v0.other),
+			c->kind == SRC_HIT ? "dropped" : "passed without a rule");
+		return -EPROTO;
 	}
 	return 0;
 }
@@ -345,20 +440,28 @@ static const char *rules_label(size_t n, char *buf, size_t len)
 	return buf;
 }
 
-static struct config *find_cfg(struct bench *b, size_t rules, enum pins_lookup lookup, int family,
+static struct config *find_cfg(struct bench *b, size_t rules, enum filter f, int family,
 			       enum src_kind kind)
 {
 	for (size_t i = 0; i < b->ncfg; i++) {
 		struct config *c = &b->cfg[i];
 
-		if (c->inst && c->inst->rules == rules && c->inst->lookup == lookup &&
+		if (c->inst && c->inst->lists->rules == rules && c->inst->filter == f &&
 		    c->family == family && c->kind == kind)
 			return c;
 	}
 	return NULL;
 }
 
-/* "ns min–max | Δ" of one lookup's row, or dashes when it was not run. */
+static struct config *find_ref(struct bench *b, const char *prog, int family)
+{
+	for (size_t i = 0; i < b->ncfg; i++)
+		if (!b->cfg[i].inst && !strcmp(b->cfg[i].prog, prog) && b->cfg[i].family == family)
+			return &b->cfg[i];
+	return NULL;
+}
+
+/* "ns | min–max | Δ" of one filter's row. */
 static void print_cells(const struct bench *b, const struct config *c, double empty)
 {
 	struct summary s;
@@ -382,24 +485,35 @@ static void print_warm(const struct bench *b, const struct config *c, double emp
 
 static void report(struct bench *b, FILE *data)
 {
-	struct summary empty = summarise(b->cfg[0].ns, b->rounds);
-	struct summary wempty = summarise(b->cfg[0].warm_ns, b->rounds);
+	struct config *e = find_ref(b, "empty", AF_INET);
+	struct summary empty = summarise(e->ns, b->rounds);
+	struct summary wempty = summarise(e->warm_ns, b->rounds);
 	char rl[32];
 
 	printf("Baseline: the empty program, %.0f ns per packet (min–max %.0f–%.0f; warm %.0f).  "
-	       "Δ: what ipblock adds to it.\n\n",
+	       "Δ: what a filter adds to it.",
 	       empty.med, empty.min, empty.max, wempty.med);
-	printf("| rules | family | sources | trie: ns/pkt | min–max | trie: Δ (ns) | flat: ns/pkt "
-	       "| min–max | flat: Δ (ns) | flat ÷ trie | warm: trie Δ | warm: flat Δ |\n");
+	for (int f = 0; f < 2; f++) {
+		struct config *s = find_ref(b, "src", f ? AF_INET6 : AF_INET);
+
+		if (s)
+			printf("%s IPv%d %+.0f ns",
+			       f ? ","
+				 : "  Reading the headers and dropping "
+				   "by source (tg_src, no lookup):",
+			       f ? 6 : 4, summarise(s->ns, b->rounds).med - empty.med);
+	}
+	printf(".\n\n");
+	printf("| rules | family | sources | LPM trie: ns/pkt | min–max | LPM trie: Δ (ns) | "
+	       "ipblock: ns/pkt | min–max | ipblock: Δ (ns) | ipblock ÷ trie | warm: trie Δ | "
+	       "warm: ipblock Δ |\n");
 	printf("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
 	for (size_t i = 0; i < b->nsizes; i++) {
 		for (int f = 0; f < 2; f++) {
 			for (int k = b->sizes[i] ? SRC_HIT : SRC_MISS; k <= SRC_MISS; k++) {
 				int fam = f ? AF_INET6 : AF_INET;
-				struct config *t =
-					find_cfg(b, b->sizes[i], PINS_LOOKUP_TRIE, fam, k);
-				struct config *l =
-					find_cfg(b, b->sizes[i], PINS_LOOKUP_FLAT, fam, k);
+				struct config *t = find_cfg(b, b->sizes[i], FILTER_TRIE, fam, k);
+				struct config *l = find_cfg(b, b->sizes[i], FILTER_IPBLOCK, fam, k);
 
 				printf("| %s | IPv%d | %s |",
 				       rules_label(b->sizes[i], rl, sizeof(rl)), f ? 6 : 4,
@@ -418,50 +532,58 @@ static void report(struct bench *b, FILE *data)
 		}
 	}
 
+	/* prog rules family kind median min max delta warm_median warm_min warm_max warm_delta */
 	for (size_t i = 0; data && i < b->ncfg; i++) {
 		struct config *c = &b->cfg[i];
 		struct summary s = summarise(c->ns, b->rounds);
 		struct summary w = summarise(c->warm_ns, b->rounds);
 
-		fprintf(data, "%s %zu %d %s %s %.1f %.1f %.1f %.1f %.1f %.1f %.1f %.1f\n",
-			c->inst ? "ipblock" : "empty", c->inst ? c->inst->rules : 0,
-			c->family == AF_INET ? 4 : 6, c->kind == SRC_HIT ? "hit" : "miss",
-			c->inst ? pins_lookup_name(c->inst->lookup) : "-", s.med, s.min, s.max,
-			s.med - empty.med, w.med, w.min, w.max, w.med - wempty.med);
+		fprintf(data, "%s %zu %d %s %.1f %.1f %.1f %.1f %.1f %.1f %.1f %.1f\n", c->prog,
+			c->inst ? c->inst->lists->rules : 0, c->family == AF_INET ? 4 : 6,
+			c->kind == SRC_HIT ? "hit" : "miss", s.med, s.min, s.max, s.med - empty.med,
+			w.med, w.min, w.max, w.med - wempty.med);
 	}
 
 	printf("\nEach row: %u interleaved rounds of %u frames; sources cycle through %u "
 	       "random addresses (warm: %u, so the path to them stays in cache), the same for "
-	       "both lookups.  Maps sized for %u rules per family (the default capacity); "
-	       "flat tables and their bookkeeping: %.0f MiB of kernel memory per instance "
-	       "(trie lookup: %.1f MiB), besides the tries.\n\n",
-	       b->rounds, b->repeat, b->pool, b->warm, b->capacity,
-	       pins_lookup_bytes(b->capacity, PINS_LOOKUP_FLAT) / 1048576.0,
-	       pins_lookup_bytes(b->capacity, PINS_LOOKUP_TRIE) / 1048576.0);
-	printf("| rules | lookup | loaded by maps_replace_rules (s) | IPv4: long rules | IPv4: "
-	       "regions on the trie | IPv6: long rules | IPv6: crowded regions (nodes) | IPv6: "
-	       "regions on the trie |\n");
-	printf("|---:|---|---:|---:|---:|---:|---:|---:|\n");
-	for (size_t i = 0; i < b->ninst; i++) {
-		struct instance *in = &b->inst[i];
+	       "both filters.  N rules is N IPv4 and N IPv6 prefixes.  ipblock's tries have a "
+	       "ceiling of %u rules per family; its tables grow with the rules.\n\n",
+	       b->rounds, b->repeat, b->pool, b->warm, b->ceiling);
+	printf("| rules | ipblock: loaded by maps_replace_rules (s) | LPM trie: filled (s) | "
+	       "ipblock: kernel MiB | LPM tries: kernel MiB | IPv4: long rules (regions) | "
+	       "IPv4: mixed /16 blocks | IPv6: long rules (regions) | IPv6: crowded regions "
+	       "(nodes) | IPv6: mixed /16 blocks |\n");
+	printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+	for (size_t i = 0; i < b->nsizes; i++) {
+		const struct instance *ib = NULL, *tr = NULL;
 
-		if (!in->rules)
+		for (size_t j = 0; j < b->ninst; j++) {
+			if (b->inst[j].lists->rules != b->sizes[i])
+				continue;
+			if (b->inst[j].filter == FILTER_IPBLOCK)
+				ib = &b->inst[j];
+			else
+				tr = &b->inst[j];
+		}
+		if (!ib || !tr)
 			continue;
-		printf("| %s | %s | %.2f |", rules_label(in->rules, rl, sizeof(rl)),
-		       pins_lookup_name(in->lookup), in->load_s);
-		if (in->has_info)
-			printf(" %u | %u | %u | %u (%u) | %u |\n", in->info4.long_rules,
-			       in->info4.fallback_regions, in->info6.long_rules,
-			       in->info6.split_regions, in->info6.nodes,
-			       in->info6.fallback_regions);
+		printf("| %s | %.2f | %.2f | %.1f | %.1f |",
+		       rules_label(b->sizes[i], rl, sizeof(rl)), ib->load_s, tr->load_s,
+		       ib->memlock / 1048576.0, tr->memlock / 1048576.0);
+		if (ib->has_info)
+			printf(" %u (%u) | %u | %u (%u) | %u (%u) | %u |\n", ib->info4.long_rules,
+			       ib->info4.ext_regions, ib->info4.mixed_blocks, ib->info6.long_rules,
+			       ib->info6.ext_regions, ib->info6.split_regions, ib->info6.nodes,
+			       ib->info6.mixed_blocks);
 		else
-			printf(" – | all | – | – | all |\n");
+			printf(" – | – | – | – | – |\n");
 	}
-	printf("\n\"Long rules\" are longer than /24 and live in the flat tables' hash; a region "
-	       "\"crowded\" has more than %d distinct long lengths and is split into a tree of "
-	       "nodes of at most %d lengths each; a region \"on the trie\" is a /24 whose rules "
-	       "the flat table cannot represent (a rule with no slot within the probe limit): its "
-	       "addresses pay for the flat lookup and the trie's.\n",
+	printf("\nKernel MiB: memlock as bpftool shows it, every map of the instance (ipblock: "
+	       "tables_memory(), the inner segment maps and its four tries included; the "
+	       "filter: its two tries).  \"Long rules\" are longer than /24 and live in the "
+	       "tables' hash; a \"mixed\" /16 block has a chunk of region entries; a "
+	       "\"crowded\" region has more than %d distinct long lengths and is split into a "
+	       "tree of nodes of at most %d lengths each.\n",
 	       FLAT_MAX_LENS, FLAT_NODE_LENS);
 }
 
@@ -470,9 +592,8 @@ static const struct cli_opt options[] = {
 	{ "rounds", 'n', "N", "interleaved rounds; the median is reported (default 5)" },
 	{ "pool", 'p', "N", "distinct sources per run, a power of two (default 65536)" },
 	{ "warm", 'w', "N", "distinct sources of the warm-cache runs (default 256)" },
-	{ "sizes", 's', "N,N,...", "rule counts (default 0,1000,100000,1000000)" },
-	{ "lookups", 'l', "L,L", "lookups to measure: trie, flat (default trie,flat)" },
-	{ "capacity", 'C', "N", "rules per family the maps are sized for (default 1000000)" },
+	{ "sizes", 's', "N,N,...", "rule counts per family (default 0,1000,100000,1000000)" },
+	{ "ceiling", 'C', "N", "ipblock's ceiling of rules per family (default 4000000)" },
 	{ "cpu", 'c', "CPU", "pin to CPU (default 0)" },
 	{ "data", 'o', "FILE", "also write the figures as columns for gnuplot" },
 	{ "help", 'h', NULL, "show this help" },
@@ -497,11 +618,12 @@ static int parse_sizes(const char *s, size_t *sizes, size_t *n)
 	return *n ? 0 : -EINVAL;
 }
 
-static void add_config(struct bench *b, const char *label, struct instance *in, int family,
-		       enum src_kind kind)
+static void add_config(struct bench *b, const char *label, const char *prog, struct instance *in,
+		       int family, enum src_kind kind)
 {
-	b->cfg[b->ncfg++] =
-		(struct config){ .label = label, .inst = in, .family = family, .kind = kind };
+	b->cfg[b->ncfg++] = (struct config){
+		.label = label, .prog = prog, .inst = in, .family = family, .kind = kind
+	};
 }
 
 int main(int argc, char **argv)
@@ -510,12 +632,10 @@ int main(int argc, char **argv)
 				  .rounds = 5,
 				  .pool = 65536,
 				  .warm = 256,
-				  .capacity = IPBLOCK_MAX_RULES_DEFAULT,
+				  .ceiling = IPBLOCK_MAX_RULES_DEFAULT,
 				  .sizes = { 0, 1000, 100000, 1000000 },
-				  .nsizes = 4,
-				  .lookups = { PINS_LOOKUP_TRIE, PINS_LOOKUP_FLAT },
-				  .nlookups = 2 };
-	static char labels[MAX_INST * 4][64];
+				  .nsizes = 4 };
+	static char labels[sizeof(b.cfg) / sizeof(b.cfg[0])][64];
 	const char *data_path = NULL;
 	uint32_t cpu = 0;
 	FILE *data = NULL;
@@ -546,12 +666,8 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
-		case 'l':
-			if (cli_parse_lookups(optarg, b.lookups, MAX_LOOKUPS, &b.nlookups))
-				return 2;
-			break;
 		case 'C':
-			if (cli_parse_u32("--capacity", optarg, 1, 50000000, &b.capacity))
+			if (cli_parse_u32("--ceiling", optarg, 1, 100000000, &b.ceiling))
 				return 2;
 			break;
 		case 'c':
@@ -563,7 +679,8 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			cli_usage(stdout, "[options]",
-				  "Per-packet cost of ipblock's XDP program (BPF_PROG_RUN).",
+				  "Per-packet cost of ipblock's XDP program and of an LPM-trie "
+				  "filter (BPF_PROG_RUN).",
 				  options);
 			return 0;
 		default:
@@ -574,48 +691,59 @@ int main(int argc, char **argv)
 		cli_err("--pool must be a power of two.");
 		return 2;
 	}
+	for (size_t i = 0; i < b.nsizes; i++) {
+		if (b.sizes[i] > b.ceiling) {
+			cli_err("%zu rules per family are above the ceiling (--ceiling %u).",
+				b.sizes[i], b.ceiling);
+			return 2;
+		}
+	}
 	if (bench_start(cpu))
 		return 1;
 
 	bench_frame_init(b.frame4, FRAME_LEN, AF_INET);
 	bench_frame_init(b.frame6, FRAME_LEN, AF_INET6);
-	b.tg = trafficgen_bpf__open();
+	b.tg = tg_open_sized(0, 0, b.pool);
 	if (!b.tg) {
-		cli_err("cannot open the wrapper program: %s.", strerror(errno));
+		cli_err("cannot load the wrapper program: %s.", strerror(errno));
 		return 1;
 	}
-	b.tg->rodata->pool_mask = b.pool - 1;
-	ret = trafficgen_bpf__load(b.tg);
-	if (ret) {
-		cli_err("cannot load the wrapper program: %s.", strerror(-ret));
-		goto out;
-	}
 
-	add_config(&b, "empty", NULL, AF_INET, SRC_MISS);
+	add_config(&b, "empty", "empty", NULL, AF_INET, SRC_MISS);
+	/* Sources as the misses' (no list to hit); tg_src drops them all. */
+	add_config(&b, "src IPv4", "src", NULL, AF_INET, SRC_MISS);
+	add_config(&b, "src IPv6", "src", NULL, AF_INET6, SRC_MISS);
 	for (size_t i = 0; i < b.nsizes; i++) {
-		for (size_t j = 0; j < b.nlookups; j++) {
-			struct instance *in = &b.inst[b.ninst];
-			const char *ln = pins_lookup_name(b.lookups[j]);
-			char rl[32];
+		char rl[32];
 
-			ret = instance_open(in, b.sizes[i], b.lookups[j], b.capacity);
+		rules_label(b.sizes[i], rl, sizeof(rl));
+		ret = lists_make(&b.lists[i], b.sizes[i]);
+		if (ret) {
+			cli_err("cannot generate the %s-rule lists: %s.", rl, strerror(-ret));
+			goto out;
+		}
+		for (int f = 0; f < FILTERS; f++) {
+			struct instance *in = &b.inst[b.ninst];
+
+			ret = instance_open(in, (enum filter)f, &b.lists[i], b.ceiling);
 			if (ret) {
-				cli_err("cannot load ipblock (%s lookup) with %zu rules: %s.", ln,
-					b.sizes[i], strerror(-ret));
+				cli_err("cannot load %s with %s rules: %s.", filter_name[f], rl,
+					strerror(-ret));
 				instance_close(in);
 				goto out;
 			}
 			b.ninst++;
-			fprintf(stderr, "bench_prog: %s rules, %s lookup: loaded in %.2f s\n",
-				rules_label(b.sizes[i], rl, sizeof(rl)), ln, in->load_s);
-			for (int f = 0; f < 2; f++) {
+			fprintf(stderr, "bench_prog: %s rules, %s: loaded in %.2f s\n", rl,
+				filter_name[f], in->load_s);
+			for (int fam = 0; fam < 2; fam++) {
 				for (int k = b.sizes[i] ? SRC_HIT : SRC_MISS; k <= SRC_MISS; k++) {
-					char *l = labels[b.ncfg - 1];
+					char *l = labels[b.ncfg];
 
-					snprintf(l, sizeof(labels[0]), "%s %s IPv%d %s", ln,
-						 rules_label(b.sizes[i], rl, sizeof(rl)), f ? 6 : 4,
+					snprintf(l, sizeof(labels[0]), "%s %s IPv%d %s",
+						 filter_name[f], rl, fam ? 6 : 4,
 						 k == SRC_MISS ? "miss" : "hit");
-					add_config(&b, l, in, f ? AF_INET6 : AF_INET, k);
+					add_config(&b, l, filter_name[f], in,
+						   fam ? AF_INET6 : AF_INET, k);
 				}
 			}
 		}
@@ -659,6 +787,10 @@ out:
 	}
 	for (size_t i = 0; i < b.ninst; i++)
 		instance_close(&b.inst[i]);
+	for (size_t i = 0; i < b.nsizes; i++) {
+		free(b.lists[i].v4);
+		free(b.lists[i].v6);
+	}
 	trafficgen_bpf__destroy(b.tg);
 	return ret ? 1 : 0;
 }

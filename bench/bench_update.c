@@ -3,15 +3,14 @@
  * Cost of one rule change: maps_rule_set() and maps_rule_delete() of an
  * IPv4 /8, /24 and /32 in a private ipblock instance holding N IPv4 rules
  * (default 1M, the list of bench/rulegen.h) against the same change in an
- * empty instance, for each lookup.  With the flat tables a rule of /24 or
- * shorter is written into every /24 region it covers (65,536 of them for a
- * /8) and its delete asks the trie for what judges each region next; a
- * longer rule is one hash slot.  With the trie lookup every change is two
- * trie updates (set B, then set A).
+ * empty instance.  A rule of /24 or shorter is written into the block
+ * entries or region entries it covers and its delete asks the trie for
+ * what judges them next; a longer rule is one hash slot.  Both sets' tries
+ * change too (set B, then set A).
  *
  * Two figures per change:
  *   warm  in a process that has already made a change (its mappings of the
- *         flat tables are set up), as in a long-running writer;
+ *         tables are set up), as in a long-running writer;
  *   first the first change after maps_release(), which is what every
  *         ipblock-rule -a / -d pays besides starting up.
  *
@@ -24,8 +23,7 @@
  * The instances are private (no pins, no interface); their frames never
  * leave BPF_PROG_RUN, so the addresses need not be documentation ones.
  *
- *   bench_update [-n ROUNDS] [-f FIRST_ROUNDS] [-s N] [-l trie,flat]
- *                [-C CAPACITY] [-c CPU]
+ *   bench_update [-n ROUNDS] [-f FIRST_ROUNDS] [-s N] [-C CEILING] [-c CPU]
  */
 #include <errno.h>
 #include <sched.h>
@@ -48,17 +46,15 @@
 #include "rulegen.h"
 #include "bench_util.h" /* after ipblock.skel.h: bench_ipblock_open() */
 
-#define MAX_ROUNDS  BENCH_MAX_ROUNDS
-#define MAX_LOOKUPS 2
-#define NPREFIX	    3
-#define NOPS	    (2 * NPREFIX) /* set and delete of each prefix */
-#define NCHECK	    16		  /* addresses judged after each change */
-#define FRAME_LEN   64
-#define HEADROOM    64 /* rules a full instance has room for beyond its list */
+#define MAX_ROUNDS BENCH_MAX_ROUNDS
+#define NPREFIX	   3
+#define NOPS	   (2 * NPREFIX) /* set and delete of each prefix */
+#define NCHECK	   16		 /* addresses judged after each change */
+#define FRAME_LEN  64
+#define HEADROOM   64 /* rules a full instance has room for beyond its list */
 
 struct instance {
 	size_t rules;
-	enum pins_lookup lookup;
 	struct ipblock_bpf *skel;
 	struct pins pins;
 	struct maps maps; /* changes to them, through the product's protocol */
@@ -68,11 +64,9 @@ struct instance {
 };
 
 struct bench {
-	uint32_t rounds, first_rounds, capacity;
+	uint32_t rounds, first_rounds, ceiling;
 	size_t rules;
-	enum pins_lookup lookups[MAX_LOOKUPS];
-	size_t nlookups;
-	struct instance inst[2 * MAX_LOOKUPS]; /* per lookup: empty, then full */
+	struct instance inst[2]; /* empty, then full */
 	size_t ninst;
 	struct cidr prefix[NPREFIX];
 	uint8_t frame[FRAME_LEN];
@@ -95,14 +89,13 @@ static void collect(const struct cidr *p, void *ctx)
 		l->v[l->n++] = (struct rule){ .prefix = *p, .action = IPBLOCK_ACTION_DENY };
 }
 
-/* The capacity asked for, or room for the list and the changes if more. */
-static uint32_t instance_capacity(size_t rules, uint32_t capacity)
+/* The ceiling asked for, or room for the list and the changes if more. */
+static uint32_t instance_ceiling(size_t rules, uint32_t ceiling)
 {
-	return rules + HEADROOM > capacity ? (uint32_t)(rules + HEADROOM) : capacity;
+	return rules + HEADROOM > ceiling ? (uint32_t)(rules + HEADROOM) : ceiling;
 }
 
-static int instance_open(struct instance *in, size_t rules, enum pins_lookup lookup,
-			 uint32_t capacity)
+static int instance_open(struct instance *in, size_t rules, uint32_t ceiling)
 {
 	struct maps_replace_stats st;
 	struct list l = { 0 };
@@ -110,9 +103,7 @@ static int instance_open(struct instance *in, size_t rules, enum pins_lookup loo
 	int ret;
 
 	in->rules = rules;
-	in->lookup = lookup;
-	ret = bench_ipblock_open(&in->skel, &in->pins, &in->maps,
-				 instance_capacity(rules, capacity), lookup);
+	ret = bench_ipblock_open(&in->skel, &in->pins, &in->maps, instance_ceiling(rules, ceiling));
 	if (ret || !rules)
 		return ret;
 	l.cap = rules;
@@ -165,10 +156,9 @@ static int check(struct bench *b, struct instance *in, const struct cidr *p, con
 		b->checked++;
 		if (opts.retval != want) {
 			fprintf(stderr,
-				"bench_update: %s lookup, %zu rules, after %s %s: %s judged %s, "
+				"bench_update: %zu rules, after %s %s: %s judged %s, "
 				"the trie says %s\n",
-				pins_lookup_name(in->lookup), in->rules, after,
-				cidr_format(p, buf, sizeof(buf)),
+				in->rules, after, cidr_format(p, buf, sizeof(buf)),
 				inet_ntop(AF_INET, key.addr, abuf, sizeof(abuf)),
 				opts.retval == XDP_DROP ? "drop" : "pass",
 				want == XDP_DROP ? "drop" : "pass");
@@ -194,9 +184,8 @@ static int run_op(struct bench *b, struct instance *in, int op, bool first, doub
 	ret = op % 2 ? maps_rule_delete(&in->maps, p) : maps_rule_set(&in->maps, &allow);
 	*us = (now_s() - t0) * 1e6;
 	if (ret) {
-		fprintf(stderr, "bench_update: %s lookup, %zu rules: %s failed: %s\n",
-			pins_lookup_name(in->lookup), in->rules, op % 2 ? "delete" : "set",
-			strerror(-ret));
+		fprintf(stderr, "bench_update: %zu rules: %s failed: %s\n", in->rules,
+			op % 2 ? "delete" : "set", strerror(-ret));
 		return ret;
 	}
 	return check(b, in, p, op % 2 ? "deleting" : "setting");
@@ -262,20 +251,19 @@ static const char *fmt_us(double us, char *buf, size_t len)
 	return buf;
 }
 
-static void print_row(const struct bench *b, const struct instance *e, const struct instance *f,
-		      int op, bool first)
+static void print_row(const struct bench *b, int op, bool first)
 {
+	const struct instance *e = &b->inst[0], *f = &b->inst[1];
 	uint32_t n = first ? b->first_rounds : b->rounds;
 	struct summary se = summarise(first ? e->first[op] : e->warm[op], n);
 	struct summary sf = summarise(first ? f->first[op] : f->warm[op], n);
 	char b1[32], b2[32], b3[32], b4[32], b5[32], b6[32], pb[CIDR_STRLEN];
 
-	printf("| %s %s | %s | %s | %s | %s–%s | %s | %s–%s | %.1f |\n", op % 2 ? "delete" : "set",
-	       cidr_format(&b->prefix[op / 2], pb, sizeof(pb)), pins_lookup_name(e->lookup),
-	       first ? "first" : "warm", fmt_us(se.med, b1, sizeof(b1)),
-	       fmt_us(se.min, b2, sizeof(b2)), fmt_us(se.max, b3, sizeof(b3)),
-	       fmt_us(sf.med, b4, sizeof(b4)), fmt_us(sf.min, b5, sizeof(b5)),
-	       fmt_us(sf.max, b6, sizeof(b6)), sf.med / se.med);
+	printf("| %s %s | %s | %s | %s–%s | %s | %s–%s | %.1f |\n", op % 2 ? "delete" : "set",
+	       cidr_format(&b->prefix[op / 2], pb, sizeof(pb)), first ? "first" : "warm",
+	       fmt_us(se.med, b1, sizeof(b1)), fmt_us(se.min, b2, sizeof(b2)),
+	       fmt_us(se.max, b3, sizeof(b3)), fmt_us(sf.med, b4, sizeof(b4)),
+	       fmt_us(sf.min, b5, sizeof(b5)), fmt_us(sf.max, b6, sizeof(b6)), sf.med / se.med);
 }
 
 static void report(const struct bench *b)
@@ -284,27 +272,21 @@ static void report(const struct bench *b)
 
 	snprintf(rl, sizeof(rl), b->rules % 1000000 ? "%zu" : "%zuM",
 		 b->rules % 1000000 ? b->rules : b->rules / 1000000);
-	printf("| change | lookup | process | empty table: µs | min–max | %s rules: µs | min–max | "
+	printf("| change | process | empty table: µs | min–max | %s rules: µs | min–max | "
 	       "× empty |\n",
 	       rl);
-	printf("|---|---|---|---:|---:|---:|---:|---:|\n");
-	for (size_t l = 0; l < b->nlookups; l++) {
-		const struct instance *e = &b->inst[2 * l], *f = &b->inst[2 * l + 1];
-
-		for (int op = 0; op < NOPS; op++)
-			print_row(b, e, f, op, false);
-		for (int op = 0; op < NOPS && b->first_rounds; op++)
-			print_row(b, e, f, op, true);
-	}
+	printf("|---|---|---:|---:|---:|---:|---:|\n");
+	for (int op = 0; op < NOPS; op++)
+		print_row(b, op, false);
+	for (int op = 0; op < NOPS && b->first_rounds; op++)
+		print_row(b, op, true);
 	printf("\nWarm: median of %u interleaved rounds; first: of %u (maps_release() before "
-	       "the change).  The %s rules (IPv4 only) were loaded by maps_replace_rules() in",
-	       b->rounds, b->first_rounds, rl);
-	for (size_t l = 0; l < b->nlookups; l++)
-		printf("%s %.2f s (%s)", l ? "," : "", b->inst[2 * l + 1].load_s,
-		       pins_lookup_name(b->lookups[l]));
-	printf(".  Maps sized for %u rules per family.  After every change %d addresses inside "
-	       "the prefix were judged by the program and by the trie: %zu checks, all agreed.\n",
-	       instance_capacity(b->rules, b->capacity), NCHECK, b->checked);
+	       "the change).  The %s rules (IPv4 only) were loaded by maps_replace_rules() in "
+	       "%.2f s.  Ceiling %u rules per family (the tables grow with the rules).  After "
+	       "every change %d addresses inside the prefix were judged by the program and by "
+	       "the trie: %zu checks, all agreed.\n",
+	       b->rounds, b->first_rounds, rl, b->inst[1].load_s,
+	       instance_ceiling(b->rules, b->ceiling), NCHECK, b->checked);
 }
 
 /* --- main ---------------------------------------------------------------------------- */
@@ -313,8 +295,7 @@ static const struct cli_opt options[] = {
 	{ "rounds", 'n', "N", "warm rounds; the median is reported (default 9)" },
 	{ "first", 'f', "N", "rounds of first changes after maps_release() (default 3)" },
 	{ "size", 's', "N", "IPv4 rules in the full instance (default 1000000)" },
-	{ "lookups", 'l', "L,L", "lookups to measure: trie, flat (default trie,flat)" },
-	{ "capacity", 'C', "N", "rules per family the maps are sized for (default 1000000)" },
+	{ "ceiling", 'C', "N", "ceiling of rules per family (default 4000000)" },
 	{ "cpu", 'c', "CPU", "pin to CPU (default 0)" },
 	{ "help", 'h', NULL, "show this help" },
 	{},
@@ -324,10 +305,8 @@ int main(int argc, char **argv)
 {
 	static struct bench b = { .rounds = 9,
 				  .first_rounds = 3,
-				  .capacity = IPBLOCK_MAX_RULES_DEFAULT,
+				  .ceiling = IPBLOCK_MAX_RULES_DEFAULT,
 				  .rules = 1000000,
-				  .lookups = { PINS_LOOKUP_TRIE, PINS_LOOKUP_FLAT },
-				  .nlookups = 2,
 				  .rng = 0x5eed };
 	uint32_t cpu = 0, rules;
 	int c, ret = 0;
@@ -347,12 +326,8 @@ int main(int argc, char **argv)
 				return 2;
 			b.rules = rules;
 			break;
-		case 'l':
-			if (cli_parse_lookups(optarg, b.lookups, MAX_LOOKUPS, &b.nlookups))
-				return 2;
-			break;
 		case 'C':
-			if (cli_parse_u32("--capacity", optarg, 1, 50000000, &b.capacity))
+			if (cli_parse_u32("--ceiling", optarg, 1, 100000000, &b.ceiling))
 				return 2;
 			break;
 		case 'c':
@@ -372,24 +347,20 @@ int main(int argc, char **argv)
 		return 1;
 	bench_frame_init(b.frame, FRAME_LEN, AF_INET); /* only the source is judged */
 
-	for (size_t l = 0; l < b.nlookups; l++) {
-		for (int full = 0; full < 2; full++) {
-			struct instance *in = &b.inst[b.ninst];
+	for (int full = 0; full < 2; full++) {
+		struct instance *in = &b.inst[b.ninst];
 
-			ret = instance_open(in, full ? b.rules : 0, b.lookups[l], b.capacity);
-			if (ret) {
-				cli_err("cannot load ipblock (%s lookup) with %zu rules: %s.",
-					pins_lookup_name(b.lookups[l]), full ? b.rules : 0,
-					strerror(-ret));
-				instance_close(in);
-				goto out;
-			}
-			b.ninst++;
-			if (full)
-				fprintf(stderr,
-					"bench_update: %zu rules, %s lookup: loaded in %.2f s\n",
-					b.rules, pins_lookup_name(b.lookups[l]), in->load_s);
+		ret = instance_open(in, full ? b.rules : 0, b.ceiling);
+		if (ret) {
+			cli_err("cannot load ipblock with %zu rules: %s.", full ? b.rules : 0,
+				strerror(-ret));
+			instance_close(in);
+			goto out;
 		}
+		b.ninst++;
+		if (full)
+			fprintf(stderr, "bench_update: %zu rules: loaded in %.2f s\n", b.rules,
+				in->load_s);
 	}
 	ret = pick_prefixes(&b);
 	if (ret) {

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Shared helpers of the bench scripts (bench/run.sh, bench/bench_droprate.sh,
-# bench/bench_import.sh).
+# bench/bench_memory.sh, bench/bench_import.sh).
 #
 # Everything a script makes -- namespaces, pins, temporary files, background
 # processes -- is registered here and removed on exit, also on an error or
@@ -76,14 +76,12 @@ bl_cleanup() {
 	[[ -n $BL_TMP ]] && rm -rf "$BL_TMP"
 }
 
-# bl_init TOOL...: root, the built programs and TOOLs, a temporary
-# directory; arm the clean-up.
+# bl_init TOOL...: root and TOOLs, a temporary directory; arm the
+# clean-up.  The programs the bench builds are checked by bl_need_built,
+# after bench/run.sh has built them.
 bl_init() {
 	local t
 	((EUID == 0)) || die "needs root (namespaces, XDP, BPF maps, netfilter)"
-	for t in "$LOADER" "$RULE" "$TG"; do
-		[[ -x $t ]] || die "$t is missing: run make BUILD=${BUILD#"$BL_REPO"/} bench"
-	done
 	for t in ip nsenter taskset "$@"; do
 		command -v "$t" >/dev/null || die "$t is not installed (make deps installs it)"
 	done
@@ -91,6 +89,17 @@ bl_init() {
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
 	BL_TMP=$(mktemp -d "/tmp/$BL_ID.XXXXXX")
+}
+
+# bl_need_built PROGRAM...: each built program is there.  A script run on
+# its own says how to build them; `make bench` builds them before it runs.
+bl_need_built() {
+	local t missing=()
+	for t in "$@"; do
+		[[ -x $t ]] || missing+=("${t#"$BL_REPO"/}")
+	done
+	((${#missing[@]} == 0)) && return 0
+	die "${missing[*]} not built: run 'make BUILD=${BUILD#"$BL_REPO"/} bench-build' first ('make bench' builds them itself)"
 }
 
 # bl_bg CMD...: start CMD in the background; its pid is in BL_BG.

@@ -2,10 +2,11 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Receive-side drop and pass rates over veth, and rule-loading figures, for
-# ipblock (with its flat tables, the default, and with --lookup trie, the
-# LPM tries alone), nftables, iptables + ipset and reference XDP programs.  Writes
-# markdown fragments and gnuplot data into OUTDIR; bench/run.sh assembles
-# them.  Not a test.
+# ipblock, an XDP program judging by a plain BPF LPM trie (what most XDP
+# firewalls do), nftables, iptables + ipset and reference XDP programs: one
+# that drops everything and one that reads the headers and drops by source
+# (the two floors).  Writes markdown fragments and gnuplot data into OUTDIR;
+# bench/run.sh assembles them.  Not a test.
 #
 #   BUILD=build-bench bench/bench_droprate.sh -o OUTDIR [-r ROUNDS] [-w SEC]
 #                                             [-s "1 3000 100000 1000000"]
@@ -52,13 +53,14 @@ while getopts "o:r:w:s:h" opt; do
 	r) ROUNDS=$OPTARG ;;
 	w) WINDOW=$OPTARG ;;
 	s) SIZES=$OPTARG ;;
-	*) usage 3,12 "$opt" ;;
+	*) usage 3,13 "$opt" ;;
 	esac
 done
 [[ -n $OUT ]] || die "give -o OUTDIR"
 mkdir -p "$OUT" || die "cannot create $OUT"
 
 bl_init nft ipset iptables bpftool timeout "$GNU_TIME"
+bl_need_built "$LOADER" "$RULE" "$TG"
 if (($(nproc) < 2)); then
 	RX_CPU=0
 	log "one CPU: sender and receiver share it; rates are of both together"
@@ -144,21 +146,10 @@ record() {
 	printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$wall" "$rss" "${4:--}" >>"$LOADS"
 }
 
-# ipblock_kmem PIN: what the kernel accounts for the maps an IPv4 list
-# occupies (bytes): both IPv4 tries and the IPv4 flat tables (their arrays
-# are sized by the capacity, not by the list; one element each with
-# --lookup trie).
+# ipblock_kmem PIN: what the kernel accounts for every map of ipblock,
+# inner segment maps included (tables_memory(): memlock, bytes).
 ipblock_kmem() {
-	local m total=0 b
-	for m in ipv4_map ipv4_map_b flat4_top flat4_top_b flat4_data flat4_data_b flat4_ids; do
-		[[ -e $1/$m ]] || continue
-		b=$(bpftool map show pinned "$1/$m" 2>/dev/null |
-			awk '{ for (i = 1; i < NF; i++) if ($i == "memlock") print $(i + 1) }')
-		b=${b%B}
-		[[ $b =~ ^[0-9]+$ ]] || return 0
-		total=$((total + b))
-	done
-	echo "$total"
+	"$TG" mem --pin-dir "$1" 2>/dev/null | awk '{ print $2 }'
 }
 
 # ipset_kmem NS NAME: ipset's own account of the set's memory (bytes).
@@ -185,6 +176,10 @@ setup_reference() {
 	on_exit "net r$K $TG detach -i ibr$K"
 	add_config floor floor -
 	pair
+	net "r$K" "$TG" attach -i "ibr$K" src || die "cannot attach the drop-by-source program"
+	on_exit "net r$K $TG detach -i ibr$K"
+	add_config srcfloor srcfloor -
+	pair
 	add_config nofilter nofilter -
 	pair
 	net "r$K" "$TG" attach -i "ibr$K" pass || die "cannot attach the pass-everything program"
@@ -192,16 +187,14 @@ setup_reference() {
 	add_config xdppass xdppass -
 }
 
-# setup_ipblock N KIND: ipblock with list N; KIND ipblock (flat tables, the
-# loader's default) or ipbtrie (--lookup trie).
+# setup_ipblock N: ipblock, attached with new maps, then list N imported.
 setup_ipblock() {
-	local n=$1 kind=$2 pin lookup=flat
-	[[ $kind == ipbtrie ]] && lookup=trie
+	local n=$1 kind=ipblock pin
 	pair
-	pin_dir "$n-$lookup"
+	pin_dir "$n-ipblock"
 	pin=$PIN
-	net "r$K" "$LOADER" --pin-dir "$pin" -d "ibr$K" -m native --lookup "$lookup" >/dev/null ||
-		die "cannot attach ipblock ($lookup lookup) to ibr$K"
+	net "r$K" "$LOADER" --pin-dir "$pin" -d "ibr$K" -m native >/dev/null ||
+		die "cannot attach ipblock to ibr$K"
 	on_exit "net r$K $LOADER --pin-dir $pin -d ibr$K -u"
 	add_config "$kind-$n" "$kind" "$n"
 	C_PIN[$kind-$n]=$pin
@@ -216,6 +209,31 @@ setup_ipblock() {
 		echo "- -" >"$BL_TMP/t"
 		record "$kind" "$n" "$BL_TMP/t" "$(ipblock_kmem "$pin")"
 	fi
+}
+
+# setup_trie N: the LPM-trie filter (tg_trie) with list N, its tries pinned.
+setup_trie() {
+	local n=$1
+	pair
+	pin_dir "$n-trie"
+	add_config "trie-$n" trie "$n"
+	C_PIN[trie-$n]=$PIN
+	on_exit "net r$K $TG detach -i ibr$K"
+	timed_run "$BL_TMP/t" nsenter --net="$(ns_path "r$K")" "$TG" trie --pin-dir "$PIN" \
+		-i "ibr$K" "$BL_TMP/v4-$n.txt" || die "cannot load the LPM-trie filter with $n rules"
+	record trie "$n" "$BL_TMP/t" "$(trie_kmem "$PIN")"
+}
+
+# trie_kmem PIN: memlock of the LPM-trie filter's two tries (bytes).
+trie_kmem() {
+	local m total=0 b
+	for m in trie4 trie6; do
+		b=$(bpftool map show pinned "$1/$m" 2>/dev/null |
+			awk '{ for (i = 1; i < NF; i++) if ($i == "memlock") print $(i + 1) }')
+		b=${b%B}
+		[[ $b =~ ^[0-9]+$ ]] && total=$((total + b))
+	done
+	echo "$total"
 }
 
 setup_nft() {
@@ -274,9 +292,9 @@ threaded() {
 log "setting up the receivers"
 setup_reference
 for n in $SIZES; do
-	log "loading $(label "$n") prefixes into ipblock (flat, trie), nftables, ipset"
-	setup_ipblock "$n" ipblock
-	setup_ipblock "$n" ipbtrie
+	log "loading $(label "$n") prefixes into ipblock, the LPM-trie filter, nftables, ipset"
+	setup_ipblock "$n"
+	setup_trie "$n"
 	setup_nft "$n"
 	setup_ipt "$n"
 done
@@ -296,8 +314,9 @@ ip_in_receives() {
 drops() {
 	local name=$1 k=${C_K[$1]}
 	case ${C_KIND[$name]} in
-	floor) rx_packets "r$k" "ibr$k" ;;
-	ipblock | ipbtrie)
+	floor | srcfloor) rx_packets "r$k" "ibr$k" ;;
+	trie) "$TG" trie-stats --pin-dir "${C_PIN[$name]}" | awk '{ print $2 }' ;;
+	ipblock)
 		net "r$k" "$LOADER" --pin-dir "${C_PIN[$name]}" -s |
 			awk '/dropped/ { for (i = 1; i < NF; i++) if ($(i + 1) == "packets") { print $i; exit } }'
 		;;
@@ -353,7 +372,7 @@ RUNS=()
 for name in "${CONFIGS[@]}"; do
 	[[ ${C_STATE[$name]} == ok ]] || continue
 	case ${C_KIND[$name]} in
-	floor) RUNS+=("$name:drop") ;;
+	floor | srcfloor) RUNS+=("$name:drop") ;;
 	nofilter | xdppass) RUNS+=("$name:pass") ;;
 	*) RUNS+=("$name:drop" "$name:pass") ;;
 	esac
@@ -378,44 +397,51 @@ med() {
 system_name() {
 	case $1 in
 	floor) echo "XDP drop-everything (baseline: this path's limit)" ;;
+	srcfloor) echo "XDP drop-by-source floor (reads the headers, no lookup)" ;;
 	nofilter) echo "no filter, GRO only (baseline)" ;;
 	xdppass) echo "XDP pass-everything (empty program)" ;;
-	ipblock) echo "ipblock, flat lookup (native XDP)" ;;
-	ipbtrie) echo "ipblock, trie lookup (before)" ;;
+	ipblock) echo "ipblock (native XDP)" ;;
+	trie) echo "LPM-trie XDP filter (native XDP)" ;;
 	nft) echo "nftables netdev ingress, interval set" ;;
 	ipt) echo "iptables raw PREROUTING + ipset hash:net" ;;
 	esac
 }
 
-# row SIZE NAME MODE BASELINE_MEDIAN: one table row, and one data line.
+# row SIZE NAME MODE BASELINE_MEDIAN [SECOND_BASELINE_MEDIAN]: one table
+# row (a ratio column per baseline), and one data line.
 row() {
-	local size=$1 name=$2 mode=$3 base=$4 m lo hi note="" frac
+	local size=$1 name=$2 mode=$3 base=$4 base2=${5:-} m lo hi note="" frac extra=""
 	if [[ ${C_STATE[$name]} != ok ]]; then
-		echo "| $(label "$size") | $(system_name "${C_KIND[$name]}") | – | ${C_STATE[$name]} | – |"
+		[[ -n $base2 ]] && extra=" – |"
+		echo "| $(label "$size") | $(system_name "${C_KIND[$name]}") | – | ${C_STATE[$name]} | – |$extra"
 		return
 	fi
 	read -r m lo hi <<<"$(med "$name:$mode")"
-	if [[ $mode == drop && ${C_KIND[$name]} != floor ]]; then
+	if [[ $mode == drop && ${C_KIND[$name]} != floor && ${C_KIND[$name]} != srcfloor ]]; then
 		# shellcheck disable=SC2086
 		read -r frac _ <<<"$(stats ${DROPFRAC[$name]})"
 		awk -v f="$frac" 'BEGIN { exit !(f < 0.99) }' &&
 			note=" (only $(fmt "$(awk -v f="$frac" 'BEGIN { print f * 100 }')" 1)% dropped!)"
 	fi
-	echo "| $(label "$size") | $(system_name "${C_KIND[$name]}")$note | $(fmt "$m" 3) | $(fmt "$lo" 2)–$(fmt "$hi" 2) | $(ratio "$m" "$base") |"
+	[[ -n $base2 ]] && extra=" $(ratio "$m" "$base2") |"
+	echo "| $(label "$size") | $(system_name "${C_KIND[$name]}")$note | $(fmt "$m" 3) | $(fmt "$lo" 2)–$(fmt "$hi" 2) | $(ratio "$m" "$base") |$extra"
 	echo "${C_KIND[$name]} $size $m $lo $hi" >>"$OUT/$mode.dat"
 }
 
+SYSTEMS="ipblock trie nft ipt"
 : >"$OUT/drop.dat"
 : >"$OUT/pass.dat"
 read -r FLOOR _ <<<"$(med floor:drop)"
+read -r SRCFLOOR _ <<<"$(med srcfloor:drop)"
 read -r NOFILTER _ <<<"$(med nofilter:pass)"
 {
-	echo "| rules | system | Mpps (median) | min–max | × floor |"
-	echo "|---:|---|---:|---:|---:|"
-	row - floor drop "$FLOOR"
+	echo "| rules | system | Mpps (median) | min–max | × drop-everything floor | × drop-by-source floor |"
+	echo "|---:|---|---:|---:|---:|---:|"
+	row - floor drop "$FLOOR" "$SRCFLOOR"
+	row - srcfloor drop "$FLOOR" "$SRCFLOOR"
 	for n in $SIZES; do
-		for s in ipblock ipbtrie nft ipt; do
-			row "$n" "$s-$n" drop "$FLOOR"
+		for s in $SYSTEMS; do
+			row "$n" "$s-$n" drop "$FLOOR" "$SRCFLOOR"
 		done
 	done
 } >"$OUT/drop.md"
@@ -425,7 +451,7 @@ read -r NOFILTER _ <<<"$(med nofilter:pass)"
 	row - nofilter pass "$NOFILTER"
 	row - xdppass pass "$NOFILTER"
 	for n in $SIZES; do
-		for s in ipblock ipbtrie nft ipt; do
+		for s in $SYSTEMS; do
 			row "$n" "$s-$n" pass "$NOFILTER"
 		done
 	done
@@ -450,11 +476,24 @@ verdict() {
 	done
 	if [[ " $SIZES " == *" 3000 "* ]]; then
 		read -r ib _ <<<"$(med "ipblock-3000:drop")"
-		read -r it _ <<<"$(med "ipbtrie-3000:drop")"
+		read -r it _ <<<"$(med "trie-3000:drop")"
 		q=$(ratio "$ib" "$FLOOR")
-		echo "| ipblock ≥ 0.8 × drop-everything floor, 3,000-prefix list | flat: $q × ($(fmt "$ib" 3) vs $(fmt "$FLOOR" 3) Mpps); before (trie): $(ratio "$it" "$FLOOR") × | $(verdict "$q" 0.8) |"
+		echo "| ipblock ≥ 0.8 × drop-everything floor, 3,000-prefix list | $q × ($(fmt "$ib" 3) vs $(fmt "$FLOOR" 3) Mpps); × drop-by-source floor: $(ratio "$ib" "$SRCFLOOR") ($(fmt "$SRCFLOOR" 3) Mpps); LPM-trie filter: $(ratio "$it" "$FLOOR") × and $(ratio "$it" "$SRCFLOOR") × | $(verdict "$q" 0.8) |"
 	fi
 } >"$OUT/targets-drop.md"
+
+# The two floors, side by side: "| rules | ipblock × floor | × src floor | trie × floor | × src floor |".
+{
+	echo "| rules | ipblock × drop-everything | ipblock × drop-by-source | LPM trie × drop-everything | LPM trie × drop-by-source |"
+	echo "|---:|---:|---:|---:|---:|"
+	for n in $SIZES; do
+		read -r ib _ <<<"$(med "ipblock-$n:drop")"
+		read -r it _ <<<"$(med "trie-$n:drop")"
+		echo "| $(label "$n") | $(ratio "$ib" "$FLOOR") | $(ratio "$ib" "$SRCFLOOR") | $(ratio "$it" "$FLOOR") | $(ratio "$it" "$SRCFLOOR") |"
+	done
+	echo
+	echo "The drop-by-source floor itself is $(ratio "$SRCFLOOR" "$FLOOR") × the drop-everything floor: what reading the frame costs."
+} >"$OUT/floors.md"
 
 # What the sender offered: the floor's rate means little if it was all.
 # shellcheck disable=SC2086
@@ -484,13 +523,11 @@ if [[ -n $ADD_N ]]; then
 	kn=${C_K[nft-$ADD_N]} kt=${C_K[ipt-$ADD_N]}
 	for ((r = 0; r < ADD_ROUNDS; r++)); do
 		p=198.19.$((200 + r)).7
-		for s in ipblock ipbtrie; do
-			ki=${C_K[$s-$ADD_N]}
-			t0=$(now_us)
-			net "r$ki" "$RULE" --pin-dir "${C_PIN[$s-$ADD_N]}" -a "$p" -p deny >/dev/null &&
-				ADD_T[$s]+="$(($(now_us) - t0)) "
-			net "r$ki" "$RULE" --pin-dir "${C_PIN[$s-$ADD_N]}" -d "$p" >/dev/null
-		done
+		ki=${C_K[ipblock-$ADD_N]}
+		t0=$(now_us)
+		net "r$ki" "$RULE" --pin-dir "${C_PIN[ipblock-$ADD_N]}" -a "$p" -p deny >/dev/null &&
+			ADD_T[ipblock]+="$(($(now_us) - t0)) "
+		net "r$ki" "$RULE" --pin-dir "${C_PIN[ipblock-$ADD_N]}" -d "$p" >/dev/null
 		if [[ ${C_STATE[ipt-$ADD_N]} == ok ]]; then
 			t0=$(now_us)
 			net "r$kt" ipset add "ipblock_bench_$ADD_N" "$p" && ADD_T[ipset]+="$(($(now_us) - t0)) "
@@ -514,32 +551,29 @@ done
 if [[ -n $IMP_N ]] && ((IMPORT_ROUNDS > 1)); then
 	log "importing $(label "$IMP_N") prefixes: $((IMPORT_ROUNDS - 1)) more rounds"
 	ns_add imp
-	ip -n "$(ns imp)" link add ibi0 type veth peer name ibi1
-	ip -n "$(ns imp)" link add ibi2 type veth peer name ibi3
-	for d in ibi0 ibi1 ibi2 ibi3; do
+	ip -n "$(ns imp)" link add name ibi0 type veth peer name ibi1
+	for d in ibi0 ibi1; do
 		ip -n "$(ns imp)" link set "$d" up
 	done
-	pin_dir imp
-	ipin=$PIN
-	pin_dir imp-trie
-	tpin=$PIN
-	net imp "$LOADER" --pin-dir "$ipin" -d ibi0 -m native >/dev/null || die "cannot attach ipblock to ibi0"
-	on_exit "net imp $LOADER --pin-dir $ipin -d ibi0 -u"
-	net imp "$LOADER" --pin-dir "$tpin" -d ibi2 -m native --lookup trie >/dev/null ||
-		die "cannot attach ipblock (trie lookup) to ibi2"
-	on_exit "net imp $LOADER --pin-dir $tpin -d ibi2 -u"
 	on_exit "net imp nft delete table netdev ipblock_bench"
 	on_exit "net imp ipset destroy ipblock_bench_imp"
 	nft_file ibi1 "$IMP_N" >"$BL_TMP/nft-imp.nft"
 	ipset_file ipblock_bench_imp "$IMP_N" >"$BL_TMP/ipset-imp"
 	for ((r = 1; r < IMPORT_ROUNDS; r++)); do
-		for s in ipblock ipbtrie; do
-			[[ $s == ipblock ]] && p=$ipin || p=$tpin
-			net imp "$RULE" --pin-dir "$p" -F >/dev/null
-			timed_run "$BL_TMP/t" nsenter --net="$(ns_path imp)" "$RULE" --pin-dir "$p" \
-				-i "$BL_TMP/v4-$IMP_N.txt" -p deny &&
-				record "$s" "$IMP_N" "$BL_TMP/t" "$(ipblock_kmem "$p")"
-		done
+		# ipblock on new maps each round, as the set-up's import was.
+		pin_dir "imp-$r"
+		net imp "$LOADER" --pin-dir "$PIN" -d ibi0 -m native >/dev/null ||
+			die "cannot attach ipblock to ibi0"
+		on_exit "net imp $LOADER --pin-dir $PIN -d ibi0 -u"
+		timed_run "$BL_TMP/t" nsenter --net="$(ns_path imp)" "$RULE" --pin-dir "$PIN" \
+			-i "$BL_TMP/v4-$IMP_N.txt" -p deny &&
+			record ipblock "$IMP_N" "$BL_TMP/t" "$(ipblock_kmem "$PIN")"
+		net imp "$LOADER" --pin-dir "$PIN" -d ibi0 -u >/dev/null
+		rm -rf "$PIN"
+		pin_dir "imp-$r-trie"
+		timed_run "$BL_TMP/t" nsenter --net="$(ns_path imp)" "$TG" trie --pin-dir "$PIN" \
+			"$BL_TMP/v4-$IMP_N.txt" && record trie "$IMP_N" "$BL_TMP/t" "$(trie_kmem "$PIN")"
+		rm -rf "$PIN"
 		timed_run "$BL_TMP/t" nsenter --net="$(ns_path imp)" ipset restore -f "$BL_TMP/ipset-imp" &&
 			record ipset "$IMP_N" "$BL_TMP/t" "$(ipset_kmem imp ipblock_bench_imp)"
 		net imp ipset destroy ipblock_bench_imp
@@ -573,8 +607,7 @@ load_stats() {
 # sys_short KIND: the system's name in the loading tables.
 sys_short() {
 	case $1 in
-	ipblock) echo "ipblock (flat)" ;;
-	ipbtrie) echo "ipblock (trie)" ;;
+	trie) echo "LPM-trie filter" ;;
 	*) echo "$1" ;;
 	esac
 }
@@ -591,12 +624,11 @@ mib() {
 		echo "|---|---|---:|---:|---:|"
 		# shellcheck disable=SC2086
 		read -r ipm _ <<<"$(stats ${ADD_T[ipset]:-})"
-		for s in ipset ipblock ipbtrie nft; do
+		for s in ipset ipblock nft; do
 			# shellcheck disable=SC2086
 			read -r m lo hi <<<"$(stats ${ADD_T[$s]:-})"
 			case $s in
 			ipblock) cmd="ipblock-rule -a ADDR -p deny" ;;
-			ipbtrie) cmd="ipblock-rule -a ADDR -p deny" ;;
 			ipset) cmd="ipset add SET ADDR" ;;
 			nft) cmd="nft add element netdev T S { ADDR }" ;;
 			esac
@@ -608,18 +640,18 @@ mib() {
 		echo "over a minute here."
 		echo
 	fi
-	echo "Importing a whole list (wall seconds and the loading process's peak RSS by GNU time; kernel memory where the system reports it, for ipblock the memlock of its IPv4 maps: both tries plus, with the flat lookup, the IPv4 tables sized for 1M rules; baseline ipset):"
+	echo "Importing a whole list (wall seconds and the loading process's peak RSS by GNU time; kernel memory where the system reports it: for ipblock the memlock of all its maps, inner segment maps included, on new maps grown by the import; for the LPM-trie filter, loaded by the bench's own loader (\`trafficgen trie\`, batched map updates), its two tries' memlock; ipset's own \"Size in memory\"; baseline ipset):"
 	echo
 	echo "| rules | system | command | wall s (median) | min–max | runs | × ipset | peak RSS MiB | kernel MiB |"
 	echo "|---:|---|---|---:|---:|---:|---:|---:|---:|"
 	for n in $SIZES; do
 		((n >= 100000)) || continue
 		read -r bw _ <<<"$(load_stats ipset "$n")"
-		for s in ipset ipblock ipbtrie nft; do
+		for s in ipset ipblock trie nft; do
 			read -r wm wl wh rm km cnt <<<"$(load_stats "$s" "$n")"
 			case $s in
 			ipblock) cmd="ipblock-rule -i FILE -p deny" ;;
-			ipbtrie) cmd="ipblock-rule -i FILE -p deny" ;;
+			trie) cmd="trafficgen trie --pin-dir DIR FILE" ;;
 			ipset) cmd="ipset restore -f FILE" ;;
 			nft) cmd="nft -f FILE" ;;
 			esac

@@ -3,24 +3,29 @@
 #
 # `make bench`: ipblock's figures against baselines measured in the same run.
 #
-#   1. drop and pass rates over veth: ipblock (flat lookup, and the LPM
-#      tries alone as "before"), nftables, iptables + ipset, and XDP
-#      programs that drop or pass everything (bench_droprate.sh)
-#   2. cost per packet of the XDP program against an empty one, both
-#      lookups (bench_prog)
-#   3. rule loading: one rule by each CLI, whole lists imported, the cost of
+#   1. drop and pass rates over veth: ipblock, an XDP filter judging by a
+#      plain BPF LPM trie, nftables, iptables + ipset, and XDP programs that
+#      drop everything, read the headers and drop by source (the two
+#      floors) or pass everything (bench_droprate.sh)
+#   2. cost per packet of the XDP program against an empty one, beside the
+#      LPM-trie filter (bench_prog)
+#   3. kernel memory per rule-set size: ipblock, the LPM tries alone, ipset
+#      hash:net, an nftables interval set (bench_memory.sh)
+#   4. rule loading: one rule by each CLI, whole lists imported, the cost of
 #      one change in a 1M-rule table (bench_update), bulk operations of
-#      ipblock-rule with both lookups (bench_import.sh)
-#   4. the common library's micro-benchmarks, when built
+#      ipblock-rule (bench_import.sh)
+#   5. the common library's micro-benchmarks, when built
 #
 # Prints the report (markdown) and writes it to bench/results/latest.md with
 # PNG plots beside it.  The machine is shared: every figure is the median of
 # interleaved rounds, shown with its min-max.  Environment: BUILD (as for
 # make), BENCH_ROUNDS (default 5; BENCH_PROG_ROUNDS, default 9, for
-# bench_prog), BENCH_SIZES (default "1 3000 100000
-# 1000000"), BENCH_PROG_SIZES (default 0,1000,100000,1000000),
-# BENCH_UPDATE=0 to skip bench_update, BENCH_IMPORT=0 to skip
-# bench/bench_import.sh.
+# bench_prog; BENCH_MEM_ROUNDS, default 2, for the nftables loads of
+# bench_memory.sh), BENCH_SIZES (default "1 3000 100000 1000000"),
+# BENCH_PROG_SIZES (default 0,1000,100000,1000000), BENCH_MEM_SIZES
+# (default "0 3000:v4 100000:mixed 1000000:mixed"), BENCH_MEM=0,
+# BENCH_UPDATE=0, BENCH_IMPORT=0 to skip bench_memory.sh, bench_update,
+# bench_import.sh.
 set -u
 
 MAKE_BUILD=${BUILD:-build}
@@ -33,6 +38,8 @@ ROUNDS=${BENCH_ROUNDS:-5}
 PROG_ROUNDS=${BENCH_PROG_ROUNDS:-9}
 SIZES=${BENCH_SIZES:-1 3000 100000 1000000}
 PROG_SIZES=${BENCH_PROG_SIZES:-0,1000,100000,1000000}
+MEM_ROUNDS=${BENCH_MEM_ROUNDS:-2}
+MEM_SIZES=${BENCH_MEM_SIZES:-0 3000:v4 100000:mixed 1000000:mixed}
 export BUILD
 RESULTS=$BL_REPO/bench/results
 START=$(now_us)
@@ -52,10 +59,11 @@ git -C "$BL_REPO" diff --quiet HEAD -- bpf common loader rule 2>/dev/null || COM
 # --- build -------------------------------------------------------------------
 
 log "building the bench programs"
-make --no-print-directory -C "$BL_REPO" BUILD="$MAKE_BUILD" \
+make --no-print-directory -C "$BL_REPO" BUILD="$MAKE_BUILD" all \
 	"$MAKE_BUILD/bench/trafficgen" "$MAKE_BUILD/bench/bench_prog" \
 	"$MAKE_BUILD/bench/bench_update" >&2 ||
 	die "cannot build the bench programs"
+bl_need_built "$LOADER" "$RULE" "$TG" "$BUILD/bench/bench_prog" "$BUILD/bench/bench_update"
 # The library's micro-benchmarks belong to others and may be mid-edit.
 LIB_BENCHES=()
 for b in bench_lfqueue bench_rwlock; do
@@ -76,14 +84,14 @@ run_child() {
 
 # --- 2. cost per packet --------------------------------------------------------
 
-log "section 2: cost per packet, trie and flat lookups (bench_prog)"
+log "section 2: cost per packet, ipblock and the LPM-trie filter (bench_prog)"
 run_child "$BUILD/bench/bench_prog" -n "$PROG_ROUNDS" -r 300000 -c 0 -o "$BL_TMP/prog.dat" \
-	-s "$PROG_SIZES" -l trie,flat >"$BL_TMP/prog.md" ||
+	-s "$PROG_SIZES" >"$BL_TMP/prog.md" ||
 	die "bench_prog failed"
 
 UPDATE_MD=
 if [[ ${BENCH_UPDATE:-1} != 0 ]]; then
-	log "section 3: one rule change in a 1M-rule table (bench_update)"
+	log "section 4: one rule change in a 1M-rule table (bench_update)"
 	if run_child "$BUILD/bench/bench_update" -c 0 >"$BL_TMP/update.md" 2>"$BL_TMP/update.err"; then
 		UPDATE_MD=$BL_TMP/update.md
 	else
@@ -93,13 +101,23 @@ fi
 
 # --- 1. drop and pass rates, 3. loading (same namespaces) ----------------------
 
-log "sections 1 and 3: drop rates and rule loading (bench_droprate.sh)"
+log "sections 1 and 4: drop rates and rule loading (bench_droprate.sh)"
 run_child "$BL_DIR/bench_droprate.sh" -o "$BL_TMP/dr" -r "$ROUNDS" -s "$SIZES" ||
 	die "bench_droprate.sh failed"
 
+MEM_OK=
+if [[ ${BENCH_MEM:-1} != 0 ]]; then
+	log "section 3: kernel memory per rule-set size (bench_memory.sh)"
+	if run_child "$BL_DIR/bench_memory.sh" -o "$BL_TMP/mem" -r "$MEM_ROUNDS" -s "$MEM_SIZES"; then
+		MEM_OK=1
+	else
+		log "bench_memory.sh failed (its messages above)"
+	fi
+fi
+
 IMPORT_MD=
 if [[ ${BENCH_IMPORT:-1} != 0 && -x $BL_DIR/bench_import.sh ]]; then
-	log "section 3: ipblock-rule bulk figures (bench_import.sh)"
+	log "section 4: ipblock-rule bulk figures (bench_import.sh)"
 	if run_child timeout 400 "$BL_DIR/bench_import.sh" -o "$BL_TMP/import.dat" \
 		>"$BL_TMP/import.md" 2>"$BL_TMP/import.err"; then
 		IMPORT_MD=$BL_TMP/import.md
@@ -111,7 +129,7 @@ fi
 # --- 4. library ------------------------------------------------------------------
 
 for b in "${LIB_BENCHES[@]}"; do
-	log "section 4: $b"
+	log "section 5: $b"
 	if ! run_child timeout 120 "$BUILD/bench/$b" >"$BL_TMP/$b.md" 2>"$BL_TMP/$b.err"; then
 		log "$b failed: $(tail -n 3 "$BL_TMP/$b.err")"
 		echo "($b failed: $(tail -n 1 "$BL_TMP/$b.err"))" >"$BL_TMP/$b.md"
@@ -123,19 +141,20 @@ done
 log "plots"
 PD=$BL_TMP/plot
 mkdir -p "$PD"
-# prog.dat: prog rules family kind lookup median min max delta warm_median
-# warm_min warm_max warm_delta.
-awk '$1 == "empty" { print $6 }' "$BL_TMP/prog.dat" >"$PD/prog-empty.dat"
+# prog.dat: prog rules family kind median min max delta warm_median warm_min
+# warm_max warm_delta (prog: empty, src, trie, ipblock).
+awk '$1 == "empty" { print $5 }' "$BL_TMP/prog.dat" >"$PD/prog-empty.dat"
 for f in 4 6; do
+	awk -v f=$f '$1 == "src" && $3 == f { print $5 }' "$BL_TMP/prog.dat" >"$PD/prog-src-v$f.dat"
 	for k in hit miss; do
-		for l in trie flat; do
-			awk -v f=$f -v k=$k -v l=$l '$1 == "ipblock" && $3 == f && $4 == k && $5 == l {
+		for p in trie ipblock; do
+			awk -v f=$f -v k=$k -v p=$p '$1 == p && $3 == f && $4 == k {
 				x = $2 == 0 ? 0 : $2 <= 1000 ? 1 : $2 <= 100000 ? 2 : 3
-				print x, $2, $6, $7, $8, $10 }' "$BL_TMP/prog.dat" >"$PD/prog-v$f-$k-$l.dat"
+				print x, $2, $5, $6, $7, $9 }' "$BL_TMP/prog.dat" >"$PD/prog-v$f-$k-$p.dat"
 		done
 	done
 done
-# pivot MODE: "label ipblock lo hi ipbtrie lo hi nft lo hi ipt lo hi" per list size.
+# pivot MODE: "label ipblock lo hi trie lo hi nft lo hi ipt lo hi" per list size.
 pivot() {
 	awk -v sizes="$SIZES" '
 		{ v[$1, $2] = $3 " " $4 " " $5 }
@@ -144,7 +163,7 @@ pivot() {
 			for (i = 1; i <= n; i++) {
 				l = s[i] == 1000000 ? "1M" : s[i] == 100000 ? "100k" : s[i] == 3000 ? "3,000" : s[i]
 				line = l
-				split("ipblock ipbtrie nft ipt", sys, " ")
+				split("ipblock trie nft ipt", sys, " ")
 				for (j = 1; j <= 4; j++)
 					line = line " " ((sys[j], s[i]) in v ? v[sys[j], s[i]] : "- - -")
 				print line
@@ -155,17 +174,23 @@ pivot drop >"$PD/drop.dat"
 pivot pass >"$PD/pass.dat"
 {
 	awk '$1 == "floor" { printf "%s ", $3 }' "$BL_TMP/dr/drop.dat"
+	awk '$1 == "srcfloor" { printf "%s ", $3 }' "$BL_TMP/dr/drop.dat"
 	awk '$1 == "nofilter" { printf "%s ", $3 }' "$BL_TMP/dr/pass.dat"
 	awk '$1 == "xdppass" { print $3 }' "$BL_TMP/dr/pass.dat"
 } >"$PD/floors.dat"
-gnuplot -e "dir='$PD'; out='$RESULTS'" "$BL_DIR/plots.gp" 2>"$BL_TMP/gnuplot.err" ||
+# memory.dat: x label ipblock trie ipset nft nft_lo nft_hi goal ipblock_delta
+# trie_delta (MiB), one line per size; the plot wants its index.
+if [[ -n $MEM_OK ]]; then
+	awk '{ $1 = NR - 1; print }' "$BL_TMP/mem/memory.dat" >"$PD/memory.dat"
+fi
+gnuplot -e "dir='$PD'; out='$RESULTS'; mem=${MEM_OK:-0}" "$BL_DIR/plots.gp" 2>"$BL_TMP/gnuplot.err" ||
 	log "gnuplot failed: $(tail -n 3 "$BL_TMP/gnuplot.err")"
 
 # --- clean-up check --------------------------------------------------------------
 
 leftovers() {
-	ip netns list 2>/dev/null | grep -E '^(ipblock-bench-|ipbbench-)'
-	ls -d /sys/fs/bpf/ipblock-bench-* /sys/fs/bpf/ipbbench-* 2>/dev/null
+	ip netns list 2>/dev/null | grep -E '^ipblock-bench-'
+	ls -d /sys/fs/bpf/ipblock-bench-* 2>/dev/null
 	comm -13 <(echo "$XDP_PINS_BEFORE") <(xdp_pins)
 	nft list tables 2>/dev/null | grep ipblock_bench
 	ipset list -n 2>/dev/null | grep ipblock_bench
@@ -175,18 +200,16 @@ LEFT=$(leftovers)
 
 # --- report ----------------------------------------------------------------------
 
-# prog_target FAMILY LIMIT KIND: a program-cost row of the targets table:
-# the flat lookup's worst Δ over every rule count and source kind, each
-# count's figures, and the trie's worst for comparison.  KIND warm: 256
-# sources cycled, so the lookup's path stays cached (how the issue measured
-# the trie); cold: 65,536 random sources, each step a likely cache and TLB
-# miss.
+# prog_target FAMILY LIMIT: a program-cost row of the targets table, path
+# cached (256 sources cycled, how the issue measured): ipblock's worst Δ
+# over every rule count and source kind, each count's figures, and the
+# LPM-trie filter's worst for comparison.
 prog_target() {
-	awk -v f="$1" -v lim="$2" -v kind="$3" '
+	awk -v f="$1" -v lim="$2" '
 		function lbl(n) { return n >= 1000000 ? n / 1000000 "M" : n >= 1000 ? n / 1000 "k" : n }
-		$1 == "ipblock" && $3 == f {
-			v = kind == "warm" ? $13 : $9
-			if ($5 == "flat") {
+		($1 == "ipblock" || $1 == "trie") && $3 == f {
+			v = $12
+			if ($1 == "ipblock") {
 				if (!(($2) in seen)) { seen[$2] = 1; order[++n] = $2 }
 				d[$2, $4] = v
 				if (!have || v > worst) { worst = v; at = lbl($2) " " $4; have = 1 }
@@ -195,8 +218,7 @@ prog_target() {
 			}
 		}
 		END {
-			name = "Flat IPv" f " cost ≤ empty program + " lim " ns at every rule count up to 1M, " \
-				(kind == "warm" ? "path cached (256 sources)" : "cold (65,536 random sources)")
+			name = "ipblock IPv" f " cost ≤ empty program + " lim " ns at every rule count up to 1M, path cached (256 sources)"
 			if (!have) { print "| " name " | not measured | n/a |"; exit }
 			per = ""
 			for (i = 1; i <= n; i++) {
@@ -204,27 +226,48 @@ prog_target() {
 				per = per (i > 1 ? "; " : "") lbl(c) ": " \
 					((c, "hit") in d ? sprintf("%+.0f", d[c, "hit"]) : "–") "/" sprintf("%+.0f", d[c, "miss"])
 			}
-			printf "| %s | after (flat): worst %+.0f ns (%s); hit/miss per count: %s.  Before (trie): worst %s | %s |\n",
+			printf "| %s | worst %+.0f ns (%s); hit/miss per count: %s.  LPM-trie filter: worst %s | %s |\n",
 				name, worst, at, per,
 				thave ? sprintf("%+.0f ns (%s)", tworst, tat) : "not measured",
 				worst <= lim ? "**met**" : "**MISSED**"
 		}' "$BL_TMP/prog.dat"
 }
 
-# import_target: the bulk issue's 1M import row (bench_import.sh's data).
+# cold_target FAMILY LIMIT: ipblock's cold (65,536 sources) Δ for 1M hits
+# against the old design's figure; every count's cold figures beside it.
+cold_target() {
+	awk -v f="$1" -v lim="$2" '
+		function lbl(n) { return n >= 1000000 ? n / 1000000 "M" : n >= 1000 ? n / 1000 "k" : n }
+		$1 == "ipblock" && $3 == f {
+			if (!(($2) in seen)) { seen[$2] = 1; order[++n] = $2 }
+			d[$2, $4] = $8
+		}
+		$1 == "trie" && $3 == f && $2 == 1000000 && $4 == "hit" { t = $8; th = 1 }
+		END {
+			name = "ipblock IPv" f " cold 1M hits no worse than the old design (empty + " lim " ns), 65,536 random sources"
+			if (!((1000000, "hit") in d)) { print "| " name " | not measured (no 1M count) | n/a |"; exit }
+			per = ""
+			for (i = 1; i <= n; i++) {
+				c = order[i]
+				per = per (i > 1 ? "; " : "") lbl(c) ": " \
+					((c, "hit") in d ? sprintf("%+.0f", d[c, "hit"]) : "–") "/" sprintf("%+.0f", d[c, "miss"])
+			}
+			printf "| %s | %+.0f ns; cold hit/miss per count: %s.  LPM-trie filter, 1M hits: %s | %s |\n",
+				name, d[1000000, "hit"], per, th ? sprintf("%+.0f ns", t) : "not measured",
+				d[1000000, "hit"] <= lim ? "**met**" : "**MISSED**"
+		}' "$BL_TMP/prog.dat"
+}
+
+# import_target: the 1M import row (bench_import.sh's data).
 import_target() {
 	local f=$BL_TMP/import.dat
 	if [[ ! -s $f ]]; then
-		echo "| Import of 1M IPv4 prefixes (\`ipblock-rule -i\`) ≤ 2 s | not measured | n/a |"
+		echo "| Import of 1M IPv4 prefixes (\`ipblock-rule -i\`) ≤ 2 s, growth included | not measured | n/a |"
 		return
 	fi
-	awk '$1 == "import1m" { m[$2] = $3; lo[$2] = $4; hi[$2] = $5 }
-		END {
-			fig = ("flat" in m) ? sprintf("after (flat): %.2f s (%.2f–%.2f)", m["flat"], lo["flat"], hi["flat"]) : "flat: not measured"
-			if ("trie" in m)
-				fig = fig sprintf("; before (trie): %.2f s (%.2f–%.2f)", m["trie"], lo["trie"], hi["trie"])
-			printf "| Import of 1M IPv4 prefixes (`ipblock-rule -i`, attached, empty set) ≤ 2 s | %s | %s |\n",
-				fig, !("flat" in m) ? "n/a" : m["flat"] <= 2 ? "**met**" : "**MISSED**"
+	awk '$1 == "import1m" {
+			printf "| Import of 1M IPv4 prefixes (`ipblock-rule -i`, freshly attached, growth included) ≤ 2 s | %.2f s (%.2f–%.2f) | %s |\n",
+				$2, $3, $4, $2 <= 2 ? "**met**" : "**MISSED**"
 		}' "$f"
 }
 
@@ -253,20 +296,30 @@ CPU=$(lscpu 2>/dev/null | awk -F: '/^Model name/ { gsub(/^ +/, "", $2); print $2
 	echo "| target | figure (this run) | met? |"
 	echo "|---|---|---|"
 	cat "$BL_TMP/dr/targets-drop.md"
-	prog_target 4 20 warm
-	prog_target 6 40 warm
-	prog_target 4 20 cold
-	prog_target 6 40 cold
+	prog_target 4 20
+	prog_target 6 40
+	cold_target 4 179
+	cold_target 6 359
+	[[ -n $MEM_OK ]] && cat "$BL_TMP/mem/targets-memory.md"
 	import_target
 	echo
 	echo "## 1. Drop rate over veth (Mpps at the receiver), source denied"
 	echo
-	echo "Each system on its own veth pair with the same generated list (FireHOL-level1-shaped:"
+	echo "Each system on its own veth pair with the same generated IPv4 list (FireHOL-level1-shaped:"
 	echo "/32 hosts, cut /24 blocks, bogon-sized prefixes, random /8–/31 elsewhere; no overlaps)."
-	echo "Baseline: an XDP program that drops everything, the limit of this path.  It never reads"
-	echo "the frame; every filter does, and the frame was written by the sender on the other CPU."
+	echo "Two baselines, both XDP programs attached like ipblock: one that drops everything, the"
+	echo "limit of this path, which never reads the frame; and one that reads the Ethernet and IP"
+	echo "headers with ipblock's own parser and drops every frame whose source is not 0, the limit"
+	echo "of any filter that judges by source address.  The frame was written by the sender on the"
+	echo "other CPU, so its first read is a cache miss.  The *LPM-trie XDP filter* is the usual way"
+	echo "to write an XDP blocklist: the same parser, one BPF_MAP_TYPE_LPM_TRIE lookup per packet"
+	echo "in a trie per family filled with the same list, a per-CPU verdict count."
 	echo
 	cat "$BL_TMP/dr/drop.md"
+	echo
+	echo "Against the two floors, the filters alone:"
+	echo
+	cat "$BL_TMP/dr/floors.md"
 	echo
 	cat "$BL_TMP/dr/notes.md"
 	echo
@@ -284,29 +337,51 @@ CPU=$(lscpu 2>/dev/null | awk -F: '/^Model name/ { gsub(/^ +/, "", $2); print $2
 	echo "## 2. Cost per packet of the XDP program (BPF_PROG_RUN)"
 	echo
 	echo "Baseline: an empty XDP program (returns XDP_PASS) behind the same source-rewriting"
-	echo "wrapper; Δ is what ipblock adds.  Two lookups, each its own instance of the same program:"
-	echo "*trie* (\`--lookup trie\`, the before: one kernel LPM-trie lookup per packet) and *flat*"
-	echo "(the default, the after: the flat tables, one array load for a /24 region without longer"
-	echo "rules, a few hash probes otherwise, a walk down a tree of nodes in a region crowded with"
-	echo "more than 8 long lengths, the trie only for regions the table cannot hold)."
-	echo "With 65,536 random sources a large table's path misses the caches; the warm columns"
-	echo "(256 sources) show the same lookups with their path cached."
+	echo "wrapper; Δ is what a filter adds.  Per rule count N (N IPv4 and N IPv6 prefixes of the"
+	echo "generated lists), one private instance of each: *ipblock* (its tables: one load for a /16"
+	echo "block without longer rules, a chunk entry for a /24 region, a few hash probes for a"
+	echo "region holding longer rules, a walk down a tree of nodes in a crowded one) and the"
+	echo "*LPM-trie filter* (one kernel LPM-trie lookup).  With 65,536 random sources a large"
+	echo "table's path misses the caches; the warm columns (256 sources) show the same lookups"
+	echo "with their path cached."
 	echo
 	cat "$BL_TMP/prog.md"
 	echo
-	echo "Reading the flat rows: with 65,536 random sources the cost is memory latency.  The top"
-	echo "array alone has 2^24 entries per set, so a random source's entry is seldom in a cache and"
-	echo "its page seldom in the TLB, even with no rules at all; a region holding longer rules adds"
-	echo "a record and hash probes, each another likely miss.  The warm columns show the same"
-	echo "lookups once their lines are cached.  In the generated IPv6 list the denied block"
-	echo "2001:db8::/48 (/128 hosts, /64 blocks cut down to /72, the rest as prefixes of every"
-	echo "length) lies in one /24 region with far more than 8 long lengths: that region is split"
-	echo "into a tree of nodes (8 lengths each), so a /128 host there costs a few marker probes on"
-	echo "the way down.  At 1k rules it holds most IPv6 rules and so most IPv6 hit sources."
-	echo
 	echo "![ns per packet](prog_cost.png)"
 	echo
-	echo "## 3. Rule loading"
+	echo "## 3. Kernel memory per rule-set size"
+	echo
+	if [[ -n $MEM_OK ]]; then
+		echo "Issue 14's sizes: no rules; a FireHOL-level1-shaped list of 3,000 IPv4 prefixes; 100,000"
+		echo "and 1,000,000 *mixed* prefixes, which here means half IPv4 and half IPv6 prefixes of the"
+		echo "bench's generated lists (bench/rulegen.h).  ipblock is attached with new maps and fed"
+		echo "by \`ipblock-rule -i\`, so its tables grow as a user's would; its figure is"
+		echo "\`tables_memory()\` (what \`ipblock-loader -s\` prints): the memlock of every map,"
+		echo "including the tables' inner segment maps and its four tries (two sets per family).  The"
+		echo "*LPM tries alone* are one trie per family holding the list: the LPM-trie filter's maps."
+		echo "ipset: two \`hash:net\` sets (inet, inet6) with ipset's defaults, their own \"Size in"
+		echo "memory\".  nftables: a \`table inet\` with two interval sets and a chain matching them."
+		echo
+		cat "$BL_TMP/mem/memory.md"
+		echo
+		echo "![kernel memory](memory.png)"
+		echo
+		echo "What the kernel really allocates: the kernel delta beside each system's own account."
+		echo
+		cat "$BL_TMP/mem/memory-delta.md"
+		echo
+		echo "Reading it: an LPM trie's memlock counts its leaves only (24 bytes plus key and value"
+		echo "each), not its intermediate nodes nor the allocator's rounding, so a trie really costs"
+		echo "several times its memlock; ipblock keeps four, which is most of the gap between its two"
+		echo "columns.  ipset charges only part of its memory to a memory cgroup, so its kernel delta"
+		echo "is a lower bound when measured by cgroup; its own \"Size in memory\" is the figure."
+		echo
+		cat "$BL_TMP/mem/memory-notes.md"
+	else
+		echo "bench_memory.sh: not run (disabled or failed)."
+	fi
+	echo
+	echo "## 4. Rule loading"
 	echo
 	cat "$BL_TMP/dr/import.md"
 	echo
@@ -315,8 +390,8 @@ CPU=$(lscpu 2>/dev/null | awk -F: '/^Model name/ { gsub(/^ +/, "", $2); print $2
 	if [[ -n $UPDATE_MD ]]; then
 		echo "\`maps_rule_set()\` and \`maps_rule_delete()\` (what \`ipblock-rule -a\` / \`-d\` call) in a"
 		echo "private instance holding 1M IPv4 rules of the generated list, against the same change in"
-		echo "an empty instance (the baseline), per lookup.  *warm*: in a process that has made a"
-		echo "change before; *first*: the first change after \`maps_release()\`, as every CLI call makes."
+		echo "an empty instance (the baseline).  *warm*: in a process that has made a change before;"
+		echo "*first*: the first change after \`maps_release()\`, as every CLI call makes."
 		echo
 		cat "$UPDATE_MD"
 	else
@@ -331,7 +406,7 @@ CPU=$(lscpu 2>/dev/null | awk -F: '/^Model name/ { gsub(/^ +/, "", $2); print $2
 		echo "bench/bench_import.sh: not run (missing, disabled or failed)."
 	fi
 	echo
-	echo "## 4. Common library"
+	echo "## 5. Common library"
 	echo
 	if ((${#LIB_BENCHES[@]} == 0)); then
 		echo "No library benchmark is built yet."
@@ -354,19 +429,17 @@ CPU=$(lscpu 2>/dev/null | awk -F: '/^Model name/ { gsub(/^ +/, "", $2); print $2
 	echo "  Every receiver here has GRO on (XDP ones have their program too) and threaded NAPI"
 	echo "  pinned to CPU 1; the sender is pinned to CPU 0; both at nice -10."
 	echo "- Counting: the receiving veth's rx_packets over a timed window, cross-checked against"
-	echo "  each system's own drop count (ipblock's stats map, the iptables rule's counter; for"
-	echo "  nftables the frames that never reached IPv4 input, since listing any part of a table"
-	echo "  with a 1M-element set takes nft minutes).  The nft rule has a counter all the same,"
-	echo "  as iptables rules always do."
+	echo "  each system's own drop count (ipblock's and the LPM-trie filter's per-CPU counters, the"
+	echo "  iptables rule's counter; for nftables the frames that never reached IPv4 input, since"
+	echo "  listing any part of a table with a 1M-element set takes nft minutes)."
 	echo "- Program cost: bench_prog runs tg_call, which rewrites the source from the pool and"
-	echo "  tail-calls the program under test, repeat times per BPF_PROG_RUN; ipblock's counters"
-	echo "  confirm every frame got the expected verdict.  Each instance's maps are sized by"
-	echo "  pins_obj_size() for 1M rules per family (the loader's default) and filled by"
-	echo "  maps_replace_rules(), which compiles the flat tables as ipblock-rule does.  Those"
-	echo "  frames never reach an interface, so their sources are random over the range the"
-	echo "  rules cover, not documentation addresses."
-	echo "- Drop rates: ipblock is attached twice per list size, with the default lookup (flat) and"
-	echo "  with \`ipblock-loader --lookup trie\`, each with its own pin directory and veth pair."
+	echo "  tail-calls the program under test, repeat times per BPF_PROG_RUN; each filter's own"
+	echo "  counters confirm every frame got the expected verdict.  ipblock's instances are loaded"
+	echo "  with the default ceiling (its tries' max_entries) and filled by maps_replace_rules(),"
+	echo "  which builds the tables as ipblock-rule does; the LPM-trie filter's tries are sized for"
+	echo "  and filled with the same lists.  Those frames never reach an interface, so their"
+	echo "  sources are random over the range the rules cover, not documentation addresses."
+	echo "- Memory: see section 3; every load in a namespace of its own, removed afterwards."
 	echo
 	echo "## Clean-up check"
 	echo

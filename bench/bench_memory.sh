@@ -174,10 +174,6 @@ fresh() {
 	ip -n "$(ns "$NS")" link set mv1 up
 }
 
-gone() {
-	ip netns del "$(ns "$NS")" 2>/dev/null
-}
-
 declare -A SHRINK XCHECK
 
 load_ipblock() {
@@ -327,7 +323,9 @@ done
 
 # measure SYS N R: load, settle, unload, settle; the kernel's counters read
 # before, after loading and after unloading give two deltas (kB).  The
-# namespace is made before and removed after.
+# namespace is made before and stays until the script ends: a namespace
+# is freed by a worker some time after it is deleted, which would land in
+# a later measurement.
 declare -A OWNS DELTAS
 measure() {
 	local sys=$1 n=$2 r=$3 before after freed
@@ -338,7 +336,6 @@ measure() {
 	[[ $sys == ipblock && $r == 0 ]] && after_ipblock "$n"
 	"unload_$sys"
 	freed=$(kmem_settled)
-	gone
 	[[ $OWN == - ]] || OWNS[$sys:$n]+="$OWN "
 	DELTAS[$sys:$n]+="$((after - before)) $((after - freed)) "
 }
@@ -356,6 +353,14 @@ done
 # rounds load nftables only, whose figure is the kernel delta, and nothing
 # (the noise).
 log "memory: every system once, then nftables $((ROUNDS - 1)) more times; sizes $SIZES"
+# What ran before (another section's namespaces and maps) is freed after
+# the fact: wait until the counter holds still for a second, at most 15 s.
+for ((i = 0; i < 15; i++)); do
+	a=$(kmem_settled)
+	sleep 1
+	b=$(kmem_kb)
+	((b - a < 128 && a - b < 128)) && break
+done
 read -ra SYS <<<"$SYSTEMS"
 measure null 0 0
 i=0
@@ -377,8 +382,13 @@ done
 
 # --- tables --------------------------------------------------------------------
 
+# mib BYTES [DIGITS]: MiB with fixed decimals ("–" if not a number; no "-0.0").
 mib() {
-	awk -v b="$1" -v d="${2:-1}" 'BEGIN { if (b !~ /^-?[0-9.]+$/) print "–"; else printf "%.*f\n", d, b / 1048576 }'
+	awk -v b="$1" -v d="${2:-1}" 'BEGIN {
+		if (b !~ /^-?[0-9.]+$/) { print "–"; exit }
+		v = b / 1048576
+		if (v < 0 && v > -0.5 / 10 ^ d) v = 0
+		printf "%.*f\n", d, v }'
 }
 
 # own SYS:N: the median of the system's own account (bytes), "-" if none.

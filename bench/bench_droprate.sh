@@ -118,7 +118,7 @@ done
 # --- receivers ---------------------------------------------------------------
 
 # Per configuration: namespaces and devices; what to read for its drops.
-declare -A C_K C_KIND C_PIN C_STATE
+declare -A C_K C_KIND C_PIN C_STATE C_NAPI
 CONFIGS=()
 K=0
 # loads.tsv: system size wall_s peak_rss_kb kernel_bytes
@@ -286,7 +286,19 @@ threaded() {
 		grep -qw "$pid" <<<"$before" && continue
 		taskset -pc "$RX_CPU" "$pid" >/dev/null || die "cannot pin NAPI thread $pid"
 		renice -n "$NICE" -p "$pid" >/dev/null
+		C_NAPI[$k]+="$pid "
 	done
+	[[ -n ${C_NAPI[$k]:-} ]] || die "no NAPI thread of ibr$k found"
+}
+
+# napi_ns K: CPU time the receiver's NAPI thread has run so far (ns).
+napi_ns() {
+	local p v s=0
+	for p in ${C_NAPI[$1]}; do
+		read -r v _ <"/proc/$p/schedstat"
+		s=$((s + v))
+	done
+	echo "$s"
 }
 
 log "setting up the receivers"
@@ -332,12 +344,14 @@ drops() {
 	esac
 }
 
-declare -A RATE DROPFRAC OFFERED
+declare -A RATE CRATE DROPFRAC OFFERED
 
-# measure NAME MODE: one timed window of MODE (drop|pass) traffic.
+# measure NAME MODE: one timed window of MODE (drop|pass) traffic.  RATE
+# gets the receiver's Mpps over the window, CRATE its Mpps per CPU-second
+# of the receiving NAPI thread (all of the receive work runs there).
 measure() {
 	local name=$1 mode=$2 k=${C_K[$1]} src full0 full1 d0 d1 c0 c1 ta tb tc td pid sent
-	local total
+	local total u0 u1
 	[[ $mode == drop ]] && src=$DENY_SRC || src=$PASS_SRC
 	total=$(awk -v a="$WARM" -v b="$WINDOW" -v c="$TAIL" 'BEGIN { print a + b + c }')
 	full0=$(rx_packets "r$k" "ibr$k")
@@ -348,10 +362,12 @@ measure() {
 	sleep "$WARM"
 	ta=$(now_us)
 	c0=$(rx_packets "r$k" "ibr$k")
+	u0=$(napi_ns "$k")
 	tb=$(now_us)
 	sleep "$WINDOW"
 	tc=$(now_us)
 	c1=$(rx_packets "r$k" "ibr$k")
+	u1=$(napi_ns "$k")
 	td=$(now_us)
 	bl_wait "$pid" || log "sender failed: $(cat "$BL_TMP/send.out")"
 	full1=$(rx_packets "r$k" "ibr$k")
@@ -359,6 +375,8 @@ measure() {
 	OFFERED[$name:$mode]+="${sent:-0} "
 	RATE[$name:$mode]+="$(awk -v n=$((c1 - c0)) -v t=$(((tc + td) - (ta + tb))) \
 		'BEGIN { printf "%.4f", n / (t / 2) }') "
+	CRATE[$name:$mode]+="$(awk -v n=$((c1 - c0)) -v u=$((u1 - u0)) \
+		'BEGIN { printf "%.4f", (u > 0 ? n / u * 1000 : 0) }') "
 	if [[ $mode == drop ]]; then
 		d1=$(drops "$name")
 		DROPFRAC[$name]+="$(awk -v d=$((d1 - d0)) -v n=$((full1 - full0)) \
@@ -388,10 +406,14 @@ done
 
 # --- tables ------------------------------------------------------------------
 
-# med NAME:MODE: "median min max" in Mpps.
+# med NAME:MODE: "median min max" in Mpps; cmed: the same per CPU-second.
 med() {
 	# shellcheck disable=SC2086 # the rates are a word list
 	stats ${RATE[$1]:-}
+}
+cmed() {
+	# shellcheck disable=SC2086
+	stats ${CRATE[$1]:-}
 }
 
 system_name() {
@@ -407,36 +429,38 @@ system_name() {
 	esac
 }
 
-# row SIZE NAME MODE BASELINE_MEDIAN [SECOND_BASELINE_MEDIAN]: one table
-# row (a ratio column per baseline), and one data line.
+# row SIZE NAME MODE BASELINE [SECOND_BASELINE]: one table row, and one
+# data line.  Both rates are shown; the ratios (one column per baseline,
+# given as its median per CPU-second) are of the rates per CPU-second.
 row() {
-	local size=$1 name=$2 mode=$3 base=$4 base2=${5:-} m lo hi note="" frac extra=""
+	local size=$1 name=$2 mode=$3 base=$4 base2=${5:-} m lo hi cm clo chi note="" frac extra=""
 	if [[ ${C_STATE[$name]} != ok ]]; then
 		[[ -n $base2 ]] && extra=" – |"
-		echo "| $(label "$size") | $(system_name "${C_KIND[$name]}") | – | ${C_STATE[$name]} | – |$extra"
+		echo "| $(label "$size") | $(system_name "${C_KIND[$name]}") | – | ${C_STATE[$name]} | – | – | – |$extra"
 		return
 	fi
 	read -r m lo hi <<<"$(med "$name:$mode")"
+	read -r cm clo chi <<<"$(cmed "$name:$mode")"
 	if [[ $mode == drop && ${C_KIND[$name]} != floor && ${C_KIND[$name]} != srcfloor ]]; then
 		# shellcheck disable=SC2086
 		read -r frac _ <<<"$(stats ${DROPFRAC[$name]})"
 		awk -v f="$frac" 'BEGIN { exit !(f < 0.99) }' &&
 			note=" (only $(fmt "$(awk -v f="$frac" 'BEGIN { print f * 100 }')" 1)% dropped!)"
 	fi
-	[[ -n $base2 ]] && extra=" $(ratio "$m" "$base2") |"
-	echo "| $(label "$size") | $(system_name "${C_KIND[$name]}")$note | $(fmt "$m" 3) | $(fmt "$lo" 2)–$(fmt "$hi" 2) | $(ratio "$m" "$base") |$extra"
-	echo "${C_KIND[$name]} $size $m $lo $hi" >>"$OUT/$mode.dat"
+	[[ -n $base2 ]] && extra=" $(ratio "$cm" "$base2") |"
+	echo "| $(label "$size") | $(system_name "${C_KIND[$name]}")$note | $(fmt "$m" 3) | $(fmt "$lo" 2)–$(fmt "$hi" 2) | **$(fmt "$cm" 3)** | $(fmt "$clo" 2)–$(fmt "$chi" 2) | $(ratio "$cm" "$base") |$extra"
+	echo "${C_KIND[$name]} $size $m $lo $hi $cm $clo $chi" >>"$OUT/$mode.dat"
 }
 
 SYSTEMS="ipblock trie nft ipt"
 : >"$OUT/drop.dat"
 : >"$OUT/pass.dat"
-read -r FLOOR _ <<<"$(med floor:drop)"
-read -r SRCFLOOR _ <<<"$(med srcfloor:drop)"
-read -r NOFILTER _ <<<"$(med nofilter:pass)"
+read -r FLOOR _ <<<"$(cmed floor:drop)"
+read -r SRCFLOOR _ <<<"$(cmed srcfloor:drop)"
+read -r NOFILTER _ <<<"$(cmed nofilter:pass)"
 {
-	echo "| rules | system | Mpps (median) | min–max | × drop-everything floor | × drop-by-source floor |"
-	echo "|---:|---|---:|---:|---:|---:|"
+	echo "| rules | system | Mpps (median) | min–max | Mpps per receiver CPU-second | min–max | × drop-everything floor | × drop-by-source floor |"
+	echo "|---:|---|---:|---:|---:|---:|---:|---:|"
 	row - floor drop "$FLOOR" "$SRCFLOOR"
 	row - srcfloor drop "$FLOOR" "$SRCFLOOR"
 	for n in $SIZES; do
@@ -446,8 +470,8 @@ read -r NOFILTER _ <<<"$(med nofilter:pass)"
 	done
 } >"$OUT/drop.md"
 {
-	echo "| rules | system | Mpps (median) | min–max | × no filter |"
-	echo "|---:|---|---:|---:|---:|"
+	echo "| rules | system | Mpps (median) | min–max | Mpps per receiver CPU-second | min–max | × no filter |"
+	echo "|---:|---|---:|---:|---:|---:|---:|"
 	row - nofilter pass "$NOFILTER"
 	row - xdppass pass "$NOFILTER"
 	for n in $SIZES; do
@@ -457,42 +481,42 @@ read -r NOFILTER _ <<<"$(med nofilter:pass)"
 	done
 } >"$OUT/pass.md"
 
-# Targets: "| target | figure | met? |" rows.
+# Targets: "| target | figure | met? |" rows, on the rates per CPU-second.
 verdict() {
 	awk -v a="$1" -v t="$2" 'BEGIN { if (a == "–") print "n/a"; else print (a >= t ? "**met**" : "**MISSED**") }'
 }
 {
 	for n in $SIZES; do
-		read -r ib _ <<<"$(med "ipblock-$n:drop")"
+		read -r ib _ <<<"$(cmed "ipblock-$n:drop")"
 		for s in nft ipt; do
 			if [[ ${C_STATE[$s-$n]} != ok ]]; then
 				echo "| ipblock ≥ 2.5 × $(system_name "$s") drop rate, $(label "$n")-prefix list | ${C_STATE[$s-$n]} | n/a |"
 				continue
 			fi
-			read -r other _ <<<"$(med "$s-$n:drop")"
+			read -r other _ <<<"$(cmed "$s-$n:drop")"
 			q=$(ratio "$ib" "$other")
-			echo "| ipblock ≥ 2.5 × $(system_name "$s") drop rate, $(label "$n")-prefix list | $q × ($(fmt "$ib" 3) vs $(fmt "$other" 3) Mpps) | $(verdict "$q" 2.5) |"
+			echo "| ipblock ≥ 2.5 × $(system_name "$s") drop rate, $(label "$n")-prefix list | $q × ($(fmt "$ib" 3) vs $(fmt "$other" 3) Mpps per CPU-s) | $(verdict "$q" 2.5) |"
 		done
 	done
 	if [[ " $SIZES " == *" 3000 "* ]]; then
-		read -r ib _ <<<"$(med "ipblock-3000:drop")"
-		read -r it _ <<<"$(med "trie-3000:drop")"
+		read -r ib _ <<<"$(cmed "ipblock-3000:drop")"
+		read -r it _ <<<"$(cmed "trie-3000:drop")"
 		q=$(ratio "$ib" "$FLOOR")
-		echo "| ipblock ≥ 0.8 × drop-everything floor, 3,000-prefix list | $q × ($(fmt "$ib" 3) vs $(fmt "$FLOOR" 3) Mpps); × drop-by-source floor: $(ratio "$ib" "$SRCFLOOR") ($(fmt "$SRCFLOOR" 3) Mpps); LPM-trie filter: $(ratio "$it" "$FLOOR") × and $(ratio "$it" "$SRCFLOOR") × | $(verdict "$q" 0.8) |"
+		echo "| ipblock ≥ 0.8 × drop-everything floor, 3,000-prefix list | $q × ($(fmt "$ib" 3) vs $(fmt "$FLOOR" 3) Mpps per CPU-s); × drop-by-source floor: $(ratio "$ib" "$SRCFLOOR") ($(fmt "$SRCFLOOR" 3)); LPM-trie filter: $(ratio "$it" "$FLOOR") × and $(ratio "$it" "$SRCFLOOR") × | $(verdict "$q" 0.8) |"
 	fi
 } >"$OUT/targets-drop.md"
 
-# The two floors, side by side: "| rules | ipblock × floor | × src floor | trie × floor | × src floor |".
+# The two floors, side by side.
 {
-	echo "| rules | ipblock × drop-everything | ipblock × drop-by-source | LPM trie × drop-everything | LPM trie × drop-by-source |"
-	echo "|---:|---:|---:|---:|---:|"
+	echo "| rules | ipblock × drop-everything | ipblock × drop-by-source | LPM trie × drop-everything | LPM trie × drop-by-source | ipblock ÷ LPM trie |"
+	echo "|---:|---:|---:|---:|---:|---:|"
 	for n in $SIZES; do
-		read -r ib _ <<<"$(med "ipblock-$n:drop")"
-		read -r it _ <<<"$(med "trie-$n:drop")"
-		echo "| $(label "$n") | $(ratio "$ib" "$FLOOR") | $(ratio "$ib" "$SRCFLOOR") | $(ratio "$it" "$FLOOR") | $(ratio "$it" "$SRCFLOOR") |"
+		read -r ib _ <<<"$(cmed "ipblock-$n:drop")"
+		read -r it _ <<<"$(cmed "trie-$n:drop")"
+		echo "| $(label "$n") | $(ratio "$ib" "$FLOOR") | $(ratio "$ib" "$SRCFLOOR") | $(ratio "$it" "$FLOOR") | $(ratio "$it" "$SRCFLOOR") | $(ratio "$ib" "$it") |"
 	done
 	echo
-	echo "The drop-by-source floor itself is $(ratio "$SRCFLOOR" "$FLOOR") × the drop-everything floor: what reading the frame costs."
+	echo "Rates per CPU-second of the receiver.  The drop-by-source floor itself is $(ratio "$SRCFLOOR" "$FLOOR") × the drop-everything floor: what reading the frame costs."
 } >"$OUT/floors.md"
 
 # What the sender offered: the floor's rate means little if it was all.
@@ -500,6 +524,7 @@ verdict() {
 read -r off_m off_lo off_hi <<<"$(stats ${OFFERED[floor:drop]})"
 {
 	echo "Sender (CPU $TX_CPU) offered $(fmt "$off_m" 2) Mpps (min–max $(fmt "$off_lo" 2)–$(fmt "$off_hi" 2)) during the floor's runs; receiver NAPI thread on CPU $RX_CPU."
+	echo "Mpps: frames the receiver took per second of the window.  Mpps per receiver CPU-second: the same frames over the CPU time its NAPI thread ran in the window (/proc/PID/schedstat), where all of its receive work runs: what the receiver would take with a CPU of its own, whatever else the shared machine runs.  The ratios and targets use it."
 	echo "$ROUNDS interleaved rounds, ${WINDOW} s windows after ${WARM} s of warm-up, 60-byte UDP frames, 4,096 sources cycled per run."
 	# shellcheck disable=SC2068 # every system's fractions, one word each
 	read -r _ fmin fmax <<<"$(stats ${DROPFRAC[@]})"

@@ -7,9 +7,10 @@
 #                          (F 4|6, KIND hit|miss, PROG trie|ipblock)
 #   prog-empty.dat   median
 #   prog-src-vF.dat  median of the drop-by-source program
-#   drop.dat         label ipblock lo hi trie lo hi nft lo hi ipt lo hi  ("-": missing)
+#   drop.dat         label ipblock lo hi trie lo hi nft lo hi ipt lo hi  (Mpps per
+#                    receiver CPU-second; "-": missing)
 #   pass.dat         the same, for frames that match no rule
-#   floors.dat       drop_floor src_floor pass_nofilter pass_xdp
+#   floors.dat       drop_floor src_floor pass_nofilter pass_xdp (the same unit)
 #   memory.dat       index label ipblock trie ipset nft nft_lo nft_hi goal
 #                    ipblock_delta trie_delta (MiB; only when mem is 1)
 
@@ -83,14 +84,14 @@ set boxwidth 0.9
 set yrange [0:*]
 set xtics auto
 set xlabel "rules in the list"
-set ylabel "Mpps at the receiver (median, min–max bars)"
+set ylabel "Mpps per receiver CPU-second (median, min–max bars)"
 floor = real(system("awk '{ print $1 }' ".dir."/floors.dat"))
 srcfloor = real(system("awk '{ print $2 }' ".dir."/floors.dat"))
 nofilter = real(system("awk '{ print $3 }' ".dir."/floors.dat"))
 xdppass = real(system("awk '{ print $4 }' ".dir."/floors.dat"))
 
 set output out."/droprate.png"
-set title "Drop rate over veth, source denied"
+set title "Drop rate over veth, source denied (frames per CPU-second of the receiver)"
 plot \
 	dir."/drop.dat" using 2:3:4:xtic(1) title "ipblock (native XDP)" lc rgb "#2a7ab0", \
 	'' using 5:6:7 title "LPM-trie XDP filter" lc rgb "#c0392b", \
@@ -100,7 +101,7 @@ plot \
 	srcfloor with lines lc rgb "gray40" dt 2 lw 2 title sprintf("XDP drop-by-source (reads the headers) %.2f", srcfloor)
 
 set output out."/passrate.png"
-set title "Pass rate over veth, source matching no rule"
+set title "Pass rate over veth, source matching no rule (frames per CPU-second of the receiver)"
 plot \
 	dir."/pass.dat" using 2:3:4:xtic(1) title "ipblock (native XDP)" lc rgb "#2a7ab0", \
 	'' using 5:6:7 title "LPM-trie XDP filter" lc rgb "#c0392b", \

@@ -19,7 +19,7 @@
 # Prints the report (markdown) and writes it to bench/results/latest.md with
 # PNG plots beside it.  The machine is shared: every figure is the median of
 # interleaved rounds, shown with its min-max.  Environment: BUILD (as for
-# make), BENCH_ROUNDS (default 5; BENCH_PROG_ROUNDS, default 9, for
+# make), BENCH_ROUNDS (default 4; BENCH_PROG_ROUNDS, default 7, for
 # bench_prog; BENCH_MEM_ROUNDS, default 2, for the nftables loads of
 # bench_memory.sh), BENCH_SIZES (default "1 3000 100000 1000000"),
 # BENCH_PROG_SIZES (default 0,1000,100000,1000000), BENCH_MEM_SIZES
@@ -32,10 +32,13 @@ MAKE_BUILD=${BUILD:-build}
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-ROUNDS=${BENCH_ROUNDS:-5}
+# The drop rates' ratios are of rates per CPU-second of the receiver, which
+# the machine's other load moves little: 4 rounds (5 before the memory
+# section came) keep the whole bench near six minutes.
+ROUNDS=${BENCH_ROUNDS:-4}
 # bench_prog's rounds are cheap (half a minute for 5) and its figures are a
 # few ns apart: more rounds steady their medians.
-PROG_ROUNDS=${BENCH_PROG_ROUNDS:-9}
+PROG_ROUNDS=${BENCH_PROG_ROUNDS:-7}
 SIZES=${BENCH_SIZES:-1 3000 100000 1000000}
 PROG_SIZES=${BENCH_PROG_SIZES:-0,1000,100000,1000000}
 MEM_ROUNDS=${BENCH_MEM_ROUNDS:-2}
@@ -154,10 +157,12 @@ for f in 4 6; do
 		done
 	done
 done
-# pivot MODE: "label ipblock lo hi trie lo hi nft lo hi ipt lo hi" per list size.
+# pivot MODE: "label ipblock lo hi trie lo hi nft lo hi ipt lo hi" per list
+# size, in Mpps per receiver CPU-second ($OUT/MODE.dat: kind size wall lo hi
+# cpu lo hi).
 pivot() {
 	awk -v sizes="$SIZES" '
-		{ v[$1, $2] = $3 " " $4 " " $5 }
+		{ v[$1, $2] = $6 " " $7 " " $8 }
 		END {
 			n = split(sizes, s, " ")
 			for (i = 1; i <= n; i++) {
@@ -173,10 +178,10 @@ pivot() {
 pivot drop >"$PD/drop.dat"
 pivot pass >"$PD/pass.dat"
 {
-	awk '$1 == "floor" { printf "%s ", $3 }' "$BL_TMP/dr/drop.dat"
-	awk '$1 == "srcfloor" { printf "%s ", $3 }' "$BL_TMP/dr/drop.dat"
-	awk '$1 == "nofilter" { printf "%s ", $3 }' "$BL_TMP/dr/pass.dat"
-	awk '$1 == "xdppass" { print $3 }' "$BL_TMP/dr/pass.dat"
+	awk '$1 == "floor" { printf "%s ", $6 }' "$BL_TMP/dr/drop.dat"
+	awk '$1 == "srcfloor" { printf "%s ", $6 }' "$BL_TMP/dr/drop.dat"
+	awk '$1 == "nofilter" { printf "%s ", $6 }' "$BL_TMP/dr/pass.dat"
+	awk '$1 == "xdppass" { print $6 }' "$BL_TMP/dr/pass.dat"
 } >"$PD/floors.dat"
 # memory.dat: x label ipblock trie ipset nft nft_lo nft_hi goal ipblock_delta
 # trie_delta (MiB), one line per size; the plot wants its index.
@@ -307,6 +312,10 @@ CPU=$(lscpu 2>/dev/null | awk -F: '/^Model name/ { gsub(/^ +/, "", $2); print $2
 	echo
 	echo "Each system on its own veth pair with the same generated IPv4 list (FireHOL-level1-shaped:"
 	echo "/32 hosts, cut /24 blocks, bogon-sized prefixes, random /8–/31 elsewhere; no overlaps)."
+	echo "Two rates per row: Mpps the receiver took per second of wall clock, and per CPU-second of"
+	echo "its NAPI thread, where all of its receive work runs.  The first depends on how much of"
+	echo "its CPU the shared machine left it and on what the sender offered; the second is what it"
+	echo "would take with a CPU of its own, so the ratios and the targets use it."
 	echo "Two baselines, both XDP programs attached like ipblock: one that drops everything, the"
 	echo "limit of this path, which never reads the frame; and one that reads the Ethernet and IP"
 	echo "headers with ipblock's own parser and drops every frame whose source is not 0, the limit"

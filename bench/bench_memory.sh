@@ -190,12 +190,13 @@ load_ipblock() {
 	read -r _ OWN _ <<<"$("$TG" mem --pin-dir "$PINS")"
 }
 
-# After the kernel delta of ipblock's load: the cross-check by bpftool and,
-# at the largest size, the memory after shrinking back.
+# After the kernel delta of ipblock's load at the largest size: the
+# cross-check by bpftool and the memory after shrinking back.
 after_ipblock() {
 	local n=$1
+	[[ $n == "$BIG" ]] || return 0
 	XCHECK[$n]=$(bpftool_sum "$PINS")
-	if [[ $n == "$BIG" ]] && ((n > SHRINK_TO)); then
+	if ((n > SHRINK_TO)); then
 		local m
 		net "$NS" "$RULE" --pin-dir "$PINS" -R "$BL_TMP/shrink.txt" -p deny >/dev/null &&
 			read -r _ m _ <<<"$("$TG" mem --pin-dir "$PINS")" && SHRINK[to]=$m
@@ -493,11 +494,8 @@ vs() {
 } >"$OUT/targets-memory.md"
 
 {
-	for s in $SIZES; do
-		n=$(size_n "$s")
-		read -r xs xn <<<"${XCHECK[$n]:-- 0}"
-		echo "- $(label "$s"): \`bpftool map show\` summed over the $xn maps (pinned, and inner maps found in the outer maps' dumps): $(mib "$xs" 3) MiB; \`tables_memory()\`: $(mib "$(own "ipblock:$n")" 3) MiB."
-	done
+	read -r xs xn <<<"${XCHECK[$BIG]:-- 0}"
+	echo "Cross-check at $(label_n "$BIG"): \`bpftool map show\` summed over ipblock's $xn maps (the pinned ones, and the inner maps their outer maps' dumps name) gives $(mib "$xs" 3) MiB; \`tables_memory()\` $(mib "$(own "ipblock:$BIG")" 3) MiB."
 	if [[ -n ${SHRINK[to]:-} ]]; then
 		echo
 		echo "Shrink: grown to $(label_n "$BIG"), then \`ipblock-rule -R\` with the $SHRINK_TO-prefix IPv4 list: $(mib "${SHRINK[to]}" 2) MiB (a fresh load of it: $(mib "$(own "ipblock:$SHRINK_TO")" 2) MiB); then \`ipblock-rule -F\`: $(mib "${SHRINK[zero]:-}" 2) MiB (fresh, no rules: $(mib "$(own "ipblock:0")" 2) MiB)."

@@ -436,11 +436,14 @@ goal_of() {
 read -r _ NLO NHI NCNT <<<"$(delta null:0)"
 NOISE=$(awk -v a="$NLO" -v b="$NHI" 'BEGIN { a = a < 0 ? -a : a; b = b < 0 ? -b : b; print (a > b ? a : b) }')
 
-# vs A B: A ÷ B, or "–" when B is a kernel delta within 4 × the noise (and 1 MiB).
+# vs A B [delta]: A ÷ B, or "–" when B is 0 or, for a kernel delta, within
+# 4 × the noise or under 64 KiB.
 vs() {
-	awk -v a="$1" -v b="$2" -v n="$NOISE" 'BEGIN {
-		if (a !~ /^[0-9]+$/ || b !~ /^-?[0-9]+$/ || b <= 4 * n || b < 1048576) print "–"
-		else printf "%.1f\n", a / b }'
+	awk -v a="$1" -v b="$2" -v d="${3:-}" -v n="$NOISE" 'BEGIN {
+		if (a !~ /^[0-9]+$/ || b !~ /^-?[0-9]+$/ || b <= 0 || (d && (b <= 4 * n || b < 65536)))
+			print "–"
+		else
+			printf "%.1f\n", a / b }'
 }
 
 : >"$OUT/memory.dat"
@@ -454,7 +457,7 @@ vs() {
 		is=$(own "ipset:$n")
 		read -r nf nlo nhi _ <<<"$(delta "nft:$n")"
 		g=$(goal_of "$s")
-		echo "| $(label "$s") | $(mib "$ib" 2) | $(mib "$tr" 2) | $(mib "$is" 2) | $(mib "$nf" 2) ($(mib "$nlo" 1)–$(mib "$nhi" 1)) | ≤ $g | $(vs "$ib" "$tr") | $(vs "$ib" "$is") | $(vs "$ib" "$nf") |"
+		echo "| $(label "$s") | $(mib "$ib" 2) | $(mib "$tr" 2) | $(mib "$is" 2) | $(mib "$nf" 2) ($(mib "$nlo" 1)–$(mib "$nhi" 1)) | ≤ $g | $(vs "$ib" "$tr") | $(vs "$ib" "$is") | $(vs "$ib" "$nf" delta) |"
 		# x label ipblock trie ipset nft nft_lo nft_hi goal ipblock_delta trie_delta, in MiB
 		read -r ibd _ <<<"$(delta "ipblock:$n")"
 		read -r trd _ <<<"$(delta "trie:$n")"

@@ -492,7 +492,7 @@ vs() {
 		n=$(size_n "$s")
 		ib=$(own "ipblock:$n")
 		read -r dm _ <<<"$(delta "ipblock:$n")"
-		echo "| Issue 14: ipblock's kernel memory (memlock of every map, as bpftool shows) ≤ $g MiB, $(label "$s") | $(mib "$ib" 2) MiB (kernel delta $(mib "$dm" 1) MiB) | $(awk -v b="$ib" -v g="$g" 'BEGIN { if (b !~ /^[0-9]+$/) print "n/a"; else print (b <= g * 1048576 ? "**MET**" : "**MISSED**") }') |"
+		echo "| Issue 14: ipblock's kernel memory (memlock of every map, as bpftool shows) ≤ $g MiB, $(label "$s") | $(mib "$ib" 2) MiB (kernel delta $(mib "$dm" 1) MiB) | $(awk -v b="$ib" -v g="$g" 'BEGIN { if (b !~ /^[0-9]+$/) print "n/a"; else print (b <= g * 1048576 ? "**met**" : "**MISSED**") }') |"
 	done
 } >"$OUT/targets-memory.md"
 

@@ -129,15 +129,20 @@ static void instance_close(struct instance *in)
 /* --- checking verdicts --------------------------------------------------------- */
 
 /*
- * Judge NCHECK random addresses inside p by the program and by set A's
- * trie (the rule store the tables are compiled from); they must agree.
+ * Judge NCHECK random addresses inside p by the program and by the active
+ * set's trie (the rule store the tables are compiled from); they must agree.
  */
 static int check(struct bench *b, struct instance *in, const struct cidr *p, const char *after)
 {
 	struct iphdr *ip = (struct iphdr *)(b->frame + sizeof(struct ethhdr));
 	int prog = bpf_program__fd(in->skel->progs.ipblock_xdp);
 	char buf[CIDR_STRLEN], abuf[INET_ADDRSTRLEN];
+	uint32_t active = 0;
+	int trie, err = pins_active_set(&in->pins, &active);
 
+	if (err)
+		return err;
+	trie = pins_trie_fd(&in->pins, (int)active, AF_INET);
 	for (int i = 0; i < NCHECK; i++) {
 		struct ipblock_key_v4 key = { .prefixlen = 32 };
 		struct ipblock_rule val;
@@ -147,7 +152,7 @@ static int check(struct bench *b, struct instance *in, const struct cidr *p, con
 
 		rg_random_in(p, &b->rng, key.addr);
 		memcpy(&ip->saddr, key.addr, 4);
-		if (bpf_map_lookup_elem(in->pins.fd[IPBLOCK_MAP_V4], &key, &val))
+		if (bpf_map_lookup_elem(trie, &key, &val))
 			want = XDP_PASS;
 		else
 			want = val.action == IPBLOCK_ACTION_DENY ? XDP_DROP : XDP_PASS;

@@ -430,7 +430,8 @@ static int rebuild(struct maps *m)
 	if (!ret)
 		ret = rebuild_ids(m, w.r, w.n);
 	if (!ret)
-		ret = sync_set(m->pins, &m->tables, x, x ? &b : &a, w.r, w.n, SYNC_TABLES_BUILD);
+		ret = sync_set(m->pins, &m->tables, x, x ? &b : &a, NULL, w.r, w.n,
+			       SYNC_TABLES_BUILD);
 	if (!ret)
 		ret = publish(m, x);
 	if (!ret)
@@ -439,7 +440,8 @@ static int rebuild(struct maps *m)
 		ret = free_set(m, !x);
 	/* The old set's trie takes the ids the rules were given. */
 	if (!ret)
-		ret = sync_set(m->pins, &m->tables, !x, x ? &a : &b, w.r, w.n, SYNC_TABLES_NONE);
+		ret = sync_set(m->pins, &m->tables, !x, x ? &a : &b, NULL, w.r, w.n,
+			       SYNC_TABLES_NONE);
 	if (ret)
 		m->tables.damaged = true;
 	ids_reclaim(m);
@@ -489,7 +491,7 @@ static int replace_with(struct maps *m, struct rule *want, size_t nw, struct rul
 			struct ruleset *b, struct maps_replace_stats *st)
 {
 	struct ruleset_delta d;
-	struct ruleset *act, *xs;
+	struct ruleset *act, *xs, kept = {};
 	uint32_t active = 0;
 	int ret, x;
 
@@ -510,7 +512,7 @@ static int replace_with(struct maps *m, struct rule *want, size_t nw, struct rul
 	st->deleted = d.gone;
 
 	/* x is inactive: a failure here changed no verdict. */
-	ret = sync_set(m->pins, &m->tables, x, xs, want, nw, SYNC_TABLES_NEW);
+	ret = sync_set(m->pins, &m->tables, x, xs, act, want, nw, SYNC_TABLES_NEW);
 	if (!ret)
 		ret = publish(m, x);
 	if (ret) {
@@ -521,7 +523,7 @@ static int replace_with(struct maps *m, struct rule *want, size_t nw, struct rul
 		 */
 		struct ruleset w = { want, nw, nw };
 
-		if (sync_set(m->pins, &m->tables, x, &w, xs->r, xs->n, SYNC_TABLES_NONE) ||
+		if (sync_set(m->pins, &m->tables, x, &w, NULL, xs->r, xs->n, SYNC_TABLES_NONE) ||
 		    free_set(m, x))
 			m->tables.damaged = true;
 		return ret;
@@ -529,9 +531,18 @@ static int replace_with(struct maps *m, struct rule *want, size_t nw, struct rul
 	ret = switch_to(m, (uint32_t)x);
 	if (!ret)
 		ret = free_set(m, !x);
-	/* The old set's trie follows; at rest both tries agree. */
+	/*
+	 * The old set's trie only loses the prefixes the new set lacks, so that
+	 * its memory follows a shrinking rule set; what it gains or changes
+	 * waits for the next replace, which diffs against what it holds.  An
+	 * import into an empty set thus fills one trie, not two.
+	 */
 	if (!ret)
-		ret = sync_set(m->pins, &m->tables, !x, act, want, nw, SYNC_TABLES_NONE);
+		ret = ruleset_common(act->r, act->n, want, nw, &kept);
+	if (!ret)
+		ret = sync_set(m->pins, &m->tables, !x, act, NULL, kept.r, kept.n,
+			       SYNC_TABLES_NONE);
+	ruleset_free(&kept);
 	if (ret)
 		m->tables.damaged = true; /* the next writer's rebuild catches up */
 	else

@@ -435,6 +435,25 @@ int ruleset_merge(const struct rule *x, size_t nx, const struct rule *y, size_t 
 	return 0;
 }
 
+int ruleset_common(const struct rule *x, size_t nx, const struct rule *y, size_t ny,
+		   struct ruleset *out)
+{
+	size_t i = 0, j = 0;
+
+	out->n = 0;
+	if (ruleset_reserve(out, (nx < ny ? nx : ny) + 1))
+		return -ENOMEM;
+	while (i < nx && j < ny) {
+		int c = cidr_compare(&x[i].prefix, &y[j].prefix);
+
+		if (!c)
+			out->r[out->n++] = x[i];
+		i += c <= 0;
+		j += c >= 0;
+	}
+	return 0;
+}
+
 /* --- action names ---------------------------------------------------------------- */
 
 const char *ruleset_action_name(uint8_t action)

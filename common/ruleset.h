@@ -148,6 +148,13 @@ void ruleset_changes_free(struct ruleset_changes *out);
 int ruleset_merge(const struct rule *x, size_t nx, const struct rule *y, size_t ny,
 		  struct ruleset *out);
 
+/*
+ * out = the rules of sorted x whose prefix sorted y holds too (x's rules,
+ * values and all).  out is emptied first.  -ENOMEM.
+ */
+int ruleset_common(const struct rule *x, size_t nx, const struct rule *y, size_t ny,
+		   struct ruleset *out);
+
 /* "allow" / "deny" / "?" */
 const char *ruleset_action_name(uint8_t action);
 

@@ -233,7 +233,7 @@ static void follow_free(struct follow_job *j)
 
 /* What the table of set needs, per family. */
 static int follow_plan(struct follow_job **jp, struct tables *t, int set,
-		       const struct ruleset *have, const struct rule *want, size_t nw,
+		       const struct ruleset *judged, const struct rule *want, size_t nw,
 		       enum sync_tables how)
 {
 	struct follow_job *j = calloc(1, sizeof(*j));
@@ -252,7 +252,7 @@ static int follow_plan(struct follow_job **jp, struct tables *t, int set,
 
 		if (!tf)
 			continue;
-		ruleset_family(have->r, have->n, family, &h, &nh);
+		ruleset_family(judged->r, judged->n, family, &h, &nh);
 		ruleset_family(want, nw, family, &j->fam[f].want, &j->fam[f].n);
 		ret = ruleset_changes(h, nh, j->fam[f].want, j->fam[f].n, &j->fam[f].v);
 		if (!ret)
@@ -281,7 +281,8 @@ static int follow_family(struct tables_family *tf, int set, uint8_t bits,
 {
 	int ret;
 
-	/* No rules: no table (its blocks, all zero, answer "no rule"); one comes with the first rule. */
+	/* No rules: no table (its blocks, all zero, answer "no rule"); one comes with the first
+	 * rule. */
 	if (!n)
 		return tables_free(tf, set);
 	ret = tables_create(tf, set, bits, false);
@@ -322,7 +323,7 @@ static void *follow_thread(void *arg)
 /* --- both -------------------------------------------------------------------------------- */
 
 int sync_set(const struct pins *p, struct tables *t, int set, const struct ruleset *have,
-	     const struct rule *want, size_t nw, enum sync_tables how)
+	     const struct ruleset *judged, const struct rule *want, size_t nw, enum sync_tables how)
 {
 	size_t k = writers_for(have->n + nw);
 	struct sync_pool pool = { .n = k > 1 ? k * CHUNKS_PER_WRITER : 1 };
@@ -337,7 +338,7 @@ int sync_set(const struct pins *p, struct tables *t, int set, const struct rules
 	if (!pool.hs || !pool.ws || !pool.jobs || lfq_create(&pool.q, pool.n))
 		goto out;
 	if (how != SYNC_TABLES_NONE) {
-		ret = follow_plan(&fj, t, set, have, want, nw, how);
+		ret = follow_plan(&fj, t, set, judged ? judged : have, want, nw, how);
 		if (ret)
 			goto out;
 		/* Tables compiled afresh do not ask the trie: a thread builds them meanwhile. */

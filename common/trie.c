@@ -261,10 +261,15 @@ static int count_chunk(int family, const uint8_t *keys, const struct ipblock_rul
 int trie_count(const struct pins *pins, size_t *v4, size_t *v6)
 {
 	struct count_ctx c = {};
-	int ret = read_trie(pins, pins_trie_fd(pins, 0, AF_INET), AF_INET, count_chunk, &c);
+	uint32_t set = 0;
+	int ret = pins_active_set(pins, &set);
 
 	if (!ret)
-		ret = read_trie(pins, pins_trie_fd(pins, 0, AF_INET6), AF_INET6, count_chunk, &c);
+		ret = read_trie(pins, pins_trie_fd(pins, (int)set, AF_INET), AF_INET, count_chunk,
+				&c);
+	if (!ret)
+		ret = read_trie(pins, pins_trie_fd(pins, (int)set, AF_INET6), AF_INET6, count_chunk,
+				&c);
 	if (ret)
 		return ret;
 	if (v4)

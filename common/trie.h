@@ -34,7 +34,7 @@ int trie_delete(const struct pins *pins, int set, const struct cidr *p);
  */
 int trie_parent(void *ctx, const struct cidr *p, struct rule *out);
 
-/* Number of rules per family in set A; v4 or v6 may be NULL. */
+/* Number of rules per family in the active set; v4 or v6 may be NULL. */
 int trie_count(const struct pins *pins, size_t *v4, size_t *v6);
 
 /*

@@ -83,15 +83,33 @@ static void assert_same_rules(const struct rule *a, size_t na, const struct rule
 	}
 }
 
-/* Both sets' tries hold exactly want[0..n): at rest they agree, whichever is active. */
-static void assert_both_sets(const struct pins *p, const struct rule *want, size_t n)
+/*
+ * At rest the active set's trie holds exactly want[0..n); the other one
+ * holds no prefix want lacks, each with want's id (its action may lag:
+ * the next replace diffs against it).
+ */
+static void assert_at_rest(const struct pins *p, const struct rule *want, size_t n)
 {
-	struct ruleset r = {};
+	struct ruleset a = {}, r = {};
+	uint32_t active = 0;
+	char x[CIDR_STRLEN];
+	size_t j = 0;
 
-	for (int set = 0; set < 2; set++) {
-		assert_int_equal(trie_read_set(p, set, &r), 0);
-		assert_same_rules(r.r, r.n, want, n);
+	assert_int_equal(pins_active_set(p, &active), 0);
+	assert_int_equal(trie_read_set(p, (int)active, &a), 0);
+	assert_same_rules(a.r, a.n, want, n);
+	assert_int_equal(trie_read_set(p, !active, &r), 0);
+	for (size_t i = 0; i < r.n; i++) {
+		while (j < a.n && cidr_compare(&a.r[j].prefix, &r.r[i].prefix) < 0)
+			j++;
+		if (j == a.n || cidr_compare(&a.r[j].prefix, &r.r[i].prefix))
+			fail_msg("the inactive set holds %s, which the active one lacks",
+				 cidr_format(&r.r[i].prefix, x, sizeof(x)));
+		if (r.r[i].id != a.r[j].id)
+			fail_msg("%s: id %u in the inactive set, %u in the active one",
+				 cidr_format(&r.r[i].prefix, x, sizeof(x)), r.r[i].id, a.r[j].id);
 	}
+	ruleset_free(&a);
 	ruleset_free(&r);
 }
 
@@ -122,7 +140,7 @@ static void test_save_replace_save_is_identical(void **state)
 	assert_int_equal(st.added + st.updated + st.deleted, 0);
 	assert_int_equal(trie_read(&h.pins, &r2), 0);
 	assert_same_rules(r2.r, r2.n, r1.r, r1.n);
-	assert_both_sets(&h.pins, r1.r, r1.n);
+	assert_at_rest(&h.pins, r1.r, r1.n);
 	ruleset_free(&r1);
 	ruleset_free(&r2);
 	rulefile_free(&rf);
@@ -143,7 +161,7 @@ static void test_replace_counts_changes_against_the_old_set(void **state)
 	assert_int_equal(st.deleted, 1);
 	assert_int_equal(st.v4, 2);
 	assert_int_equal(st.v6, 1);
-	assert_both_sets(&h.pins, b.rules, b.n);
+	assert_at_rest(&h.pins, b.rules, b.n);
 	rulefile_free(&a);
 	rulefile_free(&b);
 }
@@ -162,7 +180,7 @@ static void test_import_adds_and_updates_and_keeps_the_rest(void **state)
 	assert_int_equal(st.added, 1);
 	assert_int_equal(st.updated, 1);
 	assert_int_equal(st.deleted, 0);
-	assert_both_sets(&h.pins, want.rules, want.n);
+	assert_at_rest(&h.pins, want.rules, want.n);
 	rulefile_free(&a);
 	rulefile_free(&b);
 	rulefile_free(&want);
@@ -179,11 +197,11 @@ static void test_unsorted_input_is_sorted_and_repeats_are_refused(void **state)
 
 	(void)state;
 	assert_int_equal(maps_replace_rules(&h.maps, in, 3, NULL), 0);
-	assert_both_sets(&h.pins, sorted, 3);
+	assert_at_rest(&h.pins, sorted, 3);
 	in[0] = in[1];
 	assert_int_equal(maps_replace_rules(&h.maps, in, 3, NULL), -EINVAL);
 	assert_int_equal(maps_import_rules(&h.maps, in, 3, NULL), -EINVAL);
-	assert_both_sets(&h.pins, sorted, 3);
+	assert_at_rest(&h.pins, sorted, 3);
 }
 
 /*
@@ -349,7 +367,7 @@ static void test_over_capacity_changes_nothing(void **state)
 	assert_int_equal(maps_import_rules(&small.maps, more, 500, &st), -ENOSPC);
 	assert_int_equal(st.v4, 1100);
 	assert_int_equal(st.cap_v4, 1000);
-	assert_both_sets(&small.pins, a0.r, a0.n);
+	assert_at_rest(&small.pins, a0.r, a0.n);
 	assert_int_equal(harness_verdict_src(&small, AF_INET, probe, &verdict), 0);
 	assert_int_equal(verdict, XDP_DROP);
 
@@ -361,7 +379,7 @@ static void test_over_capacity_changes_nothing(void **state)
 	big[1000] = make_rule("192.0.2.0/24", IPBLOCK_ACTION_DENY);
 	assert_int_equal(maps_replace_rules(&small.maps, big, 1001, &st), -ENOSPC);
 	assert_int_equal(st.v4, 1001);
-	assert_both_sets(&small.pins, a0.r, a0.n);
+	assert_at_rest(&small.pins, a0.r, a0.n);
 
 	/*
 	 * 1000 all-new rules over 600 old ones fit in 1000 only because the
@@ -401,7 +419,7 @@ static void test_replace_repairs_a_set_b_left_active(void **state)
 	/* Counted against B, the set packets were judged by. */
 	assert_int_equal(st.deleted, 1);
 	assert_int_equal(st.added, 2);
-	assert_both_sets(&h.pins, z, 2);
+	assert_at_rest(&h.pins, z, 2);
 	assert_int_equal(bpf_map_lookup_elem(h.pins.fd[IPBLOCK_MAP_CONFIG], &zero, &cfg), 0);
 	assert_int_equal(cfg.flags, 0);
 }
@@ -419,7 +437,7 @@ static void test_flush_empties_both_sets(void **state)
 	assert_int_equal(v6, 1);
 	assert_int_equal(maps_flush(&h.maps, &removed), 0);
 	assert_int_equal(removed, 3);
-	assert_both_sets(&h.pins, NULL, 0);
+	assert_at_rest(&h.pins, NULL, 0);
 	rulefile_free(&rf);
 }
 
@@ -466,17 +484,17 @@ static void test_per_rule_fallback_gives_the_same_results(void **state)
 	h.pins.per_rule = true;
 	assert_int_equal(maps_replace_rules(&h.maps, a.rules, a.n, &st), 0);
 	assert_int_equal(st.added, 20000);
-	assert_both_sets(&h.pins, a.rules, a.n);
+	assert_at_rest(&h.pins, a.rules, a.n);
 	assert_int_equal(trie_read(&h.pins, &r), 0);
 	assert_same_rules(r.r, r.n, a.rules, a.n);
 	ruleset_free(&r);
 	assert_int_equal(maps_replace_rules(&h.maps, b.rules, b.n, &st), 0);
 	assert_int_equal(st.deleted, 20000);
-	assert_both_sets(&h.pins, b.rules, b.n);
+	assert_at_rest(&h.pins, b.rules, b.n);
 	assert_int_equal(maps_flush(&h.maps, &removed), 0);
 	assert_int_equal(removed, 2);
 	h.pins.per_rule = false;
-	assert_both_sets(&h.pins, NULL, 0);
+	assert_at_rest(&h.pins, NULL, 0);
 	rulefile_free(&a);
 	rulefile_free(&b);
 }
@@ -639,7 +657,7 @@ static void test_replace_is_atomic_under_concurrent_traffic(void **state)
 			assert_true(t->passed[s] > 0 && t->dropped[s] > 0);
 	}
 	/* An even number of replaces from X ends on X. */
-	assert_both_sets(&h.pins, replaces % 2 ? y : x, replaces % 2 ? ny : nx);
+	assert_at_rest(&h.pins, replaces % 2 ? y : x, replaces % 2 ? ny : nx);
 	free(x);
 	free(y);
 	free(t);

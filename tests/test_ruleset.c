@@ -247,6 +247,30 @@ static void test_merge_takes_the_second_rule_of_a_shared_prefix(void **state)
 	ruleset_free(&out);
 }
 
+static void test_common_keeps_the_first_rule_of_each_shared_prefix(void **state)
+{
+	struct rule x[4] = { rule_of("10.0.0.0/8", IPBLOCK_ACTION_DENY, 1),
+			     rule_of("10.1.0.0/16", IPBLOCK_ACTION_ALLOW, 2),
+			     rule_of("10.1.0.0/24", IPBLOCK_ACTION_DENY, 3),
+			     rule_of("2001:db8::/32", IPBLOCK_ACTION_DENY, 4) };
+	struct rule y[3] = { rule_of("10.1.0.0/16", IPBLOCK_ACTION_DENY, 2),
+			     rule_of("10.2.0.0/16", IPBLOCK_ACTION_DENY, 0),
+			     rule_of("2001:db8::/32", IPBLOCK_ACTION_DENY, 4) };
+	struct ruleset out = {};
+
+	(void)state;
+	assert_int_equal(ruleset_common(x, 4, y, 3, &out), 0);
+	assert_int_equal(out.n, 2);
+	assert_int_equal(out.r[0].id, 2);
+	assert_int_equal(out.r[0].action, IPBLOCK_ACTION_ALLOW);
+	assert_int_equal(out.r[1].id, 4);
+	assert_int_equal(ruleset_common(x, 4, NULL, 0, &out), 0);
+	assert_int_equal(out.n, 0);
+	assert_int_equal(ruleset_common(NULL, 0, y, 3, &out), 0);
+	assert_int_equal(out.n, 0);
+	ruleset_free(&out);
+}
+
 static void test_action_names_round_trip(void **state)
 {
 	uint8_t a = 0;
@@ -271,6 +295,7 @@ int main(void)
 		cmocka_unit_test(test_search_and_family_split),
 		cmocka_unit_test(test_diff_names_each_prefix_once_and_an_id_change_is_a_change),
 		cmocka_unit_test(test_merge_takes_the_second_rule_of_a_shared_prefix),
+		cmocka_unit_test(test_common_keeps_the_first_rule_of_each_shared_prefix),
 		cmocka_unit_test(test_action_names_round_trip),
 	};
 

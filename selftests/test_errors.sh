@@ -136,7 +136,18 @@ user_error unknown_mode "unknown mode 'turbo'" loader rcv -d va -m turbo
 user_error bad_max_rules "max-rules" loader rcv -d va --max-rules lots
 user_error loader_nothing_to_do 'nothing to do' loader rcv
 user_error loader_status_and_detach 'cannot be combined' loader rcv -s -u -d vb
+printf '[ipblock]\ncapacity = 10q\n' >"$ST_TMP/bad.conf"
+user_error bad_config "$ST_TMP/bad.conf:2: bad capacity '10q'" loader rcv --check-config "$ST_TMP/bad.conf"
+user_error missing_config "$ST_TMP/none.conf: No such file" loader rcv --check-config "$ST_TMP/none.conf"
 check loader_errors_left_va_alone eval '! xdp_on rcv va'
+# The shipped example is fine; checking needs no root (where nobody can
+# reach the build, root checks it).
+good_config() {
+	local who=("${NOBODY[@]}")
+	"${who[@]}" test -r "$ST_REPO/etc/ipblock.conf" -a -x "$LOADER" || who=()
+	"${who[@]}" "$LOADER" --check-config "$ST_REPO/etc/ipblock.conf" | grep -q ': fine: '
+}
+check example_config_checks_fine good_config
 
 # --- rule syntax ---------------------------------------------------------------
 say "bad prefixes, policies, options"

@@ -43,6 +43,7 @@
 #include "flat_store.h"
 #include "flatmem.h"
 #include "reference.h"
+#include "rng.h"
 #include "rulecache.h"
 #include "ruleset.h"
 #include "sanitizer.h"
@@ -57,32 +58,9 @@ static size_t scaled(size_t n)
 
 /* --- random numbers, addresses ----------------------------------------------- */
 
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-	uint64_t x = rng_state;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return rng_state = x;
-}
-
-static uint32_t below(uint32_t n)
-{
-	return (uint32_t)(rnd() % n);
-}
-
 static void seed(void)
 {
-	const char *s = getenv("FLAT_SEED");
-
-	rng_state = s ? strtoull(s, NULL, 0)
-		      : ((uint64_t)time(NULL) << 20 ^ (uint64_t)getpid()) * 2654435761u + 1;
-	if (!rng_state)
-		rng_state = 1;
-	printf("# FLAT_SEED=%llu\n", (unsigned long long)rng_state);
+	rng_seed("FLAT_SEED");
 }
 
 static double now_s(void)

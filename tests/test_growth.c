@@ -30,6 +30,7 @@
 #include "harness.h"
 #include "maps.h"
 #include "reference.h"
+#include "rng.h"
 #include "rulecache.h"
 #include "tables.h"
 #include "trie.h"
@@ -39,23 +40,6 @@
 #else
 #define DEFAULT_MAX 1000000
 #endif
-
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-	uint64_t x = rng_state;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return rng_state = x;
-}
-
-static uint32_t below(uint32_t n)
-{
-	return (uint32_t)(rnd() % n);
-}
 
 /*
  * Rules that stay through every step, and sources they judge: the traffic
@@ -67,8 +51,8 @@ static const struct {
 	const char *prefix;
 	uint8_t action;
 } keep[] = {
-	{ "198.18.0.0/16", IPBLOCK_ACTION_DENY },   { "198.18.7.0/24", IPBLOCK_ACTION_ALLOW },
-	{ "198.18.7.7/32", IPBLOCK_ACTION_DENY },   { "2001:db8::/32", IPBLOCK_ACTION_DENY },
+	{ "198.18.0.0/16", IPBLOCK_ACTION_DENY },    { "198.18.7.0/24", IPBLOCK_ACTION_ALLOW },
+	{ "198.18.7.7/32", IPBLOCK_ACTION_DENY },    { "2001:db8::/32", IPBLOCK_ACTION_DENY },
 	{ "2001:db8:7::/48", IPBLOCK_ACTION_ALLOW }, { "2001:db8:7::7/128", IPBLOCK_ACTION_DENY },
 };
 
@@ -76,8 +60,8 @@ static const struct {
 	const char *addr;
 	int verdict;
 } sources[] = {
-	{ "198.18.1.1", XDP_DROP },   { "198.18.7.1", XDP_PASS },	 { "198.18.7.7", XDP_DROP },
-	{ "198.19.0.1", XDP_PASS },   { "2001:db8:1::1", XDP_DROP }, { "2001:db8:7::1", XDP_PASS },
+	{ "198.18.1.1", XDP_DROP },    { "198.18.7.1", XDP_PASS },    { "198.18.7.7", XDP_DROP },
+	{ "198.19.0.1", XDP_PASS },    { "2001:db8:1::1", XDP_DROP }, { "2001:db8:7::1", XDP_PASS },
 	{ "2001:db8:7::7", XDP_DROP }, { "2001:db9::1", XDP_PASS },
 };
 
@@ -172,12 +156,17 @@ static void random_prefix(const struct pool *p, int family, struct cidr *c)
 		uint32_t k = below(100);
 
 		memset(c->addr + 4, 0, 12);
-		c->len = (uint8_t)(k < 10 ? 8 + below(16) : k < 45 ? 24 : k < 60 ? 25 + below(7) : 32);
+		c->len = (uint8_t)(k < 10   ? 8 + below(16)
+				   : k < 45 ? 24
+				   : k < 60 ? 25 + below(7)
+					    : 32);
 	} else {
 		uint32_t k = below(100);
 
-		c->len = (uint8_t)(k < 10 ? 20 + below(28) : k < 50 ? 48 : k < 70 ? 49 + below(79)
-											  : 128);
+		c->len = (uint8_t)(k < 10   ? 20 + below(28)
+				   : k < 50 ? 48
+				   : k < 70 ? 49 + below(79)
+					    : 128);
 	}
 	cidr_clear_host_bits(c);
 }
@@ -234,8 +223,8 @@ static void step_rules(const struct pool *p, size_t n, struct rulecache *ref, st
 static void probe(const struct rulecache *ref, int family, const uint8_t *a, size_t *bad)
 {
 	struct rulecache_entry e;
-	bool deny = reference_lookup(ref, family, a, &e) == 0 &&
-		    e.rule.action == IPBLOCK_ACTION_DENY;
+	bool deny =
+		reference_lookup(ref, family, a, &e) == 0 && e.rule.action == IPBLOCK_ACTION_DENY;
 	int got = -1;
 
 	assert_int_equal(harness_verdict_src(&h, family, a, &got), 0);
@@ -342,7 +331,8 @@ static void hosts_one_by_one(struct rulecache *ref, struct sizes *z, bool in)
 		if (in) {
 			assert_int_equal(maps_rule_set(&h.maps, &r), 0);
 			assert_int_equal(
-				rulecache_insert(ref, &(struct rulecache_entry){ .rule = r }, NULL), 0);
+				rulecache_insert(ref, &(struct rulecache_entry){ .rule = r }, NULL),
+				0);
 		} else {
 			assert_int_equal(maps_rule_delete(&h.maps, &r.prefix), 0);
 			assert_int_equal(rulecache_remove(ref, &r.prefix), 0);
@@ -372,8 +362,8 @@ static void hosts_replace(struct rulecache *ref, struct sizes *z)
 	for (uint32_t i = 0; i < HOSTS; i++)
 		r[n++] = host(i);
 	for (size_t i = 0; i < n; i++)
-		assert_int_equal(rulecache_insert(ref, &(struct rulecache_entry){ .rule = r[i] }, NULL),
-				 0);
+		assert_int_equal(
+			rulecache_insert(ref, &(struct rulecache_entry){ .rule = r[i] }, NULL), 0);
 	assert_int_equal(maps_replace_rules(&h.maps, r, n, NULL), 0);
 	track_sizes(z, "hosts by a replace", n);
 	free(r);
@@ -450,13 +440,8 @@ static void test_rules_grow_to_a_million_and_back_judged_throughout(void **state
 
 static int setup(void **state)
 {
-	const char *s = getenv("GROWTH_SEED");
-
 	(void)state;
-	rng_state = s ? strtoull(s, NULL, 0) : (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid();
-	if (!rng_state)
-		rng_state = 1;
-	printf("# GROWTH_SEED=%llu\n", (unsigned long long)rng_state);
+	rng_seed("GROWTH_SEED");
 	return harness_open_capacity(&h, 2000000) ? -1 : 0;
 }
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "errbuf.h"
 #include "ipblock.h"
 
 /* User text shown in a message is cut to this many bytes, so the reason always fits. */
@@ -75,21 +76,6 @@ static int fail_at(struct parser *p, unsigned int line, const char *fmt, ...)
 }
 
 #define fail(p, ...) fail_at((p), (p)->line, __VA_ARGS__)
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-/* A sentence without a line: the file as a whole could not be had. */
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /*
  * User text for a message: cut to SHOW_MAX bytes, non-ASCII bytes as '?'
@@ -991,11 +977,11 @@ int config_parse(struct config *c, const char *name, const char *text, size_t le
 	char *buf = NULL;
 	int ret;
 
-	set_err(err, errlen, "%s", "");
+	errbuf_set(err, errlen, "%s", "");
 	memset(c, 0, sizeof(*c));
 	if (len > CONFIG_MAX_SIZE) {
-		set_err(err, errlen, "%s: larger than %d KiB; not a configuration file.", name,
-			CONFIG_MAX_SIZE / 1024);
+		errbuf_set(err, errlen, "%s: larger than %d KiB; not a configuration file.", name,
+			   CONFIG_MAX_SIZE / 1024);
 		return -EFBIG;
 	}
 	ret = config_defaults(c);
@@ -1022,7 +1008,7 @@ int config_parse(struct config *c, const char *name, const char *text, size_t le
 		ret = close_section(&p);
 	free(buf);
 	if (ret == -ENOMEM)
-		set_err(err, errlen, "%s: out of memory.", name);
+		errbuf_set(err, errlen, "%s: out of memory.", name);
 	if (ret)
 		config_free(c);
 	return ret;
@@ -1036,13 +1022,13 @@ int config_read(struct config *c, const char *path, char *err, size_t errlen)
 
 	memset(c, 0, sizeof(*c));
 	if (!text) {
-		set_err(err, errlen, "%s: out of memory.", path);
+		errbuf_set(err, errlen, "%s: out of memory.", path);
 		return -ENOMEM;
 	}
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		ret = -errno;
-		set_err(err, errlen, "%s: %s.", path, strerror(-ret));
+		errbuf_set(err, errlen, "%s: %s.", path, strerror(-ret));
 		free(text);
 		return ret;
 	}
@@ -1057,7 +1043,7 @@ int config_read(struct config *c, const char *path, char *err, size_t errlen)
 				if (cap > CONFIG_MAX_SIZE)
 					break;
 				ret = -ENOMEM;
-				set_err(err, errlen, "%s: out of memory.", path);
+				errbuf_set(err, errlen, "%s: out of memory.", path);
 				break;
 			}
 			text = bigger;
@@ -1068,7 +1054,7 @@ int config_read(struct config *c, const char *path, char *err, size_t errlen)
 			continue;
 		if (r < 0) {
 			ret = -errno;
-			set_err(err, errlen, "%s: %s.", path, strerror(-ret));
+			errbuf_set(err, errlen, "%s: %s.", path, strerror(-ret));
 			break;
 		}
 		if (!r)

@@ -20,6 +20,7 @@
 #include <json-c/json.h>
 
 #include "cidr.h"
+#include "errbuf.h"
 #include "lapi.h"
 #include "lapi_priv.h"
 
@@ -628,22 +629,6 @@ bad:
 	return -EINVAL;
 }
 
-/* --- the answer -------------------------------------------------------------- */
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static json_object *parse_json(const char *body, size_t len, char *err, size_t errlen)
 {
 	json_tokener *tok = json_tokener_new();
@@ -652,7 +637,7 @@ static json_object *parse_json(const char *body, size_t len, char *err, size_t e
 	size_t off = 0, end;
 
 	if (!tok) {
-		set_err(err, errlen, "Out of memory for the JSON parser.");
+		errbuf_set(err, errlen, "Out of memory for the JSON parser.");
 		return NULL;
 	}
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
@@ -674,18 +659,19 @@ static json_object *parse_json(const char *body, size_t len, char *err, size_t e
 			json_tokener_free(tok);
 			return root;
 		}
-		set_err(err, errlen,
-			"The LAPI's answer has bytes after its JSON value (at byte %zu of %zu).",
-			end, len);
+		errbuf_set(err, errlen,
+			   "The LAPI's answer has bytes after its JSON value (at byte %zu of %zu).",
+			   end, len);
 	} else if (jerr == json_tokener_continue) {
-		set_err(err, errlen,
-			len ? "The LAPI's answer ends in the middle of its JSON (%zu bytes): it "
-			      "was cut short."
-			    : "The LAPI's answer is empty (%zu bytes), not JSON.",
-			len);
+		errbuf_set(err, errlen,
+			   len ? "The LAPI's answer ends in the middle of its JSON (%zu bytes): it "
+				 "was cut short."
+			       : "The LAPI's answer is empty (%zu bytes), not JSON.",
+			   len);
 	} else {
-		set_err(err, errlen, "The LAPI's answer is not valid JSON: %s at byte %zu of %zu.",
-			json_tokener_error_desc(jerr), off, len);
+		errbuf_set(err, errlen,
+			   "The LAPI's answer is not valid JSON: %s at byte %zu of %zu.",
+			   json_tokener_error_desc(jerr), off, len);
 	}
 	json_object_put(root);
 	json_tokener_free(tok);
@@ -697,13 +683,13 @@ static int get_list(json_object *root, const char *name, json_object **list, cha
 		    size_t errlen)
 {
 	if (!json_object_object_get_ex(root, name, list)) {
-		set_err(err, errlen, "The LAPI's answer has no \"%s\" list: not a decision stream.",
-			name);
+		errbuf_set(err, errlen,
+			   "The LAPI's answer has no \"%s\" list: not a decision stream.", name);
 		return -EBADMSG;
 	}
 	if (*list && !json_object_is_type(*list, json_type_array)) {
-		set_err(err, errlen,
-			"The LAPI's answer has a \"%s\" that is neither a list nor null.", name);
+		errbuf_set(err, errlen,
+			   "The LAPI's answer has a \"%s\" that is neither a list nor null.", name);
 		return -EBADMSG;
 	}
 	return 0;
@@ -834,9 +820,9 @@ int lapi_decode(struct lapi_client *c, const char *body, size_t len, bool full, 
 	if (!root)
 		return -EBADMSG;
 	if (!json_object_is_type(root, json_type_object)) {
-		set_err(err, errlen,
-			"The LAPI's answer is JSON but not an object: not a decision "
-			"stream.");
+		errbuf_set(err, errlen,
+			   "The LAPI's answer is JSON but not an object: not a decision "
+			   "stream.");
 		ret = -EBADMSG;
 		goto out;
 	}
@@ -860,7 +846,8 @@ int lapi_decode(struct lapi_client *c, const char *body, size_t len, bool full, 
 	if (!ret)
 		ret = emit(c, now_ms, b);
 	if (ret) {
-		set_err(err, errlen, "Out of memory decoding the LAPI's answer (%zu bytes).", len);
+		errbuf_set(err, errlen, "Out of memory decoding the LAPI's answer (%zu bytes).",
+			   len);
 		lapi_forget(c);
 		lapi_batch_free(b);
 	}

@@ -15,6 +15,7 @@
 #include <curl/curl.h>
 #include <json-c/json.h>
 
+#include "errbuf.h"
 #include "lapi.h"
 #include "lapi_priv.h"
 
@@ -25,20 +26,6 @@
 
 /* A key file larger than this is not a key file. */
 #define KEY_FILE_MAX 4096
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static bool is_space(char ch)
 {
@@ -54,8 +41,8 @@ int lapi_read_key(const char *path, char *key, size_t keylen, char *err, size_t 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		ret = -errno;
-		set_err(err, errlen, "Cannot open the CrowdSec API key file %s: %s.", path,
-			strerror(-ret));
+		errbuf_set(err, errlen, "Cannot open the CrowdSec API key file %s: %s.", path,
+			   strerror(-ret));
 		return ret;
 	}
 	/* Bounded: at most KEY_FILE_MAX + 1 bytes in reads that each make progress. */
@@ -67,8 +54,8 @@ int lapi_read_key(const char *path, char *key, size_t keylen, char *err, size_t 
 		if (n < 0) {
 			ret = -errno;
 			close(fd);
-			set_err(err, errlen, "Cannot read the CrowdSec API key file %s: %s.", path,
-				strerror(-ret));
+			errbuf_set(err, errlen, "Cannot read the CrowdSec API key file %s: %s.",
+				   path, strerror(-ret));
 			return ret;
 		}
 		if (n == 0)
@@ -77,9 +64,9 @@ int lapi_read_key(const char *path, char *key, size_t keylen, char *err, size_t 
 	}
 	close(fd);
 	if (len > KEY_FILE_MAX) {
-		set_err(err, errlen,
-			"The CrowdSec API key file %s is larger than %d bytes: not a key file.",
-			path, KEY_FILE_MAX);
+		errbuf_set(err, errlen,
+			   "The CrowdSec API key file %s is larger than %d bytes: not a key file.",
+			   path, KEY_FILE_MAX);
 		return -EINVAL;
 	}
 	while (len > 0 && is_space(buf[len - 1]))
@@ -87,7 +74,8 @@ int lapi_read_key(const char *path, char *key, size_t keylen, char *err, size_t 
 	while (start < len && is_space(buf[start]))
 		start++;
 	if (start == len) {
-		set_err(err, errlen,
+		errbuf_set(
+			err, errlen,
 			"The CrowdSec API key file %s is empty: put the key that 'cscli bouncers "
 			"add NAME -o raw' printed in it.",
 			path);
@@ -98,7 +86,8 @@ int lapi_read_key(const char *path, char *key, size_t keylen, char *err, size_t 
 		unsigned char ch = (unsigned char)buf[i];
 
 		if (ch <= ' ' || ch >= 0x7f) {
-			set_err(err, errlen,
+			errbuf_set(
+				err, errlen,
 				"The CrowdSec API key in %s holds a space or a non-printable byte "
 				"(0x%02x at byte %zu): a key is one word.",
 				path, ch, i);
@@ -106,7 +95,8 @@ int lapi_read_key(const char *path, char *key, size_t keylen, char *err, size_t 
 		}
 	}
 	if (len - start >= keylen) {
-		set_err(err, errlen,
+		errbuf_set(
+			err, errlen,
 			"The CrowdSec API key in %s is %zu bytes long, more than the %zu allowed.",
 			path, len - start, keylen - 1);
 		return -EINVAL;
@@ -142,17 +132,17 @@ static int copy_list(const char *const *in, char **out, size_t *n, const char *w
 	*n = 0;
 	for (; in && *in; in++) {
 		if (*n >= LAPI_MAX_FILTER) {
-			set_err(err, errlen, "More than %d decision %s are configured.",
-				LAPI_MAX_FILTER, what);
+			errbuf_set(err, errlen, "More than %d decision %s are configured.",
+				   LAPI_MAX_FILTER, what);
 			return -EINVAL;
 		}
 		if (!**in) {
-			set_err(err, errlen, "An empty decision %s is configured.", what);
+			errbuf_set(err, errlen, "An empty decision %s is configured.", what);
 			return -EINVAL;
 		}
 		out[*n] = strdup(*in);
 		if (!out[*n]) {
-			set_err(err, errlen, "Out of memory.");
+			errbuf_set(err, errlen, "Out of memory.");
 			return -ENOMEM;
 		}
 		(*n)++;
@@ -244,20 +234,20 @@ static int setup_curl(struct lapi_client *c, char *err, size_t errlen)
 
 	/* Idempotent and, since curl 7.84, thread-safe; paired in lapi_close(). */
 	if (curl_global_init(CURL_GLOBAL_DEFAULT)) {
-		set_err(err, errlen, "Cannot initialise libcurl.");
+		errbuf_set(err, errlen, "Cannot initialise libcurl.");
 		return -ENOMEM;
 	}
 	h = curl_easy_init();
 	if (!h) {
 		curl_global_cleanup();
-		set_err(err, errlen, "Cannot initialise libcurl.");
+		errbuf_set(err, errlen, "Cannot initialise libcurl.");
 		return -ENOMEM;
 	}
 	c->curl = h;
 	snprintf(header, sizeof(header), "X-Api-Key: %s", c->key);
 	c->headers = curl_slist_append(NULL, header);
 	if (!c->headers) {
-		set_err(err, errlen, "Out of memory.");
+		errbuf_set(err, errlen, "Out of memory.");
 		return -ENOMEM;
 	}
 	explicit_bzero(header, sizeof(header));
@@ -289,13 +279,13 @@ static int setup_curl(struct lapi_client *c, char *err, size_t errlen)
 	if (!rc && c->ca_file)
 		rc = curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
 	if (rc) {
-		set_err(err, errlen, "Cannot set up libcurl: %s.", curl_easy_strerror(rc));
+		errbuf_set(err, errlen, "Cannot set up libcurl: %s.", curl_easy_strerror(rc));
 		return -EINVAL;
 	}
 	c->stream_url = stream_url(c, false);
 	c->startup_url = stream_url(c, true);
 	if (!c->stream_url || !c->startup_url) {
-		set_err(err, errlen, "Out of memory.");
+		errbuf_set(err, errlen, "Out of memory.");
 		return -ENOMEM;
 	}
 	return 0;
@@ -310,27 +300,28 @@ int lapi_open(const struct lapi_config *cfg, struct lapi_client **out, char *err
 
 	*out = NULL;
 	if (!cfg->url || (strncmp(cfg->url, "http://", 7) && strncmp(cfg->url, "https://", 8))) {
-		set_err(err, errlen, "The LAPI URL '%s' does not start with http:// or https://.",
-			cfg->url ? cfg->url : "");
+		errbuf_set(err, errlen,
+			   "The LAPI URL '%s' does not start with http:// or https://.",
+			   cfg->url ? cfg->url : "");
 		return -EINVAL;
 	}
 	if (cfg->source && !valid_source(cfg->source)) {
-		set_err(err, errlen,
-			"The source name '%s' is not 1 to %d letters, digits, '.', '-' or '_'.",
-			cfg->source, LAPI_SOURCE_LEN - 1);
+		errbuf_set(err, errlen,
+			   "The source name '%s' is not 1 to %d letters, digits, '.', '-' or '_'.",
+			   cfg->source, LAPI_SOURCE_LEN - 1);
 		return -EINVAL;
 	}
 	if (cfg->scopes & ~(unsigned int)(LAPI_SCOPE_IP | LAPI_SCOPE_RANGE)) {
-		set_err(err, errlen, "Unknown decision scope bits 0x%x.", cfg->scopes);
+		errbuf_set(err, errlen, "Unknown decision scope bits 0x%x.", cfg->scopes);
 		return -EINVAL;
 	}
 	if (!cfg->key_file) {
-		set_err(err, errlen, "No CrowdSec API key file is configured.");
+		errbuf_set(err, errlen, "No CrowdSec API key file is configured.");
 		return -EINVAL;
 	}
 	c = calloc(1, sizeof(*c));
 	if (!c) {
-		set_err(err, errlen, "Out of memory.");
+		errbuf_set(err, errlen, "Out of memory.");
 		return -ENOMEM;
 	}
 	lapi_forget(c);
@@ -346,7 +337,7 @@ int lapi_open(const struct lapi_config *cfg, struct lapi_client **out, char *err
 	c->url = strdup(cfg->url);
 	c->key_file = strdup(cfg->key_file);
 	if (!c->url || !c->key_file || (cfg->ca_file && !(c->ca_file = strdup(cfg->ca_file)))) {
-		set_err(err, errlen, "Out of memory.");
+		errbuf_set(err, errlen, "Out of memory.");
 		goto fail;
 	}
 	n = strlen(c->url);
@@ -359,7 +350,8 @@ int lapi_open(const struct lapi_config *cfg, struct lapi_client **out, char *err
 	if (ret)
 		goto fail;
 	if (!c->n_types) {
-		set_err(err, errlen, "No decision type is configured: nothing would be enforced.");
+		errbuf_set(err, errlen,
+			   "No decision type is configured: nothing would be enforced.");
 		ret = -EINVAL;
 		goto fail;
 	}
@@ -445,35 +437,36 @@ static int transfer_error(struct lapi_client *c, CURLcode rc, const char *curl_e
 
 	switch (rc) {
 	case CURLE_COULDNT_CONNECT:
-		set_err(err, errlen, "Cannot connect to the CrowdSec LAPI at %s: %s.", c->url, why);
+		errbuf_set(err, errlen, "Cannot connect to the CrowdSec LAPI at %s: %s.", c->url,
+			   why);
 		return -ECONNREFUSED;
 	case CURLE_OPERATION_TIMEDOUT:
-		set_err(err, errlen,
-			"The CrowdSec LAPI at %s did not answer in time (connect %u ms, whole "
-			"request %u ms): %s.",
-			c->url, c->connect_timeout_ms, c->timeout_ms, why);
+		errbuf_set(err, errlen,
+			   "The CrowdSec LAPI at %s did not answer in time (connect %u ms, whole "
+			   "request %u ms): %s.",
+			   c->url, c->connect_timeout_ms, c->timeout_ms, why);
 		return -ETIMEDOUT;
 	case CURLE_COULDNT_RESOLVE_HOST:
-		set_err(err, errlen, "Cannot resolve the CrowdSec LAPI's host in %s: %s.", c->url,
-			why);
+		errbuf_set(err, errlen, "Cannot resolve the CrowdSec LAPI's host in %s: %s.",
+			   c->url, why);
 		return -EHOSTUNREACH;
 	case CURLE_WRITE_ERROR:
 		if (c->body_too_big) {
-			set_err(err, errlen,
-				"The CrowdSec LAPI's answer is larger than %zu bytes; refused.",
-				c->max_body);
+			errbuf_set(err, errlen,
+				   "The CrowdSec LAPI's answer is larger than %zu bytes; refused.",
+				   c->max_body);
 			return -EFBIG;
 		}
-		set_err(err, errlen, "Out of memory for the CrowdSec LAPI's answer.");
+		errbuf_set(err, errlen, "Out of memory for the CrowdSec LAPI's answer.");
 		return -ENOMEM;
 	case CURLE_PARTIAL_FILE:
 	case CURLE_RECV_ERROR:
 	case CURLE_GOT_NOTHING:
-		set_err(err, errlen, "The CrowdSec LAPI at %s broke off its answer: %s.", c->url,
-			why);
+		errbuf_set(err, errlen, "The CrowdSec LAPI at %s broke off its answer: %s.", c->url,
+			   why);
 		return -EPROTO;
 	default:
-		set_err(err, errlen, "Polling the CrowdSec LAPI at %s failed: %s.", c->url, why);
+		errbuf_set(err, errlen, "Polling the CrowdSec LAPI at %s failed: %s.", c->url, why);
 		return -EPROTO;
 	}
 }
@@ -504,16 +497,16 @@ int lapi_poll(struct lapi_client *c, struct lapi_batch *batch, char *err, size_t
 	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
 	if (status == 403) {
 		answer_message(c, msg, sizeof(msg));
-		set_err(err, errlen,
-			"The CrowdSec LAPI at %s refused the API key in %s (403 %s): the key is "
-			"wrong or its bouncer was deleted (see cscli bouncers list).",
-			c->url, c->key_file, *msg ? msg : "forbidden");
+		errbuf_set(err, errlen,
+			   "The CrowdSec LAPI at %s refused the API key in %s (403 %s): the key is "
+			   "wrong or its bouncer was deleted (see cscli bouncers list).",
+			   c->url, c->key_file, *msg ? msg : "forbidden");
 		return -EACCES;
 	}
 	if (status != 200) {
 		answer_message(c, msg, sizeof(msg));
-		set_err(err, errlen, "The CrowdSec LAPI at %s answered HTTP %ld%s%s.", c->url,
-			status, *msg ? ": " : "", msg);
+		errbuf_set(err, errlen, "The CrowdSec LAPI at %s answered HTTP %ld%s%s.", c->url,
+			   status, *msg ? ": " : "", msg);
 		return -EPROTO;
 	}
 	ret = lapi_decode(c, c->body ? c->body : "", c->body_len, startup, now_ms(), batch, err,

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
+/* The tests' random numbers (rng.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>

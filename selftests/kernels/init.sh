@@ -98,7 +98,28 @@ stage2() {
 	$BB mount -t devpts devpts /dev/pts
 	$BB mount -t tmpfs shm /dev/shm
 	$BB mount -t tmpfs -o mode=0755 run /run
+	# The job's settings: VER, MODDIR, WORKDIR.
+	# shellcheck disable=SC1091 # written by guest.sh
+	. /.ipbk/job/env
+	# A fresh /tmp would hide a repository or kernel cache kept under the
+	# host's /tmp (a CI clone, say): their top directories stay visible,
+	# bound from the overlay's /tmp.
+	$BB mkdir -p /.ipbk/hosttmp
+	$BB mount --bind /tmp /.ipbk/hosttmp
 	$BB mount -t tmpfs -o mode=1777 tmp /tmp
+	local d top
+	for d in "$WORKDIR" "$MODDIR"; do
+		case $d in
+		/tmp/?*)
+			top=${d#/tmp/}
+			top=${top%%/*}
+			[ -d "/tmp/$top" ] && continue
+			$BB mkdir -p "/tmp/$top"
+			$BB mount --bind "/.ipbk/hosttmp/$top" "/tmp/$top" ||
+				die "cannot show /tmp/$top in the guest"
+			;;
+		esac
+	done
 	$BB mount -t bpf bpf /sys/fs/bpf
 	$BB mount -t cgroup2 cgroup2 /sys/fs/cgroup
 	$BB mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
@@ -107,9 +128,6 @@ stage2() {
 	[ -c /dev/ttyS1 ] || die "no second serial port for the output"
 	$BB stty -F /dev/ttyS1 raw -echo
 
-	# The job's settings: VER, MODDIR, WORKDIR.
-	# shellcheck disable=SC1091 # written by guest.sh
-	. /.ipbk/job/env
 	$BB mkdir -p "/lib/modules/$VER"
 	$BB mount --bind "$MODDIR" "/lib/modules/$VER" || die "cannot show the modules at /lib/modules/$VER"
 	echo /.ipbk/modprobe >/proc/sys/kernel/modprobe

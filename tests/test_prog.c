@@ -392,9 +392,10 @@ static int replace_with_cache(struct maps *m, const struct rulecache *rc, size_t
 	return ret;
 }
 
-static void test_replace_leaves_both_sets_equal_to_the_new_rules(void **state)
+static void test_replace_judges_by_the_new_rules_and_the_old_set_keeps_no_other(void **state)
 {
 	struct rulecache *next = rulecache_new();
+	struct ruleset old = {};
 	size_t changes = 0;
 	uint32_t active = 9, before = 9;
 
@@ -413,8 +414,19 @@ static void test_replace_leaves_both_sets_equal_to_the_new_rules(void **state)
 	/* The set the new rules were built in is the one judged from now on. */
 	assert_int_equal(pins_active_set(&h.pins, &active), 0);
 	assert_int_equal(active, !before);
-	assert_set_holds(&h.pins, 0, next);
-	assert_set_holds(&h.pins, 1, next);
+	assert_set_holds(&h.pins, (int)active, next);
+	/*
+	 * The old set only lost what the new rules lack (the IPv6 /48); the
+	 * prefixes both have stay there, 198.18.2.0/24 with its old action,
+	 * until the next replace diffs against it.
+	 */
+	assert_int_equal(trie_read_set(&h.pins, (int)before, &old), 0);
+	assert_int_equal(old.n, 2);
+	assert_int_equal(old.r[0].action, IPBLOCK_ACTION_DENY);
+	assert_int_equal(old.r[1].action, IPBLOCK_ACTION_DENY);
+	assert_int_equal(old.r[1].prefix.len, 24);
+	assert_int_equal(old.r[1].prefix.addr[2], 2);
+	ruleset_free(&old);
 	run_src(AF_INET, "198.18.1.1", XDP_DROP);
 	run_src(AF_INET, "198.18.2.1", XDP_PASS);
 	run_src(AF_INET, "198.18.3.1", XDP_DROP);
@@ -469,8 +481,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test(test_full_map_refuses_with_enospc),
 		cmocka_unit_test_setup_teardown(
-			test_replace_leaves_both_sets_equal_to_the_new_rules, setup_empty,
-			teardown),
+			test_replace_judges_by_the_new_rules_and_the_old_set_keeps_no_other,
+			setup_empty, teardown),
 		cmocka_unit_test(test_replace_over_capacity_changes_nothing),
 	};
 	int failed = cmocka_run_group_tests_name("verdict table", table, setup_table, teardown);

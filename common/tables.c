@@ -175,22 +175,41 @@ static void *outer_worker(void *arg)
 	return NULL;
 }
 
+/* vals[i] to put at keys[i] of an outer map (vals NULL: delete keys[i]). */
+struct outer_group {
+	int fd;
+	const uint32_t *keys;
+	const int *vals;
+	size_t n;
+};
+
 /*
- * Put vals[i] at keys[i] of an outer map (vals NULL: delete keys[i]), by
- * several threads, each a slice: the kernel ends every update of a
- * map-in-map (or every batch, from 6.8) with an RCU grace period, and
- * concurrent waits share one.
+ * Carry out groups of outer-map changes, all at once, by several threads,
+ * each a slice of one group: the kernel ends every update of a map-in-map
+ * (or every batch, from 6.8) with an RCU grace period, and concurrent
+ * waits share one, so the pools of a table cost one wait, not one each.
  */
-static int outer_many(int fd, const uint32_t *keys, const int *vals, size_t n)
+static int outer_groups(const struct outer_group *g, size_t ng)
 {
 	struct outer_job jobs[MAX_UPDATERS];
 	pthread_t tid[MAX_UPDATERS];
 	bool started[MAX_UPDATERS] = {};
-	size_t k = n < MAX_UPDATERS ? n : MAX_UPDATERS;
+	size_t k = 0, per;
 	int ret = 0;
 
-	for (size_t t = 0; t < k; t++)
-		jobs[t] = (struct outer_job){ fd, keys, vals, t * n / k, (t + 1) * n / k, 0 };
+	if (ng > MAX_UPDATERS)
+		return -EINVAL;
+	per = ng ? MAX_UPDATERS / ng : 0;
+	for (size_t i = 0; i < ng; i++) {
+		size_t s = g[i].n < per ? g[i].n : per;
+
+		for (size_t t = 0; t < s; t++)
+			jobs[k++] = (struct outer_job){ .fd = g[i].fd,
+							.keys = g[i].keys,
+							.vals = g[i].vals,
+							.first = t * g[i].n / s,
+							.end = (t + 1) * g[i].n / s };
+	}
 	for (size_t t = 1; t < k; t++)
 		started[t] = !pthread_create(&tid[t], NULL, outer_worker, &jobs[t]);
 	/* A thread that did not start: its share is done here. */
@@ -206,33 +225,16 @@ static int outer_many(int fd, const uint32_t *keys, const int *vals, size_t n)
 	return ret;
 }
 
-/* Put the pool's queued segments into its outer map. */
-static int pool_publish(struct tables_family *tf, struct tables_pool *p, enum tables_pool_kind k,
-			int set)
+static int outer_many(int fd, const uint32_t *keys, const int *vals, size_t n)
 {
-	uint32_t *keys;
-	int ret;
+	struct outer_group g = { fd, keys, vals, n };
 
-	if (!p->queued)
-		return 0;
-	keys = malloc(p->queued * sizeof(*keys));
-	if (!keys)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < p->queued; i++)
-		keys[i] = outer_key(k, set, p->nsegs - p->queued + i);
-	ret = outer_many(outer_fd(tf, k), keys, p->fds, p->queued);
-	free(keys);
-	if (ret)
-		return ret;
-	for (uint32_t i = 0; i < p->queued; i++)
-		close(p->fds[i]);
-	p->queued = 0;
-	return 0;
+	return outer_groups(&g, 1);
 }
 
 /*
  * Grow pool k of set to segs segments: new inner maps, mapped at once;
- * into the outer map at once when live, else queued for pool_publish().
+ * into the outer map at once when live, else queued for tables_publish().
  */
 static int pool_grow(struct tables_family *tf, struct tables_pool *p, enum tables_pool_kind k,
 		     int set, uint32_t segs, bool live)
@@ -462,21 +464,46 @@ int tables_copy(struct tables_family *tf, int dst, int src)
 int tables_publish(struct tables_family *tf, int set)
 {
 	struct tables_set *s = &tf->set[set];
-	int ret = 0;
+	struct outer_group g[TABLES_IDS];
+	uint32_t *keys = malloc(TABLES_IDS * FLAT_SEGS * sizeof(*keys));
+	size_t ng = 0;
+	int ret;
 
-	for (int k = 0; k < TABLES_IDS && !ret; k++)
-		ret = pool_publish(tf, &s->pool[k], k, set);
-	if (!ret)
-		s->live = true;
-	return ret;
+	if (!keys)
+		return -ENOMEM;
+	/* Every pool's queued segments into its outer map, in one go. */
+	for (int k = 0; k < TABLES_IDS; k++) {
+		struct tables_pool *p = &s->pool[k];
+		uint32_t *kk = keys + (size_t)k * FLAT_SEGS;
+
+		if (!p->queued)
+			continue;
+		for (uint32_t i = 0; i < p->queued; i++)
+			kk[i] = outer_key(k, set, p->nsegs - p->queued + i);
+		g[ng++] = (struct outer_group){ outer_fd(tf, k), kk, p->fds, p->queued };
+	}
+	ret = outer_groups(g, ng);
+	free(keys);
+	if (ret)
+		return ret;
+	for (int k = 0; k < TABLES_IDS; k++) {
+		struct tables_pool *p = &s->pool[k];
+
+		for (uint32_t i = 0; i < p->queued; i++)
+			close(p->fds[i]);
+		p->queued = 0;
+	}
+	s->live = true;
+	return 0;
 }
 
 int tables_free(struct tables_family *tf, int set)
 {
 	struct tables_set *s = &tf->set[set];
+	struct outer_group g[TABLES_IDS];
 	uint32_t chunks, ext, *keys;
 	uint8_t bits;
-	int ret = 0;
+	int ret;
 
 	/* What the header says was made, or what this process made. */
 	flat_area_need(hdr_of(tf, set), &chunks, &ext, &bits);
@@ -487,16 +514,18 @@ int tables_free(struct tables_family *tf, int set)
 		bits ? segs_for(TABLES_CNT, 1ull << bits) : 0,
 	};
 
-	keys = malloc(FLAT_SEGS * sizeof(*keys));
+	keys = malloc(TABLES_IDS * FLAT_SEGS * sizeof(*keys));
 	if (!keys)
 		return -ENOMEM;
-	for (int k = 0; k < TABLES_IDS && !ret; k++) {
+	for (int k = 0; k < TABLES_IDS; k++) {
 		uint32_t m = n[k] > s->pool[k].nsegs ? n[k] : s->pool[k].nsegs;
+		uint32_t *kk = keys + (size_t)k * FLAT_SEGS;
 
-		for (uint32_t g = 0; g < m; g++)
-			keys[g] = outer_key(k, set, g);
-		ret = outer_many(outer_fd(tf, k), keys, NULL, m);
+		for (uint32_t i = 0; i < m; i++)
+			kk[i] = outer_key(k, set, i);
+		g[k] = (struct outer_group){ outer_fd(tf, k), kk, NULL, m };
 	}
+	ret = outer_groups(g, TABLES_IDS);
 	free(keys);
 	if (ret)
 		return ret;

@@ -72,6 +72,48 @@ static __always_inline void *flat_seg_elem(void *outer, __u32 set, __u32 i, cons
 	return bpf_map_lookup_elem(inner, &k);
 }
 
+/*
+ * The inner map of a pool's segment last used by one lookup, and its outer
+ * index.  Consecutive accesses to a pool mostly land in the same segment
+ * (a region's record and its tree's nodes; a small table's slots), and
+ * reusing the inner map takes the outer load and its null check off the
+ * chain of dependent loads.  inner is always a map: the cache is filled by
+ * a lookup that must succeed before it is used.
+ */
+struct flat_seg_cache {
+	void *inner;
+	__u32 k;
+};
+
+/* flat_seg_elem() through cache c, which holds the inner map of some segment of outer. */
+static __always_inline void *flat_seg_elem_cached(void *outer, struct flat_seg_cache *c, __u32 set,
+						  __u32 i, const __u32 shift)
+{
+	__u32 k = set * FLAT_SEGS + (i >> shift);
+
+	if (k != c->k) {
+		void *inner = bpf_map_lookup_elem(outer, &k);
+
+		if (!inner)
+			return NULL;
+		c->inner = inner;
+		c->k = k;
+	}
+	k = i & ((1u << shift) - 1);
+	return bpf_map_lookup_elem(c->inner, &k);
+}
+
+/* Fill cache c with segment g of set's half of outer; false when it is not there. */
+static __always_inline int flat_seg_cache_init(void *outer, struct flat_seg_cache *c, __u32 set,
+					       __u32 g)
+{
+	__u32 k = set * FLAT_SEGS + g;
+
+	c->inner = bpf_map_lookup_elem(outer, &k);
+	c->k = k;
+	return c->inner != NULL;
+}
+
 /* The entry of slot-hash key (hi, lo, len), whose flat_hash() is h, or 0 when it is not there. */
 static __always_inline __u32 flat_probe(void *slots, __u32 set, __u32 bits, __u64 h, __u64 hi,
 					__u64 lo, __u32 len)
@@ -108,11 +150,12 @@ static __always_inline __u32 flat_probe(void *slots, __u32 set, __u32 bits, __u6
  * flat_probe() with its first slot read inline: at load 1/2 most probes end
  * there (an empty slot, or the key), so only a collision pays the call.
  */
-static __always_inline __u32 flat_probe_fast(const struct flat_maps *m, __u32 set, __u32 bits,
-					     __u64 h, __u64 hi, __u64 lo, __u32 len)
+static __always_inline __u32 flat_probe_fast(const struct flat_maps *m, struct flat_seg_cache *sc,
+					     __u32 set, __u32 bits, __u64 h, __u64 hi, __u64 lo,
+					     __u32 len)
 {
-	struct flat_slot *s =
-		flat_seg_elem(m->slots, set, (__u32)(h >> (64 - bits)), FLAT_SLOT_SEG_SHIFT);
+	struct flat_slot *s = flat_seg_elem_cached(m->slots, sc, set, (__u32)(h >> (64 - bits)),
+						   FLAT_SLOT_SEG_SHIFT);
 	__u64 w;
 	__u32 tag;
 
@@ -148,6 +191,7 @@ static __always_inline __u32 flat_lookup(const struct flat_maps *m, __u32 set, _
 {
 	__u32 r = hi >> (64 - FLAT_REGION_BITS), b = r >> (FLAT_REGION_BITS - FLAT_BLOCK_BITS);
 	__u32 e, bits, k, bloom = ~0u;
+	struct flat_seg_cache xc, sc;
 	struct flat_ext *x;
 	__u32 *pair;
 	__u64 lens, more = 0;
@@ -163,7 +207,11 @@ static __always_inline __u32 flat_lookup(const struct flat_maps *m, __u32 set, _
 	e = flat_chunk_entry(m, set, e & ~FLAT_EXT, r);
 	if (!(e & FLAT_EXT))
 		return e;
-	x = flat_seg_elem(m->ext, set, e & ~FLAT_EXT, FLAT_EXT_SEG_SHIFT);
+	e &= ~FLAT_EXT;
+	if (!flat_seg_cache_init(m->ext, &xc, set, e >> FLAT_EXT_SEG_SHIFT))
+		return 0;
+	k = e & (FLAT_EXT_SEG_ELEMS - 1);
+	x = bpf_map_lookup_elem(xc.inner, &k);
 	if (!x)
 		return 0;
 	lens = *(volatile __u64 *)&x->lens;
@@ -176,9 +224,16 @@ static __always_inline __u32 flat_lookup(const struct flat_maps *m, __u32 set, _
 	 */
 	if (!v6 && flat_lens_is_inline(lens))
 		return flat_inline_entry(lens, hi >> 32, x->base);
+	/*
+	 * The slots' first segment, so that the cache always holds a map:
+	 * a small table's slots are all there, and the load overlaps the
+	 * hashing of the first key.
+	 */
+	if (!flat_seg_cache_init(m->slots, &sc, set, 0))
+		return 0;
 	if (v6 && (lens & 0xff) == FLAT_LENS_SPLIT) {
 		/* A crowded region: walk its tree down to the deepest node. */
-		x = flat_seg_elem(m->ext, set, (__u32)(lens >> 8), FLAT_EXT_SEG_SHIFT);
+		x = flat_seg_elem_cached(m->ext, &xc, set, (__u32)(lens >> 8), FLAT_EXT_SEG_SHIFT);
 		if (!x)
 			return 0;
 		for (int d = 1; d < FLAT_MAX_NODES; d++) {
@@ -188,11 +243,11 @@ static __always_inline __u32 flat_lookup(const struct flat_maps *m, __u32 set, _
 			if (!c)
 				break;
 			flat_mask(&mh, &ml, c & 0x7f);
-			k = flat_probe_fast(m, set, bits, flat_hash(mh, ml, FLAT_TAG_NODE | c), mh,
-					    ml, FLAT_TAG_NODE | c);
+			k = flat_probe_fast(m, &sc, set, bits, flat_hash(mh, ml, FLAT_TAG_NODE | c),
+					    mh, ml, FLAT_TAG_NODE | c);
 			if (!k)
 				break;
-			x = flat_seg_elem(m->ext, set, k, FLAT_EXT_SEG_SHIFT);
+			x = flat_seg_elem_cached(m->ext, &xc, set, k, FLAT_EXT_SEG_SHIFT);
 			if (!x)
 				return 0;
 		}
@@ -214,7 +269,8 @@ static __always_inline __u32 flat_lookup(const struct flat_maps *m, __u32 set, _
 		flat_mask(&mh, &ml, len);
 		h = flat_hash(mh, ml, len);
 		/* A clear bloom bit: no rule of the region has this key. */
-		v = bloom & flat_bloom_bit(h) ? flat_probe_fast(m, set, bits, h, mh, ml, len) : 0;
+		v = bloom & flat_bloom_bit(h) ? flat_probe_fast(m, &sc, set, bits, h, mh, ml, len)
+					      : 0;
 		if (v)
 			return v;
 	}

@@ -75,10 +75,10 @@ static __always_inline void *flat_seg_elem(void *outer, __u32 set, __u32 i, cons
 /*
  * The inner map of a pool's segment last used by one lookup, and its outer
  * index.  Consecutive accesses to a pool mostly land in the same segment
- * (a region's record and its tree's nodes; a small table's slots), and
- * reusing the inner map takes the outer load and its null check off the
- * chain of dependent loads.  inner is always a map: the cache is filled by
- * a lookup that must succeed before it is used.
+ * (a region's record and its tree's nodes; a small table's pools are one
+ * segment each), and reusing the inner map takes the outer load and its
+ * null check off the chain of dependent loads.  inner is checked to be a
+ * map before the first access through the cache.
  */
 struct flat_seg_cache {
 	void *inner;
@@ -103,15 +103,17 @@ static __always_inline void *flat_seg_elem_cached(void *outer, struct flat_seg_c
 	return bpf_map_lookup_elem(c->inner, &k);
 }
 
-/* Fill cache c with segment g of set's half of outer; false when it is not there. */
-static __always_inline int flat_seg_cache_init(void *outer, struct flat_seg_cache *c, __u32 set,
-					       __u32 g)
+/*
+ * Start cache c at set's first segment of outer.  Every pool in use has its
+ * first segment, so a caller that needs the pool can treat a null inner
+ * map as "no rule"; one that may not need it checks only when it does.
+ */
+static __always_inline void flat_seg_cache_init(void *outer, struct flat_seg_cache *c, __u32 set)
 {
-	__u32 k = set * FLAT_SEGS + g;
+	__u32 k = set * FLAT_SEGS;
 
 	c->inner = bpf_map_lookup_elem(outer, &k);
 	c->k = k;
-	return c->inner != NULL;
 }
 
 /* The entry of slot-hash key (hi, lo, len), whose flat_hash() is h, or 0 when it is not there. */
@@ -172,12 +174,12 @@ static __always_inline __u32 flat_probe_fast(const struct flat_maps *m, struct f
 }
 
 /* The region entry of region r (a block's region: the block's entry is FLAT_EXT | c). */
-static __always_inline __u32 flat_chunk_entry(const struct flat_maps *m, __u32 set, __u32 c,
-					      __u32 r)
+static __always_inline __u32 flat_chunk_entry(const struct flat_maps *m, struct flat_seg_cache *cc,
+					      __u32 set, __u32 c, __u32 r)
 {
 	__u32 i = (c << (FLAT_REGION_BITS - FLAT_BLOCK_BITS - 1)) |
 		  (r & (FLAT_CHUNK_ENTRIES - 1)) >> 1;
-	__u32 *pair = flat_seg_elem(m->chunks, set, i, FLAT_CHUNK_SEG_SHIFT + 7);
+	__u32 *pair = flat_seg_elem_cached(m->chunks, cc, set, i, FLAT_CHUNK_SEG_SHIFT + 7);
 
 	return pair ? pair[r & 1] : 0;
 }
@@ -191,7 +193,7 @@ static __always_inline __u32 flat_lookup(const struct flat_maps *m, __u32 set, _
 {
 	__u32 r = hi >> (64 - FLAT_REGION_BITS), b = r >> (FLAT_REGION_BITS - FLAT_BLOCK_BITS);
 	__u32 e, bits, k, bloom = ~0u;
-	struct flat_seg_cache xc, sc;
+	struct flat_seg_cache cc, xc, sc;
 	struct flat_ext *x;
 	__u32 *pair;
 	__u64 lens, more = 0;
@@ -204,14 +206,22 @@ static __always_inline __u32 flat_lookup(const struct flat_maps *m, __u32 set, _
 	e = pair[b & 1];
 	if (!(e & FLAT_EXT))
 		return e;
-	e = flat_chunk_entry(m, set, e & ~FLAT_EXT, r);
+	/*
+	 * A mixed block.  The pools' first inner maps are fetched now, as
+	 * their index is known: their loads overlap the dependent ones below
+	 * instead of adding to them whenever an access lands there.
+	 */
+	flat_seg_cache_init(m->chunks, &cc, set);
+	flat_seg_cache_init(m->ext, &xc, set);
+	flat_seg_cache_init(m->slots, &sc, set);
+	if (!cc.inner)
+		return 0;
+	e = flat_chunk_entry(m, &cc, set, e & ~FLAT_EXT, r);
 	if (!(e & FLAT_EXT))
 		return e;
-	e &= ~FLAT_EXT;
-	if (!flat_seg_cache_init(m->ext, &xc, set, e >> FLAT_EXT_SEG_SHIFT))
+	if (!xc.inner)
 		return 0;
-	k = e & (FLAT_EXT_SEG_ELEMS - 1);
-	x = bpf_map_lookup_elem(xc.inner, &k);
+	x = flat_seg_elem_cached(m->ext, &xc, set, e & ~FLAT_EXT, FLAT_EXT_SEG_SHIFT);
 	if (!x)
 		return 0;
 	lens = *(volatile __u64 *)&x->lens;
@@ -224,12 +234,7 @@ static __always_inline __u32 flat_lookup(const struct flat_maps *m, __u32 set, _
 	 */
 	if (!v6 && flat_lens_is_inline(lens))
 		return flat_inline_entry(lens, hi >> 32, x->base);
-	/*
-	 * The slots' first segment, so that the cache always holds a map:
-	 * a small table's slots are all there, and the load overlaps the
-	 * hashing of the first key.
-	 */
-	if (!flat_seg_cache_init(m->slots, &sc, set, 0))
+	if (!sc.inner)
 		return 0;
 	if (v6 && (lens & 0xff) == FLAT_LENS_SPLIT) {
 		/* A crowded region: walk its tree down to the deepest node. */

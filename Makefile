@@ -74,8 +74,11 @@ $(BUILD)/.dir:
 	@touch $@
 
 # --- BPF object and skeleton -------------------------------------------------
+# -mcpu=v3: 32-bit registers and jumps (Linux 5.1 on, older than any kernel
+# ipblock supports) spare the packet path the shifts that zero-extend its
+# 32-bit indices and entries after every step.
 $(BPF_OBJ): bpf/ipblock.bpf.c $(wildcard bpf/*.h) common/ipblock.h common/flat_format.h | $(BUILD)/.dir
-	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+	$(CLANG) $(BPF_CFLAGS) -mcpu=v3 -c $< -o $@
 
 $(SKEL): $(BPF_OBJ)
 	$(BPFTOOL) gen skeleton $< name ipblock_bpf > $@.tmp && mv $@.tmp $@

@@ -5,7 +5,9 @@
  * verifier inlines into a bounds check and a load, also for the inner
  * arrays of a pool's segments (they all have the template's size): a
  * uniform /16 block costs one load, a region without long rules three,
- * and a long-rule hit a handful more.
+ * and a long-rule hit a handful more.  A segment's inner map is fetched
+ * once per lookup while the accesses stay in it (struct flat_seg_cache),
+ * and the first segment's as soon as the block turns out mixed.
  *
  * One family's maps are passed in (struct flat_maps, constant at every
  * call site), and the set to read is an index into them, so the verifier

@@ -149,8 +149,8 @@ static void pool_entry(const struct bench *b, int family, const uint8_t *src, st
 
 /*
  * Whether a rule of the instance covers addr: a lookup in its trie of the
- * family (ipblock's set A, or the filter's own; both keyed by prefixlen
- * and address).
+ * family (ipblock's active set's, or the filter's own; both keyed by
+ * prefixlen and address).
  */
 static bool covered(const struct instance *in, int family, const uint8_t *addr)
 {
@@ -159,10 +159,13 @@ static bool covered(const struct instance *in, int family, const uint8_t *addr)
 		__u8 addr[16];
 	} key = { .prefixlen = family == AF_INET ? 32 : 128 };
 	uint8_t val[64];
+	uint32_t active = 0;
 	int fd;
 
 	if (in->filter == FILTER_IPBLOCK)
-		fd = pins_trie_fd(&in->pins, 0, family);
+		fd = pins_active_set(&in->pins, &active)
+			     ? -1
+			     : pins_trie_fd(&in->pins, (int)active, family);
 	else
 		fd = bpf_map__fd(family == AF_INET ? in->tg->maps.trie4 : in->tg->maps.trie6);
 	memcpy(key.addr, addr, family == AF_INET ? 4 : 16);

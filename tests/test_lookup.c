@@ -849,7 +849,7 @@ static struct tables_info assert_flat_counts(struct harness *h, const struct ref
 
 /*
  * The program reads the flat tables for s in full: no fallback, the
- * crowded regions split, every id in place.  Returns IPv6 set A's figures.
+ * crowded regions split, every id in place.  Returns the IPv6 table's figures.
  */
 static struct tables_info assert_flat_state(struct harness *h, const struct refset *s)
 {
@@ -1310,7 +1310,7 @@ static void probe_crowded(struct tally *t, const struct rule *c, size_t n, struc
 /*
  * No region of either family or set falls back, and the tables split
  * exactly the regions flat_expect() says: those of the base set and, when
- * split, the crowded one.  Returns IPv6 set A's figures.
+ * split, the crowded one.  Returns the IPv6 table's figures.
  */
 static struct tables_info assert_crowded(struct refset *s, uint32_t base_split, bool split,
 					 const char *phase)

@@ -44,6 +44,31 @@ void cli_note(const char *fmt, ...)
 	va_end(ap);
 }
 
+int cli_exit_code(int err)
+{
+	switch (err) {
+	case 0:
+		return CLI_EXIT_OK;
+	case -ENOSPC:
+	case -E2BIG:
+		return CLI_EXIT_CAPACITY;
+	case -EPERM:
+	case -EACCES:
+		return CLI_EXIT_PERM;
+	case -ENOENT:
+		return CLI_EXIT_NOT_LOADED;
+	case -EINVAL:
+	case -ENOTDIR:
+	case -ENODEV:
+	case -EEXIST:
+	case -EBUSY:
+	case -ENODATA:
+		return CLI_EXIT_INPUT;
+	default:
+		return CLI_EXIT_FAIL;
+	}
+}
+
 void cli_usage(FILE *f, const char *synopsis, const char *about, const struct cli_opt *opts)
 {
 	fprintf(f, "Usage: %s %s\n%s\n\nOptions:\n", program_invocation_short_name, synopsis,
@@ -177,11 +202,12 @@ int cli_open_maps(const char *pin_dir, struct pins *p)
 				"interface, remove the directory and attach again.",
 				pin_dir);
 		else if (!access(pin_dir, F_OK) && !cli_on_bpffs(pin_dir))
-			cli_err("ipblock is not loaded: run ipblock-loader -d IFACE first "
-				"(%s is not on a BPF filesystem).",
+			cli_err("ipblock is not loaded: run ipblock-loader -d IFACE (or --create) "
+				"first (%s is not on a BPF filesystem).",
 				pin_dir);
 		else
-			cli_err("ipblock is not loaded: run ipblock-loader -d IFACE first.");
+			cli_err("ipblock is not loaded: run ipblock-loader -d IFACE (or --create) "
+				"first.");
 		break;
 	case -EPROTO:
 		cli_err_other_version(err, pin_dir);

@@ -15,6 +15,32 @@
 #include "cidr.h"
 #include "pins.h"
 
+/*
+ * Exit codes of both tools, documented in the README and in -h: scripts
+ * (fail2ban actions, the CrowdSec bouncer) tell the cases apart by them.
+ */
+enum cli_exit {
+	CLI_EXIT_OK = 0,	 /* done (also: deleting what is not there) */
+	CLI_EXIT_INPUT = 1,	 /* bad option, prefix, list or interface: nothing changed */
+	CLI_EXIT_NOT_LOADED = 2, /* no usable maps at the pin directory, or not attached */
+	CLI_EXIT_CAPACITY = 3,	 /* a rule map is full: nothing changed */
+	CLI_EXIT_PERM = 4,	 /* not root, or the kernel refused permission */
+	CLI_EXIT_FAIL = 5,	 /* anything else: kernel error, maps of another version, I/O */
+};
+
+/* The exit-code table as lines for -h. */
+#define CLI_EXIT_HELP                                                                              \
+	"Exit codes: 0 done (deleting an absent rule too), 1 bad input (nothing changed),\n"       \
+	"2 not loaded (no maps pinned, or not attached), 3 a rule map is full (nothing\n"           \
+	"changed), 4 not permitted (not root), 5 any other failure."
+
+/*
+ * The exit code for a failure -err of a command: -ENOSPC/-E2BIG capacity,
+ * -EPERM/-EACCES not permitted, -ENOENT not loaded, -EINVAL/-ENODEV/
+ * -ENOTDIR/-EEXIST/-EBUSY/-ENODATA bad input, anything else a failure.  0 for 0.
+ */
+int cli_exit_code(int err);
+
 struct cli_opt {
 	const char *long_name;
 	int short_name;	      /* a letter, or a value >= 256 for long-only options */

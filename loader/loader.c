@@ -24,13 +24,18 @@
 
 #define BPFFS_ROOT "/sys/fs/bpf"
 
-enum { OPT_PIN_DIR = 256, OPT_MAX_RULES, OPT_LOOKUP, OPT_CHECK_CONFIG };
+enum { OPT_PIN_DIR = 256, OPT_MAX_RULES, OPT_LOOKUP, OPT_CHECK_CONFIG, OPT_CREATE };
 
 static const struct cli_opt options[] = {
 	{ "dev", 'd', "IFACE", "interface to attach to (or detach from, with -u)" },
 	{ "unload", 'u', NULL, "detach from IFACE; the rules stay pinned" },
 	{ "mode", 'm', "MODE", "attach mode: native (default, falls back to skb) or skb" },
-	{ "status", 's', NULL, "show interfaces, modes, program ids, rule counts, counters" },
+	{ "status", 's', NULL,
+	  "show interfaces, modes, program ids, rule counts, counters; exit 2 unless the maps "
+	  "are pinned and the program attached (to IFACE, with -d)" },
+	{ "create", OPT_CREATE, NULL,
+	  "create and pin the maps without attaching (rules can be staged first); pinned "
+	  "maps are kept" },
 	{ "pin-dir", OPT_PIN_DIR, "DIR",
 	  "where the maps are pinned (" IPBLOCK_PIN_DIR_DEFAULT ")" },
 	{ "max-rules", OPT_MAX_RULES, "N",
@@ -49,7 +54,7 @@ struct loader_opts {
 	const char *dev;
 	const char *pin_dir;
 	const char *check_config; /* a file to check, and nothing else */
-	bool unload, status, verbose;
+	bool unload, status, create, verbose;
 	bool mode_forced;
 	enum xdp_attach_mode mode;
 	uint32_t max_rules; /* 0: keep the pinned maps' or the default */
@@ -213,6 +218,74 @@ out:
 	return ret;
 }
 
+/* --max-rules against the capacity of maps already pinned: a sentence and -EEXIST if it differs. */
+static int check_max_rules(const struct loader_opts *cfg, uint32_t pinned_max)
+{
+	if (!cfg->max_rules || cfg->max_rules == pinned_max)
+		return 0;
+	cli_err("the pinned maps hold at most %u rules per family; --max-rules %u needs new "
+		"maps: save the rules, detach from every interface, remove %s, attach again.",
+		pinned_max, cfg->max_rules, cfg->pin_dir);
+	return -EEXIST;
+}
+
+/*
+ * --create: the maps made and pinned, nothing attached, so rules can be
+ * staged before any interface is.  Loading the object makes and pins its
+ * maps; its program goes again when the object is closed.  Pinned maps of
+ * this layout are kept (running it twice is fine).
+ */
+static int do_create(const struct loader_opts *cfg)
+{
+	uint32_t pinned_max = 0, max_rules;
+	struct ipblock_bpf *skel;
+	bool dir_created;
+	char why[256];
+	int pins, ret;
+
+	ret = kfeatures_check(why, sizeof(why));
+	if (ret) {
+		cli_err("ipblock cannot run on this kernel: %s.", why);
+		return ret;
+	}
+	ret = prepare_pin_dir(cfg->pin_dir, &dir_created);
+	if (ret)
+		return ret;
+	pins = check_pins(cfg, &pinned_max);
+	if (pins < 0) {
+		if (dir_created)
+			rmdir(cfg->pin_dir);
+		return pins;
+	}
+	if (pins) {
+		if (check_max_rules(cfg, pinned_max))
+			return -EEXIST;
+		printf("ipblock's maps are already pinned in %s (at most %u rules per family); "
+		       "nothing to create\n",
+		       cfg->pin_dir, pinned_max);
+		return 0;
+	}
+	max_rules = cfg->max_rules ? cfg->max_rules : IPBLOCK_MAX_RULES_DEFAULT;
+	skel = ipblock_bpf__open();
+	ret = skel ? 0 : -errno;
+	if (!ret)
+		ret = pins_obj_pin(skel->obj, cfg->pin_dir);
+	if (!ret)
+		ret = pins_obj_size(skel->obj, max_rules);
+	if (!ret)
+		ret = ipblock_bpf__load(skel);
+	ipblock_bpf__destroy(skel);
+	if (ret) {
+		unpin_created(cfg->pin_dir, dir_created);
+		cli_err("cannot create ipblock's maps in %s: %s.", cfg->pin_dir, strerror(-ret));
+		return ret;
+	}
+	printf("created ipblock's maps in %s (at most %u rules per family); nothing attached: "
+	       "ipblock-loader -d IFACE attaches\n",
+	       cfg->pin_dir, max_rules);
+	return 0;
+}
+
 static int do_attach(const struct loader_opts *cfg)
 {
 	int ifindex = if_nametoindex(cfg->dev);
@@ -264,14 +337,8 @@ static int do_attach(const struct loader_opts *cfg)
 			rmdir(cfg->pin_dir);
 		return pins;
 	}
-	if (pins && cfg->max_rules && cfg->max_rules != pinned_max) {
-		cli_err("the pinned maps hold at most %u rules per family; --max-rules %u needs "
-			"new "
-			"maps: save the rules, detach from every interface, remove %s, attach "
-			"again.",
-			pinned_max, cfg->max_rules, cfg->pin_dir);
+	if (pins && check_max_rules(cfg, pinned_max))
 		return -EEXIST;
-	}
 	max_rules = pins ? pinned_max : cfg->max_rules ? cfg->max_rules : IPBLOCK_MAX_RULES_DEFAULT;
 
 	mode = cfg->mode;
@@ -419,8 +486,9 @@ static int do_status(const struct loader_opts *cfg)
 	int ret = pins_open(cfg->pin_dir, &m, err, sizeof(err));
 
 	if (ret == -ENOENT) {
+		/* Not loaded: scripts read it from the exit code (2). */
 		printf("  rules: none pinned at %s (ipblock is not loaded)\n", cfg->pin_dir);
-		return 0;
+		return -ENOENT;
 	}
 	if (ret)
 		return cli_open_maps(cfg->pin_dir, &m);
@@ -437,7 +505,8 @@ static int do_status(const struct loader_opts *cfg)
 	printf("  counters (all interfaces):\n");
 	cli_print_counters(stdout, "    ", &m);
 	pins_close(&m);
-	return 0;
+	/* Maps without an attachment judge no packet: not loaded, for scripts. */
+	return attached ? 0 : -ENOENT;
 }
 
 /*
@@ -462,9 +531,9 @@ static int check_config(const char *path)
 
 static void usage(FILE *f)
 {
-	cli_usage(f, "-d IFACE [-m native|skb] | -d IFACE -u | -s",
+	cli_usage(f, "-d IFACE [-m native|skb] | -d IFACE -u | -s [-d IFACE] | --create",
 		  "Attach ipblock's XDP firewall to an interface, detach it, or show its status.\n"
-		  "Every interface shares the rule set pinned in the pin directory.",
+		  "Every interface shares the rule set pinned in the pin directory.\n" CLI_EXIT_HELP,
 		  options);
 }
 
@@ -489,19 +558,22 @@ int main(int argc, char **argv)
 				cfg.mode = XDP_MODE_SKB;
 			} else {
 				cli_err("unknown mode '%s': use native or skb.", optarg);
-				return 2;
+				return CLI_EXIT_INPUT;
 			}
 			cfg.mode_forced = true;
 			break;
 		case 's':
 			cfg.status = true;
 			break;
+		case OPT_CREATE:
+			cfg.create = true;
+			break;
 		case OPT_PIN_DIR:
 			cfg.pin_dir = optarg;
 			break;
 		case OPT_MAX_RULES:
 			if (cli_parse_u32("--max-rules", optarg, 1, 100000000, &cfg.max_rules))
-				return 2;
+				return CLI_EXIT_INPUT;
 			break;
 		case OPT_CHECK_CONFIG:
 			cfg.check_config = optarg;
@@ -512,7 +584,7 @@ int main(int argc, char **argv)
 					"and need less memory than the tries alone did; leave the "
 					"option out.",
 					optarg);
-				return 2;
+				return CLI_EXIT_INPUT;
 			}
 			break;
 		case 'v':
@@ -522,32 +594,40 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			return 2;
+			return CLI_EXIT_INPUT;
 		}
 	}
 	if (optind < argc) {
 		cli_err("unexpected argument '%s'; see --help.", argv[optind]);
-		return 2;
+		return CLI_EXIT_INPUT;
 	}
 	if (cfg.check_config)
-		return check_config(cfg.check_config) ? 1 : 0;
-	if (!cfg.status && !cfg.dev) {
-		cli_err("nothing to do: give -d IFACE to attach (-u to detach) or -s for status.");
-		return 2;
+		return check_config(cfg.check_config) ? CLI_EXIT_INPUT : 0;
+	if (!cfg.status && !cfg.dev && !cfg.create) {
+		cli_err("nothing to do: give -d IFACE to attach (-u to detach), -s for status or "
+			"--create.");
+		return CLI_EXIT_INPUT;
 	}
 	if (cfg.status && cfg.unload) {
 		cli_err("-s and -u cannot be combined.");
-		return 2;
+		return CLI_EXIT_INPUT;
+	}
+	if (cfg.create && (cfg.status || cfg.dev || cfg.unload)) {
+		cli_err("--create goes alone (with --max-rules, --pin-dir); attach with -d IFACE "
+			"afterwards.");
+		return CLI_EXIT_INPUT;
 	}
 	cli_set_verbose(cfg.verbose);
 	if (cli_require_root())
-		return 1;
+		return CLI_EXIT_PERM;
 
-	if (cfg.status)
+	if (cfg.create)
+		ret = do_create(&cfg);
+	else if (cfg.status)
 		ret = do_status(&cfg);
 	else if (cfg.unload)
 		ret = do_detach(&cfg);
 	else
 		ret = do_attach(&cfg);
-	return ret ? 1 : 0;
+	return cli_exit_code(ret);
 }

@@ -13,13 +13,15 @@
 #include "stacktrace.h"
 #include "trie.h"
 
-enum { OPT_PIN_DIR = 256, OPT_SKIP_INVALID };
+enum { OPT_PIN_DIR = 256, OPT_SKIP_INVALID, OPT_STRICT, OPT_CHECK };
 
 static const struct cli_opt options[] = {
 	{ "add", 'a', "CIDR", "add a rule for CIDR (needs -p); an existing one is updated" },
 	{ "policy", 'p', "ACTION",
 	  "the rule's action: allow or deny; with -i/-R, every line's action" },
-	{ "delete", 'd', "CIDR", "delete the rule for exactly CIDR" },
+	{ "delete", 'd', "CIDR",
+	  "delete the rule for exactly CIDR; an absent one is a note, exit 0 (see --strict)" },
+	{ "strict", OPT_STRICT, NULL, "with -d: an absent rule is an error (exit 1)" },
 	{ "import", 'i', "FILE", "add every prefix in FILE (- for stdin) in one atomic switch" },
 	{ "replace", 'R', "FILE", "make FILE the whole rule set, switched atomically" },
 	{ "skip-invalid", OPT_SKIP_INVALID, NULL,
@@ -27,6 +29,8 @@ static const struct cli_opt options[] = {
 	{ "list", 'l', NULL, "list every rule, IPv4 then IPv6, sorted, with its action" },
 	{ "save", 'S', NULL, "print every rule as 'CIDR allow|deny', for -R or -i" },
 	{ "flush", 'F', NULL, "delete every rule" },
+	{ "check", OPT_CHECK, NULL,
+	  "exit 0 if the maps are pinned and usable (rules can be changed), else 2, 4 or 5" },
 	{ "pin-dir", OPT_PIN_DIR, "DIR",
 	  "where the maps are pinned (" IPBLOCK_PIN_DIR_DEFAULT ")" },
 	{ "verbose", 'v', NULL, "show libbpf messages" },
@@ -42,7 +46,8 @@ enum command {
 	CMD_REPLACE,
 	CMD_LIST,
 	CMD_SAVE,
-	CMD_FLUSH
+	CMD_FLUSH,
+	CMD_CHECK
 };
 
 struct config {
@@ -52,6 +57,7 @@ struct config {
 	const char *policy;
 	const char *pin_dir;
 	bool skip_invalid;
+	bool strict;
 	bool verbose;
 };
 
@@ -102,9 +108,18 @@ static int do_delete(const struct config *cfg, struct maps *m, const struct cidr
 	int ret = maps_rule_delete(m, p);
 
 	cidr_format(p, text, sizeof(text));
-	if (ret == -ENOENT) {
+	if (ret == -ENOENT && cfg->strict) {
 		cli_err("there is no rule for %s.", text);
-		return ret;
+		return -EINVAL;
+	}
+	if (ret == -ENOENT) {
+		/*
+		 * Deleting is idempotent: a ban lifted twice (fail2ban retries,
+		 * CrowdSec repeats deletions) is done, not an error.  The note
+		 * tells a person who mistyped the prefix; scripts read the code.
+		 */
+		cli_note("there is no rule for %s; nothing to delete.", text);
+		return 0;
 	}
 	if (ret) {
 		cli_err_change(ret, cfg->pin_dir, "cannot delete %s", text);
@@ -274,26 +289,26 @@ static void usage(FILE *f)
 {
 	cli_usage(f,
 		  "-a CIDR -p allow|deny | -d CIDR | -i FILE [-p ACTION] | -R FILE [-p ACTION] |\n"
-		  "       -l | -S | -F",
+		  "       -l | -S | -F | --check",
 		  "Change the rules of the ipblock XDP firewall.  A bare address is a /32 (/128);\n"
 		  "the longest matching prefix decides, no match passes.\n"
 		  "FILE: one address or prefix a line, optionally followed by allow or deny;\n"
 		  "'#' and ';' start comments (FireHOL netsets, Spamhaus DROP and -S output read\n"
-		  "as they are).  A bad line refuses the whole file, changing nothing.",
+		  "as they are).  A bad line refuses the whole file, changing nothing.\n" CLI_EXIT_HELP,
 		  options);
 }
 
 static int set_cmd(struct config *cfg, enum command cmd)
 {
 	if (cfg->cmd != CMD_NONE && cfg->cmd != cmd) {
-		cli_err("give one of -a, -d, -i, -R, -l, -S, -F at a time.");
+		cli_err("give one of -a, -d, -i, -R, -l, -S, -F, --check at a time.");
 		return -EINVAL;
 	}
 	cfg->cmd = cmd;
 	return 0;
 }
 
-/* Read the options into cfg: -1 to go on, else the exit code (0 after -h, 2 on a bad one). */
+/* Read the options into cfg: -1 to go on, else the exit code (0 after -h, 1 on a bad one). */
 static int parse_options(int argc, char **argv, struct config *cfg)
 {
 	int c, ret = 0;
@@ -328,6 +343,12 @@ static int parse_options(int argc, char **argv, struct config *cfg)
 		case 'F':
 			ret = set_cmd(cfg, CMD_FLUSH);
 			break;
+		case OPT_CHECK:
+			ret = set_cmd(cfg, CMD_CHECK);
+			break;
+		case OPT_STRICT:
+			cfg->strict = true;
+			break;
 		case 'p':
 			cfg->policy = optarg;
 			break;
@@ -341,14 +362,14 @@ static int parse_options(int argc, char **argv, struct config *cfg)
 			usage(stdout);
 			return 0;
 		default:
-			return 2;
+			return CLI_EXIT_INPUT;
 		}
 		if (ret)
-			return 2;
+			return CLI_EXIT_INPUT;
 	}
 	if (optind < argc) {
 		cli_err("unexpected argument '%s'; see --help.", argv[optind]);
-		return 2;
+		return CLI_EXIT_INPUT;
 	}
 	return -1;
 }
@@ -369,7 +390,11 @@ static int check_options(const struct config *cfg, uint8_t *action, struct cidr 
 {
 	if (cfg->cmd == CMD_NONE) {
 		cli_err("nothing to do: give -a CIDR -p allow|deny, -d CIDR, -i FILE, -R FILE, -l, "
-			"-S or -F.");
+			"-S, -F or --check.");
+		return -EINVAL;
+	}
+	if (cfg->strict && cfg->cmd != CMD_DELETE) {
+		cli_err("--strict goes with -d only.");
 		return -EINVAL;
 	}
 	if (cfg->cmd == CMD_ADD && !cfg->policy) {
@@ -434,18 +459,28 @@ int main(int argc, char **argv)
 	if (ret >= 0)
 		return ret;
 	if (check_options(&cfg, &action, &p, note, sizeof(note)))
-		return 2;
+		return CLI_EXIT_INPUT;
 
 	cli_set_verbose(cfg.verbose);
 	if (cli_require_root())
-		return 1;
-	if (cli_open_maps(cfg.pin_dir, &pins))
-		return 1;
-	maps_init(&m, &pins);
-	if (is_bulk(&cfg) && load_list(&cfg, action, &rf)) {
-		rulefile_free(&rf);
+		return CLI_EXIT_PERM;
+	ret = cli_open_maps(cfg.pin_dir, &pins);
+	if (ret)
+		return cli_exit_code(ret);
+	if (cfg.cmd == CMD_CHECK) {
+		/* Opening checked every map's layout: rules can be changed. */
+		printf("ready: ipblock's maps are pinned in %s\n", cfg.pin_dir);
 		pins_close(&pins);
-		return 1;
+		return CLI_EXIT_OK;
+	}
+	maps_init(&m, &pins);
+	if (is_bulk(&cfg)) {
+		ret = load_list(&cfg, action, &rf);
+		if (ret) {
+			rulefile_free(&rf);
+			pins_close(&pins);
+			return ret == -ENOMEM ? CLI_EXIT_FAIL : CLI_EXIT_INPUT;
+		}
 	}
 
 	/* Writers exclusive, listings shared: no listing sees half a replace. */
@@ -454,7 +489,7 @@ int main(int argc, char **argv)
 		cli_err("cannot lock %s: %s.", cfg.pin_dir, strerror(-ret));
 		pins_close(&pins);
 		rulefile_free(&rf);
-		return 1;
+		return CLI_EXIT_FAIL;
 	}
 	ret = run(&cfg, &m, action, &p, &rf);
 	pins_unlock(&pins);
@@ -466,5 +501,5 @@ int main(int argc, char **argv)
 	maps_release(&m);
 	pins_close(&pins);
 	rulefile_free(&rf);
-	return ret ? 1 : 0;
+	return cli_exit_code(ret);
 }

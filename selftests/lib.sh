@@ -280,6 +280,13 @@ cli_ok() {
 	return 1
 }
 
+# cli_rc CODE: the last run_cli exited with CODE (the README's exit-code table).
+cli_rc() {
+	((RC == $1)) && return 0
+	WHY="expected exit $1, got $RC; stderr: ${ERR:-(empty)}"
+	return 1
+}
+
 # cli_error [REGEX]: the last run_cli failed with exactly one stderr line,
 # matching REGEX (extended, case-insensitive) when given.
 cli_error() {

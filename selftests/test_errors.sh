@@ -42,7 +42,7 @@ user_error() {
 	shift 2
 	run_cli "$@"
 	WHY=
-	if ! cli_error "$re"; then
+	if ! cli_error "$re" || { [[ -n ${UE_RC:-} ]] && ! cli_rc "$UE_RC"; }; then
 		fail "$name" "command: $*" "$WHY"
 		return 1
 	fi
@@ -58,7 +58,8 @@ user_error() {
 say "not root"
 NOBODY=(setpriv --reuid=65534 --regid=65534 --clear-groups)
 if "${NOBODY[@]}" test -x "$RULE" && "${NOBODY[@]}" test -x "$LOADER"; then
-	user_error not_root_rule_list 'root' "${NOBODY[@]}" "$RULE" --pin-dir "$PIN" -l
+	UE_RC=4 user_error not_root_rule_list 'root' "${NOBODY[@]}" "$RULE" --pin-dir "$PIN" -l
+	UE_RC=4 user_error not_root_rule_check 'root' "${NOBODY[@]}" "$RULE" --pin-dir "$PIN" --check
 	user_error not_root_rule_add 'root' "${NOBODY[@]}" "$RULE" --pin-dir "$PIN" -a 198.18.9.9 -p deny
 	user_error not_root_rule_delete 'root' "${NOBODY[@]}" "$RULE" --pin-dir "$PIN" -d 198.18.5.0/24
 	user_error not_root_rule_flush 'root' "${NOBODY[@]}" "$RULE" --pin-dir "$PIN" -F
@@ -77,7 +78,11 @@ fi
 say "ipblock not loaded, or no BPF filesystem"
 NOPINS=/sys/fs/bpf/$ST_ID-nopins
 NOTBPF=$(mktemp -d "$ST_TMP/notbpf.XXXXXX")
-user_error no_pins_rule_list 'not loaded' "$RULE" --pin-dir "$NOPINS" -l
+UE_RC=2 user_error no_pins_rule_list 'not loaded' "$RULE" --pin-dir "$NOPINS" -l
+UE_RC=2 user_error no_pins_rule_check 'not loaded' "$RULE" --pin-dir "$NOPINS" --check
+UE_RC=2 user_error no_pins_rule_delete_idempotent_still_not_loaded 'not loaded' "$RULE" --pin-dir "$NOPINS" -d 198.18.9.9
+run_cli "$LOADER" --pin-dir "$NOPINS" -s
+check no_pins_loader_status_exit_2 cli_rc 2
 user_error no_pins_rule_add 'not loaded' "$RULE" --pin-dir "$NOPINS" -a 198.18.9.9 -p deny
 user_error no_pins_rule_delete 'not loaded' "$RULE" --pin-dir "$NOPINS" -d 198.18.5.0/24
 user_error no_pins_rule_flush 'not loaded' "$RULE" --pin-dir "$NOPINS" -F
@@ -125,6 +130,33 @@ else
 	user_error partial_pins_rule_list '' "$RULE" --pin-dir "$PARTIAL" -l
 fi
 
+# --- maps without an attachment, readiness, status codes ------------------------
+say "--create, --check, the exit codes of -s"
+run_cli loader rcv -s
+check status_attached_exit_0 cli_rc 0
+CREATED=/sys/fs/bpf/$ST_ID-created
+ST_PINS+=("$CREATED")
+run_cli "$LOADER" --pin-dir "$CREATED" --create --max-rules 1000
+check create_maps cli_ok
+check create_attached_nothing eval '! xdp_on rcv va'
+run_cli "$LOADER" --pin-dir "$CREATED" --create
+check create_again_keeps_them cli_ok
+UE_RC=1 user_error create_other_capacity 'at most 1000 rules' "$LOADER" --pin-dir "$CREATED" --create --max-rules 5
+run_cli "$RULE" --pin-dir "$CREATED" --check
+check check_ready_after_create cli_ok
+run_cli "$LOADER" --pin-dir "$CREATED" -s
+check status_created_not_attached_exit_2 cli_rc 2
+run_cli "$RULE" --pin-dir "$CREATED" -a 198.18.9.9 -p deny
+check create_then_stage_a_rule cli_ok
+run_cli net_ns rcv "$LOADER" --pin-dir "$CREATED" -d va
+if cli_ok && [[ $OUT == *"kept rules: 1 IPv4"* ]]; then
+	pass attach_after_create_keeps_staged_rule
+else
+	fail attach_after_create_keeps_staged_rule "${WHY:-stdout: $OUT}"
+fi
+net_ns rcv "$LOADER" --pin-dir "$CREATED" -d va -u >/dev/null 2>&1
+UE_RC=1 user_error create_with_dev 'goes alone' loader rcv --create -d va
+
 # --- interfaces ----------------------------------------------------------------
 say "interfaces"
 user_error unknown_interface_attach "no interface named 'ipbt-nosuch0'" loader rcv -d ipbt-nosuch0
@@ -158,22 +190,33 @@ for c in 300.1.1.1 1.2.3 1.2.3.4/33 ::/129 2001:db8:::1 abc 1.2.3.4/-1 '' 198.18
 	user_error "bad_cidr_add[$n]" "'$c'" rule -a "$c" -p deny
 	user_error "bad_cidr_delete[$n]" "'$c'" rule -d "$c"
 done
-user_error unknown_policy "unknown policy 'block'" rule -a 198.18.9.9 -p block
+UE_RC=1 user_error unknown_policy "unknown policy 'block'" rule -a 198.18.9.9 -p block
 user_error add_without_policy '-p' rule -a 198.18.9.9
 user_error policy_without_add '-p' rule -d 198.18.5.0/24 -p deny
-user_error delete_missing_prefix 'no rule for 198.18.9.0/24' rule -d 198.18.9.0/24
-user_error delete_missing_v6_prefix 'no rule for 2001:db8:9::/48' rule -d 2001:db8:9::/48
+# Deleting an absent rule is done (exit 0, a note); --strict makes it an error.
+UE_RC=1 user_error delete_missing_prefix_strict 'no rule for 198.18.9.0/24' rule -d 198.18.9.0/24 --strict
+UE_RC=1 user_error delete_missing_v6_prefix_strict 'no rule for 2001:db8:9::/48' rule -d 2001:db8:9::/48 --strict
 # Inside a rule's prefix is not the rule: delete is exact.
-user_error delete_covered_address_not_exact 'no rule for 198.18.5.7/32' rule -d 198.18.5.7
-user_error delete_longer_prefix_not_exact 'no rule for 198.18.5.0/25' rule -d 198.18.5.0/25
-user_error delete_shorter_prefix_not_exact 'no rule for 198.18.4.0/23' rule -d 198.18.4.0/23
+user_error delete_covered_address_not_exact 'no rule for 198.18.5.7/32' rule -d 198.18.5.7 --strict
+user_error delete_longer_prefix_not_exact 'no rule for 198.18.5.0/25' rule -d 198.18.5.0/25 --strict
+user_error delete_shorter_prefix_not_exact 'no rule for 198.18.4.0/23' rule -d 198.18.4.0/23 --strict
+for c in 198.18.9.0/24 2001:db8:9::/48 198.18.5.7; do
+	run_cli rule -d "$c"
+	if cli_ok && [[ -z $OUT ]] && [[ $ERR == *"note: there is no rule for"* ]] &&
+		same "$BASE" "$(rule_lines)" "the rule set"; then
+		pass "delete_absent_is_done[$c]"
+	else
+		fail "delete_absent_is_done[$c]" "${WHY:-stdout: $OUT; stderr: $ERR}"
+	fi
+done
+UE_RC=1 user_error strict_without_delete '--strict goes with -d' rule -l --strict
 user_error rule_nothing_to_do 'nothing to do' rule
 # A list that holds no rule (a failed download, say) must not empty the firewall.
 EMPTY_LIST=$(mktemp "$ST_TMP/empty.XXXXXX")
 printf '# nothing but a comment\n\n' >"$EMPTY_LIST"
 user_error replace_with_empty_list 'holds no rules' rule -R "$EMPTY_LIST" -p deny
 user_error two_commands 'one of' rule -l -F
-user_error unknown_option "unknown option" rule -x
+UE_RC=1 user_error unknown_option "unknown option" rule -x
 user_error missing_argument "needs an argument" rule -a
 user_error unexpected_argument "unexpected argument 'extra'" rule -a 198.18.9.9 -p deny extra
 
@@ -196,7 +239,7 @@ else
 		fam=IPv4
 		[[ $c == *:* ]] && fam=IPv6
 		run_cli "$RULE" --pin-dir "$FULL" -a "$c" -p deny
-		if ! cli_error "$fam rule map is full \(2 rules\)"; then
+		if ! cli_error "$fam rule map is full \(2 rules\)" || ! cli_rc 3; then
 			fail "map_full_${fam}_third_fails" "$WHY"
 		elif ! same "$FULLBASE" "$("$RULE" --pin-dir "$FULL" -l | grep -v '^#')" "the rule set"; then
 			fail "map_full_${fam}_third_fails" "$WHY"

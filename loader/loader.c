@@ -230,6 +230,31 @@ static int check_max_rules(const struct loader_opts *cfg, uint32_t pinned_max)
 }
 
 /*
+ * What attaching and --create both need first: a kernel that can run
+ * ipblock, the pin directory (created if missing: *dir_created), and the
+ * pinned maps checked.  1 when maps of this layout are pinned
+ * (*pinned_max their capacity), 0 when none are, or -errno after a
+ * sentence, with nothing left behind.
+ */
+static int ready_pins(const struct loader_opts *cfg, uint32_t *pinned_max, bool *dir_created)
+{
+	char why[256];
+	int pins, ret = kfeatures_check(why, sizeof(why));
+
+	if (ret) {
+		cli_err("ipblock cannot run on this kernel: %s.", why);
+		return ret;
+	}
+	ret = prepare_pin_dir(cfg->pin_dir, dir_created);
+	if (ret)
+		return ret;
+	pins = check_pins(cfg, pinned_max);
+	if (pins < 0 && *dir_created)
+		rmdir(cfg->pin_dir);
+	return pins;
+}
+
+/*
  * --create: the maps made and pinned, nothing attached, so rules can be
  * staged before any interface is.  Loading the object makes and pins its
  * maps; its program goes again when the object is closed.  Pinned maps of
@@ -240,23 +265,11 @@ static int do_create(const struct loader_opts *cfg)
 	uint32_t pinned_max = 0, max_rules;
 	struct ipblock_bpf *skel;
 	bool dir_created;
-	char why[256];
 	int pins, ret;
 
-	ret = kfeatures_check(why, sizeof(why));
-	if (ret) {
-		cli_err("ipblock cannot run on this kernel: %s.", why);
-		return ret;
-	}
-	ret = prepare_pin_dir(cfg->pin_dir, &dir_created);
-	if (ret)
-		return ret;
-	pins = check_pins(cfg, &pinned_max);
-	if (pins < 0) {
-		if (dir_created)
-			rmdir(cfg->pin_dir);
+	pins = ready_pins(cfg, &pinned_max, &dir_created);
+	if (pins < 0)
 		return pins;
-	}
 	if (pins) {
 		if (check_max_rules(cfg, pinned_max))
 			return -EEXIST;
@@ -323,20 +336,9 @@ static int do_attach(const struct loader_opts *cfg)
 	}
 	xdp_multiprog__close(mp);
 
-	ret = kfeatures_check(why, sizeof(why));
-	if (ret) {
-		cli_err("ipblock cannot run on this kernel: %s.", why);
-		return ret;
-	}
-	ret = prepare_pin_dir(cfg->pin_dir, &dir_created);
-	if (ret)
-		return ret;
-	pins = check_pins(cfg, &pinned_max);
-	if (pins < 0) {
-		if (dir_created)
-			rmdir(cfg->pin_dir);
+	pins = ready_pins(cfg, &pinned_max, &dir_created);
+	if (pins < 0)
 		return pins;
-	}
 	if (pins && check_max_rules(cfg, pinned_max))
 		return -EEXIST;
 	max_rules = pins ? pinned_max : cfg->max_rules ? cfg->max_rules : IPBLOCK_MAX_RULES_DEFAULT;

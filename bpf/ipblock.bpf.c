@@ -85,6 +85,26 @@ struct {
 	__type(value, struct ipblock_counter);
 } stats_map SEC(".maps");
 
+/*
+ * Who claims which prefix, and the sources' names: written and read by the
+ * tools only (common/owners.c), here so that they are made and pinned with
+ * the rest.  The program never looks at them.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, IPBLOCK_MAX_RULES_DEFAULT *IPBLOCK_CLAIMS_PER_RULE);
+	__type(key, struct ipblock_owner_key);
+	__type(value, struct ipblock_owner);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} owners_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, IPBLOCK_SOURCES_MAX);
+	__type(key, __u32);
+	__type(value, struct ipblock_source);
+} sources_map SEC(".maps");
+
 /* One slot-hash probe per family, checked once by the verifier (flat_lookup.h). */
 DEFINE_FLAT_PROBE(flat4_probe, flat4_slots)
 DEFINE_FLAT_PROBE(flat6_probe, flat6_slots)

@@ -89,11 +89,61 @@ struct ipblock_counter {
 };
 
 /*
+ * Rule sources.  Every rule is claimed by one or more named sources
+ * ("static" by default; "fail2ban-sshd", "crowdsec", a list's name):
+ * owners_map holds one claim per (source, prefix) with its action and
+ * deadline, sources_map the sources' names.  The tries hold the one verdict
+ * the claims of a prefix resolve to (an allow from any source beats a deny
+ * of the same prefix), so the program reads neither map; common/owners.[ch]
+ * keep the three in step.
+ */
+#define IPBLOCK_SOURCES_MAX 256
+#define IPBLOCK_SOURCE_NAME_LEN 32 /* with the NUL */
+#define IPBLOCK_SOURCE_DEFAULT "static"
+
+/* owners_map holds this many claims per rule of the tries' capacity. */
+#define IPBLOCK_CLAIMS_PER_RULE 2
+
+/*
+ * owners_map is an LPM trie used as an exact-match map (every key carries
+ * the full IPBLOCK_OWNER_KEY_BITS): unlike a hash map, whose buckets are
+ * allocated for max_entries up front, its memory follows the claims.
+ */
+#define IPBLOCK_OWNER_KEY_BITS 160
+
+struct ipblock_owner_key {
+	__u32 prefixlen; /* always IPBLOCK_OWNER_KEY_BITS */
+	__u16 source;	 /* index into sources_map */
+	__u8 family;	/* AF_INET or AF_INET6 */
+	__u8 len;	 /* the prefix length: 0..32 or 0..128 */
+	__u8 addr[16];	/* network byte order, host bits clear; IPv4 in addr[0..3] */
+};
+
+struct ipblock_owner {
+	__u8 action; /* enum ipblock_action */
+	__u8 pad[7];
+	__u64 deadline; /* CLOCK_REALTIME second the claim expires at; 0: never */
+};
+
+struct ipblock_source {
+	char name[IPBLOCK_SOURCE_NAME_LEN]; /* "": a free slot */
+	/* No claim of the source expires before it (0: none has a deadline); may be early. */
+	__u64 next_deadline;
+};
+
+/*
+ * A writer is changing the claims and the tries: set before, cleared after.
+ * Found set, the tries are brought back to what the claims resolve to.
+ */
+#define IPBLOCK_CONFIG_OWNERS_DIRTY 0x2
+
+/*
  * Every map ipblock pins, written once: X(ID, name, type, key, value, flags,
  * max_entries).  name is the map's name in the program and its pin name
  * (stable: tools outside ipblock may read the pins); ID makes its index,
  * IPBLOCK_MAP_<ID>.  max_entries 0: chosen when the maps are created (the
- * tries' capacity, the ceiling of rules per family).
+ * tries' capacity, the ceiling of rules per family; owners_map holds
+ * IPBLOCK_CLAIMS_PER_RULE times as many claims).
  *
  * Each family has two tries, set A (ipv4_map, ipv6_map) and set B (the _b
  * maps), and config_map says which set is active.  At rest both tries hold
@@ -131,6 +181,11 @@ struct ipblock_counter {
 	X(CONFIG, config_map, BPF_MAP_TYPE_ARRAY, __u32, struct ipblock_config, 0, 1)              \
 	X(STATS, stats_map, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, struct ipblock_counter, 0,           \
 	  IPBLOCK_STAT_MAX)                                                                        \
+	X(OWNERS, owners_map, BPF_MAP_TYPE_LPM_TRIE, struct ipblock_owner_key,                     \
+	  struct ipblock_owner,                                                                    \
+	  BPF_F_NO_PREALLOC, 0)                                                                    \
+	X(SOURCES, sources_map, BPF_MAP_TYPE_ARRAY, __u32, struct ipblock_source, 0,               \
+	  IPBLOCK_SOURCES_MAX)                                                                     \
 	IPBLOCK_MAP_TABLES(X, 4)                                                                      \
 	IPBLOCK_MAP_TABLES(X, 6)
 

@@ -53,6 +53,16 @@ int pins_memlock(int fd, uint64_t *bytes)
 
 /* --- the program's object ---------------------------------------------------------- */
 
+/* The size of a map sized at creation: the tries max_rules, owners_map that many claims per rule. */
+static uint32_t entries_for(size_t i, uint32_t max_rules)
+{
+	uint64_t n = max_rules;
+
+	if (i == IPBLOCK_MAP_OWNERS)
+		n *= IPBLOCK_CLAIMS_PER_RULE;
+	return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
 int pins_obj_size(struct bpf_object *obj, uint32_t max_rules)
 {
 	if (!max_rules)
@@ -63,9 +73,9 @@ int pins_obj_size(struct bpf_object *obj, uint32_t max_rules)
 
 		if (!map)
 			return -ENOENT;
-		if (layouts[i].type != BPF_MAP_TYPE_LPM_TRIE)
+		if (layouts[i].max_entries)
 			continue;
-		ret = bpf_map__set_max_entries(map, max_rules);
+		ret = bpf_map__set_max_entries(map, entries_for(i, max_rules));
 		if (ret)
 			return ret;
 	}

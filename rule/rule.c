@@ -8,10 +8,12 @@
 
 #include "cli.h"
 #include "maps.h"
+#include "owners.h"
 #include "rulecache.h"
 #include "rulefile.h"
 #include "stacktrace.h"
 #include "trie.h"
+#include "value.h"
 
 enum { OPT_PIN_DIR = 256, OPT_SKIP_INVALID, OPT_STRICT, OPT_CHECK };
 
@@ -28,9 +30,12 @@ static const struct cli_opt options[] = {
 	  "with -i/-R: skip bad lines (and say which) instead of refusing the file" },
 	{ "list", 'l', NULL, "list every rule, IPv4 then IPv6, sorted, with its action" },
 	{ "save", 'S', NULL, "print every rule as 'CIDR allow|deny', for -R or -i" },
-	{ "flush", 'F', NULL, "delete every rule" },
+	{ "flush", 'F', NULL, "delete every rule of every source (with -o: that source's)" },
 	{ "check", OPT_CHECK, NULL,
 	  "exit 0 if the maps are pinned and usable (rules can be changed), else 2, 4 or 5" },
+	{ "source", 'o', "NAME",
+	  "the source a change belongs to, or -l/-S/-F of one source (default: static for "
+	  "changes, every source for -l/-S/-F)" },
 	{ "pin-dir", OPT_PIN_DIR, "DIR",
 	  "where the maps are pinned (" IPBLOCK_PIN_DIR_DEFAULT ")" },
 	{ "verbose", 'v', NULL, "show libbpf messages" },
@@ -56,6 +61,7 @@ struct config {
 	const char *file;
 	const char *policy;
 	const char *pin_dir;
+	const char *source; /* -o; NULL: the default for changes, every source for -l/-S/-F */
 	bool skip_invalid;
 	bool strict;
 	bool verbose;
@@ -66,66 +72,131 @@ static const char *family_name(int family)
 	return family == AF_INET ? "IPv4" : "IPv6";
 }
 
-static int do_add(const struct config *cfg, struct maps *m, const struct cidr *p, uint8_t action)
+/* The source a change belongs to: -o NAME, else the default. */
+static const char *change_source_name(const struct config *cfg)
 {
-	struct rule old, val = { .prefix = *p, .action = action };
-	char text[CIDR_STRLEN];
-	bool existed = trie_get(m->pins, 0, p, &old) == 0; /* set A: what listings show */
-	uint32_t cap = 0;
-	int ret;
+	return cfg->source ? cfg->source : IPBLOCK_SOURCE_DEFAULT;
+}
 
-	cidr_format(p, text, sizeof(text));
-	if (existed) {
-		/* Keep what a later issue may have stored beside the action. */
-		val = old;
-		val.action = action;
+/* " for NAME" after a change of a named source; "" for the default one. */
+static const char *for_source(const struct config *cfg, char *buf, size_t len)
+{
+	if (!cfg->source || !strcmp(cfg->source, IPBLOCK_SOURCE_DEFAULT))
+		return "";
+	snprintf(buf, len, " for %s", cfg->source);
+	return buf;
+}
+
+/* The index of the source of a change, registered if new; a sentence and -errno otherwise. */
+static int change_source(const struct config *cfg, struct owners *o)
+{
+	const char *name = change_source_name(cfg);
+	int s = owners_source_get(o, name);
+
+	if (s == -ENOSPC)
+		cli_err("there are already %d sources; flush one with -F -o NAME before adding "
+			"source %s.",
+			IPBLOCK_SOURCES_MAX, name);
+	else if (s < 0)
+		cli_err_change(s, cfg->pin_dir, "cannot register source %s", name);
+	return s;
+}
+
+/* A full map on a change of p: the tries' or the claims' sentence. */
+static void err_full(const struct maps *m, const struct cidr *p, int err)
+{
+	size_t v4 = 0, v6 = 0;
+	uint32_t cap = 0, claims = 0;
+
+	pins_capacity(m->pins, p->family, &cap);
+	trie_count(m->pins, &v4, &v6);
+	if (err == -E2BIG && (p->family == AF_INET ? v4 : v6) < cap) {
+		pins_entries(m->pins, IPBLOCK_MAP_OWNERS, &claims);
+		cli_err("the map of rule sources' claims is full (%u claims); release rules, or "
+			"recreate the maps with a larger ipblock-loader --max-rules.",
+			claims);
+		return;
 	}
-	ret = maps_rule_set(m, &val);
+	cli_err("the %s rule map is full (%u rules); delete rules, or recreate the maps "
+		"with ipblock-loader --max-rules.",
+		family_name(p->family), cap);
+}
+
+static int do_add(const struct config *cfg, struct owners *o, const struct cidr *p, uint8_t action)
+{
+	struct rule val = { .prefix = *p, .action = action };
+	enum owners_outcome what;
+	uint8_t before = 0, after = 0;
+	char text[CIDR_STRLEN], by[IPBLOCK_SOURCE_NAME_LEN + 8];
+	int src = change_source(cfg, o), ret;
+
+	if (src < 0)
+		return src;
+	cidr_format(p, text, sizeof(text));
+	ret = owners_claim(o, (uint16_t)src, &val, 0, &what, &before, &after);
 	if (ret == -ENOSPC || ret == -E2BIG) {
-		pins_capacity(m->pins, p->family, &cap);
-		cli_err("the %s rule map is full (%u rules); delete rules, or recreate the maps "
-			"with ipblock-loader --max-rules.",
-			family_name(p->family), cap);
+		err_full(o->m, p, ret);
 		return ret;
 	}
 	if (ret) {
 		cli_err_change(ret, cfg->pin_dir, "cannot add %s", text);
 		return ret;
 	}
-	if (!existed)
-		printf("added %s %s\n", text, ruleset_action_name(action));
-	else if (old.action != action)
-		printf("updated %s: %s -> %s\n", text, ruleset_action_name(old.action),
-		       ruleset_action_name(action));
+	for_source(cfg, by, sizeof(by));
+	if (what == OWNERS_ADDED)
+		printf("added %s %s%s\n", text, ruleset_action_name(action), by);
+	else if (what == OWNERS_CHANGED)
+		printf("updated %s: %s -> %s%s\n", text,
+		       ruleset_action_name(action == IPBLOCK_ACTION_ALLOW ? IPBLOCK_ACTION_DENY
+									   : IPBLOCK_ACTION_ALLOW),
+		       ruleset_action_name(action), by);
 	else
-		printf("unchanged %s %s\n", text, ruleset_action_name(action));
+		printf("unchanged %s %s%s\n", text, ruleset_action_name(action), by);
+	if (after != action)
+		cli_note("%s stays allowed: another source allows it, and an allow from any source "
+			 "beats a deny.",
+			 text);
 	return 0;
 }
 
-static int do_delete(const struct config *cfg, struct maps *m, const struct cidr *p)
+static int do_delete(const struct config *cfg, struct owners *o, const struct cidr *p)
 {
-	char text[CIDR_STRLEN];
-	int ret = maps_rule_delete(m, p);
+	const char *name = change_source_name(cfg);
+	char text[CIDR_STRLEN], by[IPBLOCK_SOURCE_NAME_LEN + 8];
+	uint8_t before = 0, after = 0;
+	int src = owners_source_find(o, name);
+	int ret = src < 0 ? -ENOENT : owners_release(o, (uint16_t)src, p, &before, &after);
 
 	cidr_format(p, text, sizeof(text));
-	if (ret == -ENOENT && cfg->strict) {
-		cli_err("there is no rule for %s.", text);
-		return -EINVAL;
-	}
+	for_source(cfg, by, sizeof(by));
 	if (ret == -ENOENT) {
+		struct rule r;
+		char held[160] = "";
+
+		if (!trie_get(o->m->pins, 0, p, &r))
+			snprintf(held, sizeof(held), " (the %s rule stays: other sources hold it)",
+				 ruleset_action_name(r.action));
+		if (cfg->strict) {
+			cli_err("there is no rule for %s%s%s.", text, by, held);
+			return -EINVAL;
+		}
 		/*
 		 * Deleting is idempotent: a ban lifted twice (fail2ban retries,
 		 * CrowdSec repeats deletions) is done, not an error.  The note
 		 * tells a person who mistyped the prefix; scripts read the code.
 		 */
-		cli_note("there is no rule for %s; nothing to delete.", text);
+		cli_note("there is no rule for %s%s%s; nothing to delete.", text, by, held);
 		return 0;
 	}
 	if (ret) {
 		cli_err_change(ret, cfg->pin_dir, "cannot delete %s", text);
 		return ret;
 	}
-	printf("deleted %s\n", text);
+	if (!after)
+		printf("deleted %s%s\n", text, by);
+	else
+		printf("released %s%s; it stays %s: other sources hold it\n", text, by,
+		       ruleset_action_name(after));
 	return 0;
 }
 
@@ -140,10 +211,57 @@ static void print_rule(const struct rule *r)
 	putchar('\n');
 }
 
+/* What -l walks beside the rules: every claim, in the same order. */
+struct list_ctx {
+	const struct owners *o;
+	const struct owner_claims *cl;
+	size_t at;  /* first claim not before the rule being printed */
+	int source; /* only the rules this source claims; -1: all */
+	uint64_t now;
+};
+
+/*
+ * A rule's line: "CIDR action", then, unless the default source alone
+ * holds it for good, its claims as a trailing comment, so the listing
+ * still reads back with -R: "# fail2ban-sshd deny 59s left, static allow".
+ */
 static int print_entry(const struct rulecache_entry *e, void *ctx)
 {
-	(void)ctx;
-	print_rule(&e->rule);
+	struct list_ctx *l = ctx;
+	const struct owner_claim *c;
+	size_t n = 0;
+	bool mine = l->source < 0;
+
+	while (l->at < l->cl->n && cidr_compare(&l->cl->c[l->at].prefix, &e->rule.prefix) < 0)
+		l->at++;
+	c = &l->cl->c[l->at];
+	while (l->at + n < l->cl->n && !cidr_compare(&c[n].prefix, &e->rule.prefix))
+		n++;
+	for (size_t i = 0; i < n; i++)
+		mine |= c[i].source == l->source;
+	if (!mine)
+		return 0;
+	if (n == 0 || (n == 1 && !strcmp(l->o->src.name[c[0].source], IPBLOCK_SOURCE_DEFAULT) &&
+		       !c[0].deadline)) {
+		print_rule(&e->rule);
+		return 0;
+	}
+	char text[CIDR_STRLEN];
+
+	printf("%s %s #", cidr_format(&e->rule.prefix, text, sizeof(text)),
+	       ruleset_action_name(e->rule.action));
+	for (size_t i = 0; i < n; i++) {
+		printf("%s %s %s", i ? "," : "", l->o->src.name[c[i].source],
+		       ruleset_action_name(c[i].action));
+		if (c[i].deadline) {
+			char left[VALUE_DURATION_STRLEN];
+
+			value_format_duration(c[i].deadline > l->now ? c[i].deadline - l->now : 0,
+					      left, sizeof(left));
+			printf(" %s left", left);
+		}
+	}
+	putchar('\n');
 	return 0;
 }
 
@@ -152,16 +270,35 @@ static int print_entry(const struct rulecache_entry *e, void *ctx)
  * rule set (the in-memory set of the coming service mode), in cidr_compare()
  * order.  r is freed once the cache holds it.
  */
-static int print_through_cache(struct ruleset *r)
+static int print_through_cache(struct ruleset *r, struct list_ctx *l)
 {
 	struct rulecache *rc = rulecache_new();
 	int ret = rc ? rulecache_load(rc, r->r, r->n) : -ENOMEM;
 
 	ruleset_free(r);
 	if (!ret)
-		ret = rulecache_foreach(rc, print_entry, NULL);
+		ret = rulecache_foreach(rc, print_entry, l);
 	rulecache_free(rc);
 	return ret;
+}
+
+/* "# sources: static 3 claims, fail2ban-sshd 1 claim" */
+static void print_sources(const struct owners *o, const struct owner_claims *cl)
+{
+	size_t count[IPBLOCK_SOURCES_MAX] = {};
+	bool any = false;
+
+	for (size_t i = 0; i < cl->n; i++)
+		count[cl->c[i].source]++;
+	printf("# sources:");
+	for (int s = 0; s < IPBLOCK_SOURCES_MAX; s++) {
+		if (!o->src.name[s][0] || !count[s])
+			continue;
+		printf("%s %s %zu claim%s", any ? "," : "", o->src.name[s], count[s],
+		       count[s] == 1 ? "" : "s");
+		any = true;
+	}
+	printf("%s\n", any ? "" : " none");
 }
 
 /*
@@ -172,17 +309,28 @@ static int print_through_cache(struct ruleset *r)
  * million-rule save would cost a third more time and its memory twice
  * over.  A million lines go out through one large stdio buffer, and a
  * write error (a full disk under -S > FILE) is reported rather than
- * leaving a silently cut listing.
+ * leaving a silently cut listing.  With -o NAME only that source's claims:
+ * -l shows the rules they hold, -S the claims' own actions.
  */
-static int do_list(const struct pins *pins, bool save)
+static int do_list(const struct config *cfg, const struct owners *o, bool save)
 {
+	struct owner_claims cl = {};
 	struct ruleset r = {};
 	size_t v4, v6;
-	int ret = trie_read(pins, &r);
+	int source = -1;
+	int ret;
 
+	if (cfg->source) {
+		source = owners_source_find(o, cfg->source);
+		if (source < 0)
+			source = IPBLOCK_SOURCES_MAX; /* an unknown source holds nothing */
+	}
+	ret = trie_read(o->m->pins, &r);
+	if (!ret)
+		ret = owners_read(o, -1, &cl);
 	if (ret) {
 		cli_err("cannot read the rules: %s.", strerror(-ret));
-		return ret;
+		goto out;
 	}
 	ruleset_count(r.r, r.n, &v4, &v6);
 	if (save) {
@@ -190,20 +338,35 @@ static int do_list(const struct pins *pins, bool save)
 		char when[32];
 
 		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-		printf("# ipblock rule set saved %s: %zu rules (%zu IPv4, %zu IPv6)\n", when, r.n,
-		       v4, v6);
-		printf("# restore with: ipblock-rule -R FILE\n");
-		for (size_t i = 0; i < r.n; i++)
-			print_rule(&r.r[i]);
+		if (source < 0) {
+			printf("# ipblock rule set saved %s: %zu rules (%zu IPv4, %zu IPv6)\n",
+			       when, r.n, v4, v6);
+			printf("# restore with: ipblock-rule -R FILE\n");
+			for (size_t i = 0; i < r.n; i++)
+				print_rule(&r.r[i]);
+		} else {
+			printf("# ipblock rules of source %s saved %s\n", cfg->source, when);
+			printf("# restore with: ipblock-rule -R FILE -o %s\n", cfg->source);
+			for (size_t i = 0; i < cl.n; i++) {
+				struct rule x = { .prefix = cl.c[i].prefix,
+						  .action = cl.c[i].action };
+
+				if (cl.c[i].source == source)
+					print_rule(&x);
+			}
+		}
 	} else {
-		ret = print_through_cache(&r);
+		struct list_ctx l = { .o = o, .cl = &cl, .source = source, .now = owners_now() };
+
+		ret = print_through_cache(&r, &l);
 		if (ret) {
 			cli_err("cannot list the rules: %s.", strerror(-ret));
 			goto out;
 		}
 		printf("# %zu rules (%zu IPv4, %zu IPv6); counters, all interfaces:\n", v4 + v6, v4,
 		       v6);
-		cli_print_counters(stdout, "#   ", pins);
+		cli_print_counters(stdout, "#   ", o->m->pins);
+		print_sources(o, &cl);
 	}
 	if (fflush(stdout) || ferror(stdout)) {
 		cli_err("cannot write the rules: %s.", strerror(errno ? errno : EIO));
@@ -211,6 +374,7 @@ static int do_list(const struct pins *pins, bool save)
 	}
 out:
 	ruleset_free(&r);
+	owners_claims_free(&cl);
 	return ret;
 }
 
@@ -236,23 +400,37 @@ static int load_list(const struct config *cfg, uint8_t action, struct rulefile *
 	return 0;
 }
 
-static int do_bulk(const struct config *cfg, struct maps *m, const struct rulefile *rf)
+static int do_bulk(const struct config *cfg, struct owners *o, const struct rulefile *rf)
 {
 	bool import = cfg->cmd == CMD_IMPORT;
-	struct maps_replace_stats st = {};
-	int ret = import ? maps_import_rules(m, rf->rules, rf->n, &st)
-			 : maps_replace_rules(m, rf->rules, rf->n, &st);
-	const char *name = rf->opts.name;
+	const char *name = rf->opts.name, *source = change_source_name(cfg);
+	struct owners_stats st = {};
+	size_t v4 = 0, v6 = 0;
+	int src = change_source(cfg, o), ret;
 
+	if (src < 0)
+		return src;
+	ret = owners_replace(o, (uint16_t)src, rf->rules, rf->n, 0, import, &st);
 	if (ret == -ENOSPC) {
-		int family = st.v4 > st.cap_v4 ? AF_INET : AF_INET6;
+		const struct maps_replace_stats *v = &st.verdicts;
+		int family = v->v4 > v->cap_v4 ? AF_INET : AF_INET6;
 
 		cli_err("the %s rule map holds at most %u rules but %s %s would need %zu; nothing "
 			"was changed (ipblock-loader --max-rules sets the capacity when the maps "
 			"are created).",
-			family_name(family), family == AF_INET ? st.cap_v4 : st.cap_v6,
+			family_name(family), family == AF_INET ? v->cap_v4 : v->cap_v6,
 			import ? "importing" : "replacing with", name,
-			family == AF_INET ? st.v4 : st.v6);
+			family == AF_INET ? v->v4 : v->v6);
+		return ret;
+	}
+	if (ret == -E2BIG) {
+		uint32_t claims = 0;
+
+		pins_entries(o->m->pins, IPBLOCK_MAP_OWNERS, &claims);
+		cli_err("the map of rule sources' claims holds at most %u claims, too few for %s; "
+			"nothing was changed (ipblock-loader --max-rules sets it when the maps are "
+			"created).",
+			claims, name);
 		return ret;
 	}
 	if (ret) {
@@ -260,41 +438,56 @@ static int do_bulk(const struct config *cfg, struct maps *m, const struct rulefi
 			       import ? "import" : "replace the rules with", name);
 		return ret;
 	}
+	trie_count(o->m->pins, &v4, &v6);
 	if (import)
-		printf("imported %zu rules from %s: %zu added, %zu updated, %zu unchanged; now "
-		       "%zu IPv4 and %zu IPv6 rules\n",
-		       rf->n, name, st.added, st.updated, rf->n - st.added - st.updated, st.v4,
-		       st.v6);
+		printf("imported %zu rules from %s into source %s: %zu added, %zu updated, %zu "
+		       "unchanged; now %zu IPv4 and %zu IPv6 rules\n",
+		       rf->n, name, source, st.rules_added, st.rules_updated,
+		       rf->n - st.rules_added - st.rules_updated, v4, v6);
 	else
-		printf("replaced the rule set with %s: %zu added, %zu updated, %zu deleted; now "
-		       "%zu IPv4 and %zu IPv6 rules\n",
-		       name, st.added, st.updated, st.deleted, st.v4, st.v6);
+		printf("replaced the rules of source %s with %s: %zu added, %zu updated, %zu "
+		       "deleted; now %zu IPv4 and %zu IPv6 rules\n",
+		       source, name, st.rules_added, st.rules_updated, st.rules_deleted, v4, v6);
 	return 0;
 }
 
-static int do_flush(const struct config *cfg, struct maps *m)
+static int do_flush(const struct config *cfg, struct owners *o)
 {
-	size_t removed = 0;
-	int ret = maps_flush(m, &removed);
+	size_t released = 0;
+	int src = -1, ret;
 
+	if (cfg->source) {
+		src = owners_source_find(o, cfg->source);
+		if (src < 0) {
+			printf("flushed 0 rules of source %s (it holds none)\n", cfg->source);
+			return 0;
+		}
+	}
+	ret = owners_flush(o, src, &released);
 	if (ret) {
-		cli_err_change(ret, cfg->pin_dir, "flush stopped after %zu rules", removed);
+		cli_err_change(ret, cfg->pin_dir, "flush stopped after %zu rules", released);
 		return ret;
 	}
-	printf("flushed %zu rules\n", removed);
+	if (cfg->source)
+		printf("flushed %zu rules of source %s\n", released, cfg->source);
+	else
+		printf("flushed %zu rules\n", released);
 	return 0;
 }
 
 static void usage(FILE *f)
 {
 	cli_usage(f,
-		  "-a CIDR -p allow|deny | -d CIDR | -i FILE [-p ACTION] | -R FILE [-p ACTION] |\n"
-		  "       -l | -S | -F | --check",
+		  "[-o SOURCE] -a CIDR -p allow|deny | -d CIDR | -i FILE [-p ACTION] |\n"
+		  "       -R FILE [-p ACTION] | -l | -S | -F | --check",
 		  "Change the rules of the ipblock XDP firewall.  A bare address is a /32 (/128);\n"
 		  "the longest matching prefix decides, no match passes.\n"
 		  "FILE: one address or prefix a line, optionally followed by allow or deny;\n"
 		  "'#' and ';' start comments (FireHOL netsets, Spamhaus DROP and -S output read\n"
-		  "as they are).  A bad line refuses the whole file, changing nothing.\n" CLI_EXIT_HELP,
+		  "as they are).  A bad line refuses the whole file, changing nothing.\n"
+		  "Sources: every rule belongs to one or more named sources (-o; static by\n"
+		  "default); a prefix stays until its last source releases it, and an allow\n"
+		  "from any source beats a deny of the same prefix.\n" CLI_EXIT_HELP,
 		  options);
 }
 
@@ -351,6 +544,9 @@ static int parse_options(int argc, char **argv, struct config *cfg)
 			break;
 		case 'p':
 			cfg->policy = optarg;
+			break;
+		case 'o':
+			cfg->source = optarg;
 			break;
 		case OPT_PIN_DIR:
 			cfg->pin_dir = optarg;
@@ -409,6 +605,18 @@ static int check_options(const struct config *cfg, uint8_t *action, struct cidr 
 		cli_err("--skip-invalid goes with -i or -R only.");
 		return -EINVAL;
 	}
+	if (cfg->source) {
+		char why[VALUE_WHYLEN];
+
+		if (value_check_name(cfg->source, IPBLOCK_SOURCE_NAME_LEN - 1, why, sizeof(why))) {
+			cli_err("bad source name '%s': it %s.", cfg->source, why);
+			return -EINVAL;
+		}
+		if (cfg->cmd == CMD_CHECK) {
+			cli_err("-o goes with -a, -d, -i, -R, -l, -S or -F.");
+			return -EINVAL;
+		}
+	}
 	if (cfg->policy && ruleset_action_parse(cfg->policy, action)) {
 		cli_err("unknown policy '%s': use allow or deny.", cfg->policy);
 		return -EINVAL;
@@ -420,27 +628,61 @@ static int check_options(const struct config *cfg, uint8_t *action, struct cidr 
 }
 
 /* The command itself, the maps locked. */
-static int run(const struct config *cfg, struct maps *m, uint8_t action, const struct cidr *p,
+static int run(const struct config *cfg, struct owners *o, uint8_t action, const struct cidr *p,
 	       const struct rulefile *rf)
 {
 	switch (cfg->cmd) {
 	case CMD_ADD:
-		return do_add(cfg, m, p, action);
+		return do_add(cfg, o, p, action);
 	case CMD_DELETE:
-		return do_delete(cfg, m, p);
+		return do_delete(cfg, o, p);
 	case CMD_IMPORT:
 	case CMD_REPLACE:
-		return do_bulk(cfg, m, rf);
+		return do_bulk(cfg, o, rf);
 	case CMD_LIST:
 	case CMD_SAVE:
 		/* Big listings go out in large writes. */
 		setvbuf(stdout, NULL, _IOFBF, 1 << 16);
-		return do_list(m->pins, cfg->cmd == CMD_SAVE);
+		return do_list(cfg, o, cfg->cmd == CMD_SAVE);
 	case CMD_FLUSH:
-		return do_flush(cfg, m);
+		return do_flush(cfg, o);
 	default:
 		return 0;
 	}
+}
+
+/*
+ * Lock the maps and read the sources.  Every writer, and -l, first expires
+ * the claims that are due (until a service does it on time); a listing
+ * takes the shared lock and changes to the exclusive one only then.
+ */
+static int begin(const struct config *cfg, struct owners *o, struct maps *m)
+{
+	bool writer = cfg->cmd != CMD_LIST && cfg->cmd != CMD_SAVE;
+	uint64_t now = owners_now();
+	size_t due = 0;
+	int ret = pins_lock(m->pins, writer);
+
+	if (ret) {
+		cli_err("cannot lock %s: %s.", cfg->pin_dir, strerror(-ret));
+		return ret;
+	}
+	ret = owners_begin(o, m, now, writer, &due);
+	if (!ret && !writer && due) {
+		pins_unlock(m->pins);
+		ret = pins_lock(m->pins, true);
+		if (ret) {
+			cli_err("cannot lock %s: %s.", cfg->pin_dir, strerror(-ret));
+			return ret;
+		}
+		ret = owners_begin(o, m, now, true, NULL);
+	}
+	if (ret) {
+		cli_err_change(ret, cfg->pin_dir, "cannot read the rule sources in %s",
+			       cfg->pin_dir);
+		pins_unlock(m->pins);
+	}
+	return ret;
 }
 
 int main(int argc, char **argv)
@@ -448,6 +690,7 @@ int main(int argc, char **argv)
 	struct config cfg = { .pin_dir = IPBLOCK_PIN_DIR_DEFAULT };
 	struct pins pins = PINS_INIT;
 	struct maps m;
+	struct owners o;
 	struct rulefile rf = {};
 	uint8_t action = 0;
 	struct cidr p;
@@ -484,14 +727,14 @@ int main(int argc, char **argv)
 	}
 
 	/* Writers exclusive, listings shared: no listing sees half a replace. */
-	ret = pins_lock(&pins, cfg.cmd != CMD_LIST && cfg.cmd != CMD_SAVE);
+	ret = begin(&cfg, &o, &m);
 	if (ret) {
-		cli_err("cannot lock %s: %s.", cfg.pin_dir, strerror(-ret));
+		maps_release(&m);
 		pins_close(&pins);
 		rulefile_free(&rf);
-		return CLI_EXIT_FAIL;
+		return cli_exit_code(ret) == CLI_EXIT_PERM ? CLI_EXIT_PERM : CLI_EXIT_FAIL;
 	}
-	ret = run(&cfg, &m, action, &p, &rf);
+	ret = run(&cfg, &o, action, &p, &rf);
 	pins_unlock(&pins);
 	/* Normalisation notes only once the change they describe was made. */
 	if (!ret && note[0])

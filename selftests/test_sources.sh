@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Rule sources over real traffic: an admin's static allow survives a jail's
+# ban and unban; two sources banning one address keep it dropped until the
+# second releases it; a replace or flush of one source leaves the others;
+# deleting what is not there exits 0; "not loaded" has its own exit code.
+#
+#   snd (va)  198.18.0.1 .3 .4/24, 2001:db8::1 ::3/64
+#   rcv (vb)  198.18.0.2/24,        2001:db8::2/64        <- ipblock
+# Helpers run through check() look unreachable to shellcheck; st_init's
+# arguments are tool names, not the script's.
+# shellcheck disable=SC2317,SC2119
+set -u
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
+
+st_init
+
+ns_add snd rcv
+veth snd va rcv vb
+addr snd va 198.18.0.1/24 198.18.0.3/24 198.18.0.4/24 2001:db8::1/64 2001:db8::3/64
+addr rcv vb 198.18.0.2/24 2001:db8::2/64
+
+# "Not loaded" before anything is: the documented code 2, one sentence.
+run_cli rule -a 198.18.0.3 -p deny -o fail2ban-sshd
+if cli_error 'not loaded' && cli_rc 2; then
+	pass not_loaded_exit_2
+else
+	fail not_loaded_exit_2 "$WHY"
+fi
+run_cli rule --check
+check not_loaded_check_exit_2 cli_rc 2
+
+run_cli loader rcv -d vb
+((RC)) && setup_fail "ipblock-loader -d vb failed ($RC): $ERR"
+run_cli rule --check
+check ready_check_exit_0 cli_ok
+
+# rule_ok ARGS...: an ipblock-rule call the test relies on.
+rule_ok() {
+	run_cli rule "$@"
+	cli_ok && return 0
+	WHY="ipblock-rule $*: $WHY"
+	return 1
+}
+
+
+say "an admin's allow survives a jail's ban and unban"
+check admin_allow rule_ok -a 198.18.0.3 -p allow
+check admin_allow_v6 rule_ok -a 2001:db8::3 -p allow
+check jail_ban rule_ok -a 198.18.0.3 -p deny -o fail2ban-sshd
+check jail_ban_v6 rule_ok -a 2001:db8::3 -p deny -o fail2ban-sshd
+check jail_ban_notes_the_allow_wins eval '[[ $ERR == *"allow from any source beats a deny"* ]]'
+check allowed_address_passes_during_ban ping_passes snd 198.18.0.2 198.18.0.3
+check allowed_v6_passes_during_ban ping_passes snd 2001:db8::2 2001:db8::3
+check listing_names_both_sources has_line "$(rule_lines)" \
+	"198.18.0.3/32 allow # static allow, fail2ban-sshd deny"
+check jail_unban rule_ok -d 198.18.0.3 -o fail2ban-sshd
+check jail_unban_v6 rule_ok -d 2001:db8::3 -o fail2ban-sshd
+check allow_kept_after_unban has_line "$(rule_lines)" "198.18.0.3/32 allow"
+check allow_v6_kept_after_unban has_line "$(rule_lines)" "2001:db8::3/128 allow"
+check allowed_address_passes_after_unban ping_passes snd 198.18.0.2 198.18.0.3
+# A wide ban of the jail: the admin's /32 allow still passes, the rest drops.
+check jail_ban_prefix rule_ok -a 198.18.0.0/24 -p deny -o fail2ban-sshd
+check longest_prefix_allow_passes ping_passes snd 198.18.0.2 198.18.0.3
+check longest_prefix_deny_drops ping_dropped snd 198.18.0.2 198.18.0.4
+check jail_unban_prefix rule_ok -d 198.18.0.0/24 -o fail2ban-sshd
+check prefix_unbanned_passes ping_passes snd 198.18.0.2 198.18.0.4
+
+say "two sources ban one address: it stays dropped until the last unban"
+check sshd_ban rule_ok -a 198.18.0.4 -p deny -o fail2ban-sshd
+check crowdsec_ban rule_ok -a 198.18.0.4 -p deny -o crowdsec
+check two_bans_drop ping_dropped snd 198.18.0.2 198.18.0.4
+check first_unban rule_ok -d 198.18.0.4 -o fail2ban-sshd
+check first_unban_says_it_stays eval '[[ $OUT == *"stays deny"* ]]'
+check still_dropped_after_first_unban ping_dropped snd 198.18.0.2 198.18.0.4
+check second_unban rule_ok -d 198.18.0.4 -o crowdsec
+check passes_after_second_unban ping_passes snd 198.18.0.2 198.18.0.4
+
+say "deleting what is not there is done"
+run_cli rule -d 198.18.0.4 -o crowdsec
+if cli_ok && [[ -z $OUT ]] && [[ $ERR == *"no rule for 198.18.0.4/32 for crowdsec"* ]]; then
+	pass unban_again_exit_0
+else
+	fail unban_again_exit_0 "${WHY:-stdout: $OUT; stderr: $ERR}"
+fi
+run_cli rule -d 198.18.0.4 -o never-seen
+check unban_from_unknown_source_exit_0 cli_ok
+run_cli rule -d 198.18.0.4 -o crowdsec --strict
+if cli_error 'no rule for' && cli_rc 1; then
+	pass strict_unban_exit_1
+else
+	fail strict_unban_exit_1 "$WHY"
+fi
+run_cli rule -a 198.18.0.4 -p deny -o 'bad/name'
+if cli_error "bad source name" && cli_rc 1; then
+	pass bad_source_name_exit_1
+else
+	fail bad_source_name_exit_1 "$WHY"
+fi
+
+say "replace and flush touch one source only"
+LIST=$ST_TMP/list
+printf '198.18.0.4\n2001:db8::3/128\n' >"$LIST"
+check jail_ban_for_replace rule_ok -a 198.18.0.1 -p deny -o fail2ban-sshd
+check list_replace rule_ok -R "$LIST" -p deny -o firehol_level1
+check list_drops ping_dropped snd 198.18.0.2 198.18.0.4
+check list_v6_allow_still_wins ping_passes snd 2001:db8::2 2001:db8::3
+check jail_ban_kept_by_list_replace ping_dropped snd 198.18.0.2 198.18.0.1
+check list_source_listed has_line "$(rule -l -o firehol_level1 | grep -v '^#')" \
+	"198.18.0.4/32 deny # firehol_level1 deny"
+check list_save_of_one_source eval \
+	'[[ $(rule -S -o firehol_level1 | grep -v "^#") == "198.18.0.4/32 deny
+2001:db8::3/128 deny" ]]'
+# The static rule set replaced: the jail's and the list's stay.
+printf '198.18.0.3 allow\n' >"$ST_TMP/static"
+check static_replace rule_ok -R "$ST_TMP/static"
+check jail_ban_kept_by_static_replace ping_dropped snd 198.18.0.2 198.18.0.1
+check list_kept_by_static_replace ping_dropped snd 198.18.0.2 198.18.0.4
+check static_v6_allow_replaced_away ping_dropped snd 2001:db8::2 2001:db8::3
+check list_flush rule_ok -F -o firehol_level1
+check list_flushed_passes ping_passes snd 198.18.0.2 198.18.0.4
+check jail_ban_kept_by_list_flush ping_dropped snd 198.18.0.2 198.18.0.1
+check static_allow_kept_by_list_flush has_line "$(rule_lines)" "198.18.0.3/32 allow"
+check flush_all rule_ok -F
+check flush_all_empties same "" "$(rule_lines)" "the rule set"
+check flush_all_passes ping_passes snd 198.18.0.2 198.18.0.1
+
+st_finish

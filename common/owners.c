@@ -77,6 +77,14 @@ uint64_t owners_now(void)
 	return (uint64_t)ts.tv_sec;
 }
 
+uint64_t owners_deadline_in(uint64_t secs)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec + (ts.tv_nsec ? 1 : 0) + secs;
+}
+
 /* --- the pinned maps -------------------------------------------------------------- */
 
 static void claim_key(const struct owner_claim *c, struct ipblock_owner_key *k)
@@ -725,8 +733,9 @@ out:
 	return ret;
 }
 
-int owners_replace(struct owners *o, uint16_t source, const struct rule *rules, size_t n,
-		   uint64_t deadline, bool merge, struct owners_stats *st)
+int owners_replace(struct owners *o, uint16_t source, const struct rule *rules,
+		   const uint64_t *deadlines, size_t n, uint64_t deadline, bool merge,
+		   struct owners_stats *st)
 {
 	struct owner_claims b = {}, a = {};
 	int ret = owners_read(o, -1, &b);
@@ -747,6 +756,9 @@ int owners_replace(struct owners *o, uint16_t source, const struct rule *rules, 
 		struct owner_claim c = { .prefix = rules[i].prefix, .source = source,
 					 .action = rules[i].action, .deadline = deadline };
 
+		if (deadlines && deadlines[i])
+			c.deadline = deadlines[i];
+
 		ret = owners_claims_push(&a, &c);
 	}
 	if (!ret) {
@@ -765,7 +777,7 @@ int owners_flush(struct owners *o, int source, size_t *released)
 	int ret;
 
 	if (source >= 0) {
-		ret = owners_replace(o, (uint16_t)source, NULL, 0, 0, false, &st);
+		ret = owners_replace(o, (uint16_t)source, NULL, NULL, 0, 0, false, &st);
 		if (released)
 			*released = st.released;
 		if (ret)

@@ -120,12 +120,14 @@ int owners_release(struct owners *o, uint16_t source, const struct cidr *p, uint
 		   uint8_t *after);
 
 /*
- * Source's claims become exactly rules[0..n) (sorted and unique), with
- * deadline (0: never); other sources' claims stay.  One atomic switch of
- * the tries.  With merge, source's other claims stay too (an import).
+ * Source's claims become exactly rules[0..n) (sorted and unique), each
+ * with deadlines[i] when that is given and not 0, else with deadline (0:
+ * never); other sources' claims stay.  One atomic switch of the tries.
+ * With merge, source's other claims stay too (an import).
  */
-int owners_replace(struct owners *o, uint16_t source, const struct rule *rules, size_t n,
-		   uint64_t deadline, bool merge, struct owners_stats *st);
+int owners_replace(struct owners *o, uint16_t source, const struct rule *rules,
+		   const uint64_t *deadlines, size_t n, uint64_t deadline, bool merge,
+		   struct owners_stats *st);
 
 /*
  * Release every claim of source, whose slot is then free (source < 0:
@@ -138,5 +140,12 @@ int owners_expire(struct owners *o, uint64_t now, size_t *expired);
 
 /* Seconds since the epoch (CLOCK_REALTIME): the clock deadlines are in. */
 uint64_t owners_now(void);
+
+/*
+ * The deadline of a claim that lasts secs from now: counted from the next
+ * whole second, so that it never expires early (expiry compares whole
+ * seconds); at most one second late.
+ */
+uint64_t owners_deadline_in(uint64_t secs);
 
 #endif /* IPBLOCK_OWNERS_H */

@@ -6,9 +6,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "rulefile.h"
+#include "value.h"
+
+/* Fields a rule line may have: CIDR, action, timeout= or expires=; one more is an error. */
+#define FIELDS_MAX 4
 
 /* Bytes read per read(): big enough that a million-line list takes few calls. */
 #define READ_CHUNK (1 << 20)
@@ -39,8 +44,8 @@ static const char *quote_field(char *buf, size_t size, const char *s, size_t n)
  * The line's fields: the comment is cut first, so "1.2.3.0/24 ; SBL123"
  * and "1.2.3.4 deny # why" both end where the comment starts.
  */
-static int split_fields(const char *line, size_t len, const char *f[3], size_t flen[3], char *err,
-			size_t errlen)
+static int split_fields(const char *line, size_t len, const char *f[FIELDS_MAX + 1],
+			size_t flen[FIELDS_MAX + 1], char *err, size_t errlen)
 {
 	size_t i = 0, nf = 0;
 
@@ -64,26 +69,77 @@ static int split_fields(const char *line, size_t len, const char *f[3], size_t f
 		start = i;
 		while (i < len && !is_blank(line[i]))
 			i++;
-		if (nf < 3) {
+		if (nf <= FIELDS_MAX) {
 			f[nf] = line + start;
 			flen[nf] = i - start;
 		}
 		nf++;
 	}
-	return (int)(nf > 3 ? 3 : nf);
+	return (int)(nf > FIELDS_MAX + 1 ? FIELDS_MAX + 1 : nf);
 }
 
-/* rulefile_parse_line(), also handing back the prefix field for the notes. */
-static int parse_line(const char *line, size_t len, uint8_t action, struct rule *out,
-		      unsigned int *notes, char *err, size_t errlen, const char **field,
-		      size_t *field_len)
+/* "2026-12-06T04:00:00Z", what -S writes, as seconds since the epoch. */
+static int parse_time(const char *s, uint64_t *out)
 {
-	const char *f[3];
-	size_t flen[3];
+	struct tm tm = {};
+	const char *end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	time_t t;
+
+	if (!end || *end)
+		return -EINVAL;
+	t = timegm(&tm);
+	if (t < 0)
+		return -EINVAL;
+	*out = (uint64_t)t;
+	return 0;
+}
+
+/* One "timeout=DURATION" or "expires=TIME" field into *deadline. */
+static int parse_deadline(const char *f, size_t flen, uint64_t now, uint64_t *deadline,
+			  char *err, size_t errlen)
+{
+	char tok[TOKEN_MAX], q[40], why[VALUE_WHYLEN];
+	uint64_t secs;
+
+	if (*deadline) {
+		snprintf(err, errlen, "'%s': give one timeout= or expires= a line.",
+			 quote_field(q, sizeof(q), f, flen));
+		return -EINVAL;
+	}
+	memcpy(tok, f, flen < TOKEN_MAX ? flen : TOKEN_MAX - 1);
+	tok[flen < TOKEN_MAX ? flen : TOKEN_MAX - 1] = '\0';
+	if (!strncmp(tok, "timeout=", 8)) {
+		if (value_parse_duration(tok + 8, 1, RULEFILE_TIMEOUT_MAX, &secs, why,
+					 sizeof(why))) {
+			snprintf(err, errlen, "bad timeout '%s': %s.", tok + 8, why);
+			return -EINVAL;
+		}
+		*deadline = now + secs;
+		return 0;
+	}
+	if (parse_time(tok + 8, deadline) || !*deadline) {
+		snprintf(err, errlen, "bad expiry '%s': write expires=YYYY-MM-DDTHH:MM:SSZ (UTC).",
+			 quote_field(q, sizeof(q), tok + 8, strlen(tok + 8)));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/*
+ * rulefile_parse_line(), also handing back the prefix field for the notes
+ * and the line's deadline (0: none; timeout= counts from now).
+ */
+static int parse_line(const char *line, size_t len, uint8_t action, uint64_t now,
+		      struct rule *out, uint64_t *deadline, unsigned int *notes, char *err,
+		      size_t errlen, const char **field, size_t *field_len)
+{
+	const char *f[FIELDS_MAX + 1];
+	size_t flen[FIELDS_MAX + 1];
 	char tok[TOKEN_MAX], q[40];
 	uint8_t line_action = 0;
-	int nf = split_fields(line, len, f, flen, err, errlen);
+	int nf = split_fields(line, len, f, flen, err, errlen), k = 1;
 
+	*deadline = 0;
 	if (nf <= 0)
 		return nf;
 	memcpy(tok, f[0], flen[0] < TOKEN_MAX ? flen[0] : TOKEN_MAX - 1);
@@ -91,13 +147,8 @@ static int parse_line(const char *line, size_t len, uint8_t action, struct rule 
 	memset(out, 0, sizeof(*out));
 	if (cidr_parse(tok, &out->prefix, notes, err, errlen))
 		return -EINVAL;
-	if (nf == 3) {
-		snprintf(err, errlen,
-			 "unexpected '%s' after the action; a rule line is CIDR [allow|deny].",
-			 quote_field(q, sizeof(q), f[2], flen[2]));
-		return -EINVAL;
-	}
-	if (nf == 2) {
+	if (nf > 1 && !memchr(f[1], '=', flen[1])) {
+		k = 2;
 		if (flen[1] == 5 && !memcmp(f[1], "allow", 5)) {
 			line_action = IPBLOCK_ACTION_ALLOW;
 		} else if (flen[1] == 4 && !memcmp(f[1], "deny", 4)) {
@@ -107,6 +158,20 @@ static int parse_line(const char *line, size_t len, uint8_t action, struct rule 
 				 quote_field(q, sizeof(q), f[1], flen[1]));
 			return -EINVAL;
 		}
+	}
+	for (; k < nf; k++) {
+		bool timed = flen[k] > 8 && (!memcmp(f[k], "timeout=", 8) ||
+					     !memcmp(f[k], "expires=", 8));
+
+		if (k == FIELDS_MAX || !timed) {
+			snprintf(err, errlen,
+				 "unexpected '%s' after the action; a rule line is CIDR "
+				 "[allow|deny] [timeout=DURATION|expires=TIME].",
+				 quote_field(q, sizeof(q), f[k], flen[k]));
+			return -EINVAL;
+		}
+		if (parse_deadline(f[k], flen[k], now, deadline, err, errlen))
+			return -EINVAL;
 	}
 	out->action = action ? action : line_action;
 	if (!out->action) {
@@ -126,9 +191,10 @@ int rulefile_parse_line(const char *line, size_t len, uint8_t action, struct rul
 			unsigned int *notes, char *err, size_t errlen)
 {
 	unsigned int ignored;
+	uint64_t deadline;
 
-	return parse_line(line, len, action, out, notes ? notes : &ignored, err, errlen, NULL,
-			  NULL);
+	return parse_line(line, len, action, (uint64_t)time(NULL), out, &deadline,
+			  notes ? notes : &ignored, err, errlen, NULL, NULL);
 }
 
 void rulefile_init(struct rulefile *rf, const struct rulefile_opts *opts)
@@ -137,6 +203,8 @@ void rulefile_init(struct rulefile *rf, const struct rulefile_opts *opts)
 	rf->opts = *opts;
 	if (!rf->opts.name)
 		rf->opts.name = "stdin";
+	if (!rf->opts.now)
+		rf->opts.now = (uint64_t)time(NULL);
 }
 
 /* Keep the RULEFILE_SHOW_SKIPPED earliest skipped lines, in line order. */
@@ -206,12 +274,31 @@ static void note_first(struct rulefile *rf, char *first, const char *field, size
 		 quote_field(q, sizeof(q), field, field_len), cidr_format(p, text, sizeof(text)));
 }
 
+/* The current line's deadline, kept by line number until the rules are sorted. */
+static int keep_deadline(struct rulefile *rf, uint64_t deadline)
+{
+	if (rf->lines >= rf->deadline_cap) {
+		size_t cap = rf->lines + 1 > 2 * rf->deadline_cap ? rf->lines + 1
+								  : 2 * rf->deadline_cap;
+		uint64_t *d = realloc(rf->deadline_of_line, cap * sizeof(*d));
+
+		if (!d)
+			return -ENOMEM;
+		memset(d + rf->deadline_cap, 0, (cap - rf->deadline_cap) * sizeof(*d));
+		rf->deadline_of_line = d;
+		rf->deadline_cap = cap;
+	}
+	rf->deadline_of_line[rf->lines] = deadline;
+	return 0;
+}
+
 static int handle_line(struct rulefile *rf, const char *s, size_t len)
 {
 	char err[RULEFILE_WHYLEN];
 	const char *field = NULL;
 	size_t field_len = 0;
 	unsigned int notes = 0;
+	uint64_t deadline;
 	struct rule r;
 	int ret;
 
@@ -226,11 +313,14 @@ static int handle_line(struct rulefile *rf, const char *s, size_t len)
 		snprintf(err, sizeof(err), "the line is longer than %d bytes.", RULEFILE_MAX_LINE);
 		return bad_line(rf, err);
 	}
-	ret = parse_line(s, len, rf->opts.action, &r, &notes, err, sizeof(err), &field, &field_len);
+	ret = parse_line(s, len, rf->opts.action, rf->opts.now, &r, &deadline, &notes, err,
+			 sizeof(err), &field, &field_len);
 	if (ret < 0)
 		return bad_line(rf, err);
 	if (ret == 0)
 		return 0;
+	if (deadline && keep_deadline(rf, deadline))
+		return -ENOMEM;
 	if (notes & CIDR_NOTE_V4_MAPPED) {
 		rf->v4_mapped++;
 		note_first(rf, rf->first_v4_mapped, field, field_len, &r.prefix);
@@ -433,6 +523,18 @@ int rulefile_finish(struct rulefile *rf)
 	if (rf->duplicates)
 		add_note(rf, "%zu duplicate %s collapsed (first: %s).", rf->duplicates,
 			 plural(rf->duplicates, "line was", "lines were"), rf->first_duplicate);
+	if (rf->deadline_of_line) {
+		/* Each rule gets the deadline of the line it came from. */
+		rf->deadline = calloc(rf->n + 1, sizeof(*rf->deadline));
+		if (!rf->deadline)
+			return -ENOMEM;
+		for (size_t i = 0; i < rf->n; i++)
+			if (rf->line_of[i] < rf->deadline_cap)
+				rf->deadline[i] = rf->deadline_of_line[rf->line_of[i]];
+		free(rf->deadline_of_line);
+		rf->deadline_of_line = NULL;
+		rf->deadline_cap = 0;
+	}
 	free(rf->line_of);
 	rf->line_of = NULL;
 	return 0;
@@ -500,6 +602,11 @@ void rulefile_free(struct rulefile *rf)
 	free(rf->rules);
 	free(rf->line_of);
 	free(rf->pending);
+	free(rf->deadline);
+	free(rf->deadline_of_line);
+	rf->deadline = NULL;
+	rf->deadline_of_line = NULL;
+	rf->deadline_cap = 0;
 	rf->rules = NULL;
 	rf->line_of = NULL;
 	rf->pending = NULL;

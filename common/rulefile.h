@@ -3,7 +3,9 @@
  * Rule lists as text: FireHOL .netset/.ipset, Spamhaus DROP, country range
  * lists, hand-written files and ipblock-rule -S output.
  *
- * One rule a line: "CIDR" or "CIDR allow|deny".  '#' and ';' start a
+ * One rule a line: "CIDR" or "CIDR allow|deny", optionally followed by
+ * "timeout=DURATION" (from now: 90s, 30m, 1h) or "expires=TIME" (UTC,
+ * 2026-12-06T04:00:00Z, what ipblock-rule -S writes).  '#' and ';' start a
  * comment, whole-line or trailing; blank lines, CRLF endings, a UTF-8 byte
  * order mark and spaces or tabs around the fields are fine.  A bare address
  * is a /32 (/128); host bits are cleared and IPv4-mapped IPv6 prefixes
@@ -35,6 +37,9 @@
 /* Note lines at most: skipped summary + shown lines + normalisation + duplicates. */
 #define RULEFILE_MAX_NOTES (RULEFILE_SHOW_SKIPPED + 4)
 
+/* Longest timeout= a line may give: ten years. */
+#define RULEFILE_TIMEOUT_MAX (10ull * 366 * 24 * 3600)
+
 /* Longest line accepted, comments included. */
 #define RULEFILE_MAX_LINE (64 * 1024)
 
@@ -42,6 +47,7 @@ struct rulefile_opts {
 	const char *name;  /* shown in messages: the path, or "stdin" */
 	uint8_t action;	   /* every line's action (-p), overriding the line's; 0: the line's */
 	bool skip_invalid; /* skip bad lines (and counted, named in the notes) */
+	uint64_t now;	   /* what timeout= counts from, in seconds since the epoch; 0: the clock */
 };
 
 /* A skipped line, kept for the notes. */
@@ -53,6 +59,7 @@ struct rulefile_skip {
 struct rulefile {
 	struct rulefile_opts opts;
 	struct rule *rules; /* sorted in cidr_compare() order, one per prefix */
+	uint64_t *deadline; /* parallel to rules: the line's deadline, 0: none; NULL: no line gave one */
 	size_t n;
 	size_t v4, v6;		     /* rules per family */
 	size_t lines;		     /* lines read */
@@ -66,6 +73,8 @@ struct rulefile {
 
 	/* Parser state; private. */
 	uint32_t *line_of; /* parallel to rules until finish */
+	uint64_t *deadline_of_line; /* by line number, until finish */
+	size_t deadline_cap;
 	size_t cap;
 	char *pending; /* a line cut by a chunk boundary */
 	size_t pending_len, pending_cap;

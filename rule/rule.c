@@ -15,12 +15,15 @@
 #include "trie.h"
 #include "value.h"
 
-enum { OPT_PIN_DIR = 256, OPT_SKIP_INVALID, OPT_STRICT, OPT_CHECK };
+enum { OPT_PIN_DIR = 256, OPT_SKIP_INVALID, OPT_STRICT, OPT_CHECK, OPT_EXPIRE };
 
 static const struct cli_opt options[] = {
 	{ "add", 'a', "CIDR", "add a rule for CIDR (needs -p); an existing one is updated" },
 	{ "policy", 'p', "ACTION",
 	  "the rule's action: allow or deny; with -i/-R, every line's action" },
+	{ "timeout", 't', "DURATION",
+	  "with -a, -i, -R: the rules expire after DURATION (3600, 90s, 30m, 1h, 1d); adding "
+	  "one again sets its deadline again" },
 	{ "delete", 'd', "CIDR",
 	  "delete the rule for exactly CIDR; an absent one is a note, exit 0 (see --strict)" },
 	{ "strict", OPT_STRICT, NULL, "with -d: an absent rule is an error (exit 1)" },
@@ -31,6 +34,8 @@ static const struct cli_opt options[] = {
 	{ "list", 'l', NULL, "list every rule, IPv4 then IPv6, sorted, with its action" },
 	{ "save", 'S', NULL, "print every rule as 'CIDR allow|deny', for -R or -i" },
 	{ "flush", 'F', NULL, "delete every rule of every source (with -o: that source's)" },
+	{ "expire", OPT_EXPIRE, NULL,
+	  "remove the rules whose deadline has passed, and exit (every change does it first)" },
 	{ "check", OPT_CHECK, NULL,
 	  "exit 0 if the maps are pinned and usable (rules can be changed), else 2, 4 or 5" },
 	{ "source", 'o', "NAME",
@@ -52,7 +57,8 @@ enum command {
 	CMD_LIST,
 	CMD_SAVE,
 	CMD_FLUSH,
-	CMD_CHECK
+	CMD_CHECK,
+	CMD_EXPIRE
 };
 
 struct config {
@@ -62,6 +68,9 @@ struct config {
 	const char *policy;
 	const char *pin_dir;
 	const char *source; /* -o; NULL: the default for changes, every source for -l/-S/-F */
+	const char *timeout; /* -t */
+	uint64_t timeout_secs;
+	uint64_t now; /* when the command started: deadlines count from it */
 	bool skip_invalid;
 	bool strict;
 	bool verbose;
@@ -85,6 +94,12 @@ static const char *for_source(const struct config *cfg, char *buf, size_t len)
 		return "";
 	snprintf(buf, len, " for %s", cfg->source);
 	return buf;
+}
+
+/* The deadline -t gives a change: 0 without -t. */
+static uint64_t deadline(const struct config *cfg)
+{
+	return cfg->timeout ? owners_deadline_in(cfg->timeout_secs) : 0;
 }
 
 /* The index of the source of a change, registered if new; a sentence and -errno otherwise. */
@@ -133,7 +148,7 @@ static int do_add(const struct config *cfg, struct owners *o, const struct cidr 
 	if (src < 0)
 		return src;
 	cidr_format(p, text, sizeof(text));
-	ret = owners_claim(o, (uint16_t)src, &val, 0, &what, &before, &after);
+	ret = owners_claim(o, (uint16_t)src, &val, deadline(cfg), &what, &before, &after);
 	if (ret == -ENOSPC || ret == -E2BIG) {
 		err_full(o->m, p, ret);
 		return ret;
@@ -144,14 +159,22 @@ static int do_add(const struct config *cfg, struct owners *o, const struct cidr 
 	}
 	for_source(cfg, by, sizeof(by));
 	if (what == OWNERS_ADDED)
-		printf("added %s %s%s\n", text, ruleset_action_name(action), by);
+		printf("added %s %s%s", text, ruleset_action_name(action), by);
 	else if (what == OWNERS_CHANGED)
-		printf("updated %s: %s -> %s%s\n", text,
+		printf("updated %s: %s -> %s%s", text,
 		       ruleset_action_name(action == IPBLOCK_ACTION_ALLOW ? IPBLOCK_ACTION_DENY
 									   : IPBLOCK_ACTION_ALLOW),
 		       ruleset_action_name(action), by);
 	else
-		printf("unchanged %s %s%s\n", text, ruleset_action_name(action), by);
+		printf("%s %s %s%s", cfg->timeout ? "refreshed" : "unchanged", text,
+		       ruleset_action_name(action), by);
+	if (cfg->timeout) {
+		char left[VALUE_DURATION_STRLEN];
+
+		printf(", expires in %s",
+		       value_format_duration(cfg->timeout_secs, left, sizeof(left)));
+	}
+	putchar('\n');
 	if (after != action)
 		cli_note("%s stays allowed: another source allows it, and an allow from any source "
 			 "beats a deny.",
@@ -348,11 +371,20 @@ static int do_list(const struct config *cfg, const struct owners *o, bool save)
 			printf("# ipblock rules of source %s saved %s\n", cfg->source, when);
 			printf("# restore with: ipblock-rule -R FILE -o %s\n", cfg->source);
 			for (size_t i = 0; i < cl.n; i++) {
-				struct rule x = { .prefix = cl.c[i].prefix,
-						  .action = cl.c[i].action };
+				char text[CIDR_STRLEN];
 
-				if (cl.c[i].source == source)
-					print_rule(&x);
+				if (cl.c[i].source != source)
+					continue;
+				printf("%s %s", cidr_format(&cl.c[i].prefix, text, sizeof(text)),
+				       ruleset_action_name(cl.c[i].action));
+				if (cl.c[i].deadline) {
+					time_t t = (time_t)cl.c[i].deadline;
+
+					strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ",
+						 gmtime(&t));
+					printf(" expires=%s", when);
+				}
+				putchar('\n');
 			}
 		}
 	} else {
@@ -381,7 +413,10 @@ out:
 /* Read and check the whole list before the maps are locked or touched. */
 static int load_list(const struct config *cfg, uint8_t action, struct rulefile *rf)
 {
-	struct rulefile_opts o = { .action = action, .skip_invalid = cfg->skip_invalid };
+	/* timeout= counts from the next whole second, as -t does: never early. */
+	struct rulefile_opts o = { .action = action,
+				   .skip_invalid = cfg->skip_invalid,
+				   .now = owners_deadline_in(0) };
 	int ret = rulefile_read(rf, &o, cfg->file);
 
 	if (ret == -ENOMEM)
@@ -400,17 +435,51 @@ static int load_list(const struct config *cfg, uint8_t action, struct rulefile *
 	return 0;
 }
 
+/*
+ * A list's rules as claims of source: each with its line's deadline, else
+ * -t's.  Lines whose deadline has passed (a save file restored late) are
+ * left out rather than enforced until the next expiry; *late counts them.
+ */
+static int bulk_apply(const struct config *cfg, struct owners *o, uint16_t src,
+		      const struct rulefile *rf, bool import, struct owners_stats *st, size_t *late)
+{
+	struct ruleset keep = {};
+	uint64_t *dl = NULL;
+	size_t n = 0;
+	int ret;
+
+	*late = 0;
+	for (size_t i = 0; rf->deadline && i < rf->n; i++)
+		*late += rf->deadline[i] && rf->deadline[i] <= cfg->now;
+	if (!*late)
+		return owners_replace(o, src, rf->rules, rf->deadline, rf->n, deadline(cfg), import,
+				      st);
+	dl = malloc(rf->n * sizeof(*dl));
+	ret = dl ? ruleset_reserve(&keep, rf->n) : -ENOMEM;
+	for (size_t i = 0; !ret && i < rf->n; i++) {
+		if (rf->deadline[i] && rf->deadline[i] <= cfg->now)
+			continue;
+		dl[n++] = rf->deadline[i];
+		ret = ruleset_push(&keep, &rf->rules[i]);
+	}
+	if (!ret)
+		ret = owners_replace(o, src, keep.r, dl, keep.n, deadline(cfg), import, st);
+	ruleset_free(&keep);
+	free(dl);
+	return ret;
+}
+
 static int do_bulk(const struct config *cfg, struct owners *o, const struct rulefile *rf)
 {
 	bool import = cfg->cmd == CMD_IMPORT;
 	const char *name = rf->opts.name, *source = change_source_name(cfg);
 	struct owners_stats st = {};
-	size_t v4 = 0, v6 = 0;
+	size_t v4 = 0, v6 = 0, late = 0;
 	int src = change_source(cfg, o), ret;
 
 	if (src < 0)
 		return src;
-	ret = owners_replace(o, (uint16_t)src, rf->rules, rf->n, 0, import, &st);
+	ret = bulk_apply(cfg, o, (uint16_t)src, rf, import, &st, &late);
 	if (ret == -ENOSPC) {
 		const struct maps_replace_stats *v = &st.verdicts;
 		int family = v->v4 > v->cap_v4 ? AF_INET : AF_INET6;
@@ -439,11 +508,14 @@ static int do_bulk(const struct config *cfg, struct owners *o, const struct rule
 		return ret;
 	}
 	trie_count(o->m->pins, &v4, &v6);
+	if (late)
+		cli_note("%zu %s of %s had expired already and %s left out.", late,
+			 late == 1 ? "rule" : "rules", name, late == 1 ? "was" : "were");
 	if (import)
 		printf("imported %zu rules from %s into source %s: %zu added, %zu updated, %zu "
 		       "unchanged; now %zu IPv4 and %zu IPv6 rules\n",
-		       rf->n, name, source, st.rules_added, st.rules_updated,
-		       rf->n - st.rules_added - st.rules_updated, v4, v6);
+		       rf->n - late, name, source, st.rules_added, st.rules_updated,
+		       rf->n - late - st.rules_added - st.rules_updated, v4, v6);
 	else
 		printf("replaced the rules of source %s with %s: %zu added, %zu updated, %zu "
 		       "deleted; now %zu IPv4 and %zu IPv6 rules\n",
@@ -478,11 +550,13 @@ static int do_flush(const struct config *cfg, struct owners *o)
 static void usage(FILE *f)
 {
 	cli_usage(f,
-		  "[-o SOURCE] -a CIDR -p allow|deny | -d CIDR | -i FILE [-p ACTION] |\n"
-		  "       -R FILE [-p ACTION] | -l | -S | -F | --check",
+		  "[-o SOURCE] [-t DURATION] -a CIDR -p allow|deny | -d CIDR |\n"
+		  "       -i FILE [-p ACTION] | -R FILE [-p ACTION] | -l | -S | -F |\n"
+		  "       --expire | --check",
 		  "Change the rules of the ipblock XDP firewall.  A bare address is a /32 (/128);\n"
 		  "the longest matching prefix decides, no match passes.\n"
-		  "FILE: one address or prefix a line, optionally followed by allow or deny;\n"
+		  "FILE: one address or prefix a line, optionally followed by allow or deny and\n"
+		  "by timeout=DURATION or expires=YYYY-MM-DDTHH:MM:SSZ (what -S -o writes);\n"
 		  "'#' and ';' start comments (FireHOL netsets, Spamhaus DROP and -S output read\n"
 		  "as they are).  A bad line refuses the whole file, changing nothing.\n"
 		  "Sources: every rule belongs to one or more named sources (-o; static by\n"
@@ -494,7 +568,7 @@ static void usage(FILE *f)
 static int set_cmd(struct config *cfg, enum command cmd)
 {
 	if (cfg->cmd != CMD_NONE && cfg->cmd != cmd) {
-		cli_err("give one of -a, -d, -i, -R, -l, -S, -F, --check at a time.");
+		cli_err("give one of -a, -d, -i, -R, -l, -S, -F, --expire, --check at a time.");
 		return -EINVAL;
 	}
 	cfg->cmd = cmd;
@@ -548,6 +622,20 @@ static int parse_options(int argc, char **argv, struct config *cfg)
 		case 'o':
 			cfg->source = optarg;
 			break;
+		case 't': {
+			char why[VALUE_WHYLEN];
+
+			cfg->timeout = optarg;
+			if (value_parse_duration(optarg, 1, RULEFILE_TIMEOUT_MAX, &cfg->timeout_secs,
+						 why, sizeof(why))) {
+				cli_err("bad timeout '%s': %s.", optarg, why);
+				return CLI_EXIT_INPUT;
+			}
+			break;
+		}
+		case OPT_EXPIRE:
+			ret = set_cmd(cfg, CMD_EXPIRE);
+			break;
 		case OPT_PIN_DIR:
 			cfg->pin_dir = optarg;
 			break;
@@ -586,7 +674,11 @@ static int check_options(const struct config *cfg, uint8_t *action, struct cidr 
 {
 	if (cfg->cmd == CMD_NONE) {
 		cli_err("nothing to do: give -a CIDR -p allow|deny, -d CIDR, -i FILE, -R FILE, -l, "
-			"-S, -F or --check.");
+			"-S, -F, --expire or --check.");
+		return -EINVAL;
+	}
+	if (cfg->timeout && cfg->cmd != CMD_ADD && !is_bulk(cfg)) {
+		cli_err("-t goes with -a, -i or -R only.");
 		return -EINVAL;
 	}
 	if (cfg->strict && cfg->cmd != CMD_DELETE) {
@@ -612,7 +704,7 @@ static int check_options(const struct config *cfg, uint8_t *action, struct cidr 
 			cli_err("bad source name '%s': it %s.", cfg->source, why);
 			return -EINVAL;
 		}
-		if (cfg->cmd == CMD_CHECK) {
+		if (cfg->cmd == CMD_CHECK || cfg->cmd == CMD_EXPIRE) {
 			cli_err("-o goes with -a, -d, -i, -R, -l, -S or -F.");
 			return -EINVAL;
 		}
@@ -656,10 +748,10 @@ static int run(const struct config *cfg, struct owners *o, uint8_t action, const
  * the claims that are due (until a service does it on time); a listing
  * takes the shared lock and changes to the exclusive one only then.
  */
-static int begin(const struct config *cfg, struct owners *o, struct maps *m)
+static int begin(const struct config *cfg, struct owners *o, struct maps *m, size_t *expired)
 {
 	bool writer = cfg->cmd != CMD_LIST && cfg->cmd != CMD_SAVE;
-	uint64_t now = owners_now();
+	uint64_t now = cfg->now;
 	size_t due = 0;
 	int ret = pins_lock(m->pins, writer);
 
@@ -668,6 +760,7 @@ static int begin(const struct config *cfg, struct owners *o, struct maps *m)
 		return ret;
 	}
 	ret = owners_begin(o, m, now, writer, &due);
+	*expired = writer ? due : 0;
 	if (!ret && !writer && due) {
 		pins_unlock(m->pins);
 		ret = pins_lock(m->pins, true);
@@ -675,7 +768,7 @@ static int begin(const struct config *cfg, struct owners *o, struct maps *m)
 			cli_err("cannot lock %s: %s.", cfg->pin_dir, strerror(-ret));
 			return ret;
 		}
-		ret = owners_begin(o, m, now, true, NULL);
+		ret = owners_begin(o, m, now, true, expired);
 	}
 	if (ret) {
 		cli_err_change(ret, cfg->pin_dir, "cannot read the rule sources in %s",
@@ -691,6 +784,7 @@ int main(int argc, char **argv)
 	struct pins pins = PINS_INIT;
 	struct maps m;
 	struct owners o;
+	size_t expired = 0;
 	struct rulefile rf = {};
 	uint8_t action = 0;
 	struct cidr p;
@@ -698,6 +792,7 @@ int main(int argc, char **argv)
 	int ret;
 
 	stacktrace_init();
+	cfg.now = owners_now();
 	ret = parse_options(argc, argv, &cfg);
 	if (ret >= 0)
 		return ret;
@@ -727,13 +822,15 @@ int main(int argc, char **argv)
 	}
 
 	/* Writers exclusive, listings shared: no listing sees half a replace. */
-	ret = begin(&cfg, &o, &m);
+	ret = begin(&cfg, &o, &m, &expired);
 	if (ret) {
 		maps_release(&m);
 		pins_close(&pins);
 		rulefile_free(&rf);
 		return cli_exit_code(ret) == CLI_EXIT_PERM ? CLI_EXIT_PERM : CLI_EXIT_FAIL;
 	}
+	if (cfg.cmd == CMD_EXPIRE)
+		printf("expired %zu %s\n", expired, expired == 1 ? "claim" : "claims");
 	ret = run(&cfg, &o, action, &p, &rf);
 	pins_unlock(&pins);
 	/* Normalisation notes only once the change they describe was made. */

@@ -4,7 +4,8 @@
 # Rule sources over real traffic: an admin's static allow survives a jail's
 # ban and unban; two sources banning one address keep it dropped until the
 # second releases it; a replace or flush of one source leaves the others;
-# deleting what is not there exits 0; "not loaded" has its own exit code.
+# timed bans expire (through --expire, or any writer) and a refreshed one
+# stays; deleting what is not there exits 0; "not loaded" has its own exit code.
 #
 #   snd (va)  198.18.0.1 .3 .4/24, 2001:db8::1 ::3/64
 #   rcv (vb)  198.18.0.2/24,        2001:db8::2/64        <- ipblock
@@ -98,6 +99,64 @@ if cli_error "bad source name" && cli_rc 1; then
 	pass bad_source_name_exit_1
 else
 	fail bad_source_name_exit_1 "$WHY"
+fi
+
+say "timeouts: a ban expires, a refreshed one stays"
+t0=$(date +%s.%N)
+check timed_ban rule_ok -a 198.18.0.4 -p deny -o crowdsec -t 3
+check timed_ban_listed_with_time_left eval \
+	'rule -l | grep -qE "^198\.18\.0\.4/32 deny # crowdsec deny [1-4]s left$"'
+check timed_ban_drops ping_dropped snd 198.18.0.2 198.18.0.4
+check refreshed_ban rule_ok -a 198.18.0.1 -p deny -o crowdsec -t 2
+check refreshed_ban_again rule_ok -a 198.18.0.1 -p deny -o crowdsec -t 1h
+check refresh_says_so eval '[[ $OUT == "refreshed 198.18.0.1/32 deny for crowdsec, expires in 1h" ]]'
+# A cron job (or the coming service) runs --expire; here every 0.2 s, for at most 5 s.
+elapsed=
+while :; do
+	run_cli rule --expire
+	now=$(date +%s.%N)
+	if ((RC)); then
+		fail expire_runs "$WHY"
+		break
+	fi
+	if [[ $OUT == "expired 1 claim" ]]; then
+		elapsed=$("$PYTHON" -c "print('%.1f' % ($now - $t0))")
+		break
+	fi
+	"$PYTHON" -c "import sys; sys.exit($now - $t0 > 5)" || break
+	sleep 0.2
+done
+# Never before its 3 s, and within a second (plus a polling step) after.
+if [[ -n $elapsed ]] && "$PYTHON" -c "import sys; sys.exit(not 3.0 <= $elapsed <= 4.3)"; then
+	pass timed_ban_expired_after_3s
+else
+	fail timed_ban_expired_after_3s "expired after ${elapsed:-more than 5} s; last: $OUT"
+fi
+check expired_ban_passes ping_passes snd 198.18.0.2 198.18.0.4
+check refreshed_ban_still_drops ping_dropped snd 198.18.0.2 198.18.0.1
+check refreshed_ban_listed has_line "$(rule -l -o crowdsec | grep -v '^#' | sed 's/ [0-9hms]* left$//')" \
+	"198.18.0.1/32 deny # crowdsec deny"
+# A save of the source keeps its deadlines; a restore puts them back.
+rule -S -o crowdsec >"$ST_TMP/crowdsec.save"
+check save_has_the_deadline grep -qE '^198\.18\.0\.1/32 deny expires=[0-9T:-]+Z$' "$ST_TMP/crowdsec.save"
+check flush_crowdsec rule_ok -F -o crowdsec
+check restore_crowdsec rule_ok -R "$ST_TMP/crowdsec.save" -o crowdsec
+check restored_ban_drops ping_dropped snd 198.18.0.2 198.18.0.1
+check restored_ban_keeps_time_left eval \
+	'rule -l | grep -qE "^198\.18\.0\.1/32 deny # crowdsec deny (59m[0-9]+s|1h) left$"'
+# Any writer expires first: a 1 s ban is gone after the next change of anything.
+check short_ban rule_ok -a 198.18.0.3 -p deny -o crowdsec -t 1
+# -t 1 lasts until the second whole second from now: at most 2 s.
+sleep 2.1
+check another_change rule_ok -a 2001:db8::1 -p deny -o other
+check short_ban_expired_by_the_next_writer ping_passes snd 198.18.0.2 198.18.0.3
+check other_unban rule_ok -d 2001:db8::1 -o other
+check unban_timed rule_ok -d 198.18.0.1 -o crowdsec
+run_cli rule -a 198.18.0.4 -p deny -t 5x
+if cli_error "bad timeout '5x'" && cli_rc 1; then
+	pass bad_timeout_exit_1
+else
+	fail bad_timeout_exit_1 "$WHY"
 fi
 
 say "replace and flush touch one source only"

@@ -229,11 +229,11 @@ static void test_replace_of_one_source_leaves_the_others(void **state)
 	struct owners_stats st;
 
 	(void)state;
-	assert_int_equal(owners_replace(&o, (uint16_t)list, first, 2, 0, false, &st), 0);
+	assert_int_equal(owners_replace(&o, (uint16_t)list, first, NULL, 2, 0, false, &st), 0);
 	assert_int_equal(st.added, 2);
 	claim(jail, "198.18.3.0/24", IPBLOCK_ACTION_DENY, 0);
 	claim(jail, "198.18.6.6", IPBLOCK_ACTION_DENY, 0);
-	assert_int_equal(owners_replace(&o, (uint16_t)list, second, 2, 0, false, &st), 0);
+	assert_int_equal(owners_replace(&o, (uint16_t)list, second, NULL, 2, 0, false, &st), 0);
 	assert_int_equal(st.added, 1);
 	assert_int_equal(st.released, 1);
 	assert_int_equal(st.rules_added, 1);
@@ -246,7 +246,7 @@ static void test_replace_of_one_source_leaves_the_others(void **state)
 	assert_int_equal(claims_of(jail), 2);
 
 	/* An import (merge) adds to the list's claims and keeps the rest. */
-	assert_int_equal(owners_replace(&o, (uint16_t)list, first, 2, 0, true, &st), 0);
+	assert_int_equal(owners_replace(&o, (uint16_t)list, first, NULL, 2, 0, true, &st), 0);
 	assert_int_equal(claims_of(list), 3);
 
 	/* Flushing the list leaves the jail's claims and rules. */
@@ -291,6 +291,33 @@ static void test_expiry_removes_due_claims_only(void **state)
 	assert_int_equal(verdict("198.18.7.2"), XDP_PASS);
 	assert_int_equal(verdict("198.18.7.3"), XDP_DROP);
 	assert_int_equal(claims_of(-1), 1);
+}
+
+static void test_each_rule_of_a_list_keeps_its_own_deadline(void **state)
+{
+	int list = src("crowdsec");
+	struct rule rules[3] = { rule("198.18.14.1", IPBLOCK_ACTION_DENY),
+				 rule("198.18.14.2", IPBLOCK_ACTION_DENY),
+				 rule("198.18.14.3", IPBLOCK_ACTION_DENY) };
+	uint64_t deadlines[3] = { NOW + 10, 0, NOW + 30 };
+	size_t expired = 0;
+
+	(void)state;
+	/* A line without its own deadline takes the list's (-t), here NOW + 20. */
+	assert_int_equal(owners_replace(&o, (uint16_t)list, rules, deadlines, 3, NOW + 20, false,
+					NULL),
+			 0);
+	assert_int_equal(owners_expire(&o, NOW + 10, &expired), 0);
+	assert_int_equal(expired, 1);
+	assert_int_equal(verdict("198.18.14.1"), XDP_PASS);
+	assert_int_equal(verdict("198.18.14.2"), XDP_DROP);
+	assert_int_equal(owners_expire(&o, NOW + 20, &expired), 0);
+	assert_int_equal(expired, 1);
+	assert_int_equal(verdict("198.18.14.2"), XDP_PASS);
+	assert_int_equal(verdict("198.18.14.3"), XDP_DROP);
+	assert_int_equal(owners_expire(&o, NOW + 30, &expired), 0);
+	assert_int_equal(expired, 1);
+	assert_int_equal(verdict("198.18.14.3"), XDP_PASS);
 }
 
 static void test_claiming_again_refreshes_the_deadline(void **state)
@@ -381,7 +408,7 @@ static void test_one_syscall_a_claim_gives_the_same_results(void **state)
 	(void)state;
 	h.pins.per_rule = true;
 	claim(jail, "198.18.12.0/24", IPBLOCK_ACTION_DENY, NOW + 5);
-	assert_int_equal(owners_replace(&o, (uint16_t)list, rules, 3, NOW + 10, false, NULL), 0);
+	assert_int_equal(owners_replace(&o, (uint16_t)list, rules, NULL, 3, NOW + 10, false, NULL), 0);
 	assert_int_equal(claims_of(-1), 4);
 	assert_int_equal(owners_expire(&o, NOW + 5, &expired), 0);
 	assert_int_equal(expired, 1);
@@ -426,6 +453,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_expiry_removes_due_claims_only, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_each_rule_of_a_list_keeps_its_own_deadline,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_claiming_again_refreshes_the_deadline, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_a_half_done_change_is_repaired_from_the_claims,

@@ -200,7 +200,7 @@ static void test_each_kind_of_bad_line_names_its_line(void **state)
 		{ "192.0.2.0/24 drop\n", "f.txt:1: 'drop' is not an action: use allow or deny." },
 		{ "192.0.2.0/24 deny extra\n",
 		  "f.txt:1: unexpected 'extra' after the action; a rule line is CIDR "
-		  "[allow|deny]." },
+		  "[allow|deny] [timeout=DURATION|expires=TIME]." },
 		{ "\n192.0.2.0/33\n",
 		  "f.txt:2: '192.0.2.0/33' is not a valid prefix: the prefix length 33 is larger "
 		  "than 32." },
@@ -431,6 +431,56 @@ static void test_parse_line_alone(void **state)
 }
 
 /* A big list with repeats comes out sorted, unique, with the repeats counted. */
+static void test_timeout_and_expires_columns_give_each_rule_its_deadline(void **state)
+{
+	static const char text[] = "2001:db8::/32 deny\n"
+				   "192.0.2.9 allow expires=2026-12-06T04:00:00Z\n"
+				   "192.0.2.0/24 deny timeout=1h # a ban\n"
+				   "198.51.100.1 timeout=90s\n";
+	struct rulefile_opts o = { .name = "f.txt", .action = IPBLOCK_ACTION_DENY, .now = 1000 };
+
+	(void)state;
+	rulefile_free(&rf);
+	assert_int_equal(rulefile_parse_text(&rf, &o, text, strlen(text)), 0);
+	assert_int_equal(rf.n, 4);
+	assert_non_null(rf.deadline);
+	/* Sorted: each deadline moved with its rule; -p overrides the line's action. */
+	assert_rule(0, "192.0.2.0/24", IPBLOCK_ACTION_DENY);
+	assert_int_equal(rf.deadline[0], 1000 + 3600);
+	assert_rule(1, "192.0.2.9/32", IPBLOCK_ACTION_DENY);
+	assert_int_equal(rf.deadline[1], 1796529600);
+	assert_rule(2, "198.51.100.1/32", IPBLOCK_ACTION_DENY);
+	assert_int_equal(rf.deadline[2], 1000 + 90);
+	assert_rule(3, "2001:db8::/32", IPBLOCK_ACTION_DENY);
+	assert_int_equal(rf.deadline[3], 0);
+
+	/* Without a deadline on any line there is no array. */
+	assert_int_equal(parse("192.0.2.0/24 deny\n", 0, false), 0);
+	assert_null(rf.deadline);
+}
+
+static void test_bad_deadline_columns_name_their_line(void **state)
+{
+	static const struct {
+		const char *text, *error;
+	} cases[] = {
+		{ "192.0.2.0/24 deny timeout=soon\n", "f.txt:1: bad timeout 'soon': " },
+		{ "192.0.2.0/24 deny expires=tomorrow\n",
+		  "f.txt:1: bad expiry 'tomorrow': write expires=YYYY-MM-DDTHH:MM:SSZ (UTC)." },
+		{ "192.0.2.0/24 deny timeout=1h expires=2026-12-06T04:00:00Z\n",
+		  "f.txt:1: 'expires=2026-12-06T04:00:00Z': give one timeout= or expires= a line." },
+		{ "192.0.2.0/24 deny timeout=1h extra\n",
+		  "f.txt:1: unexpected 'extra' after the action; a rule line is CIDR "
+		  "[allow|deny] [timeout=DURATION|expires=TIME]." },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(parse(cases[i].text, 0, false), -EINVAL);
+		assert_memory_equal(rf.error, cases[i].error, strlen(cases[i].error));
+	}
+}
+
 static void test_large_list_is_sorted_and_unique(void **state)
 {
 	size_t n = 100000, len = 0, cap = n * 24;
@@ -485,6 +535,9 @@ int main(void)
 		cmocka_unit_test_teardown(test_overlong_line_is_refused, teardown),
 		cmocka_unit_test_teardown(test_read_from_a_file_and_a_missing_file, teardown),
 		cmocka_unit_test_teardown(test_parse_line_alone, teardown),
+		cmocka_unit_test_teardown(test_timeout_and_expires_columns_give_each_rule_its_deadline,
+					  teardown),
+		cmocka_unit_test_teardown(test_bad_deadline_columns_name_their_line, teardown),
 		cmocka_unit_test_teardown(test_large_list_is_sorted_and_unique, teardown),
 	};
 

@@ -97,11 +97,12 @@ $(BUILD)/loader/%.o: loader/%.c $(COMMON_HDRS) $(SKEL) | $(BUILD)/.dir
 $(BUILD)/rule/%.o: rule/%.c $(COMMON_HDRS) $(SKEL) | $(BUILD)/.dir
 	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
+# Both tools print JSON (--json) through json-c (common/jsonout.c).
 $(BUILD)/ipblock-loader: $(BUILD)/loader/loader.o $(LIB)
-	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) -o $@
+	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) -ljson-c -o $@
 
 $(BUILD)/ipblock-rule: $(BUILD)/rule/rule.o $(LIB)
-	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) -o $@
+	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) -ljson-c -o $@
 
 # --- tests -------------------------------------------------------------------
 $(BUILD)/tests/helpers/%.o: tests/helpers/%.c $(wildcard tests/helpers/*.h) $(COMMON_HDRS) | $(BUILD)/.dir
@@ -129,6 +130,7 @@ $(patsubst bench/%.c,$(BUILD)/bench/%.o,$(SKEL_BENCH)): $(SKEL)
 # The LAPI client's tests: canned answers from libmicrohttpd, and the driver
 # selftests/test_lapi.sh runs against a real CrowdSec LAPI.
 $(BUILD)/tests/test_lapi: LDLIBS += $(LAPI_LDLIBS) -lmicrohttpd
+$(BUILD)/tests/test_jsonout: LDLIBS += -ljson-c
 $(BUILD)/tests/lapi_poll: $(BUILD)/tests/lapi_poll.o $(LIB)
 	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) $(LAPI_LDLIBS) -o $@
 test-build: $(BUILD)/tests/lapi_poll

@@ -13,8 +13,11 @@
 #include <bpf/libbpf.h>
 #include <xdp/libxdp.h>
 
+#include <json-c/json.h>
+
 #include "cli.h"
 #include "config.h"
+#include "jsonout.h"
 #include "ipblock.skel.h"
 #include "kfeatures.h"
 #include "stacktrace.h"
@@ -24,7 +27,7 @@
 
 #define BPFFS_ROOT "/sys/fs/bpf"
 
-enum { OPT_PIN_DIR = 256, OPT_MAX_RULES, OPT_LOOKUP, OPT_CHECK_CONFIG, OPT_CREATE };
+enum { OPT_PIN_DIR = 256, OPT_MAX_RULES, OPT_LOOKUP, OPT_CHECK_CONFIG, OPT_CREATE, OPT_JSON };
 
 static const struct cli_opt options[] = {
 	{ "dev", 'd', "IFACE", "interface to attach to (or detach from, with -u)" },
@@ -33,6 +36,7 @@ static const struct cli_opt options[] = {
 	{ "status", 's', NULL,
 	  "show interfaces, modes, program ids, rule counts, counters; exit 2 unless the maps "
 	  "are pinned and the program attached (to IFACE, with -d)" },
+	{ "json", OPT_JSON, NULL, "with -s: one JSON document instead of the text" },
 	{ "create", OPT_CREATE, NULL,
 	  "create and pin the maps without attaching (rules can be staged first); pinned "
 	  "maps are kept" },
@@ -54,7 +58,7 @@ struct loader_opts {
 	const char *dev;
 	const char *pin_dir;
 	const char *check_config; /* a file to check, and nothing else */
-	bool unload, status, create, verbose;
+	bool unload, status, create, json, verbose;
 	bool mode_forced;
 	enum xdp_attach_mode mode;
 	uint32_t max_rules; /* 0: keep the pinned maps' or the default */
@@ -454,12 +458,51 @@ static void print_tables(const struct pins *m, uint32_t cap)
 	tables_release(&t);
 }
 
+/* -s --json: {"pin_dir":..,"loaded":bool,"interfaces":[..],"rules":{..},"counters":{..}} */
+static int status_json(const struct loader_opts *cfg, struct json_object *ifs, const struct pins *m,
+		       bool pinned, int attached)
+{
+	struct json_object *o = json_object_new_object(), *rules = NULL;
+
+	if (!o) {
+		json_object_put(ifs);
+		return -ENOMEM;
+	}
+	json_object_object_add(o, "pin_dir", json_object_new_string(cfg->pin_dir));
+	json_object_object_add(o, "loaded", json_object_new_boolean(pinned && attached));
+	json_object_object_add(o, "maps_pinned", json_object_new_boolean(pinned));
+	json_object_object_add(o, "interfaces", ifs);
+	if (pinned) {
+		size_t v4 = 0, v6 = 0;
+		uint32_t cap = 0;
+
+		trie_count(m, &v4, &v6);
+		pins_capacity(m, AF_INET, &cap);
+		rules = json_object_new_object();
+		if (rules) {
+			json_object_object_add(rules, "ipv4", json_object_new_uint64(v4));
+			json_object_object_add(rules, "ipv6", json_object_new_uint64(v6));
+			json_object_object_add(rules, "capacity", json_object_new_uint64(cap));
+		}
+		json_object_object_add(o, "rules", rules);
+		json_object_object_add(o, "counters", jsonout_counters(m));
+	}
+	return jsonout_print(stdout, o);
+}
+
 static int do_status(const struct loader_opts *cfg)
 {
 	struct if_nameindex *ifs = if_nameindex(), *i;
+	struct json_object *jifs = cfg->json ? json_object_new_array() : NULL;
 	int attached = 0;
 
-	printf("ipblock status\n  interfaces:\n");
+	if (cfg->json && !jifs) {
+		if (ifs)
+			if_freenameindex(ifs);
+		return -ENOMEM;
+	}
+	if (!cfg->json)
+		printf("ipblock status\n  interfaces:\n");
 	for (i = ifs; i && i->if_index; i++) {
 		struct xdp_multiprog *mp;
 		struct xdp_program *p;
@@ -467,7 +510,26 @@ static int do_status(const struct loader_opts *cfg)
 		if (cfg->dev && strcmp(cfg->dev, i->if_name))
 			continue;
 		p = find_ipblock(i->if_index, &mp);
-		if (p) {
+		if (p && jifs) {
+			struct json_object *x = json_object_new_object();
+			int others = xdp_multiprog__is_legacy(mp)
+					     ? 0
+					     : xdp_multiprog__program_count(mp) - 1;
+
+			if (x) {
+				json_object_object_add(x, "name", json_object_new_string(i->if_name));
+				json_object_object_add(
+					x, "mode",
+					json_object_new_string(
+						mode_name(xdp_multiprog__attach_mode(mp))));
+				json_object_object_add(x, "program_id",
+						       json_object_new_uint64(xdp_program__id(p)));
+				json_object_object_add(x, "other_programs",
+						       json_object_new_int(others > 0 ? others : 0));
+				json_object_array_add(jifs, x);
+			}
+			attached++;
+		} else if (p) {
 			printf("    %-16s %-6s program id %u", i->if_name,
 			       mode_name(xdp_multiprog__attach_mode(mp)), xdp_program__id(p));
 			if (!xdp_multiprog__is_legacy(mp) && xdp_multiprog__program_count(mp) > 1)
@@ -480,20 +542,30 @@ static int do_status(const struct loader_opts *cfg)
 	}
 	if (ifs)
 		if_freenameindex(ifs);
-	if (!attached)
+	if (!attached && !cfg->json)
 		printf("    (attached to no interface in this network namespace)\n");
 
 	struct pins m = PINS_INIT;
 	char err[512] = "";
 	int ret = pins_open(cfg->pin_dir, &m, err, sizeof(err));
 
+	if (ret && ret != -ENOENT) {
+		json_object_put(jifs);
+		return cli_open_maps(cfg->pin_dir, &m);
+	}
+	if (cfg->json) {
+		int jret = status_json(cfg, jifs, &m, ret == 0, attached);
+
+		pins_close(&m);
+		if (jret)
+			return jret;
+		return ret == 0 && attached ? 0 : -ENOENT;
+	}
 	if (ret == -ENOENT) {
 		/* Not loaded: scripts read it from the exit code (2). */
 		printf("  rules: none pinned at %s (ipblock is not loaded)\n", cfg->pin_dir);
 		return -ENOENT;
 	}
-	if (ret)
-		return cli_open_maps(cfg->pin_dir, &m);
 
 	size_t v4 = 0, v6 = 0;
 	uint32_t cap = 0;
@@ -533,7 +605,7 @@ static int check_config(const char *path)
 
 static void usage(FILE *f)
 {
-	cli_usage(f, "-d IFACE [-m native|skb] | -d IFACE -u | -s [-d IFACE] | --create",
+	cli_usage(f, "-d IFACE [-m native|skb] | -d IFACE -u | -s [-d IFACE] [--json] | --create",
 		  "Attach ipblock's XDP firewall to an interface, detach it, or show its status.\n"
 		  "Every interface shares the rule set pinned in the pin directory.\n" CLI_EXIT_HELP,
 		  options);
@@ -569,6 +641,9 @@ int main(int argc, char **argv)
 			break;
 		case OPT_CREATE:
 			cfg.create = true;
+			break;
+		case OPT_JSON:
+			cfg.json = true;
 			break;
 		case OPT_PIN_DIR:
 			cfg.pin_dir = optarg;
@@ -612,6 +687,10 @@ int main(int argc, char **argv)
 	}
 	if (cfg.status && cfg.unload) {
 		cli_err("-s and -u cannot be combined.");
+		return CLI_EXIT_INPUT;
+	}
+	if (cfg.json && !cfg.status) {
+		cli_err("--json goes with -s only.");
 		return CLI_EXIT_INPUT;
 	}
 	if (cfg.create && (cfg.status || cfg.dev || cfg.unload)) {

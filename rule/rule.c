@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "jsonout.h"
 #include "maps.h"
 #include "owners.h"
 #include "rulecache.h"
@@ -15,7 +16,7 @@
 #include "trie.h"
 #include "value.h"
 
-enum { OPT_PIN_DIR = 256, OPT_SKIP_INVALID, OPT_STRICT, OPT_CHECK, OPT_EXPIRE };
+enum { OPT_PIN_DIR = 256, OPT_SKIP_INVALID, OPT_STRICT, OPT_CHECK, OPT_EXPIRE, OPT_JSON };
 
 static const struct cli_opt options[] = {
 	{ "add", 'a', "CIDR", "add a rule for CIDR (needs -p); an existing one is updated" },
@@ -32,6 +33,8 @@ static const struct cli_opt options[] = {
 	{ "skip-invalid", OPT_SKIP_INVALID, NULL,
 	  "with -i/-R: skip bad lines (and say which) instead of refusing the file" },
 	{ "list", 'l', NULL, "list every rule, IPv4 then IPv6, sorted, with its action" },
+	{ "json", OPT_JSON, NULL,
+	  "with -l: JSON Lines, one object a rule (with its claims) and a summary last" },
 	{ "save", 'S', NULL, "print every rule as 'CIDR allow|deny', for -R or -i" },
 	{ "flush", 'F', NULL, "delete every rule of every source (with -o: that source's)" },
 	{ "expire", OPT_EXPIRE, NULL,
@@ -73,6 +76,7 @@ struct config {
 	uint64_t now; /* when the command started: deadlines count from it */
 	bool skip_invalid;
 	bool strict;
+	bool json;
 	bool verbose;
 };
 
@@ -241,6 +245,7 @@ struct list_ctx {
 	size_t at;  /* first claim not before the rule being printed */
 	int source; /* only the rules this source claims; -1: all */
 	uint64_t now;
+	bool json;
 };
 
 /*
@@ -264,6 +269,8 @@ static int print_entry(const struct rulecache_entry *e, void *ctx)
 		mine |= c[i].source == l->source;
 	if (!mine)
 		return 0;
+	if (l->json)
+		return jsonout_print(stdout, jsonout_rule(&e->rule, c, n, &l->o->src, l->now));
 	if (n == 0 || (n == 1 && !strcmp(l->o->src.name[c[0].source], IPBLOCK_SOURCE_DEFAULT) &&
 		       !c[0].deadline)) {
 		print_rule(&e->rule);
@@ -388,17 +395,31 @@ static int do_list(const struct config *cfg, const struct owners *o, bool save)
 			}
 		}
 	} else {
-		struct list_ctx l = { .o = o, .cl = &cl, .source = source, .now = owners_now() };
+		struct list_ctx l = { .o = o, .cl = &cl, .source = source, .now = owners_now(),
+				      .json = cfg->json };
 
 		ret = print_through_cache(&r, &l);
 		if (ret) {
 			cli_err("cannot list the rules: %s.", strerror(-ret));
 			goto out;
 		}
-		printf("# %zu rules (%zu IPv4, %zu IPv6); counters, all interfaces:\n", v4 + v6, v4,
-		       v6);
-		cli_print_counters(stdout, "#   ", o->m->pins);
-		print_sources(o, &cl);
+		if (cfg->json) {
+			size_t count[IPBLOCK_SOURCES_MAX] = {};
+
+			for (size_t i = 0; i < cl.n; i++)
+				count[cl.c[i].source]++;
+			ret = jsonout_print(stdout,
+					    jsonout_summary(v4, v6, o->m->pins, &o->src, count));
+			if (ret) {
+				cli_err("cannot list the rules: %s.", strerror(-ret));
+				goto out;
+			}
+		} else {
+			printf("# %zu rules (%zu IPv4, %zu IPv6); counters, all interfaces:\n",
+			       v4 + v6, v4, v6);
+			cli_print_counters(stdout, "#   ", o->m->pins);
+			print_sources(o, &cl);
+		}
 	}
 	if (fflush(stdout) || ferror(stdout)) {
 		cli_err("cannot write the rules: %s.", strerror(errno ? errno : EIO));
@@ -551,7 +572,7 @@ static void usage(FILE *f)
 {
 	cli_usage(f,
 		  "[-o SOURCE] [-t DURATION] -a CIDR -p allow|deny | -d CIDR |\n"
-		  "       -i FILE [-p ACTION] | -R FILE [-p ACTION] | -l | -S | -F |\n"
+		  "       -i FILE [-p ACTION] | -R FILE [-p ACTION] | -l [--json] | -S | -F |\n"
 		  "       --expire | --check",
 		  "Change the rules of the ipblock XDP firewall.  A bare address is a /32 (/128);\n"
 		  "the longest matching prefix decides, no match passes.\n"
@@ -616,6 +637,9 @@ static int parse_options(int argc, char **argv, struct config *cfg)
 		case OPT_STRICT:
 			cfg->strict = true;
 			break;
+		case OPT_JSON:
+			cfg->json = true;
+			break;
 		case 'p':
 			cfg->policy = optarg;
 			break;
@@ -679,6 +703,10 @@ static int check_options(const struct config *cfg, uint8_t *action, struct cidr 
 	}
 	if (cfg->timeout && cfg->cmd != CMD_ADD && !is_bulk(cfg)) {
 		cli_err("-t goes with -a, -i or -R only.");
+		return -EINVAL;
+	}
+	if (cfg->json && cfg->cmd != CMD_LIST) {
+		cli_err("--json goes with -l only.");
 		return -EINVAL;
 	}
 	if (cfg->strict && cfg->cmd != CMD_DELETE) {

@@ -57,6 +57,29 @@ check allowed_address_passes_during_ban ping_passes snd 198.18.0.2 198.18.0.3
 check allowed_v6_passes_during_ban ping_passes snd 2001:db8::2 2001:db8::3
 check listing_names_both_sources has_line "$(rule_lines)" \
 	"198.18.0.3/32 allow # static allow, fail2ban-sshd deny"
+# The same as JSON Lines: one object a rule, the summary last.
+JSON=$(rule -l --json)
+check json_lists_both_claims "$PYTHON" -c '
+import json, sys
+lines = [json.loads(l) for l in sys.argv[1].splitlines()]
+r = [x for x in lines if x["type"] == "rule" and x["prefix"] == "198.18.0.3/32"][0]
+assert r["action"] == "allow", r
+assert [(c["source"], c["action"]) for c in r["claims"]] == \
+	[("static", "allow"), ("fail2ban-sshd", "deny")], r
+s = lines[-1]
+assert s["type"] == "summary" and (s["rules"], s["ipv4"], s["ipv6"]) == (2, 1, 1), s
+assert {x["name"]: x["claims"] for x in s["sources"]} == {"static": 2, "fail2ban-sshd": 2}, s
+assert s["counters"]["passed_allow"]["packets"] >= 3, s
+' "$JSON"
+run_cli loader rcv -s --json
+check status_json_exit_0 cli_ok
+check status_json_names_vb "$PYTHON" -c '
+import json, sys
+s = json.loads(sys.argv[1])
+assert s["loaded"] and s["maps_pinned"], s
+assert [i["name"] for i in s["interfaces"]] == ["vb"], s
+assert s["rules"]["ipv4"] == 1 and s["rules"]["ipv6"] == 1, s
+' "$OUT"
 check jail_unban rule_ok -d 198.18.0.3 -o fail2ban-sshd
 check jail_unban_v6 rule_ok -d 2001:db8::3 -o fail2ban-sshd
 check allow_kept_after_unban has_line "$(rule_lines)" "198.18.0.3/32 allow"

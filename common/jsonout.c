@@ -156,7 +156,9 @@ int jsonout_print(FILE *f, struct json_object *o)
 
 	if (!o)
 		return -ENOMEM;
-	if (fputs(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE), f) < 0 ||
+	if (fputs(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+							    JSON_C_TO_STRING_NOSLASHESCAPE),
+		  f) < 0 ||
 	    fputc('\n', f) < 0)
 		ret = -EIO;
 	json_object_put(o);

@@ -137,7 +137,7 @@ static int write_source(const struct owners *o, uint32_t i)
 	memcpy(e.name, o->src.name[i], IPBLOCK_SOURCE_NAME_LEN);
 	e.next_deadline = o->src.next_deadline[i];
 	return bpf_map_update_elem(o->m->pins->fd[IPBLOCK_MAP_SOURCES], &i, &e, BPF_ANY) ? -errno
-											  : 0;
+											 : 0;
 }
 
 int owners_source_find(const struct owners *o, const char *name)
@@ -177,8 +177,8 @@ static bool no_batch(int err)
 	return err == -524 /* ENOTSUPP */ || err == -EOPNOTSUPP || err == -EINVAL;
 }
 
-static int keep_claim(int source, const struct ipblock_owner_key *k,
-		      const struct ipblock_owner *v, struct owner_claims *out)
+static int keep_claim(int source, const struct ipblock_owner_key *k, const struct ipblock_owner *v,
+		      struct owner_claims *out)
 {
 	struct owner_claim c;
 
@@ -417,7 +417,8 @@ static int diff(const struct owner_claim *b, size_t nb, const struct owner_claim
 					return -ENOMEM;
 				c->v = v;
 			}
-			c->v[c->nv++] = (struct verdict_change){ .prefix = *p, .old = old, .new = new };
+			c->v[c->nv++] =
+				(struct verdict_change){ .prefix = *p, .old = old, .new = new };
 			if (!old)
 				c->st.rules_added++;
 			else if (!new)
@@ -665,8 +666,9 @@ int owners_claim(struct owners *o, uint16_t source, const struct rule *r, uint64
 		 enum owners_outcome *what, uint8_t *before, uint8_t *after)
 {
 	struct owner_claims b = {}, a = {};
-	struct owner_claim n = { .prefix = r->prefix, .source = source, .action = r->action,
-				 .deadline = deadline };
+	struct owner_claim n = {
+		.prefix = r->prefix, .source = source, .action = r->action, .deadline = deadline
+	};
 	enum owners_outcome w = OWNERS_ADDED;
 	int ret = owners_read_prefix(o, &r->prefix, &b);
 
@@ -753,8 +755,10 @@ int owners_replace(struct owners *o, uint16_t source, const struct rule *rules,
 			ret = owners_claims_push(&a, c);
 	}
 	for (size_t i = 0; !ret && i < n; i++) {
-		struct owner_claim c = { .prefix = rules[i].prefix, .source = source,
-					 .action = rules[i].action, .deadline = deadline };
+		struct owner_claim c = { .prefix = rules[i].prefix,
+					 .source = source,
+					 .action = rules[i].action,
+					 .deadline = deadline };
 
 		if (deadlines && deadlines[i])
 			c.deadline = deadlines[i];

@@ -96,7 +96,7 @@ enum owners_outcome {
 
 /* What a change did to claims and to the verdicts the program reads. */
 struct owners_stats {
-	size_t added, changed, refreshed, released;	     /* claims */
+	size_t added, changed, refreshed, released;	  /* claims */
 	size_t rules_added, rules_updated, rules_deleted; /* verdicts in the tries */
 	struct maps_replace_stats verdicts; /* on -ENOSPC: what the tries would need */
 };

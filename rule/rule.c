@@ -191,7 +191,8 @@ static int do_delete(const struct config *cfg, struct owners *o, const struct ci
 	const char *name = change_source_name(cfg);
 	char text[CIDR_STRLEN], by[IPBLOCK_SOURCE_NAME_LEN + 8];
 	uint8_t before = 0, after = 0;
-	int src = owners_source_find(o, name);
+	/* The default source is registered here too: it owns rules nobody claims. */
+	int src = cfg->source ? owners_source_find(o, name) : owners_source_get(o, name);
 	int ret = src < 0 ? -ENOENT : owners_release(o, (uint16_t)src, p, &before, &after);
 
 	cidr_format(p, text, sizeof(text));
@@ -262,7 +263,7 @@ static int print_entry(const struct rulecache_entry *e, void *ctx)
 
 	while (l->at < l->cl->n && cidr_compare(&l->cl->c[l->at].prefix, &e->rule.prefix) < 0)
 		l->at++;
-	c = &l->cl->c[l->at];
+	c = l->cl->c + (l->cl->c ? l->at : 0);
 	while (l->at + n < l->cl->n && !cidr_compare(&c[n].prefix, &e->rule.prefix))
 		n++;
 	for (size_t i = 0; i < n; i++)

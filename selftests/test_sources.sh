@@ -209,4 +209,25 @@ check flush_all rule_ok -F
 check flush_all_empties same "" "$(rule_lines)" "the rule set"
 check flush_all_passes ping_passes snd 198.18.0.2 198.18.0.1
 
+say "maps of an ipblock without sources are refused, with what to do"
+OLD=/sys/fs/bpf/$ST_ID-old
+ST_PINS+=("$OLD")
+run_cli "$LOADER" --pin-dir "$OLD" --create --max-rules 100
+check old_layout_setup cli_ok
+rm -f "$OLD/owners_map" "$OLD/sources_map"
+run_cli "$RULE" --pin-dir "$OLD" -l
+if cli_error 'only some of ipblock.s maps' && cli_rc 2; then
+	pass old_layout_rule_refused_exit_2
+else
+	fail old_layout_rule_refused_exit_2 "$WHY"
+fi
+ip -n "$(ns rcv)" link add vc type veth peer name vd || setup_fail "cannot create veth vc"
+ip -n "$(ns rcv)" link set vc up
+run_cli net_ns rcv "$LOADER" --pin-dir "$OLD" -d vc
+if cli_error 'older ipblock.*save the rules' && cli_rc 5; then
+	pass old_layout_loader_refused
+else
+	fail old_layout_loader_refused "$WHY"
+fi
+
 st_finish

@@ -40,7 +40,9 @@ static void test_a_rule_lists_its_claims_with_time_left(void **state)
 	struct rule r = rule("198.51.100.0/24", IPBLOCK_ACTION_ALLOW);
 	struct owner_claim c[2] = {
 		{ .prefix = r.prefix, .source = 0, .action = IPBLOCK_ACTION_ALLOW },
-		{ .prefix = r.prefix, .source = 7, .action = IPBLOCK_ACTION_DENY,
+		{ .prefix = r.prefix,
+		  .source = 7,
+		  .action = IPBLOCK_ACTION_DENY,
 		  .deadline = 1796529600 },
 	};
 	char buf[1024];
@@ -49,11 +51,12 @@ static void test_a_rule_lists_its_claims_with_time_left(void **state)
 	snprintf(src.name[0], sizeof(src.name[0]), "static");
 	snprintf(src.name[7], sizeof(src.name[7]), "fail2ban-sshd");
 	printed(jsonout_rule(&r, c, 2, &src, 1796529600 - 59), buf, sizeof(buf));
-	assert_string_equal(buf, "{\"type\":\"rule\",\"prefix\":\"198.51.100.0/24\",\"family\":4,"
-				 "\"action\":\"allow\",\"claims\":[{\"source\":\"static\","
-				 "\"action\":\"allow\"},{\"source\":\"fail2ban-sshd\",\"action\":"
-				 "\"deny\",\"expires\":\"2026-12-06T04:00:00Z\",\"seconds_left\":59}"
-				 "]}\n");
+	assert_string_equal(buf,
+			    "{\"type\":\"rule\",\"prefix\":\"198.51.100.0/24\",\"family\":4,"
+			    "\"action\":\"allow\",\"claims\":[{\"source\":\"static\","
+			    "\"action\":\"allow\"},{\"source\":\"fail2ban-sshd\",\"action\":"
+			    "\"deny\",\"expires\":\"2026-12-06T04:00:00Z\",\"seconds_left\":59}"
+			    "]}\n");
 
 	/* Past its deadline (not yet expired): 0 left, never negative. */
 	printed(jsonout_rule(&r, &c[1], 1, &src, 1796529600 + 5), buf, sizeof(buf));

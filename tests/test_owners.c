@@ -304,9 +304,8 @@ static void test_each_rule_of_a_list_keeps_its_own_deadline(void **state)
 
 	(void)state;
 	/* A line without its own deadline takes the list's (-t), here NOW + 20. */
-	assert_int_equal(owners_replace(&o, (uint16_t)list, rules, deadlines, 3, NOW + 20, false,
-					NULL),
-			 0);
+	assert_int_equal(
+		owners_replace(&o, (uint16_t)list, rules, deadlines, 3, NOW + 20, false, NULL), 0);
 	assert_int_equal(owners_expire(&o, NOW + 10, &expired), 0);
 	assert_int_equal(expired, 1);
 	assert_int_equal(verdict("198.18.14.1"), XDP_PASS);
@@ -364,8 +363,8 @@ static void test_a_half_done_change_is_repaired_from_the_claims(void **state)
 	/* What a writer killed between the tries and the claims leaves. */
 	assert_int_equal(maps_rule_set(&h.maps, &stray), 0);
 	assert_int_equal(maps_rule_delete(&h.maps, &(struct cidr){ .family = AF_INET,
-								  .len = 24,
-								  .addr = { 198, 18, 9 } }),
+								   .len = 24,
+								   .addr = { 198, 18, 9 } }),
 			 0);
 	assert_int_equal(pins_config_read(h.maps.pins, &cfg), 0);
 	cfg.flags |= IPBLOCK_CONFIG_OWNERS_DIRTY;
@@ -408,7 +407,8 @@ static void test_one_syscall_a_claim_gives_the_same_results(void **state)
 	(void)state;
 	h.pins.per_rule = true;
 	claim(jail, "198.18.12.0/24", IPBLOCK_ACTION_DENY, NOW + 5);
-	assert_int_equal(owners_replace(&o, (uint16_t)list, rules, NULL, 3, NOW + 10, false, NULL), 0);
+	assert_int_equal(owners_replace(&o, (uint16_t)list, rules, NULL, 3, NOW + 10, false, NULL),
+			 0);
 	assert_int_equal(claims_of(-1), 4);
 	assert_int_equal(owners_expire(&o, NOW + 5, &expired), 0);
 	assert_int_equal(expired, 1);

@@ -122,14 +122,17 @@ static int change_source(const struct config *cfg, struct owners *o)
 }
 
 /* A full map on a change of p: the tries' or the claims' sentence. */
-static void err_full(const struct maps *m, const struct cidr *p, int err)
+static void err_full(const struct maps *m, const struct cidr *p)
 {
 	size_t v4 = 0, v6 = 0;
 	uint32_t cap = 0, claims = 0;
 
+	struct rule old;
+
 	pins_capacity(m->pins, p->family, &cap);
 	trie_count(m->pins, &v4, &v6);
-	if (err == -E2BIG && (p->family == AF_INET ? v4 : v6) < cap) {
+	/* A prefix already in the tries, or room there: it is the claims that are full. */
+	if (!trie_get(m->pins, 0, p, &old) || (p->family == AF_INET ? v4 : v6) < cap) {
 		pins_entries(m->pins, IPBLOCK_MAP_OWNERS, &claims);
 		cli_err("the map of rule sources' claims is full (%u claims); release rules, or "
 			"recreate the maps with a larger ipblock-loader --max-rules.",
@@ -154,7 +157,7 @@ static int do_add(const struct config *cfg, struct owners *o, const struct cidr 
 	cidr_format(p, text, sizeof(text));
 	ret = owners_claim(o, (uint16_t)src, &val, deadline(cfg), &what, &before, &after);
 	if (ret == -ENOSPC || ret == -E2BIG) {
-		err_full(o->m, p, ret);
+		err_full(o->m, p);
 		return ret;
 	}
 	if (ret) {

@@ -209,6 +209,33 @@ check flush_all rule_ok -F
 check flush_all_empties same "" "$(rule_lines)" "the rule set"
 check flush_all_passes ping_passes snd 198.18.0.2 198.18.0.1
 
+say "claims full (--max-rules 2: 4 claims)"
+SMALL=/sys/fs/bpf/$ST_ID-small
+ST_PINS+=("$SMALL")
+run_cli "$LOADER" --pin-dir "$SMALL" --create --max-rules 2
+check small_setup cli_ok
+for c in "198.18.0.1 a" "198.18.0.1 b" "198.18.0.2 a" "198.18.0.2 b"; do
+	read -r pfx s <<<"$c"
+	run_cli "$RULE" --pin-dir "$SMALL" -a "$pfx" -p deny -o "$s"
+	((RC)) && fail "small_claim_${pfx}_$s" "$WHY"
+done
+SMALLBASE=$("$RULE" --pin-dir "$SMALL" -l | grep -v '^#')
+run_cli "$RULE" --pin-dir "$SMALL" -a 198.18.0.1 -p deny -o c
+if cli_error "claims is full \(4 claims\)" && cli_rc 3 &&
+	same "$SMALLBASE" "$("$RULE" --pin-dir "$SMALL" -l | grep -v '^#')" "the rules"; then
+	pass claims_full_exit_3_nothing_changed
+else
+	fail claims_full_exit_3_nothing_changed "$WHY"
+fi
+printf '198.18.0.1\n198.18.0.2\n' >"$ST_TMP/two"
+run_cli "$RULE" --pin-dir "$SMALL" -R "$ST_TMP/two" -p deny -o c
+if cli_error "holds at most 4 claims" && cli_rc 3 &&
+	same "$SMALLBASE" "$("$RULE" --pin-dir "$SMALL" -l | grep -v '^#')" "the rules"; then
+	pass claims_full_replace_exit_3_nothing_changed
+else
+	fail claims_full_replace_exit_3_nothing_changed "$WHY"
+fi
+
 say "maps of an ipblock without sources are refused, with what to do"
 OLD=/sys/fs/bpf/$ST_ID-old
 ST_PINS+=("$OLD")

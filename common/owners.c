@@ -558,8 +558,13 @@ static int commit(struct owners *o, const struct owner_claims *before,
 		}
 	} else {
 		ret = apply_tries(o, c.v, c.nv, &c.st.verdicts);
-		if (!ret)
-			ret = write_claims(o, c.dels.c, c.dels.n, false);
+		if (ret) {
+			/* The change protocol changed no verdict on failure: nor were the claims.
+			 */
+			mark(o, false);
+			goto out;
+		}
+		ret = write_claims(o, c.dels.c, c.dels.n, false);
 		if (!ret)
 			ret = write_claims(o, c.puts.c, c.puts.n, true);
 	}

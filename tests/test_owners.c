@@ -395,6 +395,35 @@ static void test_an_unclaimed_rule_counts_as_the_default_sources(void **state)
 	assert_int_equal(verdict("198.18.10.1"), XDP_PASS);
 }
 
+static void test_a_replace_too_big_for_the_tries_changes_nothing(void **state)
+{
+	int list = src("firehol_level1");
+	struct ruleset big = {};
+	struct ipblock_config cfg;
+	struct owners_stats st;
+
+	(void)state;
+	claim(list, "198.18.15.0/24", IPBLOCK_ACTION_DENY, 0);
+	/* 4097 prefixes for tries of 4096 a family. */
+	for (uint32_t i = 0; i <= 4096; i++) {
+		struct rule r = { .prefix = { .family = AF_INET,
+					      .len = 32,
+					      .addr = { 10, 0, (uint8_t)(i >> 8), (uint8_t)i } },
+				  .action = IPBLOCK_ACTION_DENY };
+
+		assert_int_equal(ruleset_push(&big, &r), 0);
+	}
+	assert_int_equal(owners_replace(&o, (uint16_t)list, big.r, NULL, big.n, 0, false, &st),
+			 -ENOSPC);
+	ruleset_free(&big);
+	assert_int_equal(claims_of(-1), 1);
+	assert_int_equal(verdict("198.18.15.1"), XDP_DROP);
+	assert_int_equal(verdict("10.0.0.1"), XDP_PASS);
+	/* No mark left behind: the next writer has nothing to repair. */
+	assert_int_equal(pins_config_read(h.maps.pins, &cfg), 0);
+	assert_int_equal(cfg.flags & IPBLOCK_CONFIG_OWNERS_DIRTY, 0);
+}
+
 /* Kernels whose tries refuse batch calls (5.10): the same results one syscall a claim. */
 static void test_one_syscall_a_claim_gives_the_same_results(void **state)
 {
@@ -461,6 +490,8 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_an_unclaimed_rule_counts_as_the_default_sources, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_a_replace_too_big_for_the_tries_changes_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_one_syscall_a_claim_gives_the_same_results,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flush_of_every_source_empties_everything,

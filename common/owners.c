@@ -740,42 +740,62 @@ out:
 	return ret;
 }
 
-int owners_replace(struct owners *o, uint16_t source, const struct rule *rules,
-		   const uint64_t *deadlines, size_t n, uint64_t deadline, bool merge,
-		   struct owners_stats *st)
+int owners_replace_claims(struct owners *o, const struct owner_claim *claims, size_t n,
+			  const bool *replaced, bool merge, struct owners_stats *st)
 {
-	struct owner_claims b = {}, a = {};
+	struct owner_claims b = {}, a = {}, mine = {};
 	int ret = owners_read(o, -1, &b);
 
+	/* The new claims sorted, so that a merge finds them by (prefix, source). */
+	for (size_t i = 0; !ret && i < n; i++)
+		ret = owners_claims_push(&mine, &claims[i]);
+	if (!ret)
+		owners_claims_sort(mine.c, mine.n);
+	for (size_t i = 0; !ret && i < mine.n; i++)
+		if (i && !owners_claim_compare(&mine.c[i - 1], &mine.c[i]))
+			ret = -EINVAL; /* one claim per (prefix, source) */
 	for (size_t i = 0; !ret && i < b.n; i++) {
 		const struct owner_claim *c = &b.c[i];
-		bool keep = c->source != source;
+		bool keep = !replaced[c->source];
 
-		if (!keep && merge) {
-			size_t at = ruleset_lower_bound(rules, n, &c->prefix);
-
-			keep = at == n || cidr_compare(&rules[at].prefix, &c->prefix);
-		}
+		if (!keep && merge)
+			keep = !bsearch(c, mine.c, mine.n, sizeof(*c), claim_cmp);
 		if (keep)
 			ret = owners_claims_push(&a, c);
 	}
-	for (size_t i = 0; !ret && i < n; i++) {
-		struct owner_claim c = { .prefix = rules[i].prefix,
-					 .source = source,
-					 .action = rules[i].action,
-					 .deadline = deadline };
-
-		if (deadlines && deadlines[i])
-			c.deadline = deadlines[i];
-
-		ret = owners_claims_push(&a, &c);
-	}
+	for (size_t i = 0; !ret && i < mine.n; i++)
+		ret = owners_claims_push(&a, &mine.c[i]);
 	if (!ret) {
 		owners_claims_sort(a.c, a.n);
 		ret = commit(o, &b, &a, true, st);
 	}
 	owners_claims_free(&b);
 	owners_claims_free(&a);
+	owners_claims_free(&mine);
+	return ret;
+}
+
+int owners_replace(struct owners *o, uint16_t source, const struct rule *rules,
+		   const uint64_t *deadlines, size_t n, uint64_t deadline, bool merge,
+		   struct owners_stats *st)
+{
+	struct owner_claim *c = calloc(n + 1, sizeof(*c));
+	bool replaced[IPBLOCK_SOURCES_MAX] = {};
+	int ret;
+
+	if (!c)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		c[i] = (struct owner_claim){ .prefix = rules[i].prefix,
+					     .source = source,
+					     .action = rules[i].action,
+					     .deadline = deadline };
+		if (deadlines && deadlines[i])
+			c[i].deadline = deadlines[i];
+	}
+	replaced[source] = true;
+	ret = owners_replace_claims(o, c, n, replaced, merge, st);
+	free(c);
 	return ret;
 }
 

@@ -130,6 +130,16 @@ int owners_replace(struct owners *o, uint16_t source, const struct rule *rules,
 		   struct owners_stats *st);
 
 /*
+ * The claims of every source marked in replaced[IPBLOCK_SOURCES_MAX] become
+ * exactly those of claims[0..n) (any order, one per prefix and source) that
+ * name it; other sources' claims stay.  One atomic switch of the tries.
+ * With merge, the replaced sources' other claims stay too (an import).
+ * -EINVAL for a repeated (prefix, source).
+ */
+int owners_replace_claims(struct owners *o, const struct owner_claim *claims, size_t n,
+			  const bool *replaced, bool merge, struct owners_stats *st);
+
+/*
  * Release every claim of source, whose slot is then free (source < 0:
  * every rule of every source, and every source).
  */

@@ -12,8 +12,8 @@
 #include "rulefile.h"
 #include "value.h"
 
-/* Fields a rule line may have: CIDR, action, timeout= or expires=; one more is an error. */
-#define FIELDS_MAX 4
+/* Fields a rule line may have: CIDR, action, source=, timeout= or expires=; one more is an error. */
+#define FIELDS_MAX 5
 
 /* Bytes read per read(): big enough that a million-line list takes few calls. */
 #define READ_CHUNK (1 << 20)
@@ -125,13 +125,39 @@ static int parse_deadline(const char *f, size_t flen, uint64_t now, uint64_t *de
 	return 0;
 }
 
+/* One "source=NAME" field into source (IPBLOCK_SOURCE_NAME_LEN bytes). */
+static int parse_source(const char *f, size_t flen, char *source, char *err, size_t errlen)
+{
+	char q[40], why[VALUE_WHYLEN];
+
+	if (source[0]) {
+		snprintf(err, errlen, "'%s': give one source= a line.",
+			 quote_field(q, sizeof(q), f, flen));
+		return -EINVAL;
+	}
+	if (flen - 7 >= IPBLOCK_SOURCE_NAME_LEN) {
+		snprintf(err, errlen, "bad source '%s': it is longer than %d characters.",
+			 quote_field(q, sizeof(q), f + 7, flen - 7), IPBLOCK_SOURCE_NAME_LEN - 1);
+		return -EINVAL;
+	}
+	memcpy(source, f + 7, flen - 7);
+	source[flen - 7] = '\0';
+	if (value_check_name(source, IPBLOCK_SOURCE_NAME_LEN - 1, why, sizeof(why))) {
+		snprintf(err, errlen, "bad source '%s': it %s.",
+			 quote_field(q, sizeof(q), f + 7, flen - 7), why);
+		source[0] = '\0';
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /*
  * rulefile_parse_line(), also handing back the prefix field for the notes
  * and the line's deadline (0: none; timeout= counts from now).
  */
 static int parse_line(const char *line, size_t len, uint8_t action, uint64_t now,
-		      struct rule *out, uint64_t *deadline, unsigned int *notes, char *err,
-		      size_t errlen, const char **field, size_t *field_len)
+		      struct rule *out, uint64_t *deadline, char *source, unsigned int *notes,
+		      char *err, size_t errlen, const char **field, size_t *field_len)
 {
 	const char *f[FIELDS_MAX + 1];
 	size_t flen[FIELDS_MAX + 1];
@@ -140,6 +166,7 @@ static int parse_line(const char *line, size_t len, uint8_t action, uint64_t now
 	int nf = split_fields(line, len, f, flen, err, errlen), k = 1;
 
 	*deadline = 0;
+	source[0] = '\0';
 	if (nf <= 0)
 		return nf;
 	memcpy(tok, f[0], flen[0] < TOKEN_MAX ? flen[0] : TOKEN_MAX - 1);
@@ -162,15 +189,18 @@ static int parse_line(const char *line, size_t len, uint8_t action, uint64_t now
 	for (; k < nf; k++) {
 		bool timed = flen[k] > 8 && (!memcmp(f[k], "timeout=", 8) ||
 					     !memcmp(f[k], "expires=", 8));
+		bool named = flen[k] > 7 && !memcmp(f[k], "source=", 7);
 
-		if (k == FIELDS_MAX || !timed) {
+		if (k == FIELDS_MAX || (!timed && !named)) {
 			snprintf(err, errlen,
 				 "unexpected '%s' after the action; a rule line is CIDR "
-				 "[allow|deny] [timeout=DURATION|expires=TIME].",
+				 "[allow|deny] [source=NAME] [timeout=DURATION|expires=TIME].",
 				 quote_field(q, sizeof(q), f[k], flen[k]));
 			return -EINVAL;
 		}
-		if (parse_deadline(f[k], flen[k], now, deadline, err, errlen))
+		if (named && parse_source(f[k], flen[k], source, err, errlen))
+			return -EINVAL;
+		if (timed && parse_deadline(f[k], flen[k], now, deadline, err, errlen))
 			return -EINVAL;
 	}
 	out->action = action ? action : line_action;
@@ -190,10 +220,11 @@ static int parse_line(const char *line, size_t len, uint8_t action, uint64_t now
 int rulefile_parse_line(const char *line, size_t len, uint8_t action, struct rule *out,
 			unsigned int *notes, char *err, size_t errlen)
 {
+	char source[IPBLOCK_SOURCE_NAME_LEN];
 	unsigned int ignored;
 	uint64_t deadline;
 
-	return parse_line(line, len, action, (uint64_t)time(NULL), out, &deadline,
+	return parse_line(line, len, action, (uint64_t)time(NULL), out, &deadline, source,
 			  notes ? notes : &ignored, err, errlen, NULL, NULL);
 }
 
@@ -274,6 +305,45 @@ static void note_first(struct rulefile *rf, char *first, const char *field, size
 		 quote_field(q, sizeof(q), field, field_len), cidr_format(p, text, sizeof(text)));
 }
 
+/*
+ * The current line's source, kept by line number until the rules are
+ * sorted: an index into source_names, plus one.  -E2BIG past
+ * IPBLOCK_SOURCES_MAX names.
+ */
+static int keep_source(struct rulefile *rf, const char *name)
+{
+	size_t k = 0;
+
+	while (k < rf->n_source_names && strcmp(rf->source_names[k], name))
+		k++;
+	if (k == rf->n_source_names) {
+		if (k == IPBLOCK_SOURCES_MAX)
+			return -E2BIG;
+		snprintf(rf->source_names[k], IPBLOCK_SOURCE_NAME_LEN, "%s", name);
+		rf->n_source_names++;
+	}
+	if (rf->lines >= rf->source_cap) {
+		size_t cap = rf->lines + 1 > 2 * rf->source_cap ? rf->lines + 1 : 2 * rf->source_cap;
+		uint16_t *s = realloc(rf->source_of_line, cap * sizeof(*s));
+
+		if (!s)
+			return -ENOMEM;
+		memset(s + rf->source_cap, 0, (cap - rf->source_cap) * sizeof(*s));
+		rf->source_of_line = s;
+		rf->source_cap = cap;
+	}
+	rf->source_of_line[rf->lines] = (uint16_t)(k + 1);
+	return 0;
+}
+
+/* The source index (plus one; 0: none) of sorted rule i, by its line. */
+static uint16_t source_at(const struct rulefile *rf, size_t i)
+{
+	uint32_t line = rf->line_of[i];
+
+	return line < rf->source_cap ? rf->source_of_line[line] : 0;
+}
+
 /* The current line's deadline, kept by line number until the rules are sorted. */
 static int keep_deadline(struct rulefile *rf, uint64_t deadline)
 {
@@ -297,6 +367,7 @@ static int handle_line(struct rulefile *rf, const char *s, size_t len)
 	char err[RULEFILE_WHYLEN];
 	const char *field = NULL;
 	size_t field_len = 0;
+	char source[IPBLOCK_SOURCE_NAME_LEN];
 	unsigned int notes = 0;
 	uint64_t deadline;
 	struct rule r;
@@ -313,12 +384,22 @@ static int handle_line(struct rulefile *rf, const char *s, size_t len)
 		snprintf(err, sizeof(err), "the line is longer than %d bytes.", RULEFILE_MAX_LINE);
 		return bad_line(rf, err);
 	}
-	ret = parse_line(s, len, rf->opts.action, rf->opts.now, &r, &deadline, &notes, err,
-			 sizeof(err), &field, &field_len);
+	ret = parse_line(s, len, rf->opts.action, rf->opts.now, &r, &deadline, source, &notes,
+			 err, sizeof(err), &field, &field_len);
 	if (ret < 0)
 		return bad_line(rf, err);
 	if (ret == 0)
 		return 0;
+	if (source[0]) {
+		ret = keep_source(rf, source);
+		if (ret == -E2BIG) {
+			snprintf(err, sizeof(err), "more than %d sources in one list.",
+				 IPBLOCK_SOURCES_MAX);
+			return bad_line(rf, err);
+		}
+		if (ret)
+			return ret;
+	}
 	if (deadline && keep_deadline(rf, deadline))
 		return -ENOMEM;
 	if (notes & CIDR_NOTE_V4_MAPPED) {
@@ -400,7 +481,8 @@ static const char *plural(size_t n, const char *one, const char *many)
 
 /*
  * Rules are sorted with equal prefixes in line order: each run of equal
- * prefixes becomes its first rule, unless the run disagrees on the action.
+ * prefixes becomes its first rule of each source (one, without source=
+ * columns), unless two lines of one source disagree on the action.
  */
 static int collapse(struct rulefile *rf)
 {
@@ -409,38 +491,51 @@ static int collapse(struct rulefile *rf)
 	struct rule dup_rule = {};
 
 	while (i < rf->n) {
-		size_t j = i + 1, k;
+		size_t j = i + 1, k, e = i;
+		bool conflict = false;
 
 		while (j < rf->n && !cidr_compare(&rf->rules[i].prefix, &rf->rules[j].prefix))
 			j++;
-		for (k = i + 1; k < j; k++)
-			if (rf->rules[k].action != rf->rules[i].action)
-				break;
-		if (k < j) {
+		for (k = i + 1; k < j && !conflict; k++)
+			for (e = i; e < k; e++)
+				if (source_at(rf, e) == source_at(rf, k) &&
+				    rf->rules[e].action != rf->rules[k].action) {
+					conflict = true;
+					break;
+				}
+		if (conflict) {
+			k--;
 			cidr_format(&rf->rules[i].prefix, text, sizeof(text));
 			snprintf(why, sizeof(why), "%s is %s here but %s on line %u.", text,
 				 ruleset_action_name(rf->rules[k].action),
-				 ruleset_action_name(rf->rules[i].action), rf->line_of[i]);
+				 ruleset_action_name(rf->rules[e].action), rf->line_of[e]);
 			if (!rf->opts.skip_invalid)
 				return fail(rf, rf->line_of[k], why);
 			/* Which line was meant is unknown: the prefix goes entirely. */
 			for (size_t s = i; s < j; s++) {
 				snprintf(why, sizeof(why),
 					 "%s appears with both actions (lines %u and %u).", text,
-					 rf->line_of[i], rf->line_of[k]);
+					 rf->line_of[e], rf->line_of[k]);
 				remember_skip(rf, rf->line_of[s], why);
 			}
-		} else {
-			if (j - i > 1) {
-				rf->duplicates += j - i - 1;
-				if (!dup_line || rf->line_of[i + 1] < dup_line) {
-					dup_line = rf->line_of[i + 1];
-					dup_orig = rf->line_of[i];
-					dup_rule = rf->rules[i];
+			i = j;
+			continue;
+		}
+		for (k = i; k < j; k++) {
+			for (e = i; e < k && source_at(rf, e) != source_at(rf, k); e++)
+				;
+			if (e < k) {
+				/* A repeat of line e's rule. */
+				rf->duplicates++;
+				if (!dup_line || rf->line_of[k] < dup_line) {
+					dup_line = rf->line_of[k];
+					dup_orig = rf->line_of[e];
+					dup_rule = rf->rules[e];
 				}
+				continue;
 			}
-			rf->rules[out] = rf->rules[i];
-			rf->line_of[out] = rf->line_of[i];
+			rf->rules[out] = rf->rules[k];
+			rf->line_of[out] = rf->line_of[k];
 			out++;
 		}
 		i = j;
@@ -523,6 +618,17 @@ int rulefile_finish(struct rulefile *rf)
 	if (rf->duplicates)
 		add_note(rf, "%zu duplicate %s collapsed (first: %s).", rf->duplicates,
 			 plural(rf->duplicates, "line was", "lines were"), rf->first_duplicate);
+	if (rf->source_of_line) {
+		/* Each rule gets the source of the line it came from. */
+		rf->source = calloc(rf->n + 1, sizeof(*rf->source));
+		if (!rf->source)
+			return -ENOMEM;
+		for (size_t i = 0; i < rf->n; i++)
+			rf->source[i] = source_at(rf, i);
+		free(rf->source_of_line);
+		rf->source_of_line = NULL;
+		rf->source_cap = 0;
+	}
 	if (rf->deadline_of_line) {
 		/* Each rule gets the deadline of the line it came from. */
 		rf->deadline = calloc(rf->n + 1, sizeof(*rf->deadline));
@@ -604,9 +710,15 @@ void rulefile_free(struct rulefile *rf)
 	free(rf->pending);
 	free(rf->deadline);
 	free(rf->deadline_of_line);
+	free(rf->source);
+	free(rf->source_of_line);
 	rf->deadline = NULL;
 	rf->deadline_of_line = NULL;
 	rf->deadline_cap = 0;
+	rf->source = NULL;
+	rf->source_of_line = NULL;
+	rf->source_cap = 0;
+	rf->n_source_names = 0;
 	rf->rules = NULL;
 	rf->line_of = NULL;
 	rf->pending = NULL;

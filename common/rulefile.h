@@ -4,8 +4,8 @@
  * lists, hand-written files and ipblock-rule -S output.
  *
  * One rule a line: "CIDR" or "CIDR allow|deny", optionally followed by
- * "timeout=DURATION" (from now: 90s, 30m, 1h) or "expires=TIME" (UTC,
- * 2026-12-06T04:00:00Z, what ipblock-rule -S writes).  '#' and ';' start a
+ * "source=NAME" and by "timeout=DURATION" (from now: 90s, 30m, 1h) or
+ * "expires=TIME" (UTC, 2026-12-06T04:00:00Z), as ipblock-rule -S writes.  '#' and ';' start a
  * comment, whole-line or trailing; blank lines, CRLF endings, a UTF-8 byte
  * order mark and spaces or tabs around the fields are fine.  A bare address
  * is a /32 (/128); host bits are cleared and IPv4-mapped IPv6 prefixes
@@ -13,8 +13,9 @@
  *
  * A list is parsed whole before anything is applied: a bad line makes the
  * whole list fail (error says FILE:LINE: why) unless skip_invalid is set,
- * and the same prefix twice collapses into one rule, or fails naming both
- * lines when the two give different actions.
+ * and the same prefix twice (of one source) collapses into one rule, or
+ * fails naming both lines when the two give different actions.  The same
+ * prefix under different sources stays once per source.
  */
 #ifndef IPBLOCK_RULEFILE_H
 #define IPBLOCK_RULEFILE_H
@@ -58,8 +59,12 @@ struct rulefile_skip {
 
 struct rulefile {
 	struct rulefile_opts opts;
-	struct rule *rules; /* sorted in cidr_compare() order, one per prefix */
+	struct rule *rules; /* sorted in cidr_compare() order, one per prefix (and source) */
 	uint64_t *deadline; /* parallel to rules: the line's deadline, 0: none; NULL: no line gave one */
+	/* Parallel to rules: source_names index + 1, 0: none; NULL: no line named one. */
+	uint16_t *source;
+	char source_names[IPBLOCK_SOURCES_MAX][IPBLOCK_SOURCE_NAME_LEN];
+	size_t n_source_names;
 	size_t n;
 	size_t v4, v6;		     /* rules per family */
 	size_t lines;		     /* lines read */
@@ -75,6 +80,8 @@ struct rulefile {
 	uint32_t *line_of; /* parallel to rules until finish */
 	uint64_t *deadline_of_line; /* by line number, until finish */
 	size_t deadline_cap;
+	uint16_t *source_of_line; /* by line number, until finish */
+	size_t source_cap;
 	size_t cap;
 	char *pending; /* a line cut by a chunk boundary */
 	size_t pending_len, pending_cap;

@@ -335,6 +335,53 @@ static void print_sources(const struct owners *o, const struct owner_claims *cl)
 	printf("%s\n", any ? "" : " none");
 }
 
+/* One claim as a save line: "CIDR action [source=NAME] [expires=TIME]". */
+static void print_claim(const struct owners *o, const struct owner_claim *c, bool named)
+{
+	char text[CIDR_STRLEN];
+
+	printf("%s %s", cidr_format(&c->prefix, text, sizeof(text)),
+	       ruleset_action_name(c->action));
+	if (named && strcmp(o->src.name[c->source], IPBLOCK_SOURCE_DEFAULT))
+		printf(" source=%s", o->src.name[c->source]);
+	if (c->deadline) {
+		time_t t = (time_t)c->deadline;
+		char when[32];
+
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+		printf(" expires=%s", when);
+	}
+	putchar('\n');
+}
+
+/*
+ * -S's lines: every claim of every source (source < 0; "source=" for all
+ * but the default, so a set of the default's rules saves as it always did,
+ * and a rule nobody claims as the default's), or one source's claims.
+ */
+static void print_claims(const struct owners *o, const struct ruleset *r,
+			 const struct owner_claims *cl, int source)
+{
+	size_t at = 0;
+
+	if (source >= 0) {
+		for (size_t i = 0; i < cl->n; i++)
+			if (cl->c[i].source == source)
+				print_claim(o, &cl->c[i], false);
+		return;
+	}
+	for (size_t i = 0; i < r->n; i++) {
+		size_t n = 0;
+
+		while (at < cl->n && cidr_compare(&cl->c[at].prefix, &r->r[i].prefix) < 0)
+			at++;
+		while (at + n < cl->n && !cidr_compare(&cl->c[at + n].prefix, &r->r[i].prefix))
+			print_claim(o, &cl->c[at + n++], true);
+		if (!n)
+			print_rule(&r->r[i]);
+	}
+}
+
 /*
  * -l and -S: the rules the program judges by now, read in one batch pass
  * (sorted), as "CIDR action" lines.  -S starts with a header, -l ends with
@@ -375,31 +422,19 @@ static int do_list(const struct config *cfg, const struct owners *o, bool save)
 		if (source < 0) {
 			printf("# ipblock rule set saved %s: %zu rules (%zu IPv4, %zu IPv6)\n",
 			       when, r.n, v4, v6);
-			printf("# restore with: ipblock-rule -R FILE\n");
-			for (size_t i = 0; i < r.n; i++)
-				print_rule(&r.r[i]);
+			printf("# restore with: ipblock-rule -R FILE (it restores every source it "
+			       "names)\n");
 		} else {
 			printf("# ipblock rules of source %s saved %s\n", cfg->source, when);
 			printf("# restore with: ipblock-rule -R FILE -o %s\n", cfg->source);
-			for (size_t i = 0; i < cl.n; i++) {
-				char text[CIDR_STRLEN];
-
-				if (cl.c[i].source != source)
-					continue;
-				printf("%s %s", cidr_format(&cl.c[i].prefix, text, sizeof(text)),
-				       ruleset_action_name(cl.c[i].action));
-				if (cl.c[i].deadline) {
-					time_t t = (time_t)cl.c[i].deadline;
-
-					strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ",
-						 gmtime(&t));
-					printf(" expires=%s", when);
-				}
-				putchar('\n');
-			}
 		}
+		print_claims(o, &r, &cl, source);
 	} else {
-		struct list_ctx l = { .o = o, .cl = &cl, .source = source, .now = owners_now(),
+		/* Time left counts to the next whole second, as deadlines are set: -t 1h shows 1h. */
+		struct list_ctx l = { .o = o,
+				      .cl = &cl,
+				      .source = source,
+				      .now = owners_deadline_in(0),
 				      .json = cfg->json };
 
 		ret = print_through_cache(&r, &l);
@@ -460,51 +495,83 @@ static int load_list(const struct config *cfg, uint8_t action, struct rulefile *
 	return 0;
 }
 
-/*
- * A list's rules as claims of source: each with its line's deadline, else
- * -t's.  Lines whose deadline has passed (a save file restored late) are
- * left out rather than enforced until the next expiry; *late counts them.
- */
-static int bulk_apply(const struct config *cfg, struct owners *o, uint16_t src,
-		      const struct rulefile *rf, bool import, struct owners_stats *st, size_t *late)
+/* The source of rule i of a list: its source= column, else -o's, else the default. */
+static const char *list_source(const struct config *cfg, const struct rulefile *rf, size_t i)
 {
-	struct ruleset keep = {};
-	uint64_t *dl = NULL;
-	size_t n = 0;
-	int ret;
+	if (rf->source && rf->source[i])
+		return rf->source_names[rf->source[i] - 1];
+	return change_source_name(cfg);
+}
+
+/*
+ * A list's rules as claims: of the source its line names, else -o's; with
+ * its line's deadline, else -t's.  Every source the list names is replaced
+ * (or added to, import), the others stay.  Lines whose deadline has passed
+ * (a save file restored late) are left out rather than enforced until the
+ * next expiry; *late counts them.  *names gets the sources, for the message.
+ */
+static int bulk_apply(const struct config *cfg, struct owners *o, const struct rulefile *rf,
+		      bool import, struct owners_stats *st, size_t *late, char *names,
+		      size_t nameslen)
+{
+	struct owner_claim *c = calloc(rf->n + 1, sizeof(*c));
+	bool replaced[IPBLOCK_SOURCES_MAX] = {};
+	size_t n = 0, used = 0;
+	int ret = c ? 0 : -ENOMEM;
 
 	*late = 0;
-	for (size_t i = 0; rf->deadline && i < rf->n; i++)
-		*late += rf->deadline[i] && rf->deadline[i] <= cfg->now;
-	if (!*late)
-		return owners_replace(o, src, rf->rules, rf->deadline, rf->n, deadline(cfg), import,
-				      st);
-	dl = malloc(rf->n * sizeof(*dl));
-	ret = dl ? ruleset_reserve(&keep, rf->n) : -ENOMEM;
+	names[0] = '\0';
 	for (size_t i = 0; !ret && i < rf->n; i++) {
-		if (rf->deadline[i] && rf->deadline[i] <= cfg->now)
+		const char *name = list_source(cfg, rf, i);
+		uint64_t d = rf->deadline && rf->deadline[i] ? rf->deadline[i] : deadline(cfg);
+		int s;
+
+		if (cfg->source && strcmp(name, cfg->source)) {
+			cli_err("%s names source %s, but -o %s was given; leave -o out to apply "
+				"every source the list names.",
+				rf->opts.name, name, cfg->source);
+			ret = -EINVAL;
+			break;
+		}
+		s = owners_source_get(o, name);
+		if (s < 0) {
+			ret = s;
+			if (s == -ENOSPC)
+				cli_err("there are already %d sources; flush one with -F -o NAME "
+					"before adding source %s.",
+					IPBLOCK_SOURCES_MAX, name);
+			else
+				cli_err_change(s, cfg->pin_dir, "cannot register source %s", name);
+			break;
+		}
+		if (!replaced[s]) {
+			replaced[s] = true;
+			used += (size_t)snprintf(names + used, used < nameslen ? nameslen - used : 0,
+						 "%s%s", used ? ", " : "", name);
+		}
+		if (d && d <= cfg->now) {
+			(*late)++;
 			continue;
-		dl[n++] = rf->deadline[i];
-		ret = ruleset_push(&keep, &rf->rules[i]);
+		}
+		c[n++] = (struct owner_claim){
+			.prefix = rf->rules[i].prefix, .source = (uint16_t)s,
+			.action = rf->rules[i].action, .deadline = d
+		};
 	}
 	if (!ret)
-		ret = owners_replace(o, src, keep.r, dl, keep.n, deadline(cfg), import, st);
-	ruleset_free(&keep);
-	free(dl);
+		ret = owners_replace_claims(o, c, n, replaced, import, st);
+	free(c);
 	return ret;
 }
 
 static int do_bulk(const struct config *cfg, struct owners *o, const struct rulefile *rf)
 {
 	bool import = cfg->cmd == CMD_IMPORT;
-	const char *name = rf->opts.name, *source = change_source_name(cfg);
+	const char *name = rf->opts.name;
 	struct owners_stats st = {};
 	size_t v4 = 0, v6 = 0, late = 0;
-	int src = change_source(cfg, o), ret;
-
-	if (src < 0)
-		return src;
-	ret = bulk_apply(cfg, o, (uint16_t)src, rf, import, &st, &late);
+	char sources[256];
+	int ret = bulk_apply(cfg, o, rf, import, &st, &late, sources, sizeof(sources));
 	if (ret == -ENOSPC) {
 		const struct maps_replace_stats *v = &st.verdicts;
 		int family = v->v4 > v->cap_v4 ? AF_INET : AF_INET6;
@@ -527,6 +594,8 @@ static int do_bulk(const struct config *cfg, struct owners *o, const struct rule
 			claims, name);
 		return ret;
 	}
+	if (ret == -EINVAL)
+		return ret; /* said by bulk_apply() */
 	if (ret) {
 		cli_err_change(ret, cfg->pin_dir, "cannot %s %s",
 			       import ? "import" : "replace the rules with", name);
@@ -537,14 +606,16 @@ static int do_bulk(const struct config *cfg, struct owners *o, const struct rule
 		cli_note("%zu %s of %s had expired already and %s left out.", late,
 			 late == 1 ? "rule" : "rules", name, late == 1 ? "was" : "were");
 	if (import)
-		printf("imported %zu rules from %s into source %s: %zu added, %zu updated, %zu "
+		printf("imported %zu rules from %s into source%s %s: %zu added, %zu updated, %zu "
 		       "unchanged; now %zu IPv4 and %zu IPv6 rules\n",
-		       rf->n - late, name, source, st.rules_added, st.rules_updated,
+		       rf->n - late, name, strchr(sources, ',') ? "s" : "", sources,
+		       st.rules_added, st.rules_updated,
 		       rf->n - late - st.rules_added - st.rules_updated, v4, v6);
 	else
-		printf("replaced the rules of source %s with %s: %zu added, %zu updated, %zu "
+		printf("replaced the rules of source%s %s with %s: %zu added, %zu updated, %zu "
 		       "deleted; now %zu IPv4 and %zu IPv6 rules\n",
-		       source, name, st.rules_added, st.rules_updated, st.rules_deleted, v4, v6);
+		       strchr(sources, ',') ? "s" : "", sources, name, st.rules_added,
+		       st.rules_updated, st.rules_deleted, v4, v6);
 	return 0;
 }
 

@@ -209,6 +209,31 @@ check flush_all rule_ok -F
 check flush_all_empties same "" "$(rule_lines)" "the rule set"
 check flush_all_passes ping_passes snd 198.18.0.2 198.18.0.1
 
+say "a save of every source restores every source"
+check save_all_setup_static rule_ok -a 198.18.0.3 -p allow
+check save_all_setup_jail rule_ok -a 198.18.0.3 -p deny -o fail2ban-sshd -t 1h
+check save_all_setup_list rule_ok -a 198.18.0.4 -p deny -o firehol_level1
+check save_all_setup_v6 rule_ok -a 2001:db8::3 -p deny -o crowdsec -t 2h
+rule -S >"$ST_TMP/all.save"
+check save_all_names_the_sources grep -qx '198.18.0.3/32 deny source=fail2ban-sshd expires=[0-9T:-]*Z' "$ST_TMP/all.save"
+check save_all_keeps_static_lines_plain grep -qx '198.18.0.3/32 allow' "$ST_TMP/all.save"
+LISTED=$(rule_lines | sed 's/ [0-9hms]* left//')
+check save_all_flush rule_ok -F
+check save_all_flushed_passes ping_passes snd 198.18.0.2 198.18.0.4
+check save_all_restore rule_ok -R "$ST_TMP/all.save"
+check save_all_restore_says_which eval '[[ $OUT == "replaced the rules of sources static, fail2ban-sshd, firehol_level1, crowdsec with "* ]]'
+check save_all_same_listing same "$LISTED" "$(rule_lines | sed 's/ [0-9hms]* left//')" "the listing"
+check save_all_restored_allow_passes ping_passes snd 198.18.0.2 198.18.0.3
+check save_all_restored_ban_drops ping_dropped snd 198.18.0.2 198.18.0.4
+run_cli rule -R "$ST_TMP/all.save" -o crowdsec
+if cli_error "names source .*but -o crowdsec was given" && cli_rc 1 &&
+	same "$LISTED" "$(rule_lines | sed 's/ [0-9hms]* left//')" "the listing"; then
+	pass save_all_with_other_o_refused
+else
+	fail save_all_with_other_o_refused "$WHY"
+fi
+check save_all_cleanup rule_ok -F
+
 say "claims full (--max-rules 2: 4 claims)"
 SMALL=/sys/fs/bpf/$ST_ID-small
 ST_PINS+=("$SMALL")

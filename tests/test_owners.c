@@ -424,6 +424,42 @@ static void test_a_replace_too_big_for_the_tries_changes_nothing(void **state)
 	assert_int_equal(cfg.flags & IPBLOCK_CONFIG_OWNERS_DIRTY, 0);
 }
 
+static void test_replacing_several_sources_at_once_leaves_the_rest(void **state)
+{
+	int a = src("crowdsec"), b = src("fail2ban-sshd"), c = src("firehol_level1");
+	bool replaced[IPBLOCK_SOURCES_MAX] = {};
+	struct owner_claim restore[3] = {
+		{ .prefix = pfx("198.18.16.2"),
+		  .source = (uint16_t)b,
+		  .action = IPBLOCK_ACTION_DENY },
+		{ .prefix = pfx("198.18.16.1"),
+		  .source = (uint16_t)a,
+		  .action = IPBLOCK_ACTION_DENY,
+		  .deadline = NOW + 60 },
+		{ .prefix = pfx("198.18.16.1"),
+		  .source = (uint16_t)b,
+		  .action = IPBLOCK_ACTION_DENY },
+	};
+
+	(void)state;
+	claim(a, "198.18.16.9", IPBLOCK_ACTION_DENY, 0);
+	claim(b, "198.18.16.9", IPBLOCK_ACTION_DENY, 0);
+	claim(c, "198.18.16.3", IPBLOCK_ACTION_DENY, 0);
+	replaced[a] = replaced[b] = true;
+	assert_int_equal(owners_replace_claims(&o, restore, 3, replaced, false, NULL), 0);
+	assert_int_equal(verdict("198.18.16.9"), XDP_PASS);
+	assert_int_equal(verdict("198.18.16.1"), XDP_DROP);
+	assert_int_equal(verdict("198.18.16.2"), XDP_DROP);
+	assert_int_equal(verdict("198.18.16.3"), XDP_DROP);
+	assert_int_equal(claims_of(a), 1);
+	assert_int_equal(claims_of(b), 2);
+	assert_int_equal(claims_of(c), 1);
+	/* One claim per prefix and source: a repeat is refused, nothing changes. */
+	restore[0] = restore[2];
+	assert_int_equal(owners_replace_claims(&o, restore, 3, replaced, false, NULL), -EINVAL);
+	assert_int_equal(claims_of(b), 2);
+}
+
 /* Kernels whose tries refuse batch calls (5.10): the same results one syscall a claim. */
 static void test_one_syscall_a_claim_gives_the_same_results(void **state)
 {
@@ -492,6 +528,8 @@ int main(void)
 			test_an_unclaimed_rule_counts_as_the_default_sources, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_a_replace_too_big_for_the_tries_changes_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_replacing_several_sources_at_once_leaves_the_rest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_one_syscall_a_claim_gives_the_same_results,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flush_of_every_source_empties_everything,

@@ -200,7 +200,7 @@ static void test_each_kind_of_bad_line_names_its_line(void **state)
 		{ "192.0.2.0/24 drop\n", "f.txt:1: 'drop' is not an action: use allow or deny." },
 		{ "192.0.2.0/24 deny extra\n",
 		  "f.txt:1: unexpected 'extra' after the action; a rule line is CIDR "
-		  "[allow|deny] [timeout=DURATION|expires=TIME]." },
+		  "[allow|deny] [source=NAME] [timeout=DURATION|expires=TIME]." },
 		{ "\n192.0.2.0/33\n",
 		  "f.txt:2: '192.0.2.0/33' is not a valid prefix: the prefix length 33 is larger "
 		  "than 32." },
@@ -471,7 +471,7 @@ static void test_bad_deadline_columns_name_their_line(void **state)
 		  "f.txt:1: 'expires=2026-12-06T04:00:00Z': give one timeout= or expires= a line." },
 		{ "192.0.2.0/24 deny timeout=1h extra\n",
 		  "f.txt:1: unexpected 'extra' after the action; a rule line is CIDR "
-		  "[allow|deny] [timeout=DURATION|expires=TIME]." },
+		  "[allow|deny] [source=NAME] [timeout=DURATION|expires=TIME]." },
 	};
 
 	(void)state;
@@ -479,6 +479,39 @@ static void test_bad_deadline_columns_name_their_line(void **state)
 		assert_int_equal(parse(cases[i].text, 0, false), -EINVAL);
 		assert_memory_equal(rf.error, cases[i].error, strlen(cases[i].error));
 	}
+}
+
+static void test_source_column_keeps_a_prefix_once_per_source(void **state)
+{
+	static const char text[] = "192.0.2.0/24 deny source=crowdsec\n"
+				   "192.0.2.0/24 allow\n"
+				   "192.0.2.0/24 deny source=fail2ban-sshd expires=2026-12-06T04:00:00Z\n"
+				   "192.0.2.0/24 deny source=crowdsec\n";
+
+	(void)state;
+	assert_int_equal(parse(text, 0, false), 0);
+	assert_int_equal(rf.n, 3);
+	assert_int_equal(rf.duplicates, 1);
+	assert_non_null(rf.source);
+	assert_int_equal(rf.n_source_names, 2);
+	/* Equal prefixes stay in line order: crowdsec, (none), fail2ban-sshd. */
+	assert_rule(0, "192.0.2.0/24", IPBLOCK_ACTION_DENY);
+	assert_string_equal(rf.source_names[rf.source[0] - 1], "crowdsec");
+	assert_rule(1, "192.0.2.0/24", IPBLOCK_ACTION_ALLOW);
+	assert_int_equal(rf.source[1], 0);
+	assert_rule(2, "192.0.2.0/24", IPBLOCK_ACTION_DENY);
+	assert_string_equal(rf.source_names[rf.source[2] - 1], "fail2ban-sshd");
+	assert_int_equal(rf.deadline[2], 1796529600);
+	assert_int_equal(rf.deadline[0], 0);
+
+	/* One source giving both actions is still a conflict, naming both lines. */
+	assert_int_equal(parse("192.0.2.0/24 deny source=a\n192.0.2.0/24 deny source=b\n"
+			       "192.0.2.0/24 allow source=a\n",
+			       0, false),
+			 -EINVAL);
+	assert_string_equal(rf.error, "f.txt:3: 192.0.2.0/24 is allow here but deny on line 1.");
+	assert_int_equal(parse("192.0.2.0/24 deny source=bad/name\n", 0, false), -EINVAL);
+	assert_memory_equal(rf.error, "f.txt:1: bad source 'bad/name': it may hold only", 46);
 }
 
 static void test_large_list_is_sorted_and_unique(void **state)
@@ -538,6 +571,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_timeout_and_expires_columns_give_each_rule_its_deadline,
 					  teardown),
 		cmocka_unit_test_teardown(test_bad_deadline_columns_name_their_line, teardown),
+		cmocka_unit_test_teardown(test_source_column_keeps_a_prefix_once_per_source,
+					  teardown),
 		cmocka_unit_test_teardown(test_large_list_is_sorted_and_unique, teardown),
 	};
 

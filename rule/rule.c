@@ -28,14 +28,19 @@ static const struct cli_opt options[] = {
 	{ "delete", 'd', "CIDR",
 	  "delete the rule for exactly CIDR; an absent one is a note, exit 0 (see --strict)" },
 	{ "strict", OPT_STRICT, NULL, "with -d: an absent rule is an error (exit 1)" },
-	{ "import", 'i', "FILE", "add every prefix in FILE (- for stdin) in one atomic switch" },
-	{ "replace", 'R', "FILE", "make FILE the whole rule set, switched atomically" },
+	{ "import", 'i', "FILE",
+	  "add every prefix in FILE (- for stdin) to its source, in one atomic switch" },
+	{ "replace", 'R', "FILE",
+	  "make FILE the rules of every source it names (-o's or static where a line names "
+	  "none), switched atomically; other sources' rules stay" },
 	{ "skip-invalid", OPT_SKIP_INVALID, NULL,
 	  "with -i/-R: skip bad lines (and say which) instead of refusing the file" },
-	{ "list", 'l', NULL, "list every rule, IPv4 then IPv6, sorted, with its action" },
+	{ "list", 'l', NULL,
+	  "list every rule, IPv4 then IPv6, sorted, with its action and the sources holding it" },
 	{ "json", OPT_JSON, NULL,
 	  "with -l: JSON Lines, one object a rule (with its claims) and a summary last" },
-	{ "save", 'S', NULL, "print every rule as 'CIDR allow|deny', for -R or -i" },
+	{ "save", 'S', NULL,
+	  "print every claim as 'CIDR allow|deny [source=NAME] [expires=TIME]', for -R or -i" },
 	{ "flush", 'F', NULL, "delete every rule of every source (with -o: that source's)" },
 	{ "expire", OPT_EXPIRE, NULL,
 	  "remove the rules whose deadline has passed, and exit (every change does it first)" },
@@ -651,8 +656,8 @@ static void usage(FILE *f)
 		  "       --expire | --check",
 		  "Change the rules of the ipblock XDP firewall.  A bare address is a /32 (/128);\n"
 		  "the longest matching prefix decides, no match passes.\n"
-		  "FILE: one address or prefix a line, optionally followed by allow or deny and\n"
-		  "by timeout=DURATION or expires=YYYY-MM-DDTHH:MM:SSZ (what -S -o writes);\n"
+		  "FILE: one address or prefix a line, optionally followed by allow or deny,\n"
+		  "source=NAME, and timeout=DURATION or expires=YYYY-MM-DDTHH:MM:SSZ (as -S writes);\n"
 		  "'#' and ';' start comments (FireHOL netsets, Spamhaus DROP and -S output read\n"
 		  "as they are).  A bad line refuses the whole file, changing nothing.\n"
 		  "Sources: every rule belongs to one or more named sources (-o; static by\n"

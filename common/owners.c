@@ -725,7 +725,7 @@ int owners_release(struct owners *o, uint16_t source, const struct cidr *p, uint
 		/* A rule nobody claims (written behind the tools' back) is the default's. */
 		struct rule r;
 
-		ret = trie_get(o->m->pins, 0, p, &r);
+		ret = trie_get_active(o->m->pins, p, &r);
 		if (!ret) {
 			if (before)
 				*before = r.action;

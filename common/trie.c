@@ -92,6 +92,14 @@ int trie_get(const struct pins *pins, int set, const struct cidr *p, struct rule
 	return 0;
 }
 
+int trie_get_active(const struct pins *pins, const struct cidr *p, struct rule *out)
+{
+	uint32_t active = 0;
+	int ret = pins_active_set(pins, &active);
+
+	return ret ? ret : trie_get(pins, active ? 1 : 0, p, out);
+}
+
 /* Whether the trie holds exactly the prefix of key (an LPM lookup may answer a shorter one). */
 static bool trie_exact(int fd, const struct ipblock_key_v6 *key, struct ipblock_rule *out)
 {

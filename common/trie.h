@@ -22,6 +22,12 @@ void trie_key(const struct cidr *p, void *key);
 /* Read one rule of set by exact prefix.  -ENOENT when absent. */
 int trie_get(const struct pins *pins, int set, const struct cidr *p, struct rule *out);
 
+/*
+ * trie_get on the set the program reads: the other set's trie may lack what
+ * the last replace added (it follows by deletions only).
+ */
+int trie_get_active(const struct pins *pins, const struct cidr *p, struct rule *out);
+
 /* Write r into set's trie (its value: action, flags, id, length). */
 int trie_put(const struct pins *pins, int set, const struct rule *r);
 

@@ -137,7 +137,7 @@ static void err_full(const struct maps *m, const struct cidr *p)
 	pins_capacity(m->pins, p->family, &cap);
 	trie_count(m->pins, &v4, &v6);
 	/* A prefix already in the tries, or room there: it is the claims that are full. */
-	if (!trie_get(m->pins, 0, p, &old) || (p->family == AF_INET ? v4 : v6) < cap) {
+	if (!trie_get_active(m->pins, p, &old) || (p->family == AF_INET ? v4 : v6) < cap) {
 		pins_entries(m->pins, IPBLOCK_MAP_OWNERS, &claims);
 		cli_err("the map of rule sources' claims is full (%u claims); release rules, or "
 			"recreate the maps with a larger ipblock-loader --max-rules.",
@@ -209,7 +209,7 @@ static int do_delete(const struct config *cfg, struct owners *o, const struct ci
 		struct rule r;
 		char held[160] = "";
 
-		if (!trie_get(o->m->pins, 0, p, &r))
+		if (!trie_get_active(o->m->pins, p, &r))
 			snprintf(held, sizeof(held), " (the %s rule stays: other sources hold it)",
 				 ruleset_action_name(r.action));
 		if (cfg->strict) {

@@ -114,6 +114,7 @@ static void claim_from(const struct ipblock_owner_key *k, const struct ipblock_o
 	memcpy(c->prefix.addr, k->addr, sizeof(c->prefix.addr));
 	c->action = v->action;
 	c->deadline = v->deadline;
+	c->stored = true;
 }
 
 static int read_sources(const struct pins *p, struct owners_sources *s)
@@ -127,6 +128,8 @@ static int read_sources(const struct pins *p, struct owners_sources *s)
 		s->name[i][IPBLOCK_SOURCE_NAME_LEN - 1] = '\0';
 		s->next_deadline[i] = e.next_deadline;
 	}
+	/* Written with the slot's first change; it is the default's from the start. */
+	snprintf(s->name[OWNERS_DEFAULT], IPBLOCK_SOURCE_NAME_LEN, "%s", IPBLOCK_SOURCE_DEFAULT);
 	return 0;
 }
 
@@ -210,7 +213,8 @@ static int read_each(int fd, int source, struct owner_claims *out)
 	return ret;
 }
 
-int owners_read(const struct owners *o, int source, struct owner_claims *out)
+/* The claims in owners_map (source < 0: all), sorted. */
+static int read_stored(const struct owners *o, int source, struct owner_claims *out)
 {
 	int fd = o->m->pins->fd[IPBLOCK_MAP_OWNERS];
 	struct ipblock_owner_key *keys = malloc(CLAIMS_BATCH * sizeof(*keys));
@@ -256,6 +260,85 @@ out:
 	return ret;
 }
 
+/* How long the run of claims of one prefix starting at c[0] is. */
+static size_t run_len(const struct owner_claim *c, size_t n)
+{
+	size_t k = 1;
+
+	while (k < n && !cidr_compare(&c[0].prefix, &c[k].prefix))
+		k++;
+	return k;
+}
+
+/* The default's claim a rule nobody else names implies. */
+static struct owner_claim implied(const struct rule *r)
+{
+	return (struct owner_claim){ .prefix = r->prefix,
+				     .source = OWNERS_DEFAULT,
+				     .action = r->action };
+}
+
+/*
+ * Stored claims s[0..ns) (sorted) of source (< 0: all) merged with the
+ * claims the rules r (sorted) imply, in order, into out.
+ */
+static int merge_implied(const struct ruleset *r, const struct owner_claim *s, size_t ns,
+			 int source, struct owner_claims *out)
+{
+	bool want_implied = source < 0 || source == OWNERS_DEFAULT;
+	size_t i = 0, j = 0;
+	int ret = 0;
+
+	while (!ret && (i < r->n || j < ns)) {
+		int d = i < r->n && j < ns ? cidr_compare(&r->r[i].prefix, &s[j].prefix)
+					   : (i < r->n ? -1 : 1);
+
+		if (d < 0) {
+			if (want_implied) {
+				struct owner_claim c = implied(&r->r[i]);
+
+				ret = owners_claims_push(out, &c);
+			}
+			i++;
+			continue;
+		}
+		i += d == 0; /* stored claims speak for their prefix */
+		for (size_t k = run_len(&s[j], ns - j); k && !ret; k--, j++)
+			if (source < 0 || s[j].source == source)
+				ret = owners_claims_push(out, &s[j]);
+	}
+	return ret;
+}
+
+/* owners_read() of all claims, with the tries' rules read when not given. */
+static int read_all(const struct owners *o, const struct ruleset *rules, int source,
+		    struct owner_claims *out)
+{
+	struct owner_claims st = {};
+	struct ruleset own = {};
+	int ret = read_stored(o, -1, &st);
+
+	out->n = 0;
+	if (!ret && !rules) {
+		ret = trie_read(o->m->pins, &own);
+		rules = &own;
+	}
+	if (!ret)
+		ret = merge_implied(rules, st.c, st.n, source, out);
+	ruleset_free(&own);
+	owners_claims_free(&st);
+	return ret;
+}
+
+int owners_read(const struct owners *o, const struct ruleset *rules, int source,
+		struct owner_claims *out)
+{
+	/* Only the default's claims are implied: another source's are all stored. */
+	if (source >= 0 && source != OWNERS_DEFAULT)
+		return read_stored(o, source, out);
+	return read_all(o, rules, source, out);
+}
+
 int owners_read_prefix(const struct owners *o, const struct cidr *p, struct owner_claims *out)
 {
 	int fd = o->m->pins->fd[IPBLOCK_MAP_OWNERS];
@@ -280,11 +363,28 @@ int owners_read_prefix(const struct owners *o, const struct cidr *p, struct owne
 		if (ret)
 			return ret;
 	}
+	if (out->n == 0) {
+		struct rule r;
+		int ret = trie_get_active(o->m->pins, p, &r);
+
+		if (ret == -ENOENT)
+			return 0;
+		if (ret)
+			return ret;
+		struct owner_claim c = implied(&r);
+
+		return owners_claims_push(out, &c);
+	}
 	return 0;
 }
 
-/* Write (put) or delete claims c[0..n) in owners_map, in batches. */
-static int write_claims(const struct owners *o, const struct owner_claim *c, size_t n, bool put)
+/*
+ * Write (put) or delete claims c[0..n) in owners_map, in batches.  A
+ * tolerant delete passes over claims that are not there (undoing puts that
+ * may not all have landed).
+ */
+static int write_claims(const struct owners *o, const struct owner_claim *c, size_t n, bool put,
+			bool tolerant)
 {
 	int fd = o->m->pins->fd[IPBLOCK_MAP_OWNERS];
 	struct ipblock_owner_key *keys = malloc(CLAIMS_BATCH * sizeof(*keys));
@@ -323,7 +423,13 @@ static int write_claims(const struct owners *o, const struct owner_claim *c, siz
 						      : 0;
 				else
 					ret = bpf_map_delete_elem(fd, &keys[count]) ? -errno : 0;
+				if (ret == -ENOENT && tolerant)
+					ret = 0;
 			}
+		}
+		if (ret == -ENOENT && tolerant && !put && count < want) {
+			ret = 0;
+			count++; /* the batch stopped at the absent one */
 		}
 		at += count;
 	}
@@ -359,6 +465,8 @@ struct verdict_change {
 
 struct commit {
 	struct owner_claims dels, puts;
+	struct owner_claims olds; /* what the puts overwrite, to put back on failure */
+	size_t stored;		  /* stored claims after the change */
 	struct verdict_change *v;
 	size_t nv;
 	struct owners_stats st;
@@ -368,22 +476,82 @@ static void commit_free(struct commit *c)
 {
 	owners_claims_free(&c->dels);
 	owners_claims_free(&c->puts);
+	owners_claims_free(&c->olds);
 	free(c->v);
 }
 
-/* How long the run of claims of one prefix starting at c[0] is. */
-static size_t run_len(const struct owner_claim *c, size_t n)
+static int note_verdict(struct commit *c, size_t *cap, const struct cidr *p, uint8_t old,
+			uint8_t new)
 {
-	size_t k = 1;
+	if (old == new)
+		return 0;
+	if (c->nv == *cap) {
+		struct verdict_change *v;
 
-	while (k < n && !cidr_compare(&c[0].prefix, &c[k].prefix))
-		k++;
-	return k;
+		*cap = *cap ? *cap * 2 : 64;
+		v = realloc(c->v, *cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		c->v = v;
+	}
+	c->v[c->nv++] = (struct verdict_change){ .prefix = *p, .old = old, .new = new };
+	if (!old)
+		c->st.rules_added++;
+	else if (!new)
+		c->st.rules_deleted++;
+	else
+		c->st.rules_updated++;
+	return 0;
+}
+
+/*
+ * One prefix's claims before (b[0..rb)) and after (a[0..ra)), by source:
+ * the claims to write and to delete.  sb: b's are stored; sa: a's will be.
+ */
+static int diff_prefix(const struct owner_claim *b, size_t rb, bool sb, const struct owner_claim *a,
+		       size_t ra, bool sa, struct commit *c)
+{
+	for (size_t x = 0, y = 0; x < rb || y < ra;) {
+		int e = x < rb && y < ra ? (b[x].source > a[y].source) - (b[x].source < a[y].source)
+					 : (x < rb ? -1 : 1);
+		int ret = 0;
+
+		if (e < 0) {
+			if (sb)
+				ret = owners_claims_push(&c->dels, &b[x]);
+			c->st.released++;
+			x++;
+		} else if (e > 0) {
+			if (sa)
+				ret = owners_claims_push(&c->puts, &a[y]);
+			c->st.added++;
+			y++;
+		} else {
+			const struct owner_claim *o = &b[x++], *n = &a[y++];
+			bool moved = o->action != n->action || o->deadline != n->deadline;
+
+			if (o->action != n->action)
+				c->st.changed++;
+			else
+				c->st.refreshed += o->deadline != n->deadline;
+			if (sa && (!sb || moved)) {
+				ret = owners_claims_push(&c->puts, n);
+				if (!ret && sb)
+					ret = owners_claims_push(&c->olds, o);
+			}
+		}
+		if (ret)
+			return ret;
+	}
+	c->stored += sa ? ra : 0;
+	return 0;
 }
 
 /*
  * Diff sorted claims before and after (both cover every prefix that may
  * change): the claims to delete, to write, and the verdicts that change.
+ * A prefix keeps its claims stored once one is, and stores them when a
+ * claim other than the default's lasting one comes.
  */
 static int diff(const struct owner_claim *b, size_t nb, const struct owner_claim *a, size_t na,
 		struct commit *c)
@@ -393,8 +561,8 @@ static int diff(const struct owner_claim *b, size_t nb, const struct owner_claim
 	while (i < nb || j < na) {
 		const struct cidr *p;
 		size_t rb = 0, ra = 0;
-		uint8_t old, new;
-		int d;
+		bool sb, sa;
+		int d, ret;
 
 		if (i < nb && j < na)
 			d = cidr_compare(&b[i].prefix, &a[j].prefix);
@@ -405,53 +573,13 @@ static int diff(const struct owner_claim *b, size_t nb, const struct owner_claim
 			rb = run_len(&b[i], nb - i);
 		if (d >= 0)
 			ra = run_len(&a[j], na - j);
-		old = owners_resolve(&b[i], rb);
-		new = owners_resolve(&a[j], ra);
-		if (old != new) {
-			if (c->nv == cap) {
-				struct verdict_change *v;
-
-				cap = cap ? cap * 2 : 64;
-				v = realloc(c->v, cap * sizeof(*v));
-				if (!v)
-					return -ENOMEM;
-				c->v = v;
-			}
-			c->v[c->nv++] =
-				(struct verdict_change){ .prefix = *p, .old = old, .new = new };
-			if (!old)
-				c->st.rules_added++;
-			else if (!new)
-				c->st.rules_deleted++;
-			else
-				c->st.rules_updated++;
-		}
-		/* Within the prefix, claims by source. */
-		for (size_t x = 0, y = 0; x < rb || y < ra;) {
-			int e = x < rb && y < ra ? (b[i + x].source > a[j + y].source) -
-							   (b[i + x].source < a[j + y].source)
-						 : (x < rb ? -1 : 1);
-			int ret = 0;
-
-			if (e < 0) {
-				ret = owners_claims_push(&c->dels, &b[i + x++]);
-				c->st.released++;
-			} else if (e > 0) {
-				ret = owners_claims_push(&c->puts, &a[j + y++]);
-				c->st.added++;
-			} else {
-				const struct owner_claim *o = &b[i + x++], *n = &a[j + y++];
-
-				if (o->action != n->action)
-					c->st.changed++;
-				else
-					c->st.refreshed += o->deadline != n->deadline;
-				if (o->action != n->action || o->deadline != n->deadline)
-					ret = owners_claims_push(&c->puts, n);
-			}
-			if (ret)
-				return ret;
-		}
+		sb = rb && b[i].stored;
+		sa = ra && (sb || ra > 1 || a[j].source != OWNERS_DEFAULT || a[j].deadline);
+		ret = note_verdict(c, &cap, p, owners_resolve(&b[i], rb), owners_resolve(&a[j], ra));
+		if (!ret)
+			ret = diff_prefix(&b[i], rb, sb, &a[j], ra, sa, c);
+		if (ret)
+			return ret;
 		i += rb;
 		j += ra;
 	}
@@ -484,12 +612,15 @@ static int apply_verdicts(const struct ruleset *r, const struct verdict_change *
 	return ret;
 }
 
-/* Bring the tries to the changed verdicts: one rule alone, or all in one switch. */
+/*
+ * Bring the tries to the changed verdicts: one rule alone, or all in one
+ * switch.  now: the tries' rules if the caller read them, else NULL.
+ */
 static int apply_tries(struct owners *o, const struct verdict_change *v, size_t nv,
-		       struct maps_replace_stats *st)
+		       const struct ruleset *now, struct maps_replace_stats *st)
 {
-	struct ruleset now = {}, want = {};
-	int ret;
+	struct ruleset own = {}, want = {};
+	int ret = 0;
 
 	if (nv == 0)
 		return 0;
@@ -502,10 +633,13 @@ static int apply_tries(struct owners *o, const struct verdict_change *v, size_t 
 		}
 		return maps_rule_set(o->m, &r);
 	}
-	ret = trie_read(o->m->pins, &now);
+	if (!now) {
+		ret = trie_read(o->m->pins, &own);
+		now = &own;
+	}
 	if (!ret)
-		ret = apply_verdicts(&now, v, nv, &want);
-	ruleset_free(&now);
+		ret = apply_verdicts(now, v, nv, &want);
+	ruleset_free(&own);
 	if (!ret)
 		ret = maps_replace_rules(o->m, want.r, want.n, st);
 	ruleset_free(&want);
@@ -513,13 +647,17 @@ static int apply_tries(struct owners *o, const struct verdict_change *v, size_t 
 }
 
 /*
- * Make the claims after (sorted) what before (sorted) was: the tries
- * first (their capacity is checked before anything changes), then the
- * claims, under the dirty mark.  whole: before holds every claim, so the
- * claims' capacity and the sources' next deadlines are known exactly.
+ * Make the claims after (sorted) what before (sorted) was: new claims
+ * written first, then the tries (their capacity is checked before any
+ * verdict changes), then the claims that went deleted, under the dirty
+ * mark; at no point does a source's rule lack its stored claim.  whole:
+ * before holds every stored claim, so the claims' capacity and the
+ * sources' next deadlines are known exactly.  now: the tries' rules, if
+ * read, else NULL.
  */
 static int commit(struct owners *o, const struct owner_claims *before,
-		  const struct owner_claims *after, bool whole, struct owners_stats *st)
+		  const struct owner_claims *after, bool whole, const struct ruleset *now,
+		  struct owners_stats *st)
 {
 	struct commit c = {};
 	uint32_t cap = 0;
@@ -528,46 +666,30 @@ static int commit(struct owners *o, const struct owner_claims *before,
 
 	if (ret)
 		goto out;
-	if (whole && !pins_entries(o->m->pins, IPBLOCK_MAP_OWNERS, &cap) && after->n > cap) {
+	if (whole && !pins_entries(o->m->pins, IPBLOCK_MAP_OWNERS, &cap) && c.stored > cap) {
 		ret = -E2BIG;
 		goto out;
 	}
 	changes = c.dels.n || c.puts.n;
 	if (changes)
 		ret = mark(o, true);
-	if (ret || !changes) {
-		/* nothing to write */
-	} else if (!whole) {
-		/* One prefix: the claim first, so a full claims map changes nothing. */
-		ret = write_claims(o, c.puts.c, c.puts.n, true);
-		if (!ret)
-			ret = write_claims(o, c.dels.c, c.dels.n, false);
-		if (!ret)
-			ret = apply_tries(o, c.v, c.nv, &c.st.verdicts);
-		if (ret) {
-			/* Put the claims back as they were; the mark stays if that fails. */
-			int undo = write_claims(o, c.puts.c, c.puts.n, false);
+	if (!ret)
+		ret = write_claims(o, c.puts.c, c.puts.n, true, false);
+	if (!ret)
+		ret = apply_tries(o, c.v, c.nv, now, &c.st.verdicts);
+	if (ret && changes) {
+		/* No verdict changed: take the new claims back; the mark stays if that fails. */
+		int undo = write_claims(o, c.puts.c, c.puts.n, false, true);
 
-			if (undo == -ENOENT)
-				undo = 0; /* a put that never landed */
-			if (!undo)
-				undo = write_claims(o, before->c, before->n, true);
-			if (!undo)
-				mark(o, false);
-			goto out;
-		}
-	} else {
-		ret = apply_tries(o, c.v, c.nv, &c.st.verdicts);
-		if (ret) {
-			/* The change protocol changed no verdict on failure: nor were the claims.
-			 */
+		if (!undo)
+			undo = write_claims(o, c.olds.c, c.olds.n, true, false);
+		if (!undo)
 			mark(o, false);
-			goto out;
-		}
-		ret = write_claims(o, c.dels.c, c.dels.n, false);
-		if (!ret)
-			ret = write_claims(o, c.puts.c, c.puts.n, true);
+		goto out;
 	}
+	if (ret)
+		goto out;
+	ret = write_claims(o, c.dels.c, c.dels.n, false, false);
 	if (ret)
 		goto out; /* the mark stays: the next writer repairs what is half done */
 
@@ -613,7 +735,7 @@ static int repair(struct owners *o)
 {
 	struct owner_claims all = {};
 	struct ruleset want = {};
-	int ret = owners_read(o, -1, &all);
+	int ret = owners_read(o, NULL, -1, &all);
 
 	for (size_t i = 0; !ret && i < all.n;) {
 		size_t k = run_len(&all.c[i], all.n - i);
@@ -660,7 +782,7 @@ int owners_begin(struct owners *o, struct maps *m, uint64_t now, bool may_write,
 
 	struct owner_claims all = {};
 
-	ret = owners_read(o, -1, &all);
+	ret = read_stored(o, -1, &all);
 	for (size_t i = 0; !ret && expired && i < all.n; i++)
 		*expired += all.c[i].deadline && all.c[i].deadline <= now;
 	owners_claims_free(&all);
@@ -692,7 +814,7 @@ int owners_claim(struct owners *o, uint16_t source, const struct rule *r, uint64
 	if (after)
 		*after = owners_resolve(a.c, a.n);
 	if (!ret)
-		ret = commit(o, &b, &a, false, NULL);
+		ret = commit(o, &b, &a, false, NULL, NULL);
 	if (what)
 		*what = w;
 	owners_claims_free(&b);
@@ -719,21 +841,7 @@ int owners_release(struct owners *o, uint16_t source, const struct cidr *p, uint
 		*before = owners_resolve(b.c, b.n);
 	if (after)
 		*after = owners_resolve(a.c, a.n);
-	if (held) {
-		ret = commit(o, &b, &a, false, NULL);
-	} else if (b.n == 0 && source == owners_source_find(o, IPBLOCK_SOURCE_DEFAULT)) {
-		/* A rule nobody claims (written behind the tools' back) is the default's. */
-		struct rule r;
-
-		ret = trie_get_active(o->m->pins, p, &r);
-		if (!ret) {
-			if (before)
-				*before = r.action;
-			ret = maps_rule_delete(o->m, p);
-		}
-	} else {
-		ret = -ENOENT;
-	}
+	ret = held ? commit(o, &b, &a, false, NULL, NULL) : -ENOENT;
 out:
 	owners_claims_free(&b);
 	owners_claims_free(&a);
@@ -744,7 +852,11 @@ int owners_replace_claims(struct owners *o, const struct owner_claim *claims, si
 			  const bool *replaced, bool merge, struct owners_stats *st)
 {
 	struct owner_claims b = {}, a = {}, mine = {};
-	int ret = owners_read(o, -1, &b);
+	struct ruleset now = {};
+	int ret = trie_read(o->m->pins, &now);
+
+	if (!ret)
+		ret = owners_read(o, &now, -1, &b);
 
 	/* The new claims sorted, so that a merge finds them by (prefix, source). */
 	for (size_t i = 0; !ret && i < n; i++)
@@ -767,8 +879,9 @@ int owners_replace_claims(struct owners *o, const struct owner_claim *claims, si
 		ret = owners_claims_push(&a, &mine.c[i]);
 	if (!ret) {
 		owners_claims_sort(a.c, a.n);
-		ret = commit(o, &b, &a, true, st);
+		ret = commit(o, &b, &a, true, &now, st);
 	}
+	ruleset_free(&now);
 	owners_claims_free(&b);
 	owners_claims_free(&a);
 	owners_claims_free(&mine);
@@ -809,7 +922,7 @@ int owners_flush(struct owners *o, int source, size_t *released)
 		ret = owners_replace(o, (uint16_t)source, NULL, NULL, 0, 0, false, &st);
 		if (released)
 			*released = st.released;
-		if (ret)
+		if (ret || source == OWNERS_DEFAULT)
 			return ret;
 		/* A source without claims gives its slot back. */
 		memset(o->src.name[source], 0, IPBLOCK_SOURCE_NAME_LEN);
@@ -817,17 +930,18 @@ int owners_flush(struct owners *o, int source, size_t *released)
 		return write_source(o, (uint32_t)source);
 	}
 	/* Every rule of every source: the tries emptied in one switch, then the claims. */
-	ret = owners_read(o, -1, &all);
+	ret = read_stored(o, -1, &all);
 	if (!ret)
 		ret = mark(o, true);
 	if (!ret)
 		ret = maps_flush(o->m, released);
 	if (!ret)
-		ret = write_claims(o, all.c, all.n, false);
+		ret = write_claims(o, all.c, all.n, false, false);
 	for (uint32_t s = 0; !ret && s < IPBLOCK_SOURCES_MAX; s++) {
 		if (!o->src.name[s][0] && !o->src.next_deadline[s])
 			continue;
-		memset(o->src.name[s], 0, IPBLOCK_SOURCE_NAME_LEN);
+		if (s != OWNERS_DEFAULT)
+			memset(o->src.name[s], 0, IPBLOCK_SOURCE_NAME_LEN);
 		o->src.next_deadline[s] = 0;
 		ret = write_source(o, s);
 	}
@@ -840,13 +954,14 @@ int owners_flush(struct owners *o, int source, size_t *released)
 int owners_expire(struct owners *o, uint64_t now, size_t *expired)
 {
 	struct owner_claims b = {}, a = {};
-	int ret = owners_read(o, -1, &b);
+	/* Only stored claims have deadlines, and a prefix's claims are stored together. */
+	int ret = read_stored(o, -1, &b);
 
 	for (size_t i = 0; !ret && i < b.n; i++)
 		if (!b.c[i].deadline || b.c[i].deadline > now)
 			ret = owners_claims_push(&a, &b.c[i]);
 	if (!ret)
-		ret = commit(o, &b, &a, true, NULL);
+		ret = commit(o, &b, &a, true, NULL, NULL);
 	if (expired)
 		*expired = b.n - a.n;
 	owners_claims_free(&b);

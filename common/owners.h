@@ -9,6 +9,15 @@
  * still decides, in the tries).  Claims past their deadline are expired by
  * every writer before its change.  Callers hold the pin directory's lock,
  * exclusive for every call that changes something.
+ *
+ * The default source sits in slot 0, and its lasting claims are not
+ * stored: a rule in the tries that no stored claim names is the default's.
+ * A million-rule list under the default source thus costs the claims map
+ * nothing.  Once a prefix has a stored claim, every claim on it is stored
+ * (the default's included) until the last goes, and writers store new
+ * claims before they change the tries and delete old ones after, so a
+ * writer killed half-way never leaves a source's rule looking like the
+ * default's.
  */
 #ifndef IPBLOCK_OWNERS_H
 #define IPBLOCK_OWNERS_H
@@ -27,7 +36,11 @@ struct owner_claim {
 	uint16_t source;   /* index into the sources */
 	uint8_t action;	   /* enum ipblock_action */
 	uint64_t deadline; /* CLOCK_REALTIME second it expires at; 0: never */
+	bool stored;	   /* in owners_map; false: implied by a rule in the tries */
 };
+
+/* The default source's slot. */
+#define OWNERS_DEFAULT 0
 
 /* A growable array of claims; zero-initialised is empty. */
 struct owner_claims {
@@ -80,10 +93,15 @@ int owners_source_find(const struct owners *o, const char *name);
 /* The index of source name, registered if new.  -ENOSPC past IPBLOCK_SOURCES_MAX. */
 int owners_source_get(struct owners *o, const char *name);
 
-/* Every claim (source < 0) or those of one source, sorted. */
-int owners_read(const struct owners *o, int source, struct owner_claims *out);
+/*
+ * Every claim (source < 0) or those of one source, sorted, the default's
+ * implied ones included.  rules: the tries' rules (trie_read()) when the
+ * caller has them, else NULL (they are read when needed).
+ */
+int owners_read(const struct owners *o, const struct ruleset *rules, int source,
+		struct owner_claims *out);
 
-/* The claims of one prefix, by source. */
+/* The claims of one prefix, by source (the default's implied one included). */
 int owners_read_prefix(const struct owners *o, const struct cidr *p, struct owner_claims *out);
 
 /* What one claim change did. */
@@ -112,9 +130,7 @@ int owners_claim(struct owners *o, uint16_t source, const struct rule *r, uint64
 
 /*
  * Source releases its claim on p; the rule goes when no source is left.
- * A rule in the tries that no source claims (written behind the tools'
- * back) counts as the default source's.  -ENOENT when source holds no
- * claim on p.
+ * -ENOENT when source holds no claim on p.
  */
 int owners_release(struct owners *o, uint16_t source, const struct cidr *p, uint8_t *before,
 		   uint8_t *after);
@@ -141,7 +157,7 @@ int owners_replace_claims(struct owners *o, const struct owner_claim *claims, si
 
 /*
  * Release every claim of source, whose slot is then free (source < 0:
- * every rule of every source, and every source).
+ * every rule of every source, and every source); the default's slot stays.
  */
 int owners_flush(struct owners *o, int source, size_t *released);
 

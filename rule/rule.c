@@ -413,7 +413,7 @@ static int do_list(const struct config *cfg, const struct owners *o, bool save)
 	}
 	ret = trie_read(o->m->pins, &r);
 	if (!ret)
-		ret = owners_read(o, -1, &cl);
+		ret = owners_read(o, &r, -1, &cl);
 	if (ret) {
 		cli_err("cannot read the rules: %s.", strerror(-ret));
 		goto out;
@@ -606,7 +606,11 @@ static int do_bulk(const struct config *cfg, struct owners *o, const struct rule
 			       import ? "import" : "replace the rules with", name);
 		return ret;
 	}
-	trie_count(o->m->pins, &v4, &v6);
+	/* A switch counted the new set; else (one rule changed, or none) the tries are read. */
+	v4 = st.verdicts.v4;
+	v6 = st.verdicts.v6;
+	if (!v4 && !v6)
+		trie_count(o->m->pins, &v4, &v6);
 	if (late)
 		cli_note("%zu %s of %s had expired already and %s left out.", late,
 			 late == 1 ? "rule" : "rules", name, late == 1 ? "was" : "were");

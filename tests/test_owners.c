@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <bpf/bpf.h>
 #include <linux/bpf.h>
 
 #include "cidr.h"
@@ -103,7 +104,7 @@ static size_t claims_of(int s)
 	struct owner_claims cl = {};
 	size_t n;
 
-	assert_int_equal(owners_read(&o, s, &cl), 0);
+	assert_int_equal(owners_read(&o, NULL, s, &cl), 0);
 	n = cl.n;
 	owners_claims_free(&cl);
 	return n;
@@ -154,7 +155,9 @@ static void test_sources_are_registered_once_and_names_checked(void **state)
 			break;
 	}
 	assert_int_equal(owners_source_get(&o, "one-too-many"), -ENOSPC);
-	assert_int_equal(n + 2, IPBLOCK_SOURCES_MAX);
+	/* The default's slot is taken from the start. */
+	assert_int_equal(owners_source_find(&o, IPBLOCK_SOURCE_DEFAULT), OWNERS_DEFAULT);
+	assert_int_equal(n + 3, IPBLOCK_SOURCES_MAX);
 }
 
 static void test_two_sources_hold_a_ban_until_the_last_releases_it(void **state)
@@ -332,7 +335,7 @@ static void test_claiming_again_refreshes_the_deadline(void **state)
 	claim(a, "198.18.8.8", IPBLOCK_ACTION_DENY, NOW + 10);
 	assert_int_equal(owners_claim(&o, (uint16_t)a, &r, NOW + 1000, &what, NULL, NULL), 0);
 	assert_int_equal(what, OWNERS_REFRESHED);
-	assert_int_equal(owners_read(&o, a, &cl), 0);
+	assert_int_equal(owners_read(&o, NULL, a, &cl), 0);
 	assert_int_equal(cl.n, 1);
 	assert_int_equal(cl.c[0].deadline, NOW + 1000);
 	owners_claims_free(&cl);
@@ -360,7 +363,10 @@ static void test_a_half_done_change_is_repaired_from_the_claims(void **state)
 
 	(void)state;
 	claim(a, "198.18.9.0/24", IPBLOCK_ACTION_DENY, 0);
-	/* What a writer killed between the tries and the claims leaves. */
+	/*
+	 * What a writer killed between storing a claim and the tries leaves
+	 * (the /24's rule missing), beside a rule no stored claim names.
+	 */
 	assert_int_equal(maps_rule_set(&h.maps, &stray), 0);
 	assert_int_equal(maps_rule_delete(&h.maps, &(struct cidr){ .family = AF_INET,
 								   .len = 24,
@@ -376,9 +382,69 @@ static void test_a_half_done_change_is_repaired_from_the_claims(void **state)
 	assert_int_equal(verdict("198.18.9.1"), XDP_PASS);
 	assert_int_equal(owners_begin(&again, &h.maps, NOW, true, NULL), 0);
 	assert_int_equal(verdict("198.18.9.1"), XDP_DROP);
-	assert_int_equal(trie_action("198.18.9.9"), 0);
+	/* A rule no stored claim names is the default's: the repair keeps it. */
+	assert_int_equal(trie_action("198.18.9.9"), IPBLOCK_ACTION_DENY);
 	assert_int_equal(pins_config_read(h.maps.pins, &cfg), 0);
 	assert_int_equal(cfg.flags & IPBLOCK_CONFIG_OWNERS_DIRTY, 0);
+}
+
+/* How many claims owners_map stores. */
+static size_t stored(void)
+{
+	int fd = h.maps.pins->fd[IPBLOCK_MAP_OWNERS];
+	struct ipblock_owner_key k, next;
+	size_t n = 0;
+
+	for (void *at = NULL; !bpf_map_get_next_key(fd, at, &next); at = &k) {
+		k = next;
+		n++;
+	}
+	return n;
+}
+
+static void test_the_default_sources_lasting_claims_are_not_stored(void **state)
+{
+	int jail = src("fail2ban-sshd");
+	struct rule list[3] = { rule("198.18.1.0/24", IPBLOCK_ACTION_DENY),
+				rule("198.18.2.0/24", IPBLOCK_ACTION_DENY),
+				rule("2001:db8::/48", IPBLOCK_ACTION_DENY) };
+	struct owner_claims cl = {};
+
+	(void)state;
+	assert_int_equal(owners_replace(&o, OWNERS_DEFAULT, list, NULL, 3, 0, false, NULL), 0);
+	assert_int_equal(stored(), 0);
+	assert_int_equal(owners_read(&o, NULL, -1, &cl), 0);
+	assert_int_equal(cl.n, 3);
+	for (size_t i = 0; i < cl.n; i++) {
+		assert_int_equal(cl.c[i].source, OWNERS_DEFAULT);
+		assert_false(cl.c[i].stored);
+	}
+
+	/* A jail's claim on one of them stores both, and the default's outlives it. */
+	claim(jail, "198.18.1.0/24", IPBLOCK_ACTION_DENY, NOW + 60);
+	assert_int_equal(stored(), 2);
+	release(jail, "198.18.1.0/24");
+	assert_int_equal(stored(), 1);
+	assert_int_equal(verdict("198.18.1.7"), XDP_DROP);
+	release(OWNERS_DEFAULT, "198.18.1.0/24");
+	assert_int_equal(stored(), 0);
+	assert_int_equal(verdict("198.18.1.7"), XDP_PASS);
+
+	/* A deadline is stored even for the default; re-adding the same rule changes nothing. */
+	claim(OWNERS_DEFAULT, "198.18.3.0/24", IPBLOCK_ACTION_DENY, NOW + 60);
+	assert_int_equal(stored(), 1);
+	claim(OWNERS_DEFAULT, "198.18.2.0/24", IPBLOCK_ACTION_DENY, 0);
+	assert_int_equal(stored(), 1);
+
+	/* Replacing the default's rules keeps a jail's prefix, now the jail's alone. */
+	claim(jail, "198.18.2.0/24", IPBLOCK_ACTION_DENY, 0);
+	assert_int_equal(owners_replace(&o, OWNERS_DEFAULT, NULL, NULL, 0, 0, false, NULL), 0);
+	assert_int_equal(verdict("198.18.2.9"), XDP_DROP);
+	assert_int_equal(verdict("198.18.3.9"), XDP_PASS);
+	assert_int_equal(claims_of(OWNERS_DEFAULT), 0);
+	assert_int_equal(claims_of(jail), 1);
+	assert_int_equal(stored(), 1);
+	owners_claims_free(&cl);
 }
 
 static void test_an_unclaimed_rule_counts_as_the_default_sources(void **state)
@@ -534,6 +600,8 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flush_of_every_source_empties_everything,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_the_default_sources_lasting_claims_are_not_stored, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -673,8 +673,11 @@ static int commit(struct owners *o, const struct owner_claims *before,
 	changes = c.dels.n || c.puts.n;
 	if (changes)
 		ret = mark(o, true);
-	if (!ret)
+	if (!ret) {
 		ret = write_claims(o, c.puts.c, c.puts.n, true, false);
+		if (ret == -ENOSPC)
+			ret = -E2BIG; /* -ENOSPC says the tries are full */
+	}
 	if (!ret)
 		ret = apply_tries(o, c.v, c.nv, now, &c.st.verdicts);
 	if (ret && changes) {
@@ -885,6 +888,82 @@ int owners_replace_claims(struct owners *o, const struct owner_claim *claims, si
 	owners_claims_free(&b);
 	owners_claims_free(&a);
 	owners_claims_free(&mine);
+	return ret;
+}
+
+/* Changes in prefix order, and in their given order within a prefix. */
+static int change_cmp(const void *x, const void *y, void *base)
+{
+	const struct owners_change *c = base;
+	size_t i = *(const size_t *)x, j = *(const size_t *)y;
+	int d = cidr_compare(&c[i].claim.prefix, &c[j].claim.prefix);
+
+	return d ? d : (i > j) - (i < j);
+}
+
+/* Change one prefix's claims cur (by source) by ch; *absent counts empty releases. */
+static int change_run(struct owner_claims *cur, const struct owners_change *ch, size_t *absent)
+{
+	size_t k = 0;
+
+	while (k < cur->n && cur->c[k].source != ch->claim.source)
+		k++;
+	if (ch->release) {
+		if (k == cur->n) {
+			(*absent)++;
+			return 0;
+		}
+		memmove(&cur->c[k], &cur->c[k + 1], (cur->n - k - 1) * sizeof(*cur->c));
+		cur->n--;
+		return 0;
+	}
+	if (k < cur->n) {
+		cur->c[k].action = ch->claim.action;
+		cur->c[k].deadline = ch->claim.deadline;
+		return 0;
+	}
+	return owners_claims_push(cur, &ch->claim);
+}
+
+int owners_apply(struct owners *o, const struct owners_change *c, size_t n,
+		 struct owners_stats *st, size_t *absent)
+{
+	struct owner_claims b = {}, a = {}, run = {}, cur = {};
+	size_t *idx = calloc(n + 1, sizeof(*idx)), none = 0;
+	int ret = idx ? 0 : -ENOMEM;
+
+	if (!absent)
+		absent = &none;
+	*absent = 0;
+	for (size_t i = 0; i < n; i++)
+		idx[i] = i;
+	if (!ret && n > 1) {
+		/* qsort is not stable: the index breaks ties. */
+		qsort_r(idx, n, sizeof(*idx), change_cmp, (void *)c);
+	}
+	for (size_t i = 0; !ret && i < n;) {
+		const struct cidr *p = &c[idx[i]].claim.prefix;
+
+		ret = owners_read_prefix(o, p, &run);
+		cur.n = 0;
+		for (size_t k = 0; !ret && k < run.n; k++) {
+			ret = owners_claims_push(&b, &run.c[k]);
+			if (!ret)
+				ret = owners_claims_push(&cur, &run.c[k]);
+		}
+		for (; !ret && i < n && !cidr_compare(&c[idx[i]].claim.prefix, p); i++)
+			ret = change_run(&cur, &c[idx[i]], absent);
+		owners_claims_sort(cur.c, cur.n);
+		for (size_t k = 0; !ret && k < cur.n; k++)
+			ret = owners_claims_push(&a, &cur.c[k]);
+	}
+	if (!ret)
+		ret = commit(o, &b, &a, false, NULL, st);
+	owners_claims_free(&b);
+	owners_claims_free(&a);
+	owners_claims_free(&run);
+	owners_claims_free(&cur);
+	free(idx);
 	return ret;
 }
 

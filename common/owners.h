@@ -155,6 +155,22 @@ int owners_replace(struct owners *o, uint16_t source, const struct rule *rules,
 int owners_replace_claims(struct owners *o, const struct owner_claim *claims, size_t n,
 			  const bool *replaced, bool merge, struct owners_stats *st);
 
+/* One change of a batch: source claims a prefix, or lets go of it (release). */
+struct owners_change {
+	struct owner_claim claim; /* prefix and source; a claim's action and deadline */
+	bool release;
+};
+
+/*
+ * Apply c[0..n) in order (a later change of the same prefix and source
+ * wins) in one atomic switch of the tries.  *absent (may be NULL) counts
+ * releases of claims their source did not hold, which change nothing.
+ * -ENOSPC when the tries are full, -E2BIG when the claims are; nothing
+ * changes.
+ */
+int owners_apply(struct owners *o, const struct owners_change *c, size_t n,
+		 struct owners_stats *st, size_t *absent);
+
 /*
  * Release every claim of source, whose slot is then free (source < 0:
  * every rule of every source, and every source); the default's slot stays.

@@ -228,6 +228,16 @@ int rulefile_parse_line(const char *line, size_t len, uint8_t action, struct rul
 			  notes ? notes : &ignored, err, errlen, NULL, NULL);
 }
 
+int rulefile_parse_claim(const char *line, size_t len, uint8_t action, uint64_t now,
+			 struct rule *out, uint64_t *deadline, char *source, char *err,
+			 size_t errlen)
+{
+	unsigned int notes;
+
+	return parse_line(line, len, action, now, out, deadline, source, &notes, err, errlen,
+			  NULL, NULL);
+}
+
 void rulefile_init(struct rulefile *rf, const struct rulefile_opts *opts)
 {
 	memset(rf, 0, sizeof(*rf));

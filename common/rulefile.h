@@ -101,6 +101,15 @@ struct rulefile {
 int rulefile_parse_line(const char *line, size_t len, uint8_t action, struct rule *out,
 			unsigned int *notes, char *err, size_t errlen);
 
+/*
+ * rulefile_parse_line() with the line's source= (source gets "" when it
+ * names none; IPBLOCK_SOURCE_NAME_LEN bytes) and deadline (0: none;
+ * timeout= counts from now).
+ */
+int rulefile_parse_claim(const char *line, size_t len, uint8_t action, uint64_t now,
+			 struct rule *out, uint64_t *deadline, char *source, char *err,
+			 size_t errlen);
+
 /* Start parsing a list. */
 void rulefile_init(struct rulefile *rf, const struct rulefile_opts *opts);
 

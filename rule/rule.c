@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "batch.h"
 #include "cli.h"
 #include "jsonout.h"
 #include "maps.h"
@@ -33,6 +34,9 @@ static const struct cli_opt options[] = {
 	{ "replace", 'R', "FILE",
 	  "make FILE the rules of every source it names (-o's or static where a line names "
 	  "none), switched atomically; other sources' rules stay" },
+	{ "batch", 'b', "FILE",
+	  "apply the changes in FILE (- for stdin), lines 'add CIDR allow|deny [source=NAME] "
+	  "[timeout=DURATION]' and 'del CIDR [source=NAME]', in one atomic switch" },
 	{ "skip-invalid", OPT_SKIP_INVALID, NULL,
 	  "with -i/-R: skip bad lines (and say which) instead of refusing the file" },
 	{ "list", 'l', NULL,
@@ -66,7 +70,8 @@ enum command {
 	CMD_SAVE,
 	CMD_FLUSH,
 	CMD_CHECK,
-	CMD_EXPIRE
+	CMD_EXPIRE,
+	CMD_BATCH
 };
 
 struct config {
@@ -475,6 +480,117 @@ out:
 	return ret;
 }
 
+/*
+ * A batch found the tries (-ENOSPC) or the claims (-E2BIG) full, in a
+ * sentence; v: what a switch would have needed, when it got that far.
+ */
+static void err_batch_full(const struct maps *m, int err, const struct maps_replace_stats *v)
+{
+	size_t n[2] = { v->v4, v->v6 };
+	uint32_t cap[2] = { v->cap_v4, v->cap_v6 }, claims = 0;
+
+	if (err == -ENOSPC) {
+		if (!cap[0] && !cap[1]) {
+			/* One rule changed, without a switch: the tries as they are. */
+			trie_count(m->pins, &n[0], &n[1]);
+			n[0]++;
+			n[1]++;
+			pins_capacity(m->pins, AF_INET, &cap[0]);
+			pins_capacity(m->pins, AF_INET6, &cap[1]);
+		}
+		int f = n[0] > cap[0] ? 0 : 1;
+
+		cli_err("the %s rule map holds at most %u rules; nothing was changed (delete "
+			"rules, or recreate the maps with ipblock-loader --max-rules).",
+			family_name(f ? AF_INET6 : AF_INET), cap[f]);
+		return;
+	}
+	pins_entries(m->pins, IPBLOCK_MAP_OWNERS, &claims);
+	cli_err("the map of rule sources' claims is full (%u claims); nothing was changed "
+		"(release rules, or recreate the maps with a larger ipblock-loader --max-rules).",
+		claims);
+}
+
+/*
+ * -b: every change of the batch, each for its line's source (else -o's,
+ * else the default), applied in one atomic switch.  A deletion of a rule
+ * its source does not hold is counted, not an error, as -d does; an add
+ * whose expires= has passed is left out.
+ */
+static int do_batch(const struct config *cfg, struct owners *o, const struct batch *bt)
+{
+	struct owners_change *ch = calloc(bt->n + 1, sizeof(*ch));
+	struct owners_stats st = {};
+	size_t n = 0, absent = 0, late = 0, v4 = 0, v6 = 0;
+	int ret = ch ? 0 : -ENOMEM;
+
+	for (size_t i = 0; !ret && i < bt->n; i++) {
+		const struct batch_change *c = &bt->c[i];
+		const char *name = c->source[0] ? c->source : change_source_name(cfg);
+		uint64_t d = c->deadline ? c->deadline : deadline(cfg);
+		int s = c->del ? owners_source_find(o, name) : owners_source_get(o, name);
+
+		if (c->del && s < 0) {
+			absent++; /* a source that holds nothing */
+			continue;
+		}
+		if (s == -ENOSPC) {
+			cli_err("there are already %d sources; flush one with -F -o NAME before "
+				"adding source %s (line %u).",
+				IPBLOCK_SOURCES_MAX, name, c->line);
+			ret = s;
+			break;
+		}
+		if (s < 0) {
+			cli_err_change(s, cfg->pin_dir, "cannot register source %s", name);
+			ret = s;
+			break;
+		}
+		if (!c->del && d && d <= cfg->now) {
+			late++;
+			continue;
+		}
+		ch[n++] = (struct owners_change){
+			.claim = { .prefix = c->rule.prefix,
+				   .source = (uint16_t)s,
+				   .action = c->rule.action,
+				   .deadline = c->del ? 0 : d },
+			.release = c->del,
+		};
+	}
+	if (!ret) {
+		size_t more = 0;
+
+		ret = owners_apply(o, ch, n, &st, &more);
+		absent += more;
+	}
+	free(ch);
+	if (ret == -ENOSPC || ret == -E2BIG) {
+		err_batch_full(o->m, ret, &st.verdicts);
+		return ret;
+	}
+	if (ret) {
+		if (ret != -ENOSPC && ret != -EINVAL) /* sources' sentences are said */
+			cli_err_change(ret, cfg->pin_dir, "cannot apply the changes in %s",
+				       cfg->file);
+		return ret;
+	}
+	v4 = st.verdicts.v4;
+	v6 = st.verdicts.v6;
+	if (!v4 && !v6)
+		trie_count(o->m->pins, &v4, &v6);
+	if (late)
+		cli_note("%zu %s in %s had expired already and %s left out.", late,
+			 late == 1 ? "add" : "adds", cfg->file, late == 1 ? "was" : "were");
+	printf("applied %zu changes from %s: %zu claims added, %zu changed, %zu refreshed, %zu "
+	       "released, %zu not held; rules %zu added, %zu updated, %zu deleted; now %zu IPv4 "
+	       "and %zu IPv6 rules\n",
+	       bt->n, strcmp(cfg->file, "-") ? cfg->file : "stdin", st.added, st.changed,
+	       st.refreshed, st.released, absent, st.rules_added, st.rules_updated,
+	       st.rules_deleted, v4, v6);
+	return 0;
+}
+
 /* Read and check the whole list before the maps are locked or touched. */
 static int load_list(const struct config *cfg, uint8_t action, struct rulefile *rf)
 {
@@ -656,8 +772,8 @@ static void usage(FILE *f)
 {
 	cli_usage(f,
 		  "[-o SOURCE] [-t DURATION] -a CIDR -p allow|deny | -d CIDR |\n"
-		  "       -i FILE [-p ACTION] | -R FILE [-p ACTION] | -l [--json] | -S | -F |\n"
-		  "       --expire | --check",
+		  "       -i FILE [-p ACTION] | -R FILE [-p ACTION] | -b FILE | -l [--json] | -S |\n"
+		  "       -F | --expire | --check",
 		  "Change the rules of the ipblock XDP firewall.  A bare address is a /32 (/128);\n"
 		  "the longest matching prefix decides, no match passes.\n"
 		  "FILE: one address or prefix a line, optionally followed by allow or deny,\n"
@@ -673,7 +789,8 @@ static void usage(FILE *f)
 static int set_cmd(struct config *cfg, enum command cmd)
 {
 	if (cfg->cmd != CMD_NONE && cfg->cmd != cmd) {
-		cli_err("give one of -a, -d, -i, -R, -l, -S, -F, --expire, --check at a time.");
+		cli_err("give one of -a, -d, -i, -R, -b, -l, -S, -F, --expire, --check at a "
+			"time.");
 		return -EINVAL;
 	}
 	cfg->cmd = cmd;
@@ -697,6 +814,10 @@ static int parse_options(int argc, char **argv, struct config *cfg)
 			break;
 		case 'i':
 			ret = set_cmd(cfg, CMD_IMPORT);
+			cfg->file = optarg;
+			break;
+		case 'b':
+			ret = set_cmd(cfg, CMD_BATCH);
 			cfg->file = optarg;
 			break;
 		case 'R':
@@ -785,8 +906,8 @@ static int check_options(const struct config *cfg, uint8_t *action, struct cidr 
 			"-S, -F, --expire or --check.");
 		return -EINVAL;
 	}
-	if (cfg->timeout && cfg->cmd != CMD_ADD && !is_bulk(cfg)) {
-		cli_err("-t goes with -a, -i or -R only.");
+	if (cfg->timeout && cfg->cmd != CMD_ADD && !is_bulk(cfg) && cfg->cmd != CMD_BATCH) {
+		cli_err("-t goes with -a, -i, -R or -b only.");
 		return -EINVAL;
 	}
 	if (cfg->json && cfg->cmd != CMD_LIST) {
@@ -817,7 +938,7 @@ static int check_options(const struct config *cfg, uint8_t *action, struct cidr 
 			return -EINVAL;
 		}
 		if (cfg->cmd == CMD_CHECK || cfg->cmd == CMD_EXPIRE) {
-			cli_err("-o goes with -a, -d, -i, -R, -l, -S or -F.");
+			cli_err("-o goes with -a, -d, -i, -R, -b, -l, -S or -F.");
 			return -EINVAL;
 		}
 	}
@@ -833,7 +954,7 @@ static int check_options(const struct config *cfg, uint8_t *action, struct cidr 
 
 /* The command itself, the maps locked. */
 static int run(const struct config *cfg, struct owners *o, uint8_t action, const struct cidr *p,
-	       const struct rulefile *rf)
+	       const struct rulefile *rf, const struct batch *bt)
 {
 	switch (cfg->cmd) {
 	case CMD_ADD:
@@ -850,6 +971,8 @@ static int run(const struct config *cfg, struct owners *o, uint8_t action, const
 		return do_list(cfg, o, cfg->cmd == CMD_SAVE);
 	case CMD_FLUSH:
 		return do_flush(cfg, o);
+	case CMD_BATCH:
+		return do_batch(cfg, o, bt);
 	default:
 		return 0;
 	}
@@ -898,6 +1021,7 @@ int main(int argc, char **argv)
 	struct owners o;
 	size_t expired = 0;
 	struct rulefile rf = {};
+	struct batch bt = {};
 	uint8_t action = 0;
 	struct cidr p;
 	char note[2 * CIDR_ERRLEN] = "";
@@ -932,6 +1056,19 @@ int main(int argc, char **argv)
 			return ret == -ENOMEM ? CLI_EXIT_FAIL : CLI_EXIT_INPUT;
 		}
 	}
+	if (cfg.cmd == CMD_BATCH) {
+		/* Parsed whole before the maps are locked: a bad line changes nothing. */
+		ret = batch_read(&bt, cfg.file, cfg.now);
+		if (ret) {
+			if (ret == -ENOMEM)
+				cli_err("out of memory reading %s.", cfg.file);
+			else
+				cli_err("%s", bt.error);
+			batch_free(&bt);
+			pins_close(&pins);
+			return ret == -ENOMEM ? CLI_EXIT_FAIL : CLI_EXIT_INPUT;
+		}
+	}
 
 	/* Writers exclusive, listings shared: no listing sees half a replace. */
 	ret = begin(&cfg, &o, &m, &expired);
@@ -939,11 +1076,12 @@ int main(int argc, char **argv)
 		maps_release(&m);
 		pins_close(&pins);
 		rulefile_free(&rf);
+		batch_free(&bt);
 		return cli_exit_code(ret) == CLI_EXIT_PERM ? CLI_EXIT_PERM : CLI_EXIT_FAIL;
 	}
 	if (cfg.cmd == CMD_EXPIRE)
 		printf("expired %zu %s\n", expired, expired == 1 ? "claim" : "claims");
-	ret = run(&cfg, &o, action, &p, &rf);
+	ret = run(&cfg, &o, action, &p, &rf, &bt);
 	pins_unlock(&pins);
 	/* Normalisation notes only once the change they describe was made. */
 	if (!ret && note[0])
@@ -953,5 +1091,6 @@ int main(int argc, char **argv)
 	maps_release(&m);
 	pins_close(&pins);
 	rulefile_free(&rf);
+	batch_free(&bt);
 	return cli_exit_code(ret);
 }

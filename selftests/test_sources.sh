@@ -5,7 +5,8 @@
 # ban and unban; two sources banning one address keep it dropped until the
 # second releases it; a replace or flush of one source leaves the others;
 # timed bans expire (through --expire, or any writer) and a refreshed one
-# stays; deleting what is not there exits 0; "not loaded" has its own exit code.
+# stays; deleting what is not there exits 0; a batch of changes (-b) applies
+# in one process; "not loaded" has its own exit code.
 #
 #   snd (va)  198.18.0.1 .3 .4/24, 2001:db8::1 ::3/64
 #   rcv (vb)  198.18.0.2/24,        2001:db8::2/64        <- ipblock
@@ -234,6 +235,43 @@ else
 fi
 check save_all_cleanup rule_ok -F
 
+say "a batch of changes from one process, in one switch"
+printf '%s\n' 'add 198.18.0.4 deny source=fail2ban-sshd timeout=1h' \
+	'add 198.18.0.1 deny source=crowdsec' 'del 198.18.0.9 source=fail2ban-sshd' \
+	'add 2001:db8::3 deny source=crowdsec timeout=10m' >"$ST_TMP/batch"
+run_cli rule -b - <"$ST_TMP/batch"
+check batch_from_stdin cli_ok
+check batch_counts_the_release_not_held eval '[[ $OUT == *"1 not held"* ]]'
+check batch_ban_drops ping_dropped snd 198.18.0.2 198.18.0.4
+check batch_ban_v6_drops ping_dropped snd 2001:db8::2 2001:db8::3
+BATCHED=$(rule_lines | sed 's/ [0-9hms]* left//')
+printf '%s\n' 'del 198.18.0.4 source=fail2ban-sshd' 'ban 198.18.0.1' >"$ST_TMP/bad-batch"
+run_cli rule -b "$ST_TMP/bad-batch"
+if cli_error "bad-batch:2: 'ban' is not a change" && cli_rc 1 &&
+	same "$BATCHED" "$(rule_lines | sed 's/ [0-9hms]* left//')" "the rules"; then
+	pass bad_batch_exit_1_nothing_changed
+else
+	fail bad_batch_exit_1_nothing_changed "$WHY"
+fi
+# 10,000 bans and then their 10,000 unbans, each batch one process.
+"$PYTHON" -c '
+for i in range(10000):
+    print("add 198.19.%d.%d deny source=fail2ban-sshd timeout=600" % (i // 256, i % 256))
+' >"$ST_TMP/bans"
+sed 's/^add \(\S*\) deny \(\S*\).*/del \1 \2/' "$ST_TMP/bans" >"$ST_TMP/unbans"
+T0=$(date +%s%N)
+run_cli rule -b "$ST_TMP/bans"
+T1=$(date +%s%N)
+check batch_10k_bans cli_ok
+check batch_10k_bans_listed eval '[[ $(rule -l -o fail2ban-sshd | grep -c "^198\.19\.") == 10000 ]]'
+run_cli rule -b "$ST_TMP/unbans"
+T2=$(date +%s%N)
+check batch_10k_unbans cli_ok
+say "10,000 bans in $(((T1 - T0) / 1000000)) ms, 10,000 unbans in $(((T2 - T1) / 1000000)) ms"
+check batch_10k_under_a_second eval '(((T1 - T0) < 1000000000 && (T2 - T1) < 1000000000))'
+check batch_unbans_leave_the_rest same "$BATCHED" "$(rule_lines | sed 's/ [0-9hms]* left//')" "the rules"
+check batch_cleanup rule_ok -F
+
 say "claims full (--max-rules 2: 4 claims)"
 SMALL=/sys/fs/bpf/$ST_ID-small
 ST_PINS+=("$SMALL")
@@ -259,6 +297,14 @@ if cli_error "holds at most 4 claims" && cli_rc 3 &&
 	pass claims_full_replace_exit_3_nothing_changed
 else
 	fail claims_full_replace_exit_3_nothing_changed "$WHY"
+fi
+printf 'add 198.18.0.1 deny source=c\n' >"$ST_TMP/full-batch"
+run_cli "$RULE" --pin-dir "$SMALL" -b "$ST_TMP/full-batch"
+if cli_error "claims is full \(4 claims\); nothing was changed" && cli_rc 3 &&
+	same "$SMALLBASE" "$("$RULE" --pin-dir "$SMALL" -l | grep -v '^#')" "the rules"; then
+	pass claims_full_batch_exit_3_nothing_changed
+else
+	fail claims_full_batch_exit_3_nothing_changed "$WHY"
 fi
 
 say "maps of an ipblock without sources are refused, with what to do"

@@ -447,6 +447,86 @@ static void test_the_default_sources_lasting_claims_are_not_stored(void **state)
 	owners_claims_free(&cl);
 }
 
+static struct owners_change change(int s, const char *p, uint8_t action, uint64_t deadline,
+				   bool release)
+{
+	return (struct owners_change){ .claim = { .prefix = pfx(p),
+						  .source = (uint16_t)s,
+						  .action = action,
+						  .deadline = deadline },
+				       .release = release };
+}
+
+static void test_a_batch_applies_in_order_and_counts_releases_not_held(void **state)
+{
+	int jail = src("fail2ban-sshd"), cs = src("crowdsec");
+	struct owners_change c[] = {
+		change(jail, "198.18.1.1", IPBLOCK_ACTION_DENY, 0, false),
+		change(cs, "198.18.1.1", IPBLOCK_ACTION_DENY, 0, false),
+		change(jail, "198.18.2.2", 0, 0, true), /* not held */
+		change(OWNERS_DEFAULT, "198.18.3.0/24", IPBLOCK_ACTION_ALLOW, 0, false),
+		change(jail, "198.18.3.0/24", IPBLOCK_ACTION_DENY, 0, false),
+		change(jail, "198.18.1.1", 0, 0, true),
+		/* The later line wins: the jail holds 198.18.1.1 again, for a minute. */
+		change(jail, "198.18.1.1", IPBLOCK_ACTION_DENY, NOW + 60, false),
+		change(cs, "2001:db8::/64", IPBLOCK_ACTION_DENY, 0, false),
+	};
+	struct owner_claims cl = {};
+	struct owners_stats st = {};
+	size_t absent = 0;
+
+	(void)state;
+	assert_int_equal(owners_apply(&o, c, sizeof(c) / sizeof(c[0]), &st, &absent), 0);
+	assert_int_equal(absent, 1);
+	assert_int_equal(st.rules_added, 3);
+	assert_int_equal(verdict("198.18.1.1"), XDP_DROP);
+	assert_int_equal(verdict("198.18.3.3"), XDP_PASS); /* the admin's allow beats the jail */
+	assert_int_equal(verdict("2001:db8::9"), XDP_DROP);
+	assert_int_equal(owners_read_prefix(&o, &c[0].claim.prefix, &cl), 0);
+	assert_int_equal(cl.n, 2);
+	assert_int_equal(cl.c[0].source, jail);
+	assert_int_equal(cl.c[0].deadline, NOW + 60);
+	assert_int_equal(cl.c[1].source, cs);
+
+	/* Expiry takes the jail's claim; crowdsec still holds the address. */
+	assert_int_equal(owners_expire(&o, NOW + 60, NULL), 0);
+	assert_int_equal(verdict("198.18.1.1"), XDP_DROP);
+	assert_int_equal(claims_of(jail), 1);
+
+	/* The same batch again changes no verdict. */
+	assert_int_equal(owners_apply(&o, c, sizeof(c) / sizeof(c[0]), &st, &absent), 0);
+	assert_int_equal(st.rules_added + st.rules_updated + st.rules_deleted, 0);
+	owners_claims_free(&cl);
+}
+
+static void test_a_batch_too_big_for_the_tries_changes_nothing(void **state)
+{
+	int jail = src("fail2ban-sshd");
+	size_t n = 4097; /* tries of 4096 a family */
+	struct owners_change *c = calloc(n, sizeof(*c));
+	struct ipblock_config cfg;
+
+	(void)state;
+	assert_non_null(c);
+	claim(jail, "198.18.15.0/24", IPBLOCK_ACTION_DENY, 0);
+	for (size_t i = 0; i < n; i++)
+		c[i] = (struct owners_change){
+			.claim = { .prefix = { .family = AF_INET,
+					       .len = 32,
+					       .addr = { 10, 1, (uint8_t)(i >> 8), (uint8_t)i } },
+				   .source = (uint16_t)jail,
+				   .action = IPBLOCK_ACTION_DENY },
+		};
+	assert_int_equal(owners_apply(&o, c, n, NULL, NULL), -ENOSPC);
+	free(c);
+	assert_int_equal(claims_of(-1), 1);
+	assert_int_equal(stored(), 1);
+	assert_int_equal(verdict("198.18.15.1"), XDP_DROP);
+	assert_int_equal(verdict("10.1.0.1"), XDP_PASS);
+	assert_int_equal(pins_config_read(h.maps.pins, &cfg), 0);
+	assert_int_equal(cfg.flags & IPBLOCK_CONFIG_OWNERS_DIRTY, 0);
+}
+
 static void test_an_unclaimed_rule_counts_as_the_default_sources(void **state)
 {
 	int st = src(IPBLOCK_SOURCE_DEFAULT), jail = src("fail2ban-sshd");
@@ -602,6 +682,10 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_the_default_sources_lasting_claims_are_not_stored, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_a_batch_applies_in_order_and_counts_releases_not_held, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_batch_too_big_for_the_tries_changes_nothing,
+						setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -647,17 +647,44 @@ static int apply_tries(struct owners *o, const struct verdict_change *v, size_t 
 }
 
 /*
+ * Expiry changes at most this many verdicts one rule at a time rather than
+ * in one switch: claims that fall due together are unrelated (each is
+ * removed atomically, and none early), and a switch compiles a whole new
+ * table, seconds at a million rules, for every second with something due.
+ */
+#define OWNERS_APART_MAX 64
+
+/* The verdict changes one rule at a time, each atomic on its own. */
+static int apply_apart(struct owners *o, const struct verdict_change *v, size_t nv)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < nv && !ret; i++) {
+		struct rule r = { .prefix = v[i].prefix, .action = v[i].new };
+
+		if (v[i].new) {
+			ret = maps_rule_set(o->m, &r);
+		} else {
+			ret = maps_rule_delete(o->m, &v[i].prefix);
+			ret = ret == -ENOENT ? 0 : ret;
+		}
+	}
+	return ret;
+}
+
+/*
  * Make the claims after (sorted) what before (sorted) was: new claims
  * written first, then the tries (their capacity is checked before any
  * verdict changes), then the claims that went deleted, under the dirty
  * mark; at no point does a source's rule lack its stored claim.  whole:
  * before holds every stored claim, so the claims' capacity and the
  * sources' next deadlines are known exactly.  now: the tries' rules, if
- * read, else NULL.
+ * read, else NULL.  apart: a few verdict changes may go one at a time
+ * (expiry).
  */
 static int commit(struct owners *o, const struct owner_claims *before,
-		  const struct owner_claims *after, bool whole, const struct ruleset *now,
-		  struct owners_stats *st)
+		  const struct owner_claims *after, bool whole, bool apart,
+		  const struct ruleset *now, struct owners_stats *st)
 {
 	struct commit c = {};
 	uint32_t cap = 0;
@@ -678,8 +705,13 @@ static int commit(struct owners *o, const struct owner_claims *before,
 		if (ret == -ENOSPC)
 			ret = -E2BIG; /* -ENOSPC says the tries are full */
 	}
-	if (!ret)
+	if (!ret && apart && c.nv <= OWNERS_APART_MAX) {
+		ret = apply_apart(o, c.v, c.nv);
+		if (ret)
+			goto out; /* some verdicts may have changed: the mark stays for a repair */
+	} else if (!ret) {
 		ret = apply_tries(o, c.v, c.nv, now, &c.st.verdicts);
+	}
 	if (ret && changes) {
 		/* No verdict changed: take the new claims back; the mark stays if that fails. */
 		int undo = write_claims(o, c.puts.c, c.puts.n, false, true);
@@ -817,7 +849,7 @@ int owners_claim(struct owners *o, uint16_t source, const struct rule *r, uint64
 	if (after)
 		*after = owners_resolve(a.c, a.n);
 	if (!ret)
-		ret = commit(o, &b, &a, false, NULL, NULL);
+		ret = commit(o, &b, &a, false, false, NULL, NULL);
 	if (what)
 		*what = w;
 	owners_claims_free(&b);
@@ -844,7 +876,7 @@ int owners_release(struct owners *o, uint16_t source, const struct cidr *p, uint
 		*before = owners_resolve(b.c, b.n);
 	if (after)
 		*after = owners_resolve(a.c, a.n);
-	ret = held ? commit(o, &b, &a, false, NULL, NULL) : -ENOENT;
+	ret = held ? commit(o, &b, &a, false, false, NULL, NULL) : -ENOENT;
 out:
 	owners_claims_free(&b);
 	owners_claims_free(&a);
@@ -882,7 +914,7 @@ int owners_replace_claims(struct owners *o, const struct owner_claim *claims, si
 		ret = owners_claims_push(&a, &mine.c[i]);
 	if (!ret) {
 		owners_claims_sort(a.c, a.n);
-		ret = commit(o, &b, &a, true, &now, st);
+		ret = commit(o, &b, &a, true, false, &now, st);
 	}
 	ruleset_free(&now);
 	owners_claims_free(&b);
@@ -958,7 +990,7 @@ int owners_apply(struct owners *o, const struct owners_change *c, size_t n,
 			ret = owners_claims_push(&a, &cur.c[k]);
 	}
 	if (!ret)
-		ret = commit(o, &b, &a, false, NULL, st);
+		ret = commit(o, &b, &a, false, false, NULL, st);
 	owners_claims_free(&b);
 	owners_claims_free(&a);
 	owners_claims_free(&run);
@@ -1040,7 +1072,7 @@ int owners_expire(struct owners *o, uint64_t now, size_t *expired)
 		if (!b.c[i].deadline || b.c[i].deadline > now)
 			ret = owners_claims_push(&a, &b.c[i]);
 	if (!ret)
-		ret = commit(o, &b, &a, true, NULL, NULL);
+		ret = commit(o, &b, &a, true, true, NULL, NULL);
 	if (expired)
 		*expired = b.n - a.n;
 	owners_claims_free(&b);

@@ -527,6 +527,35 @@ static void test_a_batch_too_big_for_the_tries_changes_nothing(void **state)
 	assert_int_equal(cfg.flags & IPBLOCK_CONFIG_OWNERS_DIRTY, 0);
 }
 
+/* A few due claims go one rule at a time, many in one switch: the same verdicts either way. */
+static void test_few_or_many_due_claims_all_expire(void **state)
+{
+	int jail = src("fail2ban-sshd");
+	size_t sizes[] = { 3, 100 }, expired = 0;
+
+	(void)state;
+	claim(jail, "198.18.200.1", IPBLOCK_ACTION_DENY, NOW + 3600);
+	for (size_t k = 0; k < 2; k++) {
+		for (size_t i = 0; i < sizes[k]; i++) {
+			char p[32];
+
+			snprintf(p, sizeof(p), "198.18.%zu.%zu", 100 + k, i);
+			claim(jail, p, IPBLOCK_ACTION_DENY, NOW + 10 + k);
+		}
+		assert_int_equal(verdict(k ? "198.18.101.99" : "198.18.100.2"), XDP_DROP);
+		assert_int_equal(owners_expire(&o, NOW + 10 + k, &expired), 0);
+		assert_int_equal(expired, sizes[k]);
+		for (size_t i = 0; i < sizes[k]; i++) {
+			char a[32];
+
+			snprintf(a, sizeof(a), "198.18.%zu.%zu", 100 + k, i);
+			assert_int_equal(verdict(a), XDP_PASS);
+		}
+		assert_int_equal(claims_of(jail), 1);
+		assert_int_equal(verdict("198.18.200.1"), XDP_DROP);
+	}
+}
+
 static void test_an_unclaimed_rule_counts_as_the_default_sources(void **state)
 {
 	int st = src(IPBLOCK_SOURCE_DEFAULT), jail = src("fail2ban-sshd");
@@ -686,6 +715,8 @@ int main(void)
 			test_a_batch_applies_in_order_and_counts_releases_not_held, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_batch_too_big_for_the_tries_changes_nothing,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_few_or_many_due_claims_all_expire, setup,
+						teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

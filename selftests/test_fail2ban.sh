@@ -2,11 +2,12 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # The shipped fail2ban action (contrib/fail2ban/action.d/ipblock.conf) driven
-# by the real fail2ban-server: failures written to a log are banned within a
-# second, the banned source is dropped, fail2ban's unban after the ban time
-# lets it pass again, a stop releases the jail's bans and a restart restores
-# them without errors, an admin's static allow is never removed by a jail,
-# IPv6 the same, each jail its own source.
+# by the real fail2ban-server: failures written to a log are enforced within a
+# second of fail2ban's decision (within 2 s of the log line: fail2ban's
+# polling takes up to 1.6 s to notice them), the banned source is dropped,
+# fail2ban's unban after the ban time lets it pass again, a stop releases the
+# jail's bans and a restart restores them without errors, an admin's static
+# allow is never removed by a jail, IPv6 the same, each jail its own source.
 #
 #   snd (va)  198.18.0.1 .3 .4/24, 2001:db8::1/64
 #   rcv (vb)  198.18.0.2/24,       2001:db8::2/64   <- ipblock, fail2ban-server
@@ -27,8 +28,10 @@ st_init fail2ban-server fail2ban-client
 
 ACTION=$ST_REPO/contrib/fail2ban/action.d/ipblock.conf
 SHORT_BANTIME=4
-# Ban latency target: log line written -> rule enforced.
-BAN_LIMIT_MS=1000
+# Ban latency: fail2ban's decision -> enforced (the action's part), and
+# failures written -> enforced (with fail2ban's polling).
+ACTION_LIMIT_MS=1000
+TOTAL_LIMIT_MS=2000
 
 ns_add snd rcv
 veth snd va rcv vb
@@ -203,24 +206,33 @@ $e"
 
 LATENCIES=()
 ACTION_LATENCIES=()
-# ban_latency NAME SOURCE PREFIX T0: the claim appears within BAN_LIMIT_MS of
-# T0 (when the failures were written); waits up to 5 s to say how late.
-# Also notes the action's part: from fail2ban's "Ban" line to enforced.
+# ban_latency NAME SOURCE PREFIX T0: the claim is enforced within
+# ACTION_LIMIT_MS of fail2ban's decision (its "Ban" line: the action's part)
+# and within TOTAL_LIMIT_MS of T0, when the failures were written (fail2ban's
+# polling adds up to 1.6 s: its filter and its actions thread each wake
+# after 0.2, 0.4, 0.6, 0.8 s).  Waits up to 5 s to say how late.
 ban_latency() {
-	local name=$1 seen banned
+	local name=$1 seen total banned action
 	if ! wait_since "$4" 5000 has_claim "$2" "$3"; then
 		fail "$name" "no ban of $3 by $2 within 5 s" "fail2ban's log:" "$(tail -n 20 "$F2BLOG")"
 		return
 	fi
 	seen=$(now_ns)
-	LATENCIES+=("$ELAPSED_MS")
+	total=$ELAPSED_MS
 	banned=$(grep -F "[${2#fail2ban-}] Ban ${3%/*}" "$F2BLOG" | tail -n 1 | cut -c 1-23 | tr , .)
-	[[ -n $banned ]] && banned=$(date -d "$banned" +%s%N) &&
-		ACTION_LATENCIES+=("$(((seen - banned) / 1000000))")
-	if ((ELAPSED_MS <= BAN_LIMIT_MS)); then
-		pass "$name (${ELAPSED_MS} ms)"
+	if [[ -z $banned ]]; then
+		fail "$name" "$3 is banned but fail2ban's log has no Ban line for it"
+		return
+	fi
+	banned=$(date -d "$banned" +%s%N)
+	action=$(((seen - banned) / 1000000))
+	LATENCIES+=("$total")
+	ACTION_LATENCIES+=("$action")
+	if ((action <= ACTION_LIMIT_MS && total <= TOTAL_LIMIT_MS)); then
+		pass "$name (${action} ms from fail2ban's Ban, ${total} ms from the log line)"
 	else
-		fail "$name" "banned after ${ELAPSED_MS} ms, more than ${BAN_LIMIT_MS} ms"
+		fail "$name" "enforced ${action} ms after fail2ban's Ban (at most ${ACTION_LIMIT_MS})," \
+			"${total} ms after the log line (at most ${TOTAL_LIMIT_MS})"
 	fi
 }
 

@@ -194,10 +194,11 @@ no_claim() {
 	return 1
 }
 
-# no_errors: fail2ban's log holds no ERROR or CRITICAL line.
+# no_errors [FROM]: fail2ban's log holds no ERROR or CRITICAL line (from its
+# line FROM on).
 no_errors() {
 	local e
-	e=$(grep -E ' (ERROR|CRITICAL) ' "$F2BLOG")
+	e=$(tail -n +"${1:-1}" "$F2BLOG" | grep -E ' (ERROR|CRITICAL) ')
 	[[ -z $e ]] && return 0
 	WHY="fail2ban logged errors:
 $e"
@@ -240,6 +241,27 @@ say "the action file: every operation named, one source per jail"
 for op in actionstart actionstop actionflush actioncheck actionban actionunban; do
 	check "action_defines_$op" grep -q "^$op = " "$ACTION"
 done
+
+# action_cmd OP: the jail ipbt-long's OP command as fail2ban's configuration
+# reader hands it to the server (fail2ban-client -d), the action's options
+# put in.
+action_cmd() {
+	f2b -d 2>/dev/null | "$PYTHON" -c '
+import ast, sys
+for line in sys.stdin:
+    if line.startswith("[\x27multi-set\x27, \x27ipbt-long\x27, \x27action\x27"):
+        print(dict(ast.literal_eval(line)[4])[sys.argv[1]])
+' "$1"
+}
+
+say "actioncheck: ready, and not loaded (another pin directory)"
+CHECK_CMD=$(action_cmd actioncheck)
+check actioncheck_rendered eval '[[ $CHECK_CMD == "$RULE --pin-dir $PIN --check" ]] ||
+	{ WHY="rendered as: $CHECK_CMD"; false; }'
+run_cli sh -c "$CHECK_CMD"
+check actioncheck_ready_exit_0 cli_ok
+run_cli sh -c "${CHECK_CMD/"$PIN"/"$PIN-absent"}"
+check actioncheck_not_loaded_exit_2 cli_rc 2
 
 say "static allow of the admin, then fail2ban starts"
 run_cli rule -a 198.18.0.3 -p allow
@@ -317,6 +339,7 @@ check fail2ban_stops f2b_stop
 check stop_flushes_the_source eval '[[ -z $(claims $SRC_LONG)$(claims $SRC_SHORT) ]]'
 check stopped_passes ping_passes snd 198.18.0.2 198.18.0.4
 check static_allow_kept_after_stop has_claim static 198.18.0.3/32
+RESTART_LINE=$(($(wc -l <"$F2BLOG") + 1))
 t0=$(now_ns)
 check fail2ban_restarts f2b_start
 if wait_since "$t0" 10000 eval '[[ $(claims $SRC_LONG) == "$BEFORE" ]]'; then
@@ -327,7 +350,7 @@ fi
 check restore_logged grep -q "\[ipbt-long\] Restore Ban 198.18.0.4$" "$F2BLOG"
 check restored_ban_dropped ping_dropped snd 198.18.0.2 198.18.0.4
 check restored_v6_ban_dropped ping_dropped snd 2001:db8::2 2001:db8::1
-check restore_without_errors no_errors
+check restore_without_errors no_errors "$RESTART_LINE"
 check static_allow_kept_after_restore has_claim static 198.18.0.3/32
 check allowed_address_passes_after_restore ping_passes snd 198.18.0.2 198.18.0.3
 

@@ -254,6 +254,18 @@ for line in sys.stdin:
 ' "$1"
 }
 
+say "make install: the action where fail2ban's action.d exists, naming the installed CLI"
+INST=$ST_TMP/inst
+mkdir -p "$INST/etc/fail2ban/action.d" "$INST/plain"
+run_cli make -s -C "$ST_REPO" BUILD="$BUILD" DESTDIR="$INST" PREFIX=/opt/ipbt install
+check install_puts_the_action eval '[[ $RC == 0 ]] && grep -qx "ipblock_rule = /opt/ipbt/sbin/ipblock-rule" \
+	"$INST/etc/fail2ban/action.d/ipblock.conf" || { WHY="exit $RC: $OUT $ERR"; false; }'
+check installed_action_otherwise_the_same eval 'diff <(grep -v "^ipblock_rule = " "$ACTION") \
+	<(grep -v "^ipblock_rule = " "$INST/etc/fail2ban/action.d/ipblock.conf")'
+run_cli make -s -C "$ST_REPO" BUILD="$BUILD" DESTDIR="$INST/plain" install
+check no_action_without_fail2ban eval '[[ $RC == 0 && -x $INST/plain/usr/local/sbin/ipblock-rule &&
+	! -e $INST/plain/etc ]] || { WHY="exit $RC: $OUT $ERR; $(find "$INST/plain")"; false; }'
+
 say "actioncheck: ready, and not loaded (another pin directory)"
 CHECK_CMD=$(action_cmd actioncheck)
 check actioncheck_rendered eval '[[ $CHECK_CMD == "$RULE --pin-dir $PIN --check" ]] ||

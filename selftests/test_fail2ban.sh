@@ -6,8 +6,9 @@
 # second of fail2ban's decision (within 2 s of the log line: fail2ban's
 # polling takes up to 1.6 s to notice them), the banned source is dropped,
 # fail2ban's unban after the ban time lets it pass again, a stop releases the
-# jail's bans and a restart restores them without errors, an admin's static
-# allow is never removed by a jail, IPv6 the same, each jail its own source.
+# jail's bans and a restart restores them without errors (a reload keeps
+# them), an admin's static allow is never removed by a jail, IPv6 the same,
+# each jail its own source, make install puts the action in place.
 #
 #   snd (va)  198.18.0.1 .3 .4/24, 2001:db8::1/64
 #   rcv (vb)  198.18.0.2/24,       2001:db8::2/64   <- ipblock, fail2ban-server
@@ -365,6 +366,15 @@ check restored_v6_ban_dropped ping_dropped snd 2001:db8::2 2001:db8::1
 check restore_without_errors no_errors "$RESTART_LINE"
 check static_allow_kept_after_restore has_claim static 198.18.0.3/32
 check allowed_address_passes_after_restore ping_passes snd 198.18.0.2 198.18.0.3
+
+say "a reload keeps the bans: no flush, no unban"
+RELOAD_LINE=$(($(wc -l <"$F2BLOG") + 1))
+run_cli f2b reload
+check reload cli_ok
+sleep 1
+check reload_keeps_bans same "$BEFORE" "$(claims "$SRC_LONG")" "the jail's bans"
+check reload_without_errors no_errors "$RELOAD_LINE"
+check reload_flushes_nothing eval '! tail -n +"$RELOAD_LINE" "$F2BLOG" | grep -E "Flush ticket|Unban"'
 
 say "unban by hand and the final stop"
 run_cli f2b set ipbt-long unbanip 2001:db8::1

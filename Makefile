@@ -6,7 +6,8 @@
 #                 then the kernel matrix (Debian 12's 6.1 and 6.12 under qemu)
 # make test-kernels  the kernel matrix alone
 # make bench      benchmarks (not tests)
-# make install    PREFIX=/usr/local, DESTDIR honoured
+# make install    PREFIX=/usr/local, DESTDIR honoured; fail2ban's action into
+#                 /etc/fail2ban/action.d when it exists (FAIL2BAN_ACTION_DIR)
 #
 # BUILD=dir puts every generated file under dir (default build/), so several
 # builds (and the sanitizer flavours) never share an object.
@@ -15,6 +16,8 @@ BUILD	?= build
 PREFIX	?= /usr/local
 DESTDIR	?=
 SBINDIR	?= $(PREFIX)/sbin
+# fail2ban's action (contrib/fail2ban) goes here when the directory exists.
+FAIL2BAN_ACTION_DIR ?= /etc/fail2ban/action.d
 
 CC	?= gcc
 CLANG	?= clang
@@ -177,9 +180,18 @@ install: all
 	install -d $(DESTDIR)$(SBINDIR)
 	install -m 0755 $(BUILD)/ipblock-loader $(DESTDIR)$(SBINDIR)/ipblock-loader
 	install -m 0755 $(BUILD)/ipblock-rule $(DESTDIR)$(SBINDIR)/ipblock-rule
+	@if [ -d $(DESTDIR)$(FAIL2BAN_ACTION_DIR) ]; then \
+		echo "install contrib/fail2ban/action.d/ipblock.conf -> $(DESTDIR)$(FAIL2BAN_ACTION_DIR)"; \
+		sed 's|^ipblock_rule = .*|ipblock_rule = $(SBINDIR)/ipblock-rule|' \
+			contrib/fail2ban/action.d/ipblock.conf >$(DESTDIR)$(FAIL2BAN_ACTION_DIR)/ipblock.conf && \
+		chmod 0644 $(DESTDIR)$(FAIL2BAN_ACTION_DIR)/ipblock.conf; \
+	else \
+		echo "no $(DESTDIR)$(FAIL2BAN_ACTION_DIR): fail2ban's action not installed"; \
+	fi
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/ipblock-loader $(DESTDIR)$(SBINDIR)/ipblock-rule
+	rm -f $(DESTDIR)$(FAIL2BAN_ACTION_DIR)/ipblock.conf
 
 format:
 	clang-format -i $(wildcard bpf/*.c bpf/*.h common/*.c common/*.h loader/*.c rule/*.c tests/*.c tests/helpers/*.[ch])

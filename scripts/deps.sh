@@ -10,7 +10,7 @@ pkgs=(
 	iproute2 iputils-ping tcpdump python3 python3-scapy
 	nftables ipset iptables gnuplot-nox time
 	libcurl4-openssl-dev libjson-c-dev libmicrohttpd-dev
-	crowdsec crowdsec-firewall-bouncer
+	crowdsec crowdsec-firewall-bouncer fail2ban
 	qemu-system-x86 busybox-static
 )
 

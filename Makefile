@@ -97,9 +97,12 @@ $(BUILD)/loader/%.o: loader/%.c $(COMMON_HDRS) $(SKEL) | $(BUILD)/.dir
 $(BUILD)/rule/%.o: rule/%.c $(COMMON_HDRS) $(SKEL) | $(BUILD)/.dir
 	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
-# Both tools print JSON (--json) through json-c (common/jsonout.c).
-$(BUILD)/ipblock-loader: $(BUILD)/loader/loader.o $(LIB)
-	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) -ljson-c -o $@
+# Both tools print JSON (--json) through json-c (common/jsonout.c); the
+# loader's service mode tells systemd how it is doing through libsystemd.
+LOADER_OBJS := $(patsubst loader/%.c,$(BUILD)/loader/%.o,$(sort $(wildcard loader/*.c)))
+$(BUILD)/loader/%.o: $(wildcard loader/*.h)
+$(BUILD)/ipblock-loader: $(LOADER_OBJS) $(LIB)
+	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) -ljson-c -lsystemd -o $@
 
 $(BUILD)/ipblock-rule: $(BUILD)/rule/rule.o $(LIB)
 	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) -ljson-c -o $@

@@ -17,6 +17,7 @@
 
 #include "attach.h"
 #include "cli.h"
+#include "service.h"
 #include "config.h"
 #include "jsonout.h"
 #include "ipblock.skel.h"
@@ -28,7 +29,16 @@
 
 #define BPFFS_ROOT "/sys/fs/bpf"
 
-enum { OPT_PIN_DIR = 256, OPT_MAX_RULES, OPT_LOOKUP, OPT_CHECK_CONFIG, OPT_CREATE, OPT_JSON };
+enum {
+	OPT_PIN_DIR = 256,
+	OPT_MAX_RULES,
+	OPT_LOOKUP,
+	OPT_CHECK_CONFIG,
+	OPT_CREATE,
+	OPT_JSON,
+	OPT_SERVICE,
+	OPT_CONFIG,
+};
 
 static const struct cli_opt options[] = {
 	{ "dev", 'd', "IFACE", "interface to attach to (or detach from, with -u)" },
@@ -50,6 +60,11 @@ static const struct cli_opt options[] = {
 	  "flat, the only lookup there is (accepted for old scripts)" },
 	{ "check-config", OPT_CHECK_CONFIG, "FILE",
 	  "check a configuration file (ipblock.conf(5)) and change nothing" },
+	{ "service", OPT_SERVICE, NULL,
+	  "run as the service (ipblock.service): restore the saved rules, load the lists, "
+	  "attach, then expire, save and reload on SIGHUP until SIGTERM" },
+	{ "config", OPT_CONFIG, "FILE",
+	  "with --service: the configuration file (" CONFIG_PATH_DEFAULT ")" },
 	{ "verbose", 'v', NULL, "show libbpf/libxdp messages (the verifier log too)" },
 	{ "help", 'h', NULL, "show this help" },
 	{},
@@ -229,7 +244,9 @@ static int check_config(const char *path)
 
 static void usage(FILE *f)
 {
-	cli_usage(f, "-d IFACE [-m native|skb] | -d IFACE -u | -s [-d IFACE] [--json] | --create",
+	cli_usage(f,
+		  "-d IFACE [-m native|skb] | -d IFACE -u | -s [-d IFACE] [--json] | --create | "
+		  "--service [--config FILE]",
 		  "Attach ipblock's XDP firewall to an interface, detach it, or show its status.\n"
 		  "Every interface shares the rule set pinned in the pin directory.\n" CLI_EXIT_HELP,
 		  options);
@@ -238,6 +255,8 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	struct loader_opts cfg = { .pin_dir = IPBLOCK_PIN_DIR_DEFAULT, .mode = XDP_MODE_NATIVE };
+	const char *config_path = NULL;
+	bool service = false;
 	int c, ret;
 
 	stacktrace_init();
@@ -279,6 +298,12 @@ int main(int argc, char **argv)
 		case OPT_CHECK_CONFIG:
 			cfg.check_config = optarg;
 			break;
+		case OPT_SERVICE:
+			service = true;
+			break;
+		case OPT_CONFIG:
+			config_path = optarg;
+			break;
 		case OPT_LOOKUP:
 			if (strcmp(optarg, "flat")) {
 				cli_err("--lookup %s is no more: the flat tables grow with the rules "
@@ -304,6 +329,21 @@ int main(int argc, char **argv)
 	}
 	if (cfg.check_config)
 		return check_config(cfg.check_config) ? CLI_EXIT_INPUT : 0;
+	if (config_path && !service) {
+		cli_err("--config goes with --service (to check a file: --check-config FILE).");
+		return CLI_EXIT_INPUT;
+	}
+	if (service) {
+		if (cfg.dev || cfg.status || cfg.create || cfg.unload) {
+			cli_err("--service takes its interfaces from the configuration file; leave "
+				"-d, -u, -s and --create out.");
+			return CLI_EXIT_INPUT;
+		}
+		cli_set_verbose(cfg.verbose);
+		if (cli_require_root())
+			return CLI_EXIT_PERM;
+		return service_run(config_path ? config_path : CONFIG_PATH_DEFAULT, cfg.verbose);
+	}
 	if (!cfg.status && !cfg.dev && !cfg.create) {
 		cli_err("nothing to do: give -d IFACE to attach (-u to detach), -s for status or "
 			"--create.");

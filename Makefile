@@ -175,13 +175,34 @@ bench: deps
 print-%:
 	@echo $($*)
 
+# make install: the tools, the unit, the man pages, and the example
+# configuration as /etc/ipblock/ipblock.conf unless one is there already.
+MANDIR	?= $(PREFIX)/share/man
+UNITDIR	?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+
 install: all
-	install -d $(DESTDIR)$(SBINDIR)
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/ipblock
 	install -m 0755 $(BUILD)/ipblock-loader $(DESTDIR)$(SBINDIR)/ipblock-loader
 	install -m 0755 $(BUILD)/ipblock-rule $(DESTDIR)$(SBINDIR)/ipblock-rule
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|/etc/ipblock/|$(SYSCONFDIR)/ipblock/|g' \
+		etc/ipblock.service >$(DESTDIR)$(UNITDIR)/ipblock.service.tmp
+	chmod 0644 $(DESTDIR)$(UNITDIR)/ipblock.service.tmp
+	mv $(DESTDIR)$(UNITDIR)/ipblock.service.tmp $(DESTDIR)$(UNITDIR)/ipblock.service
+	install -m 0644 man/ipblock.conf.5 $(DESTDIR)$(MANDIR)/man5/ipblock.conf.5
+	install -m 0644 man/ipblock-loader.8 man/ipblock-rule.8 $(DESTDIR)$(MANDIR)/man8/
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/ipblock/ipblock.conf ]; then \
+		echo "kept $(DESTDIR)$(SYSCONFDIR)/ipblock/ipblock.conf (the example is etc/ipblock.conf)"; \
+	else \
+		install -m 0644 etc/ipblock.conf $(DESTDIR)$(SYSCONFDIR)/ipblock/ipblock.conf; \
+	fi
 
+# The configuration stays: it is the operator's.
 uninstall:
-	rm -f $(DESTDIR)$(SBINDIR)/ipblock-loader $(DESTDIR)$(SBINDIR)/ipblock-rule
+	rm -f $(DESTDIR)$(SBINDIR)/ipblock-loader $(DESTDIR)$(SBINDIR)/ipblock-rule \
+		$(DESTDIR)$(UNITDIR)/ipblock.service $(DESTDIR)$(MANDIR)/man5/ipblock.conf.5 \
+		$(DESTDIR)$(MANDIR)/man8/ipblock-loader.8 $(DESTDIR)$(MANDIR)/man8/ipblock-rule.8
 
 format:
 	clang-format -i $(wildcard bpf/*.c bpf/*.h common/*.c common/*.h loader/*.c rule/*.c tests/*.c tests/helpers/*.[ch])

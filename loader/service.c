@@ -580,9 +580,9 @@ static int probe_state_dir(const char *dir, char *err, size_t errlen)
 static int read_state(const char *dir, struct rulefile *rf)
 {
 	char cur[PATH_MAX + 32], prev[PATH_MAX + 32], bad[PATH_MAX + 32];
-	char err[STATEFILE_ERRLEN];
+	char err[STATEFILE_ERRLEN], perr[STATEFILE_ERRLEN];
 	uint64_t now = owners_now();
-	int ret;
+	int ret, pret;
 
 	snprintf(cur, sizeof(cur), "%s/%s", dir, STATEFILE_NAME);
 	snprintf(prev, sizeof(prev), "%s/%s", dir, STATEFILE_PREV);
@@ -591,18 +591,24 @@ static int read_state(const char *dir, struct rulefile *rf)
 	if (!ret)
 		return 0;
 	if (ret == -ENOENT && access(prev, F_OK))
-		return -ENOENT;
-	if (ret != -ENOENT) {
-		cli_err("%s", err);
-		if (ret == -EINVAL && !rename(cur, bad))
-			cli_note("the refused copy is kept as %s.", bad);
-	}
-	ret = statefile_read(prev, now, rf, err, sizeof(err));
-	if (ret) {
-		cli_err("%s", err);
+		return -ENOENT; /* a first start */
+	pret = statefile_read(prev, now, rf, perr, sizeof(perr));
+	if (pret) {
+		/* One line: what is wrong, and that nothing was changed. */
+		cli_err("%s %s; move the files away to start without the saved rules. Nothing "
+			"was changed.",
+			err, pret == -ENOENT ? "There is no previous copy" : perr);
 		return ret == -ENOENT ? -EINVAL : ret;
 	}
-	cli_note("restoring the previous copy of the rule state, %s.", prev);
+	if (ret != -ENOENT) {
+		cli_err("%s", err);
+		if (!rename(cur, bad))
+			cli_note("restoring the previous copy of the rule state, %s; the refused "
+				 "one is kept as %s.",
+				 prev, bad);
+	} else {
+		cli_note("restoring the previous copy of the rule state, %s.", prev);
+	}
 	return 0;
 }
 
@@ -778,10 +784,7 @@ int service_run(const char *config_path, bool verbose)
 	}
 	ret = read_state(s.cfg.state_dir, &rf);
 	if (ret && ret != -ENOENT) {
-		cli_err("no usable rule state in %s: move the files away to start without the "
-			"saved rules; nothing was changed.",
-			s.cfg.state_dir);
-		code = CLI_EXIT_FAIL;
+		code = CLI_EXIT_FAIL; /* said by read_state() */
 		goto out;
 	}
 	have_state = !ret;

@@ -147,7 +147,7 @@ test-build: $(TEST_BINS) $(BINS) $(BPF_OBJ)
 # signal rather than by a sanitizer report (it runs under valgrind instead).
 TSAN_TESTS := test_rwlock test_lfqueue test_rulecache test_bulk
 ASAN_SKIP  := test_stacktrace
-VALGRIND_TESTS := test_stacktrace test_cidr test_lfqueue test_config test_value
+VALGRIND_TESTS := test_stacktrace test_cidr test_lfqueue test_config test_value test_statefile
 
 test: deps
 	@scripts/run-tests.sh all

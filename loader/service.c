@@ -370,9 +370,14 @@ static void *expiry_main(void *arg)
 				pins_unlock(&h.pins);
 			}
 			if (!ret && expired) {
+				time_t t = (time_t)now;
+				char when[32];
+				struct tm tm;
+
 				cache_expire(s, now);
-				say("expired %zu %s due by %llu", expired,
-				    expired == 1 ? "claim" : "claims", (unsigned long long)now);
+				strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+				say("expired %zu %s due by %s", expired,
+				    expired == 1 ? "claim" : "claims", when);
 				notify_status(s);
 				pthread_mutex_lock(&s->mu);
 				continue; /* the next deadline is known now */

@@ -319,4 +319,18 @@ kill -TERM "$SVC_PID"
 svc_exit
 check full_runtime_exit_0 cli_rc 0
 
+say "a crash: the symbolised stack trace on standard error (the journal), the rules pinned"
+KERNEL=$(kernel_rules)
+: >"$ST_TMP/svc.err"
+R0=$(ready_count)
+svc_start "$ST_TMP/full.conf"
+check crash_ready svc_up "$R0"
+kill -SEGV "$SVC_PID"
+svc_exit
+check crash_dies_by_its_signal cli_rc $((128 + 11))
+check crash_trace_symbolised eval 'grep -q "^\*\*\* SIGSEGV" "$ST_TMP/svc.err" &&
+	grep -qE "service_run\+0x[0-9a-f]+ at loader/service.c:[0-9]+" "$ST_TMP/svc.err" ||
+	{ WHY=$(cat "$ST_TMP/svc.err"); false; }'
+check crash_rules_stay same "$KERNEL" "$(kernel_rules)" "the kernel's rules"
+
 st_finish

@@ -24,6 +24,7 @@ st_init mount
 
 ns_add snd rcv
 veth snd va rcv vb
+veth snd vd rcv vc
 addr snd va 198.18.0.1/24 198.18.0.3/24 198.18.0.4/24 198.18.0.5/24 198.18.0.6/24 \
 	198.18.0.7/24 198.18.0.8/24 2001:db8::1/64 2001:db8::3/64
 addr rcv vb 198.18.0.2/24 2001:db8::2/64
@@ -42,6 +43,7 @@ conf() {
 		echo "[ipblock]"
 		echo "pin-dir = $PIN"
 		echo "state-dir = ${STATE_DIR:-$STATE}"
+		[[ -n ${DETACH:-} ]] && echo "detach-on-stop = yes"
 		echo "[interface vb]"
 		printf '%s\n' "$@"
 	} >"$f"
@@ -220,6 +222,19 @@ check bad_reload_one_sentence eval '[[ $(grep -c . "$ST_TMP/svc.err") == 1 ]] &&
 	grep -q "ipblock.conf:[0-9]*: there is no interface named .nosuch0.; the reload was not applied" "$ST_TMP/svc.err"'
 conf "$CONF" "[list more]" "file = $ST_TMP/more.netset" "action = deny"
 
+say "SIGHUP: an interface added is attached, one taken out detached"
+conf "$CONF" "[list more]" "file = $ST_TMP/more.netset" "action = deny" "[interface vc]" "mode = skb"
+R0=$(ready_count)
+kill -HUP "$SVC_PID"
+check reload_vc_ready svc_up "$R0"
+check reload_attaches_vc eval 'ip -n "$(ns rcv)" link show vc | grep -q xdpgeneric'
+conf "$CONF" "[list more]" "file = $ST_TMP/more.netset" "action = deny"
+R0=$(ready_count)
+kill -HUP "$SVC_PID"
+check reload_novc_ready svc_up "$R0"
+check reload_detaches_vc eval '! ip -n "$(ns rcv)" link show vc | grep -q xdp'
+check reload_keeps_vb eval 'ip -n "$(ns rcv)" link show vb | grep -q xdp'
+
 say "the previous copy: a corrupt state file is refused, the copy before it restored"
 run_cli rule -a 198.18.0.8 -p deny
 check add_before_corrupt saved_has "198.18.0.8/32 deny"
@@ -332,5 +347,16 @@ check crash_trace_symbolised eval 'grep -q "^\*\*\* SIGSEGV" "$ST_TMP/svc.err" &
 	grep -qE "service_run\+0x[0-9a-f]+ at loader/service.c:[0-9]+" "$ST_TMP/svc.err" ||
 	{ WHY=$(cat "$ST_TMP/svc.err"); false; }'
 check crash_rules_stay same "$KERNEL" "$(kernel_rules)" "the kernel's rules"
+
+say "detach-on-stop = yes: SIGTERM detaches, the rules stay pinned"
+DETACH=1 STATE_DIR=$ST_TMP/full conf "$ST_TMP/detach.conf"
+R0=$(ready_count)
+svc_start "$ST_TMP/detach.conf"
+check detach_conf_ready svc_up "$R0"
+kill -TERM "$SVC_PID"
+svc_exit
+check detach_conf_exit_0 cli_rc 0
+check detach_conf_detached eval '! ip -n "$(ns rcv)" link show vb | grep -q xdp'
+check detach_conf_rules_pinned same "$KERNEL" "$(kernel_rules)" "the kernel's rules"
 
 st_finish

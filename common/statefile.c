@@ -179,8 +179,8 @@ int statefile_parse(const char *name, const char *text, size_t len, uint64_t now
 	}
 	if (text[len - 1] != '\n') {
 		snprintf(err, errlen,
-			 "%s:%zu: the last line is cut short: the file is truncated; refused.", name,
-			 line_at(text, len - 1));
+			 "%s:%zu: the last line is cut short: the file is truncated; refused.",
+			 name, line_at(text, len - 1));
 		return -EINVAL;
 	}
 	for (last = len - 1; last > 0 && text[last - 1] != '\n'; last--)
@@ -200,10 +200,11 @@ int statefile_parse(const char *name, const char *text, size_t len, uint64_t now
 		return -EINVAL;
 	}
 	if (want != lines - 1) {
-		snprintf(err, errlen,
-			 "%s:%zu: the end line counts %zu lines but %zu precede it: lines were lost "
-			 "or added; refused.",
-			 name, lines, want, lines - 1);
+		snprintf(
+			err, errlen,
+			"%s:%zu: the end line counts %zu lines but %zu precede it: lines were lost "
+			"or added; refused.",
+			name, lines, want, lines - 1);
 		return -EINVAL;
 	}
 	if (crc != crc32(0L, (const Bytef *)text, (uInt)last)) {

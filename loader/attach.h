@@ -26,7 +26,7 @@ struct loader_opts {
 /* "native", "skb", ... */
 const char *attach_mode_name(enum xdp_attach_mode m);
 
-/* The ipblock program attached to ifindex, if any; *mpp (closed by the caller) may be set anyway. */
+/* The ipblock program attached to ifindex, if any; the caller closes *mpp, set either way. */
 struct xdp_program *attach_find(int ifindex, struct xdp_multiprog **mpp);
 
 /* --create: the maps made and pinned (kept if there), nothing attached. */

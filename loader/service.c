@@ -51,10 +51,10 @@ struct svc {
 	pthread_mutex_t mu; /* guards what follows, with cond */
 	pthread_cond_t cond;
 	bool stop;
-	struct config cfg;     /* the configuration in force */
-	uint64_t seen_gen;     /* config_map's generation as the writer last saw it */
-	uint64_t saved_gen;    /* the generation the state on disk holds */
-	bool saved;	       /* saved_gen is meaningful */
+	struct config cfg;		 /* the configuration in force */
+	uint64_t seen_gen;		 /* config_map's generation as the writer last saw it */
+	uint64_t saved_gen;		 /* the generation the state on disk holds */
+	bool saved;			 /* saved_gen is meaningful */
 	char save_err[STATEFILE_ERRLEN]; /* the last save's failure, "" when it worked */
 
 	struct rulecache *cache; /* the rule set: prefixes, verdicts, when they leave */
@@ -87,7 +87,8 @@ static int handle_open(const struct svc *s, struct handle *h)
 	*h = (struct handle){ .pins = PINS_INIT };
 	ret = pins_open(s->pin_dir, &h->pins, err, sizeof(err));
 	if (ret) {
-		cli_err("cannot open the maps in %s: %s.", s->pin_dir, err[0] ? err : strerror(-ret));
+		cli_err("cannot open the maps in %s: %s.", s->pin_dir,
+			err[0] ? err : strerror(-ret));
 		return ret;
 	}
 	maps_init(&h->m, &h->pins);
@@ -136,7 +137,8 @@ static int cache_load(struct svc *s, const struct ruleset *r, const struct owner
 
 		while (at < cl->n && cidr_compare(&cl->c[at].prefix, &r->r[i].prefix) < 0)
 			at++;
-		for (; at + n < cl->n && !cidr_compare(&cl->c[at + n].prefix, &r->r[i].prefix); n++) {
+		for (; at + n < cl->n && !cidr_compare(&cl->c[at + n].prefix, &r->r[i].prefix);
+		     n++) {
 			uint64_t d = cl->c[at + n].deadline;
 
 			forever |= !d;
@@ -188,7 +190,8 @@ static int save_state(struct svc *s, struct handle *h)
 		pins_unlock(&h->pins);
 	}
 	if (ret)
-		snprintf(err, sizeof(err), "cannot read the rules to save them: %s", strerror(-ret));
+		snprintf(err, sizeof(err), "cannot read the rules to save them: %s",
+			 strerror(-ret));
 	if (!ret) {
 		ret = statefile_format(&h->o.src, r.r, r.n, &cl, &text, &len);
 		if (ret)
@@ -375,7 +378,8 @@ static void *expiry_main(void *arg)
 				struct tm tm;
 
 				cache_expire(s, now);
-				strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+				strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ",
+					 gmtime_r(&t, &tm));
 				say("expired %zu %s due by %s", expired,
 				    expired == 1 ? "claim" : "claims", when);
 				notify_status(s);
@@ -413,9 +417,9 @@ static void *expiry_main(void *arg)
 
 static uint8_t list_action(enum config_action a)
 {
-	return a == CONFIG_ACTION_DENY ? IPBLOCK_ACTION_DENY :
-	       a == CONFIG_ACTION_ALLOW ? IPBLOCK_ACTION_ALLOW :
-					  0;
+	return a == CONFIG_ACTION_DENY	  ? IPBLOCK_ACTION_DENY
+	       : a == CONFIG_ACTION_ALLOW ? IPBLOCK_ACTION_ALLOW
+					  : 0;
 }
 
 /*
@@ -461,12 +465,14 @@ static int load_list(struct svc *s, struct handle *h, const struct config_list *
 	goto out;
 fail:
 	if (ret == -ENOSPC)
-		cli_err("list %s: the rule maps cannot hold %s; the rules of source %s stay as they "
+		cli_err("list %s: the rule maps cannot hold %s; the rules of source %s stay as "
+			"they "
 			"were.",
 			l->name, l->file, l->name);
 	else if (ret == -EINVAL)
 		cli_err("list %s: '%s' cannot name a rule source (letters, digits, '.', '_', '-', "
-			"at most %d characters), or %s repeats a prefix; nothing of it was applied.",
+			"at most %d characters), or %s repeats a prefix; nothing of it was "
+			"applied.",
 			l->name, l->name, IPBLOCK_SOURCE_NAME_LEN - 1, l->file);
 	else
 		cli_err("list %s: cannot apply %s: %s.", l->name, l->file, strerror(-ret));
@@ -651,16 +657,19 @@ static int restore(struct svc *s, struct handle *h, const struct rulefile *rf, b
 	if (!ret)
 		ret = owners_read(&h->o, -1, &cl);
 	if (!ret && (v4 || v6 || cl.n)) {
-		say("the maps hold %zu rules already (a restart, not a boot): kept; the saved state "
+		say("the maps hold %zu rules already (a restart, not a boot): kept; the saved "
+		    "state "
 		    "is not applied",
 		    v4 + v6);
 	} else if (!ret && have_state) {
 		ret = statefile_apply(&h->o, rf, now, &restored, &late);
 		if (!ret)
-			say("restored %zu claims from the saved state (%zu had expired and stay gone)",
+			say("restored %zu claims from the saved state (%zu had expired and stay "
+			    "gone)",
 			    restored, late);
 		else
-			cli_err("cannot restore the saved rule state: %s; nothing of it was applied.",
+			cli_err("cannot restore the saved rule state: %s; nothing of it was "
+				"applied.",
 				strerror(-ret));
 	}
 	pins_unlock(&h->pins);
@@ -746,8 +755,7 @@ static void reload(struct svc *s, struct handle *h)
 	pthread_mutex_unlock(&s->mu);
 	config_free(&old);
 	cache_refresh(s, h);
-	say("reloaded %s: %zu interfaces, %zu lists", s->config_path, nc.n_interfaces,
-	    nc.n_lists);
+	say("reloaded %s: %zu interfaces, %zu lists", s->config_path, nc.n_interfaces, nc.n_lists);
 out:
 	sd_notify(0, "READY=1");
 	notify_status(s);
@@ -776,8 +784,8 @@ int service_run(const char *config_path, bool verbose)
 	/* Everything that can be checked is checked before the kernel is touched. */
 	missing = missing_interface(&s.cfg);
 	if (missing) {
-		cli_err("%s:%u: there is no interface named '%s'; nothing was changed.", config_path,
-			missing->line, missing->name);
+		cli_err("%s:%u: there is no interface named '%s'; nothing was changed.",
+			config_path, missing->line, missing->name);
 		code = CLI_EXIT_INPUT;
 		goto out;
 	}
@@ -870,9 +878,9 @@ stop:
 	if (s.cfg.detach_on_stop)
 		for (size_t i = 0; i < s.cfg.n_interfaces; i++)
 			iface_detach(&s, &s.cfg.interfaces[i]);
-	say("ipblock service stopped: %s", s.cfg.detach_on_stop ?
-		    "detached (detach-on-stop); the rules stay pinned" :
-		    "the program stays attached and the rules pinned");
+	say("ipblock service stopped: %s",
+	    s.cfg.detach_on_stop ? "detached (detach-on-stop); the rules stay pinned"
+				 : "the program stays attached and the rules pinned");
 out:
 	handle_close(&h);
 	rulefile_free(&rf);

@@ -56,8 +56,8 @@ static void sample(char **text, size_t *len)
 	}
 	owners_claims_sort(cl.c, cl.n);
 	/* The verdicts: one per prefix, plus 198.18.9.0/24 that nobody claims. */
-	const char *rules[] = { "198.18.0.3/32", "198.18.0.4/32", "198.18.0.6/32",
-				"198.18.9.0/24", "2001:db8::3/128" };
+	const char *rules[] = { "198.18.0.3/32", "198.18.0.4/32", "198.18.0.6/32", "198.18.9.0/24",
+				"2001:db8::3/128" };
 	const uint8_t act[] = { IPBLOCK_ACTION_DENY, IPBLOCK_ACTION_DENY, IPBLOCK_ACTION_ALLOW,
 				IPBLOCK_ACTION_DENY, IPBLOCK_ACTION_DENY };
 	for (size_t i = 0; i < 5; i++) {
@@ -105,8 +105,9 @@ static void test_every_truncation_is_refused_naming_a_line(void **state)
 	sample(&text, &len);
 	for (size_t cut = 0; cut < len; cut++) {
 		err[0] = '\0';
-		assert_int_equal(statefile_parse("rules.state", text, cut, NOW, &rf, err, sizeof(err)),
-				 -EINVAL);
+		assert_int_equal(
+			statefile_parse("rules.state", text, cut, NOW, &rf, err, sizeof(err)),
+			-EINVAL);
 		/* "rules.state:N: ...; refused." */
 		assert_int_equal(strncmp(err, "rules.state:", 12), 0);
 		assert_true(err[12] >= '1' && err[12] <= '9');
@@ -126,8 +127,9 @@ static void test_every_changed_byte_is_refused(void **state)
 	for (size_t at = 0; at < len; at++) {
 		text[at] ^= 0x01;
 		err[0] = '\0';
-		assert_int_equal(statefile_parse("rules.state", text, len, NOW, &rf, err, sizeof(err)),
-				 -EINVAL);
+		assert_int_equal(
+			statefile_parse("rules.state", text, len, NOW, &rf, err, sizeof(err)),
+			-EINVAL);
 		assert_int_equal(strncmp(err, "rules.state:", 12), 0);
 		text[at] ^= 0x01;
 	}

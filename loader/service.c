@@ -427,7 +427,7 @@ static uint8_t list_action(enum config_action a)
  * A list that cannot be read, or holds no rule, leaves the source's claims
  * as they are (a failed download must not empty the firewall).
  */
-static int load_list(struct svc *s, struct handle *h, const struct config_list *l)
+static int load_list(struct handle *h, const struct config_list *l)
 {
 	struct rulefile_opts opts = { .name = l->file,
 				      .action = list_action(l->action),
@@ -436,7 +436,6 @@ static int load_list(struct svc *s, struct handle *h, const struct config_list *
 	struct rulefile rf;
 	int ret = rulefile_read(&rf, &opts, l->file), src;
 
-	(void)s;
 	if (ret) {
 		cli_err("%s; the rules of source %s stay as they were.", rf.error, l->name);
 		goto out;
@@ -643,7 +642,7 @@ static int ready_maps(struct svc *s)
  * every source's claims with their deadlines, in one switch.  Maps that
  * hold rules are newer than any file (the service restarted) and stay.
  */
-static int restore(struct svc *s, struct handle *h, const struct rulefile *rf, bool have_state)
+static int restore(struct handle *h, const struct rulefile *rf, bool have_state)
 {
 	struct owner_claims cl = {};
 	size_t v4 = 0, v6 = 0, restored = 0, late = 0;
@@ -674,19 +673,17 @@ static int restore(struct svc *s, struct handle *h, const struct rulefile *rf, b
 	}
 	pins_unlock(&h->pins);
 	owners_claims_free(&cl);
-	(void)s;
 	return ret;
 }
 
 /* The lists of c loaded; those of old that c lacks dropped. */
-static void apply_lists(struct svc *s, struct handle *h, const struct config *c,
-			const struct config *old)
+static void apply_lists(struct handle *h, const struct config *c, const struct config *old)
 {
 	for (size_t i = 0; old && i < old->n_lists; i++)
 		if (!config_find_list(c, old->lists[i].name))
 			drop_list(h, old->lists[i].name);
 	for (size_t i = 0; i < c->n_lists; i++)
-		load_list(s, h, &c->lists[i]);
+		load_list(h, &c->lists[i]);
 }
 
 /* Refresh the cache from the kernel (after a start or a reload). */
@@ -737,7 +734,7 @@ static void reload(struct svc *s, struct handle *h)
 	if (strcmp(nc.pin_dir, s->pin_dir))
 		cli_note("pin-dir changed to %s: that takes a restart; the maps in %s stay in use.",
 			 nc.pin_dir, s->pin_dir);
-	apply_lists(s, h, &nc, &s->cfg);
+	apply_lists(h, &nc, &s->cfg);
 	for (size_t i = 0; i < s->cfg.n_interfaces; i++) {
 		const struct config_interface *o = &s->cfg.interfaces[i];
 		const struct config_interface *n = config_find_interface(&nc, o->name);
@@ -819,12 +816,12 @@ int service_run(const char *config_path, bool verbose)
 	if (!ret)
 		ret = handle_open(&s, &h);
 	if (!ret)
-		ret = restore(&s, &h, &rf, have_state);
+		ret = restore(&h, &rf, have_state);
 	if (ret) {
 		code = cli_exit_code(ret);
 		goto out;
 	}
-	apply_lists(&s, &h, &s.cfg, NULL);
+	apply_lists(&h, &s.cfg, NULL);
 	for (size_t i = 0; i < s.cfg.n_interfaces; i++) {
 		ret = iface_attach(&s, &s.cfg.interfaces[i]);
 		if (ret) {

@@ -686,6 +686,43 @@ static void apply_lists(struct handle *h, const struct config *c, const struct c
 		load_list(h, &c->lists[i]);
 }
 
+/*
+ * [list NAME] refresh: lists are read at start and on reload, and those
+ * with a refresh again each time it has passed.  Only the main thread
+ * loads lists; next[i] is the monotonic millisecond list i is due at (0:
+ * never), set afresh for every list after a start or a reload.
+ */
+static uint64_t *refresh_plan(const struct config *c)
+{
+	uint64_t *next = calloc(c->n_lists + 1, sizeof(*next)), now = mono_ms();
+
+	for (size_t i = 0; next && i < c->n_lists; i++)
+		next[i] = c->lists[i].refresh ? now + (uint64_t)c->lists[i].refresh * 1000 : 0;
+	return next;
+}
+
+/* The earliest next[] (0: none). */
+static uint64_t refresh_due(const struct config *c, const uint64_t *next)
+{
+	uint64_t due = 0;
+
+	for (size_t i = 0; next && i < c->n_lists; i++)
+		if (next[i] && (!due || next[i] < due))
+			due = next[i];
+	return due;
+}
+
+/* Read again the lists due by now; each is due again a refresh later. */
+static void refresh_lists(struct handle *h, const struct config *c, uint64_t *next, uint64_t now)
+{
+	for (size_t i = 0; i < c->n_lists; i++) {
+		if (!next[i] || next[i] > now)
+			continue;
+		load_list(h, &c->lists[i]);
+		next[i] = mono_ms() + (uint64_t)c->lists[i].refresh * 1000;
+	}
+}
+
 /* Refresh the cache from the kernel (after a start or a reload). */
 static void cache_refresh(struct svc *s, struct handle *h)
 {
@@ -767,6 +804,7 @@ int service_run(const char *config_path, bool verbose)
 	struct handle h = { .pins = PINS_INIT };
 	char err[CONFIG_ERRLEN];
 	struct rulefile rf = {};
+	uint64_t *next = NULL; /* when each list is read again */
 	sigset_t sigs;
 	int ret, code = CLI_EXIT_OK;
 
@@ -851,14 +889,31 @@ int service_run(const char *config_path, bool verbose)
 	sd_notify(0, "READY=1");
 	notify_status(&s);
 
+	next = refresh_plan(&s.cfg);
 	for (;;) {
+		uint64_t due = refresh_due(&s.cfg, next), now = mono_ms();
+		struct timespec wait = { .tv_sec = 3600 };
 		siginfo_t si;
-		int sig = sigwaitinfo(&sigs, &si);
+		int sig;
 
-		if (sig == SIGHUP)
+		if (due && due <= now) {
+			refresh_lists(&h, &s.cfg, next, now);
+			cache_refresh(&s, &h);
+			notify_status(&s);
+			continue;
+		}
+		if (due) {
+			wait.tv_sec = (time_t)((due - now) / 1000);
+			wait.tv_nsec = (long)((due - now) % 1000) * 1000000;
+		}
+		sig = sigtimedwait(&sigs, &si, &wait);
+		if (sig == SIGHUP) {
 			reload(&s, &h);
-		else if (sig == SIGTERM || sig == SIGINT)
+			free(next); /* every list was read again: each due a refresh from now */
+			next = refresh_plan(&s.cfg);
+		} else if (sig == SIGTERM || sig == SIGINT) {
 			break;
+		}
 	}
 stop:
 	sd_notify(0, "STOPPING=1\nSTATUS=saving the rule state");
@@ -879,6 +934,7 @@ stop:
 	    s.cfg.detach_on_stop ? "detached (detach-on-stop); the rules stay pinned"
 				 : "the program stays attached and the rules pinned");
 out:
+	free(next);
 	handle_close(&h);
 	rulefile_free(&rf);
 	rulecache_free(s.cache);

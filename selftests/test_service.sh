@@ -370,6 +370,27 @@ check crash_trace_symbolised eval 'grep -q "^\*\*\* SIGSEGV" "$ST_TMP/svc.err" &
 	{ WHY=$(cat "$ST_TMP/svc.err"); false; }'
 check crash_rules_stay same "$KERNEL" "$(kernel_rules)" "the kernel's rules"
 
+say "[list NAME] refresh: the file read again while the service runs"
+echo "198.18.0.7" >"$ST_TMP/refresh.netset"
+STATE_DIR=$ST_TMP/full conf "$ST_TMP/refresh.conf" "[list fresh]" "file = $ST_TMP/refresh.netset" \
+	"action = deny" "refresh = 1s"
+R0=$(ready_count)
+svc_start "$ST_TMP/refresh.conf"
+check refresh_ready svc_up "$R0"
+check refresh_loaded eval 'rule -S -o fresh | grep -qx "198.18.0.7/32 deny"'
+echo "198.18.0.4" >"$ST_TMP/refresh.netset"
+for ((i = 0; i < 40; i++)); do
+	[[ $(rule -S -o fresh | grep -v '^#') == "198.18.0.4/32 deny" ]] && break
+	sleep 0.1
+done
+check refresh_reread eval '[[ $(rule -S -o fresh | grep -v "^#") == "198.18.0.4/32 deny" ]] ||
+	{ WHY="source fresh holds: $(rule -S -o fresh)"; false; }'
+kill -TERM "$SVC_PID"
+svc_exit
+check refresh_exit_0 cli_rc 0
+run_cli rule -F -o fresh
+KERNEL=$(kernel_rules)
+
 say "detach-on-stop = yes: SIGTERM detaches, the rules stay pinned"
 DETACH=1 STATE_DIR=$ST_TMP/full conf "$ST_TMP/detach.conf"
 R0=$(ready_count)

@@ -91,7 +91,7 @@ $(LIB): $(COMMON_OBJS)
 	rm -f $@ && ar rcs $@ $^
 
 # --- the two CLIs ------------------------------------------------------------
-$(BUILD)/loader/%.o: loader/%.c $(COMMON_HDRS) $(SKEL) | $(BUILD)/.dir
+$(BUILD)/loader/%.o: loader/%.c $(wildcard loader/*.h) $(COMMON_HDRS) $(SKEL) | $(BUILD)/.dir
 	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/rule/%.o: rule/%.c $(COMMON_HDRS) $(SKEL) | $(BUILD)/.dir
@@ -100,7 +100,6 @@ $(BUILD)/rule/%.o: rule/%.c $(COMMON_HDRS) $(SKEL) | $(BUILD)/.dir
 # Both tools print JSON (--json) through json-c (common/jsonout.c); the
 # loader's service mode tells systemd how it is doing through libsystemd.
 LOADER_OBJS := $(patsubst loader/%.c,$(BUILD)/loader/%.o,$(sort $(wildcard loader/*.c)))
-$(BUILD)/loader/%.o: $(wildcard loader/*.h)
 $(BUILD)/ipblock-loader: $(LOADER_OBJS) $(LIB)
 	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) -ljson-c -lsystemd -o $@
 

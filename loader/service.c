@@ -293,7 +293,11 @@ static void *writer_main(void *arg)
 		}
 		due = !s->saved || gen != s->saved_gen;
 		pthread_mutex_unlock(&s->mu);
-		if (due && mono_ms() >= last + interval) {
+		/*
+		 * A watch period early: a change seen late in one interval is
+		 * then still saved within save-interval of when it was made.
+		 */
+		if (due && mono_ms() + WATCH_MS >= last + interval) {
 			last = mono_ms();
 			save_state(s, &h);
 		}

@@ -94,15 +94,17 @@ $(LIB): $(COMMON_OBJS)
 	rm -f $@ && ar rcs $@ $^
 
 # --- the two CLIs ------------------------------------------------------------
-$(BUILD)/loader/%.o: loader/%.c $(COMMON_HDRS) $(SKEL) | $(BUILD)/.dir
+$(BUILD)/loader/%.o: loader/%.c $(wildcard loader/*.h) $(COMMON_HDRS) $(SKEL) | $(BUILD)/.dir
 	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/rule/%.o: rule/%.c $(COMMON_HDRS) $(SKEL) | $(BUILD)/.dir
 	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
-# Both tools print JSON (--json) through json-c (common/jsonout.c).
-$(BUILD)/ipblock-loader: $(BUILD)/loader/loader.o $(LIB)
-	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) -ljson-c -o $@
+# Both tools print JSON (--json) through json-c (common/jsonout.c); the
+# loader's service mode tells systemd how it is doing through libsystemd.
+LOADER_OBJS := $(patsubst loader/%.c,$(BUILD)/loader/%.o,$(sort $(wildcard loader/*.c)))
+$(BUILD)/ipblock-loader: $(LOADER_OBJS) $(LIB)
+	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) -ljson-c -lsystemd -o $@
 
 $(BUILD)/ipblock-rule: $(BUILD)/rule/rule.o $(LIB)
 	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) -ljson-c -o $@
@@ -148,7 +150,7 @@ test-build: $(TEST_BINS) $(BINS) $(BPF_OBJ)
 # signal rather than by a sanitizer report (it runs under valgrind instead).
 TSAN_TESTS := test_rwlock test_lfqueue test_rulecache test_bulk
 ASAN_SKIP  := test_stacktrace
-VALGRIND_TESTS := test_stacktrace test_cidr test_lfqueue test_config test_value
+VALGRIND_TESTS := test_stacktrace test_cidr test_lfqueue test_config test_value test_statefile
 
 test: deps
 	@scripts/run-tests.sh all
@@ -176,10 +178,28 @@ bench: deps
 print-%:
 	@echo $($*)
 
+# make install: the tools, the unit, the man pages, and the example
+# configuration as /etc/ipblock/ipblock.conf unless one is there already.
+MANDIR	?= $(PREFIX)/share/man
+UNITDIR	?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+
 install: all
-	install -d $(DESTDIR)$(SBINDIR)
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/ipblock
 	install -m 0755 $(BUILD)/ipblock-loader $(DESTDIR)$(SBINDIR)/ipblock-loader
 	install -m 0755 $(BUILD)/ipblock-rule $(DESTDIR)$(SBINDIR)/ipblock-rule
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|/etc/ipblock/|$(SYSCONFDIR)/ipblock/|g' \
+		etc/ipblock.service >$(DESTDIR)$(UNITDIR)/ipblock.service.tmp
+	chmod 0644 $(DESTDIR)$(UNITDIR)/ipblock.service.tmp
+	mv $(DESTDIR)$(UNITDIR)/ipblock.service.tmp $(DESTDIR)$(UNITDIR)/ipblock.service
+	install -m 0644 man/ipblock.conf.5 $(DESTDIR)$(MANDIR)/man5/ipblock.conf.5
+	install -m 0644 man/ipblock-loader.8 man/ipblock-rule.8 $(DESTDIR)$(MANDIR)/man8/
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/ipblock/ipblock.conf ]; then \
+		echo "kept $(DESTDIR)$(SYSCONFDIR)/ipblock/ipblock.conf (the example is etc/ipblock.conf)"; \
+	else \
+		install -m 0644 etc/ipblock.conf $(DESTDIR)$(SYSCONFDIR)/ipblock/ipblock.conf; \
+	fi
 	@if [ -d $(DESTDIR)$(FAIL2BAN_ACTION_DIR) ]; then \
 		echo "install contrib/fail2ban/action.d/ipblock.conf -> $(DESTDIR)$(FAIL2BAN_ACTION_DIR)"; \
 		sed 's|^ipblock_rule = .*|ipblock_rule = $(SBINDIR)/ipblock-rule|' \
@@ -189,8 +209,11 @@ install: all
 		echo "no $(DESTDIR)$(FAIL2BAN_ACTION_DIR): fail2ban's action not installed"; \
 	fi
 
+# The configuration stays: it is the operator's.
 uninstall:
-	rm -f $(DESTDIR)$(SBINDIR)/ipblock-loader $(DESTDIR)$(SBINDIR)/ipblock-rule
+	rm -f $(DESTDIR)$(SBINDIR)/ipblock-loader $(DESTDIR)$(SBINDIR)/ipblock-rule \
+		$(DESTDIR)$(UNITDIR)/ipblock.service $(DESTDIR)$(MANDIR)/man5/ipblock.conf.5 \
+		$(DESTDIR)$(MANDIR)/man8/ipblock-loader.8 $(DESTDIR)$(MANDIR)/man8/ipblock-rule.8
 	rm -f $(DESTDIR)$(FAIL2BAN_ACTION_DIR)/ipblock.conf
 
 format:

@@ -61,10 +61,16 @@ struct ipblock_rule {
 	__u32 rule_id;
 };
 
-/* The one entry of config_map. */
+/*
+ * The one entry of config_map.  generation is bumped by every writer when
+ * it takes the pin directory's exclusive lock (pins_lock()), so that the
+ * service sees a change by any tool and saves the rule state; the program
+ * reads only active_set, which shares its first 8 bytes with flags.
+ */
 struct ipblock_config {
 	__u32 active_set; /* 0: set A, 1: set B */
 	__u32 flags;	  /* IPBLOCK_CONFIG_*; the program reads none of them */
+	__u64 generation; /* changes of the rules so far; wraps */
 };
 
 /*

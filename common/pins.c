@@ -247,9 +247,38 @@ void pins_unlink(const char *pin_dir)
 
 int pins_lock(const struct pins *p, bool exclusive)
 {
+	struct ipblock_config cfg;
+	int ret;
+
 	if (p->lock_fd < 0)
 		return 0;
-	return flock(p->lock_fd, exclusive ? LOCK_EX : LOCK_SH) ? -errno : 0;
+	if (flock(p->lock_fd, exclusive ? LOCK_EX : LOCK_SH))
+		return -errno;
+	if (!exclusive)
+		return 0;
+	/*
+	 * Every writer passes here before its first change: one bump tells
+	 * a watcher (the service's state writer) that the rules may change,
+	 * and its read under the shared lock waits until they have.
+	 */
+	ret = pins_config_read(p, &cfg);
+	if (!ret) {
+		cfg.generation++;
+		ret = pins_config_write(p, &cfg);
+	}
+	if (ret)
+		flock(p->lock_fd, LOCK_UN);
+	return ret;
+}
+
+int pins_generation(const struct pins *p, uint64_t *gen)
+{
+	struct ipblock_config cfg;
+	int ret = pins_config_read(p, &cfg);
+
+	if (!ret)
+		*gen = cfg.generation;
+	return ret;
 }
 
 void pins_unlock(const struct pins *p)
@@ -287,7 +316,7 @@ int pins_config_write(const struct pins *p, const struct ipblock_config *cfg)
 {
 	__u32 zero = 0;
 
-	/* An 8-byte value copied at once: the program sees old or new. */
+	/* active_set and flags are one 8-byte word, copied at once: the program sees old or new. */
 	return bpf_map_update_elem(p->fd[IPBLOCK_MAP_CONFIG], &zero, cfg, BPF_ANY) ? -errno : 0;
 }
 

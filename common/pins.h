@@ -92,10 +92,15 @@ void pins_unlink(const char *pin_dir);
 
 /*
  * Serialise changes between processes: flock() on the pin directory,
- * exclusive for writers, shared for readers.  A no-op for private maps.
+ * exclusive for writers, shared for readers.  Taking it exclusive bumps
+ * the generation in config_map (pins_generation()).  A no-op for private
+ * maps.
  */
 int pins_lock(const struct pins *p, bool exclusive);
 void pins_unlock(const struct pins *p);
+
+/* The generation of config_map: it changes whenever a writer took the exclusive lock. */
+int pins_generation(const struct pins *p, uint64_t *gen);
 
 /* max_entries of map i (enum ipblock_map). */
 int pins_entries(const struct pins *p, enum ipblock_map i, uint32_t *max);

@@ -9,7 +9,7 @@ pkgs=(
 	libdw-dev binutils-dev libcmocka-dev valgrind
 	iproute2 iputils-ping tcpdump python3 python3-scapy
 	nftables ipset iptables gnuplot-nox time
-	libcurl4-openssl-dev libjson-c-dev libmicrohttpd-dev
+	libcurl4-openssl-dev libjson-c-dev libmicrohttpd-dev libsystemd-dev
 	crowdsec crowdsec-firewall-bouncer fail2ban
 	qemu-system-x86 busybox-static
 )

@@ -104,7 +104,7 @@ $(BUILD)/rule/%.o: rule/%.c $(COMMON_HDRS) $(SKEL) | $(BUILD)/.dir
 # loader's service mode tells systemd how it is doing through libsystemd.
 LOADER_OBJS := $(patsubst loader/%.c,$(BUILD)/loader/%.o,$(sort $(wildcard loader/*.c)))
 $(BUILD)/ipblock-loader: $(LOADER_OBJS) $(LIB)
-	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) -ljson-c -lsystemd -o $@
+	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) $(LAPI_LDLIBS) -lsystemd -o $@
 
 $(BUILD)/ipblock-rule: $(BUILD)/rule/rule.o $(LIB)
 	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) -ljson-c -o $@

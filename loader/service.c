@@ -38,6 +38,8 @@
 #include "service.h"
 #include "stacktrace.h"
 #include "statefile.h"
+#include "crowdsec.h"
+#include "lapi.h"
 #include "trie.h"
 
 /* How often the state writer looks at the generation. */
@@ -58,7 +60,23 @@ struct svc {
 	char save_err[STATEFILE_ERRLEN]; /* the last save's failure, "" when it worked */
 
 	struct rulecache *cache; /* the rule set: prefixes, verdicts, when they leave */
+	struct crowdsec *crowdsec; /* the bouncer, when [crowdsec] is configured */
 };
+
+/* [crowdsec]'s key file readable and sound: checked before anything changes. */
+static int check_crowdsec(const struct config *c)
+{
+	char key[LAPI_KEY_LEN], err[LAPI_ERRLEN];
+	int ret;
+
+	if (!c->crowdsec.enabled)
+		return 0;
+	ret = lapi_read_key(c->crowdsec.api_key_file, key, sizeof(key), err, sizeof(err));
+	memset(key, 0, sizeof(key));
+	if (ret)
+		cli_err("[crowdsec]: %s", err);
+	return ret;
+}
 
 /* A thread's own handle on the maps: its own lock fd and mapping of the tables. */
 struct handle {
@@ -772,6 +790,11 @@ static void reload(struct svc *s, struct handle *h)
 		config_free(&nc);
 		goto out;
 	}
+	if (check_crowdsec(&nc)) {
+		cli_err("the reload was not applied; the running configuration stays.");
+		config_free(&nc);
+		goto out;
+	}
 	if (strcmp(nc.pin_dir, s->pin_dir))
 		cli_note("pin-dir changed to %s: that takes a restart; the maps in %s stay in use.",
 			 nc.pin_dir, s->pin_dir);
@@ -786,6 +809,13 @@ static void reload(struct svc *s, struct handle *h)
 	for (size_t i = 0; i < nc.n_interfaces; i++)
 		iface_attach(s, &nc.interfaces[i]);
 
+	if (crowdsec_changed(&s->cfg.crowdsec, &nc.crowdsec)) {
+		/* Its claims stay, each until its deadline, while the bouncer restarts. */
+		crowdsec_stop(s->crowdsec);
+		s->crowdsec = NULL;
+		if (nc.crowdsec.enabled && !crowdsec_start(&nc.crowdsec, s->pin_dir, &s->crowdsec))
+			say("crowdsec: polling %s every %us", nc.crowdsec.url, nc.crowdsec.interval);
+	}
 	pthread_mutex_lock(&s->mu);
 	old = s->cfg;
 	s->cfg = nc;
@@ -825,6 +855,11 @@ int service_run(const char *config_path, bool verbose)
 	if (missing) {
 		cli_err("%s:%u: there is no interface named '%s'; nothing was changed.",
 			config_path, missing->line, missing->name);
+		code = CLI_EXIT_INPUT;
+		goto out;
+	}
+	if (check_crowdsec(&s.cfg)) {
+		cli_err("nothing was changed.");
 		code = CLI_EXIT_INPUT;
 		goto out;
 	}
@@ -887,6 +922,13 @@ int service_run(const char *config_path, bool verbose)
 		code = CLI_EXIT_FAIL;
 		goto stop;
 	}
+	if (s.cfg.crowdsec.enabled) {
+		if (crowdsec_start(&s.cfg.crowdsec, s.pin_dir, &s.crowdsec)) {
+			code = CLI_EXIT_FAIL; /* said by crowdsec_start() */
+			goto stop;
+		}
+		say("crowdsec: polling %s every %us", s.cfg.crowdsec.url, s.cfg.crowdsec.interval);
+	}
 	say("ipblock service ready: %zu rules, %zu interfaces, %zu lists; state in %s",
 	    rulecache_count(s.cache, AF_UNSPEC), s.cfg.n_interfaces, s.cfg.n_lists,
 	    s.cfg.state_dir);
@@ -921,6 +963,8 @@ int service_run(const char *config_path, bool verbose)
 	}
 stop:
 	sd_notify(0, "STOPPING=1\nSTATUS=saving the rule state");
+	crowdsec_stop(s.crowdsec);
+	s.crowdsec = NULL;
 	pthread_mutex_lock(&s.mu);
 	s.stop = true;
 	pthread_cond_broadcast(&s.cond);

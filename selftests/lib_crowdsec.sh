@@ -16,6 +16,8 @@
 #   KEY=$(cs_add_bouncer NAME)            a bouncer's API key (no newline)
 #   cscli_t decisions add -i 198.18.7.7 -d 1m     cscli on this LAPI
 #   cs_stop_lapi / cs_start_lapi          stop it; start it again (same data)
+#   cs_use_netns NAME                     before the first start: the LAPI (and
+#                                         cscli, curl) in namespace NAME (lib.sh's)
 #
 # Addresses in tests: 198.18.0.0/15 and 2001:db8::/32 only.
 
@@ -26,6 +28,13 @@ CS_URL=
 CS_PID=
 CS_START_MS=
 CS_STOP_MS=
+# The command prefix that enters the LAPI's network namespace (none: this one).
+CS_RUN=()
+
+# cs_use_netns NAME: run the LAPI, cscli and the health checks in namespace NAME.
+cs_use_netns() {
+	CS_RUN=(nsenter "--net=/run/netns/$(ns "$1")")
+}
 
 # Bounds: seconds to wait for the LAPI to answer /health, and to stop.
 CS_START_TIMEOUT=${CS_START_TIMEOUT:-20}
@@ -52,7 +61,7 @@ cs_now_ms() {
 
 # cscli_t ARGS...: cscli on the test's LAPI and database, errors only.
 cscli_t() {
-	cscli -c "$CS_CONFIG" --error "$@"
+	"${CS_RUN[@]}" cscli -c "$CS_CONFIG" --error "$@"
 }
 
 # A free TCP port on 127.0.0.1 (bounded tries; the LAPI's start re-checks).
@@ -60,7 +69,7 @@ cs_free_port() {
 	local i p
 	for ((i = 0; i < 50; i++)); do
 		p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
-		if [[ -z $(ss -Hltn "sport = :$p" 2>/dev/null) ]]; then
+		if [[ -z $("${CS_RUN[@]}" ss -Hltn "sport = :$p" 2>/dev/null) ]]; then
 			echo "$p"
 			return 0
 		fi
@@ -141,7 +150,8 @@ cs_wait_health() {
 			WHY="crowdsec exited while starting: $(tail -n 5 "$CS_DIR/log/crowdsec.log" "$CS_DIR/log/stdout" 2>/dev/null | grep -v '^$' | tail -n 5)"
 			return 1
 		fi
-		code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$CS_URL/health" 2>/dev/null)
+		code=$("${CS_RUN[@]}" curl -s -o /dev/null -w '%{http_code}' --max-time 1 \
+			"$CS_URL/health" 2>/dev/null)
 		[[ $code == 200 ]] && return 0
 		sleep 0.02
 	done
@@ -187,7 +197,8 @@ cs_start_lapi() {
 	# A port taken in between makes crowdsec exit: try others (bounded).
 	for ((try = 0; try < 3; try++)); do
 		t0=$(cs_now_ms)
-		(cd "$CS_DIR" && exec crowdsec -c "$CS_CONFIG" -no-cs) >>"$CS_DIR/log/stdout" 2>&1 &
+		(cd "$CS_DIR" && exec "${CS_RUN[@]}" crowdsec -c "$CS_CONFIG" -no-cs) \
+			>>"$CS_DIR/log/stdout" 2>&1 &
 		CS_PID=$!
 		if cs_wait_health; then
 			CS_START_MS=$(($(cs_now_ms) - t0))

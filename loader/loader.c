@@ -148,7 +148,7 @@ static int check_pins(const struct loader_opts *cfg, uint32_t *pinned_max)
 		return 0;
 	if (found != IPBLOCK_MAP_COUNT) {
 		cli_err("%s holds only some of ipblock's maps (made by an older ipblock, without "
-			"lookup tables or rule sources?); save the rules with the ipblock-rule that "
+			"lookup tables, rule sources or per-rule counters?); save the rules with the ipblock-rule that "
 			"made them (-S), detach it, remove the directory, attach again and restore "
 			"them (-R).",
 			cfg->pin_dir);
@@ -440,9 +440,10 @@ static void print_tables(const struct pins *m, uint32_t cap)
 
 	if (pins_active_set(m, &active) || tables_memory(m, &mem))
 		return;
-	printf("  memory: %.1f MiB of kernel memory (flat tables %.1f, tries %.1f); ceiling %u "
-	       "rules per family\n",
-	       mem.total / 1048576.0, mem.tables / 1048576.0, mem.tries / 1048576.0, cap);
+	printf("  memory: %.1f MiB of kernel memory (flat tables %.1f, tries %.1f, per-rule "
+	       "counters %.1f); ceiling %u rules per family\n",
+	       mem.total / 1048576.0, mem.tables / 1048576.0, mem.tries / 1048576.0,
+	       mem.hits / 1048576.0, cap);
 	for (int f = 0; f < 2; f++) {
 		struct tables_info in;
 

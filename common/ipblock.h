@@ -61,10 +61,70 @@ struct ipblock_rule {
 	__u32 rule_id;
 };
 
-/* The one entry of config_map. */
+/* Entry IPBLOCK_CONFIG_MAIN of config_map. */
 struct ipblock_config {
 	__u32 active_set; /* 0: set A, 1: set B */
 	__u32 flags;	  /* IPBLOCK_CONFIG_*; the program reads none of them */
+};
+
+/* config_map's entries: the main one, the drop log's (one 8-byte value each). */
+enum ipblock_config_entry {
+	IPBLOCK_CONFIG_MAIN = 0,
+	IPBLOCK_CONFIG_DROPLOG,
+	IPBLOCK_CONFIG_ENTRIES,
+};
+
+/*
+ * Entry IPBLOCK_CONFIG_DROPLOG of config_map: the sampled drop log, off
+ * (zeroes) by default.  Each CPU may report rate drops a second (a token
+ * bucket holding at most a second's worth), and beyond them one drop in
+ * sample (0: none).  Changed while packets flow, a value is read whole.
+ */
+struct ipblock_droplog_config {
+	__u32 rate;
+	__u32 sample;
+};
+
+_Static_assert(sizeof(struct ipblock_droplog_config) == sizeof(struct ipblock_config),
+	       "config_map's entries share one value size");
+
+/* The drop log's ring buffer, shared by the CPUs (a power of two of pages). */
+#define IPBLOCK_DROPLOG_BYTES (256 * 1024)
+
+/* ipblock_drop_event.flags */
+#define IPBLOCK_DROP_PORTS 0x1 /* sport and dport were parsed (TCP or UDP, first fragment) */
+
+/*
+ * One dropped packet in the drop log (ring buffer droplog_ring).  addr is
+ * the source, IPv4 in addr[0..3]; ports in network byte order.
+ */
+struct ipblock_drop_event {
+	__u64 time_ns; /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) */
+	__u32 ifindex; /* the interface it arrived on */
+	__u32 rule_id; /* the deny rule that judged it (its family's id) */
+	__u32 frame_len;
+	__u8 family;   /* 4 or 6 */
+	__u8 l4_proto; /* IPPROTO_* of the IPv4 header or the IPv6 next header */
+	__u8 flags;    /* IPBLOCK_DROP_* */
+	__u8 pad;
+	__be16 sport;
+	__be16 dport;
+	__u32 pad2;
+	__u8 addr[16];
+};
+
+/* Per-CPU state of the drop log's token bucket, and what it did. */
+struct ipblock_droplog_state {
+	__u64 refill_ns; /* the time the tokens are counted up to */
+	__u64 seen_ns;	 /* the clock (stats slot) when last looked at */
+	__u32 tokens;
+	__u32 skip;    /* drops to let go before the next sampled one */
+	__u64 emitted; /* events put in the ring */
+	__u64 lost;    /* events the ring had no room for */
+};
+
+/* Ring buffers have no keys or values: their layout's sizes are 0. */
+struct ipblock_nothing {
 };
 
 /*
@@ -207,7 +267,8 @@ struct ipblock_source {
 	  BPF_F_NO_PREALLOC, 0)                                                                    \
 	X(V6_B, ipv6_map_b, BPF_MAP_TYPE_LPM_TRIE, struct ipblock_key_v6, struct ipblock_rule,     \
 	  BPF_F_NO_PREALLOC, 0)                                                                    \
-	X(CONFIG, config_map, BPF_MAP_TYPE_ARRAY, __u32, struct ipblock_config, 0, 1)              \
+	X(CONFIG, config_map, BPF_MAP_TYPE_ARRAY, __u32, struct ipblock_config, 0,                 \
+	  IPBLOCK_CONFIG_ENTRIES)                                                                  \
 	X(STATS, stats_map, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, struct ipblock_stat_slot, 0,         \
 	  IPBLOCK_STAT_MAX)                                                                        \
 	X(OWNERS, owners_map, BPF_MAP_TYPE_LPM_TRIE, struct ipblock_owner_key,                     \
@@ -215,6 +276,10 @@ struct ipblock_source {
 	  BPF_F_NO_PREALLOC, 0)                                                                    \
 	X(SOURCES, sources_map, BPF_MAP_TYPE_ARRAY, __u32, struct ipblock_source, 0,               \
 	  IPBLOCK_SOURCES_MAX)                                                                     \
+	X(DROPLOG, droplog_ring, BPF_MAP_TYPE_RINGBUF, struct ipblock_nothing,                     \
+	  struct ipblock_nothing, 0, IPBLOCK_DROPLOG_BYTES)                                        \
+	X(DROPLOG_STATE, droplog_state, BPF_MAP_TYPE_PERCPU_ARRAY, __u32,                          \
+	  struct ipblock_droplog_state, 0, 1)                                                      \
 	IPBLOCK_MAP_TABLES(X, 4)                                                                      \
 	IPBLOCK_MAP_TABLES(X, 6)
 

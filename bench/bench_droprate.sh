@@ -44,6 +44,8 @@ LOAD_TIMEOUT=150
 # Sender and receiver thread get a larger share of their CPU than the
 # machine's other work (no real-time class: the others keep running).
 NICE=-10
+# The drop log of the iblog receivers: RATE,SAMPLE.
+DROPLOG=${DROPLOG:-1000,1000}
 IMPORT_ROUNDS=3
 ADD_ROUNDS=5
 
@@ -187,9 +189,11 @@ setup_reference() {
 	add_config xdppass xdppass -
 }
 
-# setup_ipblock N: ipblock, attached with new maps, then list N imported.
+# setup_ipblock N [iblog]: ipblock, attached with new maps, then list N
+# imported; iblog: with its drop log on ($DROPLOG: events a second per CPU,
+# 1 in SAMPLE beyond) and read all along by trafficgen droplog.
 setup_ipblock() {
-	local n=$1 kind=ipblock pin
+	local n=$1 kind=${2:-ipblock} pin
 	pair
 	pin_dir "$n-ipblock"
 	pin=$PIN
@@ -198,6 +202,14 @@ setup_ipblock() {
 	on_exit "net r$K $LOADER --pin-dir $pin -d ibr$K -u"
 	add_config "$kind-$n" "$kind" "$n"
 	C_PIN[$kind-$n]=$pin
+	if [[ $kind == iblog ]]; then
+		"$RULE" --pin-dir "$pin" -i "$BL_TMP/v4-$n.txt" -p deny >/dev/null 2>&1 ||
+			"$TG" load --pin-dir "$pin" "$BL_TMP/v4-$n.txt" >/dev/null ||
+			die "cannot load $n rules into ipblock"
+		"$TG" droplog --pin-dir "$pin" "$DROPLOG" >"$BL_TMP/droplog-$n.out" 2>&1 &
+		BL_PIDS+=($!)
+		return
+	fi
 	if timed_run "$BL_TMP/t" timeout "$LOAD_TIMEOUT" nsenter --net="$(ns_path "r$K")" \
 		"$RULE" --pin-dir "$pin" -i "$BL_TMP/v4-$n.txt" -p deny; then
 		record "$kind" "$n" "$BL_TMP/t" "$(ipblock_kmem "$pin")"
@@ -306,6 +318,7 @@ setup_reference
 for n in $SIZES; do
 	log "loading $(label "$n") prefixes into ipblock, the LPM-trie filter, nftables, ipset"
 	setup_ipblock "$n"
+	setup_ipblock "$n" iblog
 	setup_trie "$n"
 	setup_nft "$n"
 	setup_ipt "$n"
@@ -328,7 +341,7 @@ drops() {
 	case ${C_KIND[$name]} in
 	floor | srcfloor) rx_packets "r$k" "ibr$k" ;;
 	trie) "$TG" trie-stats --pin-dir "${C_PIN[$name]}" | awk '{ print $2 }' ;;
-	ipblock)
+	ipblock | iblog)
 		net "r$k" "$LOADER" --pin-dir "${C_PIN[$name]}" -s |
 			awk '/dropped/ { for (i = 1; i < NF; i++) if ($(i + 1) == "packets") { print $i; exit } }'
 		;;
@@ -390,7 +403,7 @@ RUNS=()
 for name in "${CONFIGS[@]}"; do
 	[[ ${C_STATE[$name]} == ok ]] || continue
 	case ${C_KIND[$name]} in
-	floor | srcfloor) RUNS+=("$name:drop") ;;
+	floor | srcfloor | iblog) RUNS+=("$name:drop") ;;
 	nofilter | xdppass) RUNS+=("$name:pass") ;;
 	*) RUNS+=("$name:drop" "$name:pass") ;;
 	esac
@@ -423,6 +436,7 @@ system_name() {
 	nofilter) echo "no filter, GRO only (baseline)" ;;
 	xdppass) echo "XDP pass-everything (empty program)" ;;
 	ipblock) echo "ipblock (native XDP)" ;;
+	iblog) echo "ipblock, drop log on ($DROPLOG: a second per CPU, 1 in N beyond)" ;;
 	trie) echo "LPM-trie XDP filter (native XDP)" ;;
 	nft) echo "nftables netdev ingress, interval set" ;;
 	ipt) echo "iptables raw PREROUTING + ipset hash:net" ;;
@@ -449,10 +463,12 @@ row() {
 	fi
 	[[ -n $base2 ]] && extra=" $(ratio "$cm" "$base2") |"
 	echo "| $(label "$size") | $(system_name "${C_KIND[$name]}")$note | $(fmt "$m" 3) | $(fmt "$lo" 2)–$(fmt "$hi" 2) | **$(fmt "$cm" 3)** | $(fmt "$clo" 2)–$(fmt "$chi" 2) | $(ratio "$cm" "$base") |$extra"
-	echo "${C_KIND[$name]} $size $m $lo $hi $cm $clo $chi" >>"$OUT/$mode.dat"
+	# The plots show the systems; the drop log's row is the table's alone.
+	[[ ${C_KIND[$name]} == iblog ]] ||
+		echo "${C_KIND[$name]} $size $m $lo $hi $cm $clo $chi" >>"$OUT/$mode.dat"
 }
 
-SYSTEMS="ipblock trie nft ipt"
+SYSTEMS="ipblock iblog trie nft ipt"
 : >"$OUT/drop.dat"
 : >"$OUT/pass.dat"
 read -r FLOOR _ <<<"$(cmed floor:drop)"
@@ -476,7 +492,7 @@ read -r NOFILTER _ <<<"$(cmed nofilter:pass)"
 	row - xdppass pass "$NOFILTER"
 	for n in $SIZES; do
 		for s in $SYSTEMS; do
-			row "$n" "$s-$n" pass "$NOFILTER"
+			[[ $s == iblog ]] || row "$n" "$s-$n" pass "$NOFILTER"
 		done
 	done
 } >"$OUT/pass.md"
@@ -497,6 +513,16 @@ verdict() {
 			q=$(ratio "$ib" "$other")
 			echo "| ipblock ≥ 2.5 × $(system_name "$s") drop rate, $(label "$n")-prefix list | $q × ($(fmt "$ib" 3) vs $(fmt "$other" 3) Mpps per CPU-s) | $(verdict "$q" 2.5) |"
 		done
+	done
+	for n in $SIZES; do
+		read -r ib _ <<<"$(cmed "ipblock-$n:drop")"
+		if [[ ${C_STATE[iblog-$n]} != ok ]]; then
+			echo "| drop log on: drop rate ≥ 0.97 × off, $(label "$n")-prefix list | ${C_STATE[iblog-$n]} | n/a |"
+			continue
+		fi
+		read -r il _ <<<"$(cmed "iblog-$n:drop")"
+		q=$(ratio "$il" "$ib")
+		echo "| drop log on ($DROPLOG): drop rate ≥ 0.97 × off, $(label "$n")-prefix list | $q × ($(fmt "$il" 3) vs $(fmt "$ib" 3) Mpps per CPU-s) | $(verdict "$q" 0.97) |"
 	done
 	if [[ " $SIZES " == *" 3000 "* ]]; then
 		read -r ib _ <<<"$(cmed "ipblock-3000:drop")"

@@ -32,10 +32,16 @@
  * Every measurement is checked: the filter's own counters must have counted
  * exactly `repeat` drops (hit) or passes without a rule (miss).
  *
+ * With -L RATE,SAMPLE ipblock's drop log is on in every instance (RATE
+ * events a second per CPU, one in SAMPLE beyond), and a thread reads and
+ * discards its events all along, as a service would: run with and without
+ * it, the hit rows (every hit is a drop) show what the log costs.
+ *
  *   bench_prog [-r REPEAT] [-n ROUNDS] [-p POOL] [-w WARM] [-c CPU]
- *              [-o DATAFILE] [-s N,N,...] [-C CEILING]
+ *              [-o DATAFILE] [-s N,N,...] [-C CEILING] [-L RATE,SAMPLE]
  */
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +57,7 @@
 #include <linux/udp.h>
 
 #include "cli.h"
+#include "droplog.h"
 #include "flat.h"
 #include "ipblock.skel.h"
 #include "maps.h"
@@ -90,7 +97,8 @@ struct instance {
 	/* the LPM-trie filter */
 	struct trafficgen_bpf *tg;
 	double load_s;
-	uint64_t memlock; /* the kernel's account of the instance's maps */
+	uint64_t memlock;    /* the kernel's account of the instance's maps */
+	struct droplog *log; /* -L: the reader of its drop log */
 };
 
 struct config {
@@ -108,6 +116,9 @@ struct config {
 struct bench {
 	struct trafficgen_bpf *tg; /* the wrapper and the reference programs */
 	uint32_t repeat, rounds, pool, warm, ceiling;
+	uint32_t log_rate, log_sample; /* -L */
+	uint64_t log_events;
+	volatile int log_stop;
 	uint8_t frame4[FRAME_LEN], frame6[FRAME_LEN];
 	size_t sizes[MAX_SIZES], nsizes;
 	struct lists lists[MAX_SIZES];
@@ -590,7 +601,33 @@ static void report(struct bench *b, FILE *data)
 	       FLAT_MAX_LENS, FLAT_NODE_LENS);
 }
 
+static int log_discard(const struct droplog_event *ev, void *ctx)
+{
+	(void)ev;
+	++*(uint64_t *)ctx;
+	return 0;
+}
+
+/* -L: drain every ipblock instance's drop log until told to stop. */
+static void *log_reader(void *arg)
+{
+	struct bench *b = arg;
+	cpu_set_t other;
+
+	/* Off the measuring CPU (-c), where there is another. */
+	CPU_ZERO(&other);
+	CPU_SET(1, &other);
+	sched_setaffinity(0, sizeof(other), &other);
+	while (!b->log_stop)
+		for (size_t i = 0; i < b->ninst; i++)
+			if (b->inst[i].log)
+				droplog_poll(b->inst[i].log, 1);
+	return NULL;
+}
+
 static const struct cli_opt options[] = {
+	{ "log", 'L', "RATE,SAMPLE",
+	  "turn ipblock's drop log on (RATE a second per CPU, 1 in SAMPLE beyond) and read it" },
 	{ "repeat", 'r', "N", "frames per run (default 1000000)" },
 	{ "rounds", 'n', "N", "interleaved rounds; the median is reported (default 5)" },
 	{ "pool", 'p', "N", "distinct sources per run, a power of two (default 65536)" },
@@ -640,6 +677,8 @@ int main(int argc, char **argv)
 				  .nsizes = 4 };
 	static char labels[sizeof(b.cfg) / sizeof(b.cfg[0])][64];
 	const char *data_path = NULL;
+	bool reading = false;
+	pthread_t reader;
 	uint32_t cpu = 0;
 	FILE *data = NULL;
 	int c, ret = 0;
@@ -679,6 +718,12 @@ int main(int argc, char **argv)
 			break;
 		case 'o':
 			data_path = optarg;
+			break;
+		case 'L':
+			if (sscanf(optarg, "%u,%u", &b.log_rate, &b.log_sample) != 2) {
+				cli_err("--log takes RATE,SAMPLE.");
+				return 2;
+			}
 			break;
 		case 'h':
 			cli_usage(stdout, "[options]",
@@ -760,6 +805,20 @@ int main(int argc, char **argv)
 		}
 	}
 
+	for (size_t i = 0; i < b.ninst && (b.log_rate || b.log_sample); i++) {
+		if (b.inst[i].filter != FILTER_IPBLOCK)
+			continue;
+		ret = droplog_set(&b.inst[i].pins, b.log_rate, b.log_sample);
+		if (!ret)
+			ret = droplog_open(&b.inst[i].pins, log_discard, &b.log_events,
+					   &b.inst[i].log);
+		if (ret) {
+			cli_err("cannot turn the drop log on: %s.", strerror(-ret));
+			goto out;
+		}
+	}
+	if (b.log_rate || b.log_sample)
+		reading = !pthread_create(&reader, NULL, log_reader, &b);
 	/* Rounds interleave every row, starting each round one row further on. */
 	for (uint32_t r = 0; r < b.rounds; r++) {
 		for (size_t j = 0; j < b.ncfg; j++) {
@@ -775,6 +834,15 @@ int main(int argc, char **argv)
 		}
 	}
 
+	if (reading) {
+		b.log_stop = 1;
+		pthread_join(reader, NULL);
+		reading = false;
+		fprintf(stderr,
+			"bench_prog: drop log on (%u/s per CPU, 1 in %u beyond): %llu events "
+			"read\n",
+			b.log_rate, b.log_sample, (unsigned long long)b.log_events);
+	}
 	if (data_path) {
 		data = fopen(data_path, "w");
 		if (!data)
@@ -784,6 +852,12 @@ int main(int argc, char **argv)
 	if (data)
 		fclose(data);
 out:
+	if (reading) {
+		b.log_stop = 1;
+		pthread_join(reader, NULL);
+	}
+	for (size_t i = 0; i < b.ninst; i++)
+		droplog_close(b.inst[i].log);
 	for (size_t i = 0; i < b.ncfg; i++) {
 		free(b.cfg[i].pool);
 		free(b.cfg[i].warm_pool);

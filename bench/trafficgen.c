@@ -30,6 +30,10 @@
  *       The LPM-trie filter's verdict counters.
  *   trafficgen gro -i IFACE on|off
  *       Switch GRO (the legacy ethtool ioctl: ethtool itself is not needed).
+ *   trafficgen droplog --pin-dir DIR RATE,SAMPLE
+ *       Turn ipblock's drop log on (RATE events a second per CPU, 1 in SAMPLE
+ *       beyond) and read its events, as a service would, until SIGTERM or
+ *       SIGINT; then turn it off and print the events read.
  */
 #include <errno.h>
 #include <net/if.h>
@@ -56,6 +60,7 @@
 #include <linux/udp.h>
 
 #include "cli.h"
+#include "droplog.h"
 #include "maps.h"
 #include "rulegen.h"
 #include "tables.h"
@@ -549,6 +554,61 @@ static const char *pin_dir_arg(int argc, char **argv, const char *synopsis, cons
 	return dir;
 }
 
+static volatile sig_atomic_t droplog_stop;
+
+static void droplog_on_signal(int sig)
+{
+	(void)sig;
+	droplog_stop = 1;
+}
+
+static int droplog_count(const struct droplog_event *ev, void *ctx)
+{
+	(void)ev;
+	++*(unsigned long long *)ctx;
+	return 0;
+}
+
+static int cmd_droplog(int argc, char **argv)
+{
+	unsigned long long events = 0;
+	struct pins pins = PINS_INIT;
+	const char *dir = NULL;
+	unsigned int rate, sample;
+	struct droplog *d = NULL;
+	int c, ret;
+
+	while ((c = cli_getopt(argc, argv, pin_opts)) != -1) {
+		if (c != OPT_PIN_DIR)
+			return 2;
+		dir = optarg;
+	}
+	if (!dir || optind != argc - 1 || sscanf(argv[optind], "%u,%u", &rate, &sample) != 2) {
+		cli_err("usage: trafficgen droplog --pin-dir DIR RATE,SAMPLE");
+		return 2;
+	}
+	if (cli_open_maps(dir, &pins))
+		return 1;
+	signal(SIGTERM, droplog_on_signal);
+	signal(SIGINT, droplog_on_signal);
+	ret = droplog_set(&pins, rate, sample);
+	if (!ret)
+		ret = droplog_open(&pins, droplog_count, &events, &d);
+	while (!ret && !droplog_stop) {
+		ret = droplog_poll(d, 100);
+		ret = ret < 0 ? ret : 0;
+	}
+	droplog_close(d);
+	droplog_set(&pins, 0, 0);
+	pins_close(&pins);
+	if (ret) {
+		cli_err("drop log: %s.", strerror(-ret));
+		return 1;
+	}
+	printf("events %llu\n", events);
+	return 0;
+}
+
 static int cmd_mem(int argc, char **argv)
 {
 	const char *dir = pin_dir_arg(argc, argv, "mem --pin-dir DIR",
@@ -863,7 +923,7 @@ static int cmd_gro(int argc, char **argv)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: trafficgen send|rules|load|mem|attach|detach|trie|trie-stats|gro "
+	fprintf(f, "usage: trafficgen send|rules|load|mem|attach|detach|trie|trie-stats|gro|droplog "
 		   "[options]\n"
 		   "  (trafficgen COMMAND -h for each command's options)\n");
 }
@@ -877,7 +937,7 @@ int main(int argc, char **argv)
 		     { "load", cmd_load },     { "mem", cmd_mem },
 		     { "attach", cmd_attach }, { "detach", cmd_detach },
 		     { "trie", cmd_trie },     { "trie-stats", cmd_trie_stats },
-		     { "gro", cmd_gro } };
+		     { "gro", cmd_gro },       { "droplog", cmd_droplog } };
 
 	if (argc < 2) {
 		usage(stderr);

@@ -90,6 +90,10 @@
  *   cnt     ARRAY_OF_MAPS of ARRAY, value 8, FLAT_CNT_SEG_ELEMS (user only)
  *   ids     ARRAY_OF_MAPS of ARRAY, value 8, FLAT_IDS_SEG_ELEMS (user only;
  *           element 0 is a header)
+ *   hits    ARRAY_OF_MAPS of PERCPU_ARRAY, value 24, FLAT_HITS_SEG_ELEMS: the
+ *           per-rule counters, segment g holding ids g * FLAT_HITS_SEG_ELEMS
+ *           on, made and freed with the ids' segment g (not mmapable:
+ *           per-CPU; the program writes them, user space sums them)
  * Array maps round values to 8 bytes, which is why blocks and chunks pack
  * two entries in one.
  *
@@ -148,6 +152,9 @@
 #define FLAT_SLOT_SEG_ELEMS  (1u << FLAT_SLOT_SEG_SHIFT)
 #define FLAT_CNT_SEG_ELEMS   (1u << FLAT_CNT_SEG_SHIFT)
 #define FLAT_IDS_SEG_ELEMS   (1u << FLAT_IDS_SEG_SHIFT)
+/* Per-rule counters: one per id, segment g of the hits beside segment g of the ids. */
+#define FLAT_HITS_SEG_SHIFT FLAT_IDS_SEG_SHIFT
+#define FLAT_HITS_SEG_ELEMS FLAT_IDS_SEG_ELEMS
 
 /* Value sizes of the segments' inner arrays. */
 #define FLAT_CHUNK_VALUE 8
@@ -155,6 +162,7 @@
 #define FLAT_SLOT_VALUE	 24
 #define FLAT_CNT_VALUE	 8
 #define FLAT_IDS_VALUE	 8
+#define FLAT_HITS_VALUE	 24 /* struct ipblock_rule_counter, per CPU */
 
 /*
  * ext.lens of an IPv4 region whose only long rule is kept in the record:
@@ -249,6 +257,13 @@ struct flat_rule {
 };
 
 #define FLAT_RULE_RESERVED 0x1
+/*
+ * The id has been given to a rule since its counters (the hits) were made:
+ * handed out again, it takes FLAT_RULE_RESET too, and the writer zeroes its
+ * counters before any table holds it.  A new segment's ids have neither.
+ */
+#define FLAT_RULE_COUNTED 0x2
+#define FLAT_RULE_RESET	  0x4
 
 _Static_assert(sizeof(struct flat_slot) == FLAT_SLOT_VALUE, "a slot is one element");
 _Static_assert(sizeof(struct flat_ext) == FLAT_EXT_VALUE, "a record is one element");

@@ -150,7 +150,9 @@ static bool ids_take(struct flat_ids *ids, uint8_t prefixlen, uint32_t *id)
 			continue;
 		r->prefixlen = prefixlen;
 		r->deny_sets = 0;
-		r->flags = FLAT_RULE_RESERVED;
+		/* Counted for another rule before: its counters start again from zero. */
+		r->flags = FLAT_RULE_RESERVED | FLAT_RULE_COUNTED |
+			   (r->flags & (FLAT_RULE_COUNTED | FLAT_RULE_RESET) ? FLAT_RULE_RESET : 0);
 		ids->rules[0].reserved = i;
 		*id = i;
 		return true;

@@ -62,7 +62,7 @@ struct ipblock_rule {
 };
 
 /*
- * The one entry of config_map.  generation is bumped by every writer when
+ * Entry IPBLOCK_CONFIG_MAIN of config_map.  generation is bumped by every writer when
  * it takes the pin directory's exclusive lock (pins_lock()), so that the
  * service sees a change by any tool and saves the rule state; the program
  * reads only active_set, which shares its first 8 bytes with flags.
@@ -71,6 +71,67 @@ struct ipblock_config {
 	__u32 active_set; /* 0: set A, 1: set B */
 	__u32 flags;	  /* IPBLOCK_CONFIG_*; the program reads none of them */
 	__u64 generation; /* changes of the rules so far; wraps */
+};
+
+/* config_map's entries: the main one, the drop log's (one 8-byte value each). */
+enum ipblock_config_entry {
+	IPBLOCK_CONFIG_MAIN = 0,
+	IPBLOCK_CONFIG_DROPLOG,
+	IPBLOCK_CONFIG_ENTRIES,
+};
+
+/*
+ * Entry IPBLOCK_CONFIG_DROPLOG of config_map: the sampled drop log, off
+ * (zeroes) by default.  Each CPU may report rate drops a second (a token
+ * bucket holding at most a second's worth), and beyond them one drop in
+ * sample (0: none).  Changed while packets flow, a value is read whole.
+ */
+struct ipblock_droplog_config {
+	__u32 rate;
+	__u32 sample;
+	__u64 unused; /* the entries share struct ipblock_config's size */
+};
+
+_Static_assert(sizeof(struct ipblock_droplog_config) == sizeof(struct ipblock_config),
+	       "config_map's entries share one value size");
+
+/* The drop log's ring buffer, shared by the CPUs (a power of two of pages). */
+#define IPBLOCK_DROPLOG_BYTES (256 * 1024)
+
+/* ipblock_drop_event.flags */
+#define IPBLOCK_DROP_PORTS 0x1 /* sport and dport were parsed (TCP or UDP, first fragment) */
+
+/*
+ * One dropped packet in the drop log (ring buffer droplog_ring).  addr is
+ * the source, IPv4 in addr[0..3]; ports in network byte order.
+ */
+struct ipblock_drop_event {
+	__u64 time_ns; /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) */
+	__u32 ifindex; /* the interface it arrived on */
+	__u32 rule_id; /* the deny rule that judged it (its family's id) */
+	__u32 frame_len;
+	__u8 family;   /* 4 or 6 */
+	__u8 l4_proto; /* IPPROTO_* of the IPv4 header or the IPv6 next header */
+	__u8 flags;    /* IPBLOCK_DROP_* */
+	__u8 pad;
+	__be16 sport;
+	__be16 dport;
+	__u32 pad2;
+	__u8 addr[16];
+};
+
+/* Per-CPU state of the drop log's token bucket, and what it did. */
+struct ipblock_droplog_state {
+	__u64 refill_ns; /* the time the tokens are counted up to */
+	__u64 seen_ns;	 /* the clock (stats slot) when last looked at */
+	__u32 tokens;
+	__u32 skip;    /* drops to let go before the next sampled one */
+	__u64 emitted; /* events put in the ring */
+	__u64 lost;    /* events the ring had no room for */
+};
+
+/* Ring buffers have no keys or values: their layout's sizes are 0. */
+struct ipblock_nothing {
 };
 
 /*
@@ -92,6 +153,33 @@ enum ipblock_stat {
 struct ipblock_counter {
 	__u64 packets;
 	__u64 bytes;
+};
+
+/*
+ * Value of stats_map, per CPU and verdict: its counter, and for the two
+ * verdicts a rule gives (drop, allow) the clock of that rule's hit: tick,
+ * the jiffies the slot last saw, and tick_ns, bpf_ktime_get_ns() when it
+ * first saw them.  The clock is read once per tick and slot, not per
+ * packet (a read costs 20-30 ns where a hit costs 10), so a rule's last
+ * hit is known to a tick (1-10 ms) without knowing HZ.
+ */
+struct ipblock_stat_slot {
+	struct ipblock_counter c;
+	__u64 tick;
+	__u64 tick_ns;
+};
+
+/*
+ * Per-rule counters: element id of a family's flat*_hits pool (segments of
+ * FLAT_HITS_SEG_ELEMS, per-CPU arrays), counted by the program when rule
+ * id judges a packet (a miss touches nothing).  last_ns is the CPU's last
+ * hit, to a tick (CLOCK_MONOTONIC, from struct ipblock_stat_slot's clock), 0
+ * for none.
+ */
+struct ipblock_rule_counter {
+	__u64 packets;
+	__u64 bytes;
+	__u64 last_ns;
 };
 
 /*
@@ -160,7 +248,8 @@ struct ipblock_source {
  * (flat_format.h): per family its blocks and the pools of chunks, ext
  * records and slots, each pool an array of maps holding its segments; the
  * counters and the ids (shared by both sets) are pools that only user space
- * reads.
+ * reads; the hits (per-rule counters, per-CPU, shared by both sets) a pool
+ * only the program writes.
  */
 #define IPBLOCK_MAP_TABLES(X, f)                                                                      \
 	X(FLAT##f##_BLOCKS, flat##f##_blocks, BPF_MAP_TYPE_ARRAY, __u32, __u64, BPF_F_MMAPABLE,    \
@@ -173,7 +262,8 @@ struct ipblock_source {
 	  FLAT_SETS *FLAT_SEGS)                                                                    \
 	X(FLAT##f##_CNT, flat##f##_cnt, BPF_MAP_TYPE_ARRAY_OF_MAPS, __u32, __u32, 0,               \
 	  FLAT_SETS *FLAT_SEGS)                                                                    \
-	X(FLAT##f##_IDS, flat##f##_ids, BPF_MAP_TYPE_ARRAY_OF_MAPS, __u32, __u32, 0, FLAT_SEGS)
+	X(FLAT##f##_IDS, flat##f##_ids, BPF_MAP_TYPE_ARRAY_OF_MAPS, __u32, __u32, 0, FLAT_SEGS)    \
+	X(FLAT##f##_HITS, flat##f##_hits, BPF_MAP_TYPE_ARRAY_OF_MAPS, __u32, __u32, 0, FLAT_SEGS)
 
 #define IPBLOCK_MAP_LIST(X)                                                                        \
 	X(V4, ipv4_map, BPF_MAP_TYPE_LPM_TRIE, struct ipblock_key_v4, struct ipblock_rule,         \
@@ -184,14 +274,19 @@ struct ipblock_source {
 	  BPF_F_NO_PREALLOC, 0)                                                                    \
 	X(V6_B, ipv6_map_b, BPF_MAP_TYPE_LPM_TRIE, struct ipblock_key_v6, struct ipblock_rule,     \
 	  BPF_F_NO_PREALLOC, 0)                                                                    \
-	X(CONFIG, config_map, BPF_MAP_TYPE_ARRAY, __u32, struct ipblock_config, 0, 1)              \
-	X(STATS, stats_map, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, struct ipblock_counter, 0,           \
+	X(CONFIG, config_map, BPF_MAP_TYPE_ARRAY, __u32, struct ipblock_config, 0,                 \
+	  IPBLOCK_CONFIG_ENTRIES)                                                                  \
+	X(STATS, stats_map, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, struct ipblock_stat_slot, 0,         \
 	  IPBLOCK_STAT_MAX)                                                                        \
 	X(OWNERS, owners_map, BPF_MAP_TYPE_LPM_TRIE, struct ipblock_owner_key,                     \
 	  struct ipblock_owner,                                                                    \
 	  BPF_F_NO_PREALLOC, 0)                                                                    \
 	X(SOURCES, sources_map, BPF_MAP_TYPE_ARRAY, __u32, struct ipblock_source, 0,               \
 	  IPBLOCK_SOURCES_MAX)                                                                     \
+	X(DROPLOG, droplog_ring, BPF_MAP_TYPE_RINGBUF, struct ipblock_nothing,                     \
+	  struct ipblock_nothing, 0, IPBLOCK_DROPLOG_BYTES)                                        \
+	X(DROPLOG_STATE, droplog_state, BPF_MAP_TYPE_PERCPU_ARRAY, __u32,                          \
+	  struct ipblock_droplog_state, 0, 1)                                                      \
 	IPBLOCK_MAP_TABLES(X, 4)                                                                      \
 	IPBLOCK_MAP_TABLES(X, 6)
 
@@ -208,11 +303,12 @@ enum ipblock_flat_map {
 	IPBLOCK_FLAT_SLOTS,
 	IPBLOCK_FLAT_CNT,
 	IPBLOCK_FLAT_IDS,
+	IPBLOCK_FLAT_HITS,
 	IPBLOCK_FLAT_MAPS,
 };
 
-_Static_assert(IPBLOCK_MAP_FLAT4_IDS - IPBLOCK_MAP_FLAT4_BLOCKS == IPBLOCK_FLAT_IDS &&
-		       IPBLOCK_MAP_FLAT6_IDS - IPBLOCK_MAP_FLAT6_BLOCKS == IPBLOCK_FLAT_IDS,
+_Static_assert(IPBLOCK_MAP_FLAT4_HITS - IPBLOCK_MAP_FLAT4_BLOCKS == IPBLOCK_FLAT_HITS &&
+		       IPBLOCK_MAP_FLAT6_HITS - IPBLOCK_MAP_FLAT6_BLOCKS == IPBLOCK_FLAT_HITS,
 	       "the flat maps of a family are listed in enum ipblock_flat_map order");
 
 #endif /* IPBLOCK_H */

@@ -42,8 +42,33 @@ static struct json_object *claim(const struct owner_claim *c, const struct owner
 	return o;
 }
 
+/* {"packets":N,"bytes":N,"last":"2026-...Z"} */
+static struct json_object *hits(const struct hits_total *h)
+{
+	struct json_object *o = json_object_new_object();
+	bool ok = o != NULL;
+
+	if (!o)
+		return NULL;
+	put(o, "packets", json_object_new_uint64(h->packets), &ok);
+	put(o, "bytes", json_object_new_uint64(h->bytes), &ok);
+	if (h->last_ns) {
+		time_t t = hits_wallclock(h->last_ns);
+		char when[32];
+
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+		put(o, "last", json_object_new_string(when), &ok);
+	}
+	if (!ok) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
 struct json_object *jsonout_rule(const struct rule *r, const struct owner_claim *c, size_t n,
-				 const struct owners_sources *src, uint64_t now)
+				 const struct owners_sources *src, uint64_t now,
+				 const struct hits_total *h)
 {
 	struct json_object *o = json_object_new_object(), *claims = json_object_new_array();
 	char text[CIDR_STRLEN];
@@ -67,6 +92,8 @@ struct json_object *jsonout_rule(const struct rule *r, const struct owner_claim 
 	put(o, "family", json_object_new_int(r->prefix.family == AF_INET ? 4 : 6), &ok);
 	put(o, "action", json_object_new_string(ruleset_action_name(r->action)), &ok);
 	put(o, "claims", claims, &ok);
+	if (h)
+		put(o, "hits", hits(h), &ok);
 	if (!ok) {
 		json_object_put(o);
 		return NULL;
@@ -113,7 +140,8 @@ struct json_object *jsonout_counters(const struct pins *p)
 }
 
 struct json_object *jsonout_summary(size_t v4, size_t v6, const struct pins *p,
-				    const struct owners_sources *src, const size_t *claims)
+				    const struct owners_sources *src, const size_t *claims,
+				    size_t rules_hit)
 {
 	struct json_object *o = json_object_new_object(), *s = json_object_new_array();
 	bool ok = o && s;
@@ -141,6 +169,7 @@ struct json_object *jsonout_summary(size_t v4, size_t v6, const struct pins *p,
 	put(o, "rules", json_object_new_uint64(v4 + v6), &ok);
 	put(o, "ipv4", json_object_new_uint64(v4), &ok);
 	put(o, "ipv6", json_object_new_uint64(v6), &ok);
+	put(o, "rules_hit", json_object_new_uint64(rules_hit), &ok);
 	put(o, "counters", jsonout_counters(p), &ok);
 	put(o, "sources", s, &ok);
 	if (!ok) {

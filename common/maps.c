@@ -9,6 +9,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "hits.h"
 #include "maps.h"
 #include "sync.h"
 #include "trie.h"
@@ -44,6 +45,8 @@ static int tables_settle(struct maps *m, struct tables_family *tf)
 		ret = tables_free(tf, x);
 	if (!ret && !tables_flat(tf, (int)active))
 		ret = tables_create(tf, (int)active, FLAT_MIN_SLOT_BITS, true);
+	if (!ret)
+		ret = tables_hits_cover(tf);
 	return ret;
 }
 
@@ -167,6 +170,41 @@ static int tries_set(struct maps *m, int active, const struct rule *r, bool in_x
 static int regrow(struct maps *m);
 
 /*
+ * Zero the counters of the ids among r[0..n) that counted for another rule
+ * before (FLAT_RULE_RESET), while no table holds them yet, so that a rule's
+ * counters count that rule only.
+ */
+static int ids_zero_hits(struct maps *m, const struct rule *r, size_t n)
+{
+	uint32_t *ids = NULL;
+	int ret = 0;
+
+	for (int f = 0; f < 2 && !ret; f++) {
+		int family = f ? AF_INET6 : AF_INET;
+		struct tables_family *tf = tables_on(&m->tables, family);
+		size_t k = 0;
+
+		if (!tf)
+			continue;
+		for (size_t i = 0; i < n; i++) {
+			uint32_t id = r[i].id;
+
+			if (r[i].prefix.family != family || !id || id >= tf->ids.n ||
+			    !(tf->ids.rules[id].flags & FLAT_RULE_RESET))
+				continue;
+			if (!ids && !(ids = malloc(n * sizeof(*ids))))
+				return -ENOMEM;
+			ids[k++] = id;
+		}
+		ret = hits_zero(m->pins, family, ids, k);
+		for (size_t i = 0; i < k && !ret; i++)
+			tf->ids.rules[ids[i]].flags &= ~FLAT_RULE_RESET;
+	}
+	free(ids);
+	return ret;
+}
+
+/*
  * r gets an id (the one its prefix has, else a free one), both tries take
  * it and the active table follows, an update that judges every address by
  * the old or the new rule at every instant.  A table whose slots are too
@@ -195,6 +233,11 @@ int maps_rule_set(struct maps *m, const struct rule *r)
 		if (ret)
 			goto out;
 		fresh = true;
+		ret = ids_zero_hits(m, &v, 1);
+		if (ret) {
+			flat_ids_release(&tf->ids, v.id);
+			goto out;
+		}
 	}
 	ret = tries_set(m, (int)active, &v, in[!active], &old[!active]);
 	if (ret) {
@@ -304,7 +347,7 @@ static int assign_ids(struct maps *m, struct rule *want, size_t nw, const struct
 		}
 		r->id = id;
 	}
-	return 0;
+	return ids_zero_hits(m, want, nw);
 }
 
 /* Ids no rule holds any more at the end of the ids give their memory back. */
@@ -376,7 +419,7 @@ static int rebuild_ids(struct maps *m, struct rule *w, size_t n)
 	}
 	free(seen[0]);
 	free(seen[1]);
-	return ret;
+	return ret ? ret : ids_zero_hits(m, w, n);
 }
 
 /* --- recompiling the tables ---------------------------------------------------------- */

@@ -343,7 +343,7 @@ int pins_set_active(const struct pins *p, uint32_t set)
 int pins_stats_read(const struct pins *p, struct ipblock_counter *out)
 {
 	int ncpu = libbpf_num_possible_cpus();
-	struct ipblock_counter *percpu;
+	struct ipblock_stat_slot *percpu;
 
 	if (ncpu < 0)
 		return ncpu;
@@ -359,8 +359,8 @@ int pins_stats_read(const struct pins *p, struct ipblock_counter *out)
 			return ret;
 		}
 		for (int cpu = 0; cpu < ncpu; cpu++) {
-			out[slot].packets += percpu[cpu].packets;
-			out[slot].bytes += percpu[cpu].bytes;
+			out[slot].packets += percpu[cpu].c.packets;
+			out[slot].bytes += percpu[cpu].c.bytes;
 		}
 	}
 	free(percpu);

@@ -11,6 +11,7 @@
 #include <bpf/bpf.h>
 
 #include "flat_store.h"
+#include "hits.h"
 #include "tables.h"
 #include "trie.h"
 
@@ -315,6 +316,9 @@ static int ids_grow(void *ctx, enum flat_pool pool, uint64_t want, uint32_t *cap
 
 	(void)pool;
 	ret = pool_grow(tf, &tf->ids_pool, TABLES_IDS, 0, segs_for(TABLES_IDS, want), true);
+	/* The ids' counters: before any of the new ids can judge a packet. */
+	if (!ret)
+		ret = hits_cover(tf->pins, tf->family, tf->ids_pool.nsegs);
 	if (ret)
 		return ret;
 	*cap = tf->ids_pool.nsegs * geoms[TABLES_IDS].per_seg;
@@ -537,6 +541,13 @@ int tables_free(struct tables_family *tf, int set)
 	return 0;
 }
 
+int tables_hits_cover(struct tables_family *tf)
+{
+	int ret = hits_cover(tf->pins, tf->family, tf->ids_pool.nsegs);
+
+	return ret ? ret : hits_trim(tf->pins, tf->family, tf->ids_pool.nsegs);
+}
+
 int tables_ids_trim(struct tables_family *tf)
 {
 	struct tables_pool *p = &tf->ids_pool;
@@ -561,6 +572,9 @@ int tables_ids_trim(struct tables_family *tf)
 		keys[k - g] = outer_key(TABLES_IDS, 0, k);
 	ret = outer_many(outer_fd(tf, TABLES_IDS), keys, NULL, p->nsegs - g);
 	free(keys);
+	/* Their counters go with them: ids handed out again start from zero. */
+	if (!ret)
+		ret = hits_trim(tf->pins, tf->family, g);
 	if (ret)
 		return ret;
 	/* Unmapped back to the reservation: the range stays ours. */
@@ -716,6 +730,8 @@ int tables_memory(const struct pins *p, struct tables_memory *out)
 			return -errno;
 		if (info.type == BPF_MAP_TYPE_LPM_TRIE)
 			ret = pins_memlock(p->fd[i], &out->tries);
+		else if (i == IPBLOCK_MAP_FLAT4_HITS || i == IPBLOCK_MAP_FLAT6_HITS)
+			ret = outer_memory(p->fd[i], info.max_entries, &out->hits);
 		else if (info.type == BPF_MAP_TYPE_ARRAY_OF_MAPS)
 			ret = outer_memory(p->fd[i], info.max_entries, &out->tables);
 		else if (i >= IPBLOCK_MAP_FLAT4_BLOCKS)
@@ -723,7 +739,7 @@ int tables_memory(const struct pins *p, struct tables_memory *out)
 		else
 			ret = pins_memlock(p->fd[i], &out->other);
 	}
-	out->total = out->tries + out->tables + out->other;
+	out->total = out->tries + out->tables + out->hits + out->other;
 	return ret;
 }
 

@@ -119,6 +119,12 @@ int tables_free(struct tables_family *tf, int set);
  */
 int tables_ids_trim(struct tables_family *tf);
 
+/*
+ * Make the per-rule counters' segments match the ids' (hits.h): after a
+ * writer died between the two, or on maps made without them in step.
+ */
+int tables_hits_cover(struct tables_family *tf);
+
 /* Unmap everything; t is as new. */
 void tables_release(struct tables *t);
 
@@ -126,6 +132,7 @@ void tables_release(struct tables *t);
 struct tables_memory {
 	uint64_t tables; /* both families' flat tables: blocks, outer maps, every segment */
 	uint64_t tries;	 /* the four tries */
+	uint64_t hits;	 /* the per-rule counters (per CPU), outer maps and segments */
 	uint64_t other;	 /* config and counters */
 	uint64_t total;
 };

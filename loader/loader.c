@@ -79,9 +79,10 @@ static void print_tables(const struct pins *m, uint32_t cap)
 
 	if (pins_active_set(m, &active) || tables_memory(m, &mem))
 		return;
-	printf("  memory: %.1f MiB of kernel memory (flat tables %.1f, tries %.1f); ceiling %u "
-	       "rules per family\n",
-	       mem.total / 1048576.0, mem.tables / 1048576.0, mem.tries / 1048576.0, cap);
+	printf("  memory: %.1f MiB of kernel memory (flat tables %.1f, tries %.1f, per-rule "
+	       "counters %.1f); ceiling %u rules per family\n",
+	       mem.total / 1048576.0, mem.tables / 1048576.0, mem.tries / 1048576.0,
+	       mem.hits / 1048576.0, cap);
 	for (int f = 0; f < 2; f++) {
 		struct tables_info in;
 

@@ -8,6 +8,7 @@
 
 #include "batch.h"
 #include "cli.h"
+#include "hits.h"
 #include "jsonout.h"
 #include "maps.h"
 #include "owners.h"
@@ -260,19 +261,36 @@ struct list_ctx {
 	int source; /* only the rules this source claims; -1: all */
 	uint64_t now;
 	bool json;
+	struct hits_table hits[2]; /* per-rule counters: IPv4, IPv6 */
+	size_t listed, hit;	   /* rules listed, of which hit */
 };
+
+/* " 12 packets, 1008 bytes, last hit 2026-12-06T05:40:01Z" */
+static void print_hits(const struct hits_total *h)
+{
+	time_t t = hits_wallclock(h->last_ns);
+	char when[32];
+
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+	printf(" %llu packet%s, %llu bytes, last hit %s", (unsigned long long)h->packets,
+	       h->packets == 1 ? "" : "s", (unsigned long long)h->bytes, when);
+}
 
 /*
  * A rule's line: "CIDR action", then, unless the default source alone
  * holds it for good, its claims as a trailing comment, so the listing
- * still reads back with -R: "# fail2ban-sshd deny 59s left, static allow".
+ * still reads back with -R: "# fail2ban-sshd deny 59s left, static allow";
+ * then, if the rule has judged packets, its counters, after "; " when
+ * claims come first: "# 12 packets, 1008 bytes, last hit TIME".
  */
 static int print_entry(const struct rulecache_entry *e, void *ctx)
 {
 	struct list_ctx *l = ctx;
 	const struct owner_claim *c;
+	struct hits_total h =
+		hits_of(&l->hits[e->rule.prefix.family == AF_INET ? 0 : 1], e->rule.id);
 	size_t n = 0;
-	bool mine = l->source < 0;
+	bool mine = l->source < 0, plain;
 
 	while (l->at < l->cl->n && cidr_compare(&l->cl->c[l->at].prefix, &e->rule.prefix) < 0)
 		l->at++;
@@ -283,10 +301,13 @@ static int print_entry(const struct rulecache_entry *e, void *ctx)
 		mine |= c[i].source == l->source;
 	if (!mine)
 		return 0;
+	l->listed++;
+	l->hit += h.packets != 0;
 	if (l->json)
-		return jsonout_print(stdout, jsonout_rule(&e->rule, c, n, &l->o->src, l->now));
-	if (n == 0 || (n == 1 && !strcmp(l->o->src.name[c[0].source], IPBLOCK_SOURCE_DEFAULT) &&
-		       !c[0].deadline)) {
+		return jsonout_print(stdout, jsonout_rule(&e->rule, c, n, &l->o->src, l->now, &h));
+	plain = n == 0 || (n == 1 && !strcmp(l->o->src.name[c[0].source], IPBLOCK_SOURCE_DEFAULT) &&
+			   !c[0].deadline);
+	if (plain && !h.packets) {
 		print_rule(&e->rule);
 		return 0;
 	}
@@ -294,7 +315,7 @@ static int print_entry(const struct rulecache_entry *e, void *ctx)
 
 	printf("%s %s #", cidr_format(&e->rule.prefix, text, sizeof(text)),
 	       ruleset_action_name(e->rule.action));
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n && !plain; i++) {
 		printf("%s %s %s", i ? "," : "", l->o->src.name[c[i].source],
 		       ruleset_action_name(c[i].action));
 		if (c[i].deadline) {
@@ -304,6 +325,11 @@ static int print_entry(const struct rulecache_entry *e, void *ctx)
 					      left, sizeof(left));
 			printf(" %s left", left);
 		}
+	}
+	if (h.packets) {
+		if (!plain)
+			putchar(';');
+		print_hits(&h);
 	}
 	putchar('\n');
 	return 0;
@@ -447,7 +473,13 @@ static int do_list(const struct config *cfg, const struct owners *o, bool save)
 				      .now = owners_deadline_in(0),
 				      .json = cfg->json };
 
-		ret = print_through_cache(&r, &l);
+		ret = hits_read(o->m->pins, AF_INET, &l.hits[0]);
+		if (!ret)
+			ret = hits_read(o->m->pins, AF_INET6, &l.hits[1]);
+		if (!ret)
+			ret = print_through_cache(&r, &l);
+		hits_table_free(&l.hits[0]);
+		hits_table_free(&l.hits[1]);
 		if (ret) {
 			cli_err("cannot list the rules: %s.", strerror(-ret));
 			goto out;
@@ -457,8 +489,8 @@ static int do_list(const struct config *cfg, const struct owners *o, bool save)
 
 			for (size_t i = 0; i < cl.n; i++)
 				count[cl.c[i].source]++;
-			ret = jsonout_print(stdout,
-					    jsonout_summary(v4, v6, o->m->pins, &o->src, count));
+			ret = jsonout_print(
+				stdout, jsonout_summary(v4, v6, o->m->pins, &o->src, count, l.hit));
 			if (ret) {
 				cli_err("cannot list the rules: %s.", strerror(-ret));
 				goto out;
@@ -467,6 +499,8 @@ static int do_list(const struct config *cfg, const struct owners *o, bool save)
 			printf("# %zu rules (%zu IPv4, %zu IPv6); counters, all interfaces:\n",
 			       v4 + v6, v4, v6);
 			cli_print_counters(stdout, "#   ", o->m->pins);
+			printf("# per-rule counters: %zu of %zu rules listed have judged packets\n",
+			       l.hit, l.listed);
 			print_sources(o, &cl);
 		}
 	}

@@ -153,13 +153,13 @@ mode_selftests() {
 # booted under qemu by selftests/kernels/guest.sh on this build (read-only).
 # Labels name the kernel: kernel-6.1/test_prog.
 KERNELS=${KERNELS-5.10 6.1 6.12}
-GUEST_TESTS=(cmocka:test_verifier cmocka:test_prog cmocka:test_lookup cmocka:test_bulk
+GUEST_TESTS=(cmocka:test_verifier cmocka:test_prog cmocka:test_droplog cmocka:test_lookup cmocka:test_bulk
 	selftest:test_replace selftest:test_traffic selftest:test_vlan selftest:test_coexist)
 # Debian 11's 5.10, the oldest kernel ipblock supports: that the verifier
 # takes the program and it judges (the verdict table, the bulk paths of
 # the tries without batch operations, real traffic); the rest is the same
 # code as on 6.1.
-GUEST_TESTS_5_10=(cmocka:test_verifier cmocka:test_prog cmocka:test_lookup
+GUEST_TESTS_5_10=(cmocka:test_verifier cmocka:test_prog cmocka:test_droplog cmocka:test_lookup
 	selftest:test_traffic)
 # Cut for the guest, where TCG makes CPU work 10-40x slower (measured on
 # 6.12 under TCG, uncut: test_lookup 259 s, test_bulk 109 s, test_replace

@@ -219,9 +219,24 @@ rule() {
 	"$RULE" --pin-dir "$PIN" "$@"
 }
 
-# rule_lines: the "CIDR action" lines of ipblock-rule -l, without comments.
+# strip_hits: the lines of ipblock-rule -l without the per-rule counters it
+# appends to a rule that has judged packets (they move with every packet).
+strip_hits() {
+	sed -E -e 's/;? [0-9]+ packets?, [0-9]+ bytes, last hit [0-9TZ:-]+$//' -e 's/ #$//'
+}
+
+# rule_lines: the "CIDR action" lines of ipblock-rule -l, without comments
+# and counters.
 rule_lines() {
-	rule -l 2>&1 | grep -v '^#'
+	rule -l 2>&1 | grep -v '^#' | strip_hits
+}
+
+# rule_packets CIDR: the packets rule CIDR has judged, from its -l counters (0: none).
+rule_packets() {
+	local n
+	n=$(rule -l 2>/dev/null | awk -v c="$1" '$1 == c' | grep -oE '[0-9]+ packets?,' |
+		grep -oE '^[0-9]+')
+	echo "${n:-0}"
 }
 
 # counter NAME: packets in the counter line starting with NAME ("dropped",

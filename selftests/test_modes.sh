@@ -70,6 +70,8 @@ if attach_ok native_attach vb1 -m native; then
 	rule_ok -a 2001:db8::1 -p deny
 	check native_mode_drops_v4 ping_dropped snd1 198.18.0.2
 	check native_mode_drops_v6 ping_dropped snd1 2001:db8::2
+	HITS=$(rule_packets 198.18.0.1/32)
+	check rule_counter_counts_the_drops eval '((HITS > 0))'
 fi
 
 say "detach restores traffic, the rules stay pinned"
@@ -80,6 +82,8 @@ if ((RC == 0)); then
 	check detach_restores_v4 ping_passes snd1 198.18.0.2
 	check detach_restores_v6 ping_passes snd1 2001:db8::2
 	check rules_listed_after_detach has_line "$(rule_lines)" "198.18.0.1/32 deny"
+	[[ -n ${HITS-} ]] &&
+		check rule_counter_kept_after_detach eval '(($(rule_packets 198.18.0.1/32) == HITS))'
 else
 	fail detach "ipblock-loader -d vb1 -u: exit $RC: $ERR"
 fi
@@ -91,6 +95,8 @@ if attach_ok skb_attach vb1 -m skb; then
 	check skb_status_shows_mode mode_is vb1 skb
 	check skb_mode_drops_v4 ping_dropped snd1 198.18.0.2
 	check skb_mode_drops_v6 ping_dropped snd1 2001:db8::2
+	[[ -n ${HITS-} ]] &&
+		check rule_counter_grows_after_reattach eval '(($(rule_packets 198.18.0.1/32) > HITS))'
 	run_cli loader rcv -d vb1 -u
 	((RC)) && fail skb_detach "exit $RC: $ERR"
 	check skb_detach_restores_v4 ping_passes snd1 198.18.0.2

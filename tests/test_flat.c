@@ -2386,7 +2386,10 @@ static void test_ids_reserved_until_added_then_reclaimed(void **state)
 	flat_ids_reclaim(ids);
 	assert_int_equal(flat_ids_alloc(ids, 8, &d), 0);
 	for (uint32_t i = 1; i < 4; i++)
-		assert_int_equal(ids->rules[i].flags, i == d ? FLAT_RULE_RESERVED : 0);
+		assert_int_equal(ids->rules[i].flags & FLAT_RULE_RESERVED,
+				 i == d ? FLAT_RULE_RESERVED : 0);
+	/* Every id was handed out before: its counters are to be zeroed first. */
+	assert_true(ids->rules[d].flags & FLAT_RULE_RESET);
 
 	/* Growth: in steps, each id once, n following the provider. */
 	for (uint32_t i = 1; i < 1000; i++) {

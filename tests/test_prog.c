@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <arpa/inet.h>
 #include <cmocka.h>
@@ -17,6 +18,8 @@
 
 #include "cidr.h"
 #include "harness.h"
+#include "hits.h"
+#include "tables.h"
 #include "trie.h"
 #include "rulecache.h"
 
@@ -463,6 +466,160 @@ static void test_replace_over_capacity_changes_nothing(void **state)
 	harness_close(&small);
 }
 
+/* The id the active set's trie gives prefix text. */
+static uint32_t id_of(const char *text)
+{
+	uint32_t active = 0;
+	struct rule got;
+	struct cidr p;
+
+	assert_int_equal(cidr_parse(text, &p, NULL, NULL, 0), 0);
+	assert_int_equal(pins_active_set(&h.pins, &active), 0);
+	assert_int_equal(trie_get(&h.pins, (int)active, &p, &got), 0);
+	assert_true(got.id != 0);
+	return got.id;
+}
+
+/* The per-rule counters of prefix text, summed over the CPUs. */
+static struct hits_total hits_for(const char *text)
+{
+	struct hits_table t = {};
+	struct hits_total r;
+	int family = strchr(text, ':') ? AF_INET6 : AF_INET;
+
+	assert_int_equal(hits_read(&h.pins, family, &t), 0);
+	r = hits_of(&t, id_of(text));
+	hits_table_free(&t);
+	return r;
+}
+
+/* Every per-rule counter of both families added up. */
+static uint64_t all_hits(void)
+{
+	uint64_t n = 0;
+
+	for (int f = 0; f < 2; f++) {
+		struct hits_table t = {};
+
+		assert_int_equal(hits_read(&h.pins, f ? AF_INET6 : AF_INET, &t), 0);
+		for (uint32_t i = 0; i < t.n; i++)
+			n += t.c[i].packets;
+		hits_table_free(&t);
+	}
+	return n;
+}
+
+/* Send count frames from src; their length goes to *len. */
+static void send_from(int family, const char *src, int count, int expect, size_t *len)
+{
+	const struct row r = { "s", family, 0, src, {}, 0, 0, 0, expect };
+	uint8_t buf[512];
+	int verdict;
+
+	*len = build_row(&r, buf, sizeof(buf));
+	for (int i = 0; i < count; i++) {
+		assert_int_equal(harness_run(&h, buf, *len, &verdict), 0);
+		assert_int_equal(verdict, expect);
+	}
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000 + (uint64_t)t.tv_nsec;
+}
+
+static void test_a_hit_counts_the_longest_matching_rule_only_and_a_miss_nothing(void **state)
+{
+	size_t l4 = 0, l6 = 0, l;
+	uint64_t before, after;
+	struct hits_total x;
+
+	(void)state;
+	add_rule("198.18.0.0/16", IPBLOCK_ACTION_DENY);
+	add_rule("198.18.1.0/24", IPBLOCK_ACTION_DENY);
+	add_rule("198.18.1.7", IPBLOCK_ACTION_ALLOW);
+	add_rule("198.18.1.8/30", IPBLOCK_ACTION_DENY);
+	add_rule("2001:db8::/32", IPBLOCK_ACTION_DENY);
+	add_rule("2001:db8:1::/48", IPBLOCK_ACTION_DENY);
+	add_rule("2001:db8:1::9", IPBLOCK_ACTION_ALLOW);
+	/* Misses first: no rule's counter moves. */
+	send_from(AF_INET, "198.19.0.1", 4, XDP_PASS, &l);
+	send_from(AF_INET6, "2001:db9::1", 3, XDP_PASS, &l);
+	assert_int_equal(all_hits(), 0);
+
+	before = mono_ns();
+	send_from(AF_INET, "198.18.1.1", 3, XDP_DROP, &l4);
+	send_from(AF_INET, "198.18.1.7", 2, XDP_PASS, &l);
+	send_from(AF_INET, "198.18.1.9", 1, XDP_DROP, &l);
+	send_from(AF_INET6, "2001:db8:1::5", 2, XDP_DROP, &l6);
+	send_from(AF_INET6, "2001:db8:1::9", 1, XDP_PASS, &l);
+	after = mono_ns();
+
+	x = hits_for("198.18.1.0/24");
+	assert_int_equal(x.packets, 3);
+	assert_int_equal(x.bytes, 3 * l4);
+	/* The hit's time, to the tick it fell in (at most 10 ms at HZ 100; 1 s of slack). */
+	assert_true(x.last_ns <= after);
+	assert_true(x.last_ns + 1000000000ull >= before);
+	assert_int_equal(hits_for("198.18.1.7/32").packets, 2);
+	assert_int_equal(hits_for("198.18.1.8/30").packets, 1);
+	/* The covering shorter rule judged none of them. */
+	x = hits_for("198.18.0.0/16");
+	assert_int_equal(x.packets, 0);
+	assert_int_equal(x.bytes, 0);
+	assert_int_equal(x.last_ns, 0);
+	x = hits_for("2001:db8:1::/48");
+	assert_int_equal(x.packets, 2);
+	assert_int_equal(x.bytes, 2 * l6);
+	assert_int_equal(hits_for("2001:db8:1::9/128").packets, 1);
+	assert_int_equal(hits_for("2001:db8::/32").packets, 0);
+	/* Nothing else counted: the misses above and below count nowhere. */
+	send_from(AF_INET, "198.19.0.2", 5, XDP_PASS, &l);
+	assert_int_equal(all_hits(), 3 + 2 + 1 + 2 + 1);
+}
+
+static void test_counters_follow_a_rule_across_replace_and_a_new_rule_starts_at_zero(void **state)
+{
+	struct rulecache *next = rulecache_new();
+	struct tables_family *tf;
+	struct ruleset r = {};
+	struct cidr p;
+	uint32_t id;
+	size_t l;
+
+	(void)state;
+	add_rule("198.18.1.0/24", IPBLOCK_ACTION_DENY);
+	send_from(AF_INET, "198.18.1.1", 2, XDP_DROP, &l);
+	id = id_of("198.18.1.0/24");
+	/* A replace keeps the prefix's id, and with it the counters, also when the action flips. */
+	cache_add(next, "198.18.1.0/24", IPBLOCK_ACTION_ALLOW);
+	cache_add(next, "198.18.2.0/24", IPBLOCK_ACTION_DENY);
+	assert_int_equal(rulecache_rules(next, &r), 0);
+	assert_int_equal(maps_replace_rules(&h.maps, r.r, r.n, NULL), 0);
+	ruleset_free(&r);
+	assert_int_equal(id_of("198.18.1.0/24"), id);
+	assert_int_equal(hits_for("198.18.1.0/24").packets, 2);
+	send_from(AF_INET, "198.18.1.1", 1, XDP_PASS, &l);
+	assert_int_equal(hits_for("198.18.1.0/24").packets, 3);
+	assert_int_equal(hits_for("198.18.2.0/24").packets, 0);
+
+	/* Deleted, its id handed to another prefix: that rule counts from zero. */
+	assert_int_equal(cidr_parse("198.18.1.0/24", &p, NULL, NULL, 0), 0);
+	assert_int_equal(maps_rule_delete(&h.maps, &p), 0);
+	tf = tables_on(&h.maps.tables, AF_INET);
+	assert_non_null(tf);
+	tf->ids.rules[0].reserved = id - 1; /* the round-robin's next id is id */
+	add_rule("198.18.3.0/24", IPBLOCK_ACTION_DENY);
+	assert_int_equal(id_of("198.18.3.0/24"), id);
+	assert_int_equal(hits_for("198.18.3.0/24").packets, 0);
+	send_from(AF_INET, "198.18.3.3", 1, XDP_DROP, &l);
+	assert_int_equal(hits_for("198.18.3.0/24").packets, 1);
+	rulecache_free(next);
+}
+
 int main(void)
 {
 	const struct CMUnitTest table[] = {
@@ -484,6 +641,12 @@ int main(void)
 			test_replace_judges_by_the_new_rules_and_the_old_set_keeps_no_other,
 			setup_empty, teardown),
 		cmocka_unit_test(test_replace_over_capacity_changes_nothing),
+		cmocka_unit_test_setup_teardown(
+			test_a_hit_counts_the_longest_matching_rule_only_and_a_miss_nothing,
+			setup_empty, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_counters_follow_a_rule_across_replace_and_a_new_rule_starts_at_zero,
+			setup_empty, teardown),
 	};
 	int failed = cmocka_run_group_tests_name("verdict table", table, setup_table, teardown);
 

@@ -180,7 +180,7 @@ wait_since() {
 
 # claims SOURCE: the rules SOURCE holds, "CIDR action # SOURCE deny [N left]".
 claims() {
-	rule -l -o "$1" 2>/dev/null | grep -v '^#'
+	rule -l -o "$1" 2>/dev/null | grep -v '^#' | strip_hits
 }
 
 # has_claim SOURCE PREFIX / no_claim SOURCE PREFIX
@@ -265,7 +265,7 @@ check installed_action_otherwise_the_same eval 'diff <(grep -v "^ipblock_rule = 
 	<(grep -v "^ipblock_rule = " "$INST/etc/fail2ban/action.d/ipblock.conf")'
 run_cli make -s -C "$ST_REPO" BUILD="$BUILD" DESTDIR="$INST/plain" install
 check no_action_without_fail2ban eval '[[ $RC == 0 && -x $INST/plain/usr/local/sbin/ipblock-rule &&
-	! -e $INST/plain/etc ]] || { WHY="exit $RC: $OUT $ERR; $(find "$INST/plain")"; false; }'
+	! -e $INST/plain/etc/fail2ban ]] || { WHY="exit $RC: $OUT $ERR; $(find "$INST/plain")"; false; }'
 
 say "actioncheck: ready, and not loaded (another pin directory)"
 CHECK_CMD=$(action_cmd actioncheck)

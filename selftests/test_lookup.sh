@@ -134,7 +134,7 @@ check bypassed_rule_is_not_in_the_tables ping_passes snd 198.18.0.2 198.18.0.3
 # What a writer that died half-way leaves: the dirty mark, on the active set.
 active=$(bpftool map lookup pinned "$PIN/config_map" key 0 0 0 0 2>/dev/null | tr -d '\n' |
 	grep -o '"active_set": [0-9]*' | grep -o '[0-9]*$')
-bpftool map update pinned "$PIN/config_map" key 0 0 0 0 value "${active:-0}" 0 0 0 1 0 0 0 \
+bpftool map update pinned "$PIN/config_map" key 0 0 0 0 value "${active:-0}" 0 0 0 1 0 0 0 0 0 0 0 0 0 0 0 \
 	>/dev/null 2>&1
 run_cli rule -a 198.18.0.200/32 -p deny
 check writer_after_dirty_mark cli_ok

@@ -182,6 +182,27 @@ static void notify_status(struct svc *s)
 }
 
 /*
+ * The rules and every claim, read in one go under the shared lock; *gen
+ * (may be NULL) gets the generation they are of.
+ */
+static int read_rules(struct handle *h, struct ruleset *r, struct owner_claims *cl, uint64_t *gen)
+{
+	int ret = pins_lock(&h->pins, false);
+
+	if (ret)
+		return ret;
+	ret = owners_begin(&h->o, &h->m, owners_now(), false, NULL);
+	if (!ret)
+		ret = trie_read(&h->pins, r);
+	if (!ret)
+		ret = owners_read(&h->o, r, -1, cl);
+	if (!ret && gen)
+		ret = pins_generation(&h->pins, gen);
+	pins_unlock(&h->pins);
+	return ret;
+}
+
+/*
  * Save the rule state: read under the shared lock (a writer's change is
  * complete or not begun), written without it.  0, or -errno after the
  * sentence (said once while the same failure repeats).
@@ -195,18 +216,7 @@ static int save_state(struct svc *s, struct handle *h)
 	size_t len = 0;
 	uint64_t gen = 0;
 	bool was_failing;
-	int ret = pins_lock(&h->pins, false);
-
-	if (!ret) {
-		ret = owners_begin(&h->o, &h->m, owners_now(), false, NULL);
-		if (!ret)
-			ret = trie_read(&h->pins, &r);
-		if (!ret)
-			ret = owners_read(&h->o, &r, -1, &cl);
-		if (!ret)
-			ret = pins_generation(&h->pins, &gen);
-		pins_unlock(&h->pins);
-	}
+	int ret = read_rules(h, &r, &cl, &gen);
 	if (ret)
 		snprintf(err, sizeof(err), "cannot read the rules to save them: %s",
 			 strerror(-ret));
@@ -750,16 +760,7 @@ static void cache_refresh(struct svc *s, struct handle *h)
 {
 	struct owner_claims cl = {};
 	struct ruleset r = {};
-	int ret = pins_lock(&h->pins, false);
-
-	if (!ret) {
-		ret = owners_begin(&h->o, &h->m, owners_now(), false, NULL);
-		if (!ret)
-			ret = trie_read(&h->pins, &r);
-		if (!ret)
-			ret = owners_read(&h->o, &r, -1, &cl);
-		pins_unlock(&h->pins);
-	}
+	int ret = read_rules(h, &r, &cl, NULL);
 	if (!ret)
 		cache_load(s, &r, &cl);
 	ruleset_free(&r);

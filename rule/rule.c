@@ -515,6 +515,19 @@ out:
 }
 
 /*
+ * Rules per family after a change: a switch counted them; else (one rule
+ * changed, or none) the tries are read.
+ */
+static void rules_now(const struct owners *o, const struct owners_stats *st, size_t *v4,
+		      size_t *v6)
+{
+	*v4 = st->verdicts.v4;
+	*v6 = st->verdicts.v6;
+	if (!*v4 && !*v6)
+		trie_count(o->m->pins, v4, v6);
+}
+
+/*
  * A batch found the tries (-ENOSPC) or the claims (-E2BIG) full, in a
  * sentence; v: what a switch would have needed, when it got that far.
  */
@@ -609,10 +622,7 @@ static int do_batch(const struct config *cfg, struct owners *o, const struct bat
 				       cfg->file);
 		return ret;
 	}
-	v4 = st.verdicts.v4;
-	v6 = st.verdicts.v6;
-	if (!v4 && !v6)
-		trie_count(o->m->pins, &v4, &v6);
+	rules_now(o, &st, &v4, &v6);
 	if (late)
 		cli_note("%zu %s in %s had expired already and %s left out.", late,
 			 late == 1 ? "add" : "adds", cfg->file, late == 1 ? "was" : "were");
@@ -756,11 +766,7 @@ static int do_bulk(const struct config *cfg, struct owners *o, const struct rule
 			       import ? "import" : "replace the rules with", name);
 		return ret;
 	}
-	/* A switch counted the new set; else (one rule changed, or none) the tries are read. */
-	v4 = st.verdicts.v4;
-	v6 = st.verdicts.v6;
-	if (!v4 && !v6)
-		trie_count(o->m->pins, &v4, &v6);
+	rules_now(o, &st, &v4, &v6);
 	if (late)
 		cli_note("%zu %s of %s had expired already and %s left out.", late,
 			 late == 1 ? "rule" : "rules", name, late == 1 ? "was" : "were");

@@ -107,11 +107,10 @@ static int check_pins(const struct loader_opts *cfg, uint32_t *pinned_max)
 	if (found == 0)
 		return 0;
 	if (found != IPBLOCK_MAP_COUNT) {
-		cli_err("%s holds only some of ipblock's maps (made by an older ipblock, without "
-			"lookup tables, rule sources or per-rule counters?); save the rules with the "
-			"ipblock-rule that "
-			"made them (-S), detach it, remove the directory, attach again and restore "
-			"them (-R).",
+		cli_err("%s holds only some of ipblock's maps (made by another version of ipblock, "
+			"or some removed by hand?); save the rules with the ipblock-rule that made "
+			"them (-S), detach it, remove the directory, attach again and restore them "
+			"(-R).",
 			cfg->pin_dir);
 		return -EPROTO;
 	}

@@ -322,7 +322,7 @@ fi
 ip -n "$(ns rcv)" link add vc type veth peer name vd || setup_fail "cannot create veth vc"
 ip -n "$(ns rcv)" link set vc up
 run_cli net_ns rcv "$LOADER" --pin-dir "$OLD" -d vc
-if cli_error 'older ipblock.*save the rules' && cli_rc 5; then
+if cli_error 'another version of ipblock.*save the rules' && cli_rc 5; then
 	pass old_layout_loader_refused
 else
 	fail old_layout_loader_refused "$WHY"

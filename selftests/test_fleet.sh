@@ -213,6 +213,23 @@ all_attached() {
 }
 check attached_on_every_host all_attached
 check pings_pass_before pings ping_passes "$BAN4" 4
+# How long one read of every host's rules takes: the resolution of the times below.
+T0=$(cs_now_ms)
+for n in "${ALL[@]}"; do
+	crowdsec_rules "$n" >/dev/null
+done
+say "one ipblock-rule -l of each of the $HOSTS hosts: $(($(cs_now_ms) - T0)) ms"
+# svc_cpu_ticks: utime + stime of the running services, summed.
+svc_cpu_ticks() {
+	local n t=0 v
+	for n in "${ALL[@]}"; do
+		v=$(awk '{ print $14 + $15 }' "/proc/${SVC_PID[n]}/stat" 2>/dev/null) && t=$((t + v))
+	done
+	echo "$t"
+}
+CPU0=$(svc_cpu_ticks)
+LAPI_CPU0=$(awk '{ print $14 + $15 }' "/proc/$CS_PID/stat")
+T_CPU0=$(cs_now_ms)
 
 # --- one decision, every host ---------------------------------------------------
 
@@ -231,6 +248,13 @@ CSCLI_MS=$(($(cs_now_ms) - T0))
 check unban_on_every_host wait_all GONE "$BAN4/32" 2000 "${ALL[@]}"
 say "cscli decisions delete (its run ${CSCLI_MS} ms included) -> rule gone on all $HOSTS: slowest ${MAX_MS:-?} ms, median ${MED_MS:-?} ms"
 check unban_pings_pass pings ping_passes "$BAN4" 4
+
+# The services' and the LAPI's CPU while all 20 polled every second.
+HZ=$(getconf CLK_TCK)
+CPU1=$(svc_cpu_ticks)
+LAPI_CPU1=$(awk '{ print $14 + $15 }' "/proc/$CS_PID/stat")
+T_CPU1=$(cs_now_ms)
+say "CPU over $((T_CPU1 - T_CPU0)) ms of polling: the $HOSTS services $(((CPU1 - CPU0) * 1000 / HZ)) ms in all, the LAPI $(((LAPI_CPU1 - LAPI_CPU0) * 1000 / HZ)) ms"
 
 # --- a host restarted mid-way ---------------------------------------------------
 

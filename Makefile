@@ -6,6 +6,7 @@
 #                 then the kernel matrix (Debian 12's 6.1 and 6.12 under qemu)
 # make test-kernels  the kernel matrix alone
 # make bench      benchmarks (not tests)
+# make bench-crowdsec  ipblock's CrowdSec bouncer beside crowdsec-firewall-bouncer
 # make install    PREFIX=/usr/local, DESTDIR honoured; fail2ban's action into
 #                 /etc/fail2ban/action.d when it exists (FAIL2BAN_ACTION_DIR)
 #
@@ -65,7 +66,7 @@ BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 # Keep object files that are only steps towards a test or bench binary.
 .SECONDARY:
 
-.PHONY: all deps demo test test-build bench-build test-unit selftest test-kernels bench install uninstall clean format
+.PHONY: all deps demo test test-build bench-build test-unit selftest test-kernels bench bench-crowdsec install uninstall clean format
 
 all: $(BINS) $(BPF_OBJ)
 
@@ -174,6 +175,11 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) bench/run.sh
+
+# About 1.5 minutes; its own target, as it needs crowdsec and its bouncer.
+bench-crowdsec: deps
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/trafficgen
+	@BUILD=$(BUILD) bench/crowdsec_vs_bouncer.sh -o bench/results/crowdsec_vs_bouncer.md
 
 print-%:
 	@echo $($*)

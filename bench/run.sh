@@ -15,6 +15,8 @@
 #      one change in a 1M-rule table (bench_update), bulk operations of
 #      ipblock-rule (bench_import.sh)
 #   5. the common library's micro-benchmarks, when built
+#   6. CrowdSec: 10,000 decisions applied by ipblock's bouncer and by
+#      crowdsec-firewall-bouncer (crowdsec_vs_bouncer.sh; also make bench-crowdsec)
 #
 # Prints the report (markdown) and writes it to bench/results/latest.md with
 # PNG plots beside it.  The machine is shared: every figure is the median of
@@ -25,7 +27,7 @@
 # BENCH_PROG_SIZES (default 0,1000,100000,1000000), BENCH_MEM_SIZES
 # (default "0 3000:v4 100000:mixed 1000000:mixed"), BENCH_MEM=0,
 # BENCH_UPDATE=0, BENCH_IMPORT=0 to skip bench_memory.sh, bench_update,
-# bench_import.sh.
+# bench_import.sh, BENCH_CROWDSEC=0 to skip crowdsec_vs_bouncer.sh (section 6).
 set -u
 
 MAKE_BUILD=${BUILD:-build}
@@ -138,6 +140,23 @@ for b in "${LIB_BENCHES[@]}"; do
 		echo "($b failed: $(tail -n 1 "$BL_TMP/$b.err"))" >"$BL_TMP/$b.md"
 	fi
 done
+
+# --- 6. CrowdSec: ipblock's bouncer beside crowdsec-firewall-bouncer ------------------
+
+CROWDSEC_MD=
+if [[ ${BENCH_CROWDSEC:-1} != 0 ]]; then
+	if command -v crowdsec-firewall-bouncer >/dev/null && command -v crowdsec >/dev/null; then
+		log "section 6: CrowdSec decisions, ipblock beside crowdsec-firewall-bouncer (crowdsec_vs_bouncer.sh)"
+		if run_child timeout 400 "$BL_DIR/crowdsec_vs_bouncer.sh" \
+			-o "$RESULTS/crowdsec_vs_bouncer.md" >"$BL_TMP/crowdsec.md" 2>"$BL_TMP/crowdsec.err"; then
+			CROWDSEC_MD=$BL_TMP/crowdsec.md
+		else
+			log "crowdsec_vs_bouncer.sh failed: $(tail -n 3 "$BL_TMP/crowdsec.err")"
+		fi
+	else
+		log "section 6 left out: crowdsec or crowdsec-firewall-bouncer is not installed (make deps)"
+	fi
+fi
 
 # --- plots -------------------------------------------------------------------------
 
@@ -426,6 +445,14 @@ CPU=$(lscpu 2>/dev/null | awk -F: '/^Model name/ { gsub(/^ +/, "", $2); print $2
 		demote <"$BL_TMP/$b.md"
 		echo
 	done
+	echo "## 6. CrowdSec decisions: ipblock's bouncer beside crowdsec-firewall-bouncer"
+	echo
+	if [[ -n $CROWDSEC_MD ]]; then
+		tail -n +3 "$CROWDSEC_MD"
+	else
+		echo "Not measured in this run (BENCH_CROWDSEC=0, crowdsec missing, or the script failed)."
+	fi
+	echo
 	echo "## Method"
 	echo
 	echo "- Traffic: \`trafficgen send\` runs bench/trafficgen.bpf.c's tg_tx with BPF_PROG_RUN and"

@@ -4,7 +4,7 @@
 #
 # A private CrowdSec local API (LAPI) for selftests: Debian's crowdsec 1.4.6
 # run as the LAPI alone (-no-cs: no acquisition, so no journald), offline (no
-# Central API), on 127.0.0.1 and a free port, with its own config, database
+# Central API), on 127.0.0.1 (or $CS_LISTEN) and a free port, with its own config, database
 # and logs under the test's temporary directory.  It is stopped and its files
 # removed when the test exits, also when it fails.
 #
@@ -18,6 +18,9 @@
 #   cs_stop_lapi / cs_start_lapi          stop it; start it again (same data)
 #   cs_use_netns NAME                     before the first start: the LAPI (and
 #                                         cscli, curl) in namespace NAME (lib.sh's)
+#   CS_LISTEN=198.18.0.1                  before the first start: listen on this
+#                                         IPv4 address instead of 127.0.0.1, so
+#                                         other namespaces reach it (a fleet)
 #
 # Addresses in tests: 198.18.0.0/15 and 2001:db8::/32 only.
 
@@ -28,6 +31,8 @@ CS_URL=
 CS_PID=
 CS_START_MS=
 CS_STOP_MS=
+# The IPv4 address the LAPI listens on (a test may set it before the first start).
+CS_LISTEN=${CS_LISTEN:-127.0.0.1}
 # The command prefix that enters the LAPI's network namespace (none: this one).
 CS_RUN=()
 
@@ -64,7 +69,7 @@ cscli_t() {
 	"${CS_RUN[@]}" cscli -c "$CS_CONFIG" --error "$@"
 }
 
-# A free TCP port on 127.0.0.1 (bounded tries; the LAPI's start re-checks).
+# A free TCP port on $CS_LISTEN (bounded tries; the LAPI's start re-checks).
 cs_free_port() {
 	local i p
 	for ((i = 0; i < 50; i++)); do
@@ -112,7 +117,7 @@ api:
     credentials_path: $CS_DIR/etc/local_api_credentials.yaml
   server:
     log_level: info
-    listen_uri: 127.0.0.1:$CS_PORT
+    listen_uri: $CS_LISTEN:$CS_PORT
     profiles_path: $CS_DIR/etc/profiles.yaml
     trusted_ips:
       - 127.0.0.1
@@ -179,7 +184,7 @@ cs_start_lapi() {
 		on_exit cs_cleanup
 		CS_CONFIG=$CS_DIR/etc/config.yaml
 		CS_PORT=$(cs_free_port) || {
-			WHY="no free port on 127.0.0.1"
+			WHY="no free port on $CS_LISTEN"
 			return 1
 		}
 		cs_write_config || {
@@ -193,7 +198,7 @@ cs_start_lapi() {
 			return 1
 		fi
 	fi
-	CS_URL=http://127.0.0.1:$CS_PORT
+	CS_URL=http://$CS_LISTEN:$CS_PORT
 	# A port taken in between makes crowdsec exit: try others (bounded).
 	for ((try = 0; try < 3; try++)); do
 		t0=$(cs_now_ms)
@@ -208,10 +213,10 @@ cs_start_lapi() {
 		grep -q 'address already in use' "$CS_DIR/log/crowdsec.log" "$CS_DIR/log/stdout" \
 			2>/dev/null || return 1
 		CS_PORT=$(cs_free_port) || return 1
-		sed -i "s/listen_uri: 127.0.0.1:.*/listen_uri: 127.0.0.1:$CS_PORT/" "$CS_CONFIG"
-		sed -i "s|^url: .*|url: http://127.0.0.1:$CS_PORT|" \
+		sed -i "s/listen_uri: .*/listen_uri: $CS_LISTEN:$CS_PORT/" "$CS_CONFIG"
+		sed -i "s|^url: .*|url: http://$CS_LISTEN:$CS_PORT|" \
 			"$CS_DIR/etc/local_api_credentials.yaml"
-		CS_URL=http://127.0.0.1:$CS_PORT
+		CS_URL=http://$CS_LISTEN:$CS_PORT
 		: >"$CS_DIR/log/crowdsec.log"
 	done
 	return 1

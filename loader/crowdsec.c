@@ -18,6 +18,21 @@
 /* Longest wait between polls while the LAPI fails. */
 #define BACKOFF_CAP_MS 60000
 
+/*
+ * A startup=true poll this often, whatever happened: crowdsec 1.4.6's
+ * stream has been seen to leave out a batch of 50 decisions when a bulk
+ * import overlaps a poll, and only a full answer brings them back.
+ */
+#define FULL_EVERY_MS (5 * 60 * 1000)
+
+static uint64_t mono_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
 struct crowdsec {
 	pthread_t thread;
 	pthread_mutex_t mu;
@@ -91,6 +106,7 @@ static void *poll_main(void *arg)
 	struct maps m;
 	char err[LAPI_ERRLEN], last_err[LAPI_ERRLEN] = "";
 	unsigned int failures = 0;
+	uint64_t last_full = mono_ms();
 	int ret;
 
 	stacktrace_init();
@@ -107,7 +123,11 @@ static void *poll_main(void *arg)
 		unsigned int wait;
 
 		pthread_mutex_unlock(&c->mu);
+		if (mono_ms() - last_full >= FULL_EVERY_MS)
+			lapi_resync(c->client);
 		ret = lapi_poll(c->client, &b, err, sizeof(err));
+		if (!ret && b.full)
+			last_full = mono_ms();
 		if (ret) {
 			/* Keep enforcing what is there; say each new failure once. */
 			if (strcmp(err, last_err))

@@ -136,6 +136,7 @@ $(patsubst bench/%.c,$(BUILD)/bench/%.o,$(SKEL_BENCH)): $(SKEL)
 # selftests/test_lapi.sh runs against a real CrowdSec LAPI.
 $(BUILD)/tests/test_lapi: LDLIBS += $(LAPI_LDLIBS) -lmicrohttpd
 $(BUILD)/tests/test_jsonout: LDLIBS += -ljson-c
+$(BUILD)/tests/test_dropagg: LDLIBS += -ljson-c
 $(BUILD)/tests/test_bouncer: LDLIBS += $(LAPI_LDLIBS)
 $(BUILD)/tests/lapi_poll: $(BUILD)/tests/lapi_poll.o $(LIB)
 	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) $(LAPI_LDLIBS) -o $@
@@ -148,7 +149,7 @@ test-build: $(TEST_BINS) $(BINS) $(BPF_OBJ)
 # Which tests each flavour runs.  TSan: the concurrency tests.  ASan+UBSan:
 # every test but the crash-handler one, whose children must die by their own
 # signal rather than by a sanitizer report (it runs under valgrind instead).
-TSAN_TESTS := test_rwlock test_lfqueue test_rulecache test_bulk
+TSAN_TESTS := test_rwlock test_lfqueue test_rulecache test_bulk test_dropagg
 ASAN_SKIP  := test_stacktrace
 VALGRIND_TESTS := test_stacktrace test_cidr test_lfqueue test_config test_value test_statefile
 

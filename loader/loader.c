@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "service.h"
 #include "config.h"
+#include "droplog.h"
 #include "jsonout.h"
 #include "ipblock.skel.h"
 #include "kfeatures.h"
@@ -98,6 +99,39 @@ static void print_tables(const struct pins *m, uint32_t cap)
 	tables_release(&t);
 }
 
+/* The drop log's setting and counts: {"rate":N,"sample":N,"events":N,"lost":N}. */
+static struct json_object *droplog_json(const struct pins *m)
+{
+	struct json_object *o = json_object_new_object();
+	uint32_t rate = 0, sample = 0;
+	uint64_t events = 0, lost = 0;
+
+	if (!o)
+		return NULL;
+	droplog_get(m, &rate, &sample);
+	droplog_counts(m, &events, &lost);
+	json_object_object_add(o, "rate", json_object_new_uint64(rate));
+	json_object_object_add(o, "sample", json_object_new_uint64(sample));
+	json_object_object_add(o, "events", json_object_new_uint64(events));
+	json_object_object_add(o, "lost", json_object_new_uint64(lost));
+	return o;
+}
+
+static void print_droplog(const struct pins *m)
+{
+	uint32_t rate = 0, sample = 0;
+	uint64_t events = 0, lost = 0;
+
+	droplog_get(m, &rate, &sample);
+	droplog_counts(m, &events, &lost);
+	if (rate || sample)
+		printf("  drop log: on, %u events a second per CPU, then 1 in %u", rate, sample);
+	else
+		printf("  drop log: off");
+	printf(" (%llu events so far, %llu lost to a full ring)\n", (unsigned long long)events,
+	       (unsigned long long)lost);
+}
+
 /* -s --json: {"pin_dir":..,"loaded":bool,"interfaces":[..],"rules":{..},"counters":{..}} */
 static int status_json(const struct loader_opts *cfg, struct json_object *ifs, const struct pins *m,
 		       bool pinned, int attached)
@@ -126,6 +160,7 @@ static int status_json(const struct loader_opts *cfg, struct json_object *ifs, c
 		}
 		json_object_object_add(o, "rules", rules);
 		json_object_object_add(o, "counters", jsonout_counters(m));
+		json_object_object_add(o, "drop_log", droplog_json(m));
 	}
 	return jsonout_print(stdout, o);
 }
@@ -218,6 +253,7 @@ static int do_status(const struct loader_opts *cfg)
 	print_tables(&m, cap);
 	printf("  counters (all interfaces):\n");
 	cli_print_counters(stdout, "    ", &m);
+	print_droplog(&m);
 	pins_close(&m);
 	/* Maps without an attachment judge no packet: not loaded, for scripts. */
 	return attached ? 0 : -ENOENT;

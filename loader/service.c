@@ -39,6 +39,7 @@
 #include "stacktrace.h"
 #include "statefile.h"
 #include "crowdsec.h"
+#include "droplog_thread.h"
 #include "lapi.h"
 #include "trie.h"
 
@@ -61,6 +62,7 @@ struct svc {
 
 	struct rulecache *cache; /* the rule set: prefixes, verdicts, when they leave */
 	struct crowdsec *crowdsec; /* the bouncer, when [crowdsec] is configured */
+	struct droplog_thread *droplog; /* the drop log, when [drop-log] is configured */
 };
 
 /* [crowdsec]'s key file readable and sound: checked before anything changes. */
@@ -95,6 +97,16 @@ static void say(const char *fmt, ...)
 	va_end(ap);
 	putchar('\n');
 	fflush(stdout);
+}
+
+static void say_droplog(const struct config_drop_log *c)
+{
+	static const char *const out[] = { [CONFIG_LOG_STDERR] = "stderr",
+					   [CONFIG_LOG_JOURNAL] = "the journal",
+					   [CONFIG_LOG_FILE] = "" };
+
+	say("drop-log: %u events a second per CPU, then 1 in %u, to %s%s", c->rate, c->sample,
+	    out[c->output], c->output == CONFIG_LOG_FILE ? c->file : "");
 }
 
 static int handle_open(const struct svc *s, struct handle *h)
@@ -816,6 +828,12 @@ static void reload(struct svc *s, struct handle *h)
 		if (nc.crowdsec.enabled && !crowdsec_start(&nc.crowdsec, s->pin_dir, &s->crowdsec))
 			say("crowdsec: polling %s every %us", nc.crowdsec.url, nc.crowdsec.interval);
 	}
+	if (droplog_thread_changed(&s->cfg.drop_log, &nc.drop_log)) {
+		droplog_thread_stop(s->droplog); /* logging off until the new one sets it */
+		s->droplog = NULL;
+		if (nc.drop_log.enabled && !droplog_thread_start(&nc.drop_log, s->pin_dir, &s->droplog))
+			say_droplog(&nc.drop_log);
+	}
 	pthread_mutex_lock(&s->mu);
 	old = s->cfg;
 	s->cfg = nc;
@@ -929,6 +947,13 @@ int service_run(const char *config_path, bool verbose)
 		}
 		say("crowdsec: polling %s every %us", s.cfg.crowdsec.url, s.cfg.crowdsec.interval);
 	}
+	if (s.cfg.drop_log.enabled) {
+		if (droplog_thread_start(&s.cfg.drop_log, s.pin_dir, &s.droplog)) {
+			code = CLI_EXIT_FAIL; /* said by droplog_thread_start() */
+			goto stop;
+		}
+		say_droplog(&s.cfg.drop_log);
+	}
 	say("ipblock service ready: %zu rules, %zu interfaces, %zu lists; state in %s",
 	    rulecache_count(s.cache, AF_UNSPEC), s.cfg.n_interfaces, s.cfg.n_lists,
 	    s.cfg.state_dir);
@@ -965,6 +990,8 @@ stop:
 	sd_notify(0, "STOPPING=1\nSTATUS=saving the rule state");
 	crowdsec_stop(s.crowdsec);
 	s.crowdsec = NULL;
+	droplog_thread_stop(s.droplog); /* nobody reads the ring any more: logging off */
+	s.droplog = NULL;
 	pthread_mutex_lock(&s.mu);
 	s.stop = true;
 	pthread_cond_broadcast(&s.cond);

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Seeing what is dropped, over real traffic: the service's drop log
+# ([drop-log]) during a flood from a denied source -- lines naming the
+# source and the rule, at most one summary a second, bounded by the
+# configured rate, every event the program emitted accounted for; a reload
+# to a JSON Lines file; stop turning the program's logging off.
+#
+#   snd (va)  198.18.0.1 .3/24
+#   rcv (vb)  198.18.0.2/24        <- ipblock service
+# shellcheck disable=SC2317,SC2119
+set -u
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
+
+st_init
+
+ns_add snd rcv
+veth snd va rcv vb
+addr snd va 198.18.0.1/24 198.18.0.3/24
+addr rcv vb 198.18.0.2/24
+
+CONF=$ST_TMP/ipblock.conf
+SVC_PID=
+RATE=5
+NCPU=$(nproc)
+
+# conf EXTRA...: a configuration on the private pins, attaching to vb.
+conf() {
+	{
+		echo "[ipblock]"
+		echo "pin-dir = $PIN"
+		echo "state-dir = $ST_TMP/state"
+		echo "[interface vb]"
+		printf '%s\n' "$@"
+	} >"$CONF"
+}
+
+svc_start() {
+	touch "$ST_TMP/svc.out" "$ST_TMP/svc.err"
+	nsenter --net="/run/netns/$(ns rcv)" "$LOADER" --service --config "$CONF" \
+		>>"$ST_TMP/svc.out" 2>>"$ST_TMP/svc.err" &
+	SVC_PID=$!
+	ST_PIDS+=("$SVC_PID")
+}
+
+# svc_said TEXT [N]: within 15 s the service said TEXT on stdout N times (default 1).
+svc_said() {
+	local i
+	for ((i = 0; i < 150; i++)); do
+		(($(grep -cF -- "$1" "$ST_TMP/svc.out") >= ${2:-1})) && return 0
+		kill -0 "$SVC_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	WHY="the service did not say '$1'; stdout: $(cat "$ST_TMP/svc.out"); stderr: $(cat "$ST_TMP/svc.err")"
+	return 1
+}
+
+# eq GOT WANT: the two are equal.
+eq() {
+	[[ $1 == "$2" ]] && return 0
+	WHY="expected '$2', got '$1'"
+	return 1
+}
+
+# file_has FILE REGEX: a line of FILE matches REGEX (extended).
+file_has() {
+	grep -qE -- "$2" "$1" && return 0
+	WHY="no line matching '$2' in $1:
+$(head -n 30 "$1")"
+	return 1
+}
+
+# flood SECONDS: UDP frames from 198.18.0.1 (denied) as fast as a raw socket
+# sends them, for that long (ping -f waits 10 ms for each reply that never comes).
+flood() {
+	in_ns snd timeout "$1" "$PYTHON" "$ST_DIR/sendframes.py" va "$(mac rcv vb)" \
+		"$(mac snd va)" 100000000 "-:udp/198.18.0.1/198.18.0.2/9" >/dev/null 2>&1
+}
+
+# status_json EXPR: a value of ipblock-loader -s --json, by a python expression on d.
+status_json() {
+	loader rcv -s --json 2>/dev/null | "$PYTHON" -c "import json,sys; d=json.load(sys.stdin); print($1)"
+}
+
+conf "[drop-log]" "rate = $RATE" "sample = 0" "output = stderr"
+svc_start
+check service_up svc_said "ipblock service ready"
+run_cli rule -a 198.18.0.0/25 -p deny
+cli_ok || setup_fail "ipblock-rule -a failed: $ERR"
+check drop_log_set_in_program eq "$(status_json 'd["drop_log"]["rate"]')" "$RATE"
+
+# --- the drop log on stderr during a flood -----------------------------------
+FLOOD_S=4
+before=$(counter dropped)
+t0=$(date +%s.%N)
+flood $FLOOD_S
+t1=$(date +%s.%N)
+sleep 1.5 # the last window's report
+after=$(counter dropped)
+dropped=$((after - before))
+grep '^drop-log:' "$ST_TMP/svc.err" >"$ST_TMP/log1"
+say "flood of ${FLOOD_S}s: $dropped packets dropped; the log:"
+sed 's/^/    /' "$ST_TMP/log1" | head -n 20
+
+check drop_log_names_source_and_rule file_has "$ST_TMP/log1" \
+	"^drop-log:   source 198\.18\.0\.1 rule 198\.18\.0\.0/25: [0-9]+ drops"
+check drop_log_names_network file_has "$ST_TMP/log1" "^drop-log:   net 198\.18\.0\.0/24: "
+
+logged=$(awk '/^drop-log: [0-9]+ drops in/ { s += $2 } END { print s + 0 }' "$ST_TMP/log1")
+summaries=$(grep -c '^drop-log: [0-9]* drops in' "$ST_TMP/log1")
+secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%d", b - a + 0.999 }')
+bound=$((NCPU * RATE * (secs + 1)))
+say "logged $logged events in $summaries summaries over ${secs}s; bound $bound ($NCPU CPUs x $RATE/s, a second's burst)"
+bounded() {
+	((logged > 0 && logged <= bound)) && return 0
+	WHY="logged $logged events, expected 1..$bound"
+	return 1
+}
+check drop_log_bounded_by_rate bounded
+one_a_second() {
+	((summaries >= 1 && summaries <= secs + 2)) && return 0
+	WHY="$summaries summary lines in ${secs}s of flood"
+	return 1
+}
+check drop_log_one_summary_a_second one_a_second
+far_fewer() {
+	((dropped >= 10 * logged)) && return 0
+	WHY="$dropped dropped, $logged logged: the flood was too slow to show the bound"
+	return 1
+}
+check drop_log_flood_far_above_rate far_fewer
+emitted=$(status_json 'd["drop_log"]["events"]')
+check drop_log_every_event_accounted eq "$emitted" "$logged"
+
+# --- reload to a JSON Lines file ---------------------------------------------
+conf "[drop-log]" "rate = $RATE" "sample = 0" "output = $ST_TMP/drops.jsonl"
+kill -HUP "$SVC_PID"
+check reload_applied svc_said "drop-log: $RATE events a second per CPU, then 1 in 0, to $ST_TMP/drops.jsonl"
+flood 2
+sleep 1.5
+json_ok() {
+	[[ -s $ST_TMP/drops.jsonl ]] || {
+		WHY="$ST_TMP/drops.jsonl is empty"
+		return 1
+	}
+	"$PYTHON" - "$ST_TMP/drops.jsonl" <<'PY' && return 0
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert rows and all(r["drops"] > 0 for r in rows), rows
+assert any(s["source"] == "198.18.0.1" and s["rule"] == "198.18.0.0/25"
+           for r in rows for s in r["sources"]), rows
+PY
+	WHY="$(head -c 2000 "$ST_TMP/drops.jsonl")"
+	return 1
+}
+check drop_log_json_lines_after_reload json_ok
+
+# --- stop turns the program's logging off ------------------------------------
+kill -TERM "$SVC_PID"
+wait "$SVC_PID" 2>/dev/null
+check stop_exit_0 eq "$?" 0
+check stop_turns_logging_off eq "$(status_json 'd["drop_log"]["rate"]')" 0
+
+st_finish

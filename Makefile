@@ -104,7 +104,12 @@ $(BUILD)/rule/%.o: rule/%.c $(COMMON_HDRS) $(SKEL) | $(BUILD)/.dir
 # loader's service mode tells systemd how it is doing through libsystemd.
 LOADER_OBJS := $(patsubst loader/%.c,$(BUILD)/loader/%.o,$(sort $(wildcard loader/*.c)))
 $(BUILD)/ipblock-loader: $(LOADER_OBJS) $(LIB)
-	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) $(LAPI_LDLIBS) -lsystemd -o $@
+	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) $(LAPI_LDLIBS) -lsystemd -lmicrohttpd -o $@
+
+# The metrics endpoint's ipblock_build_info{version=...}: the commit built.
+IPBLOCK_VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+$(BUILD)/loader/metrics_http.o: ALL_CPPFLAGS += -DIPBLOCK_VERSION='"$(IPBLOCK_VERSION)"'
+
 
 $(BUILD)/ipblock-rule: $(BUILD)/rule/rule.o $(LIB)
 	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) -ljson-c -o $@

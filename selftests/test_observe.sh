@@ -5,7 +5,9 @@
 # ([drop-log]) during a flood from a denied source -- lines naming the
 # source and the rule, at most one summary a second, bounded by the
 # configured rate, every event the program emitted accounted for; a reload
-# to a JSON Lines file; stop turning the program's logging off.
+# to a JSON Lines file; the Prometheus endpoint ([metrics]) scraped during a
+# flood, checked by promtool and against the maps' counters; stop turning
+# the program's logging off.
 #
 #   snd (va)  198.18.0.1 .3/24
 #   rcv (vb)  198.18.0.2/24        <- ipblock service
@@ -156,6 +158,84 @@ PY
 	return 1
 }
 check drop_log_json_lines_after_reload json_ok
+
+# --- Prometheus metrics, scraped during a flood -------------------------------
+PORT=$((20000 + RANDOM % 20000))
+conf "[drop-log]" "rate = $RATE" "sample = 0" "output = $ST_TMP/drops.jsonl" \
+	"[metrics]" "listen = 127.0.0.1:$PORT"
+kill -HUP "$SVC_PID"
+check metrics_served_after_reload svc_said "metrics: serving http://127.0.0.1:$PORT/metrics"
+
+# scrape [PATH]: GET it from inside rcv (where the service listens), body on stdout.
+scrape() {
+	net_ns rcv curl -sS --max-time 5 "http://127.0.0.1:$PORT${1:-/metrics}"
+}
+# metric FILE NAME{LABELS}: the value of that sample in a scrape.
+metric() {
+	awk -v k="$2" '$1 == k { print $2; exit }' "$1"
+}
+# counters FILE: dropped packets and bytes, rule packets, drop-log events (-s --json, -l).
+counters() {
+	status_json 'd["counters"]["dropped"]["packets"], d["counters"]["dropped"]["bytes"], d["drop_log"]["events"]' >"$1"
+	rule_packets 198.18.0.0/25 >>"$1"
+}
+flood 4 &
+FLOOD_PID=$!
+sleep 1.5
+counters "$ST_TMP/before"
+scrape >"$ST_TMP/scrape" 2>"$ST_TMP/scrape.err"
+counters "$ST_TMP/after"
+wait "$FLOOD_PID"
+say "a scrape during the flood ($(wc -l <"$ST_TMP/scrape") lines); the counters around it: $(tr '\n' ' ' <"$ST_TMP/before")/ $(tr '\n' ' ' <"$ST_TMP/after")"
+grep -E '^ipblock_(packets|rule_hits|droplog_events|rules\{)' "$ST_TMP/scrape" | sed 's/^/    /'
+
+promtool_ok() {
+	if ! command -v promtool >/dev/null; then
+		WHY="promtool is not installed (Debian: prometheus; make deps)"
+		return 1
+	fi
+	promtool check metrics <"$ST_TMP/scrape" >"$ST_TMP/promtool" 2>&1 && return 0
+	WHY="$(cat "$ST_TMP/promtool")"
+	return 1
+}
+check metrics_promtool_check promtool_ok
+# SCRAPE_OUT=FILE keeps the scrape (the README's example is one).
+[[ -n ${SCRAPE_OUT:-} ]] && cp "$ST_TMP/scrape" "$SCRAPE_OUT"
+
+# within NAME GOT LOW HIGH: LOW <= GOT <= HIGH (the counters grow during the scrape).
+within() {
+	[[ $2 =~ ^[0-9]+$ ]] && (($3 <= $2 && $2 <= $4)) && (($2 > 0)) && return 0
+	WHY="$1: scraped '$2', expected $3..$4 (read just before and after), and not 0"
+	return 1
+}
+read -r b_pk b_by b_ev <<<"$(head -n 1 "$ST_TMP/before")"
+read -r a_pk a_by a_ev <<<"$(head -n 1 "$ST_TMP/after")"
+b_rule=$(sed -n 2p "$ST_TMP/before")
+a_rule=$(sed -n 2p "$ST_TMP/after")
+check metrics_dropped_packets_match_maps within dropped \
+	"$(metric "$ST_TMP/scrape" 'ipblock_packets_total{verdict="dropped"}')" "$b_pk" "$a_pk"
+check metrics_dropped_bytes_match_maps within bytes \
+	"$(metric "$ST_TMP/scrape" 'ipblock_bytes_total{verdict="dropped"}')" "$b_by" "$a_by"
+check metrics_rule_hits_match_maps within rule \
+	"$(metric "$ST_TMP/scrape" 'ipblock_rule_hits_total{rule="198.18.0.0/25",action="deny",source="static"}')" \
+	"$b_rule" "$a_rule"
+check metrics_droplog_events_match_maps within events \
+	"$(metric "$ST_TMP/scrape" 'ipblock_droplog_events_total')" "$b_ev" "$a_ev"
+check metrics_rules_per_family eq "$(metric "$ST_TMP/scrape" 'ipblock_rules{family="ipv4"}')" 1
+check metrics_rules_per_source eq \
+	"$(metric "$ST_TMP/scrape" 'ipblock_source_rules{source="static",family="ipv4"}')" 1
+check metrics_droplog_on eq "$(metric "$ST_TMP/scrape" 'ipblock_droplog_enabled')" 1
+check metrics_memory_shown within memory \
+	"$(metric "$ST_TMP/scrape" 'ipblock_map_memory_bytes{kind="tables"}')" 1 100000000000
+not_found() {
+	local code
+	code=$(net_ns rcv curl -s -o /dev/null -w '%{http_code}' --max-time 5 \
+		"http://127.0.0.1:$PORT/")
+	[[ $code == 404 ]] && return 0
+	WHY="GET / answered $code, expected 404"
+	return 1
+}
+check metrics_other_paths_404 not_found
 
 # --- stop turns the program's logging off ------------------------------------
 kill -TERM "$SVC_PID"

@@ -27,6 +27,7 @@
 #include "tables.h"
 #include "trie.h"
 #include "verifier.h"
+#include "watch.h"
 
 #define BPFFS_ROOT "/sys/fs/bpf"
 
@@ -39,6 +40,8 @@ enum {
 	OPT_JSON,
 	OPT_SERVICE,
 	OPT_CONFIG,
+	OPT_WATCH,
+	OPT_COUNT,
 };
 
 static const struct cli_opt options[] = {
@@ -49,6 +52,10 @@ static const struct cli_opt options[] = {
 	  "show interfaces, modes, program ids, rule counts, counters; exit 2 unless the maps "
 	  "are pinned and the program attached (to IFACE, with -d)" },
 	{ "json", OPT_JSON, NULL, "with -s: one JSON document instead of the text" },
+	{ "watch", OPT_WATCH, NULL,
+	  "with -s: a live view refreshed each second (rates per verdict, top rules by hits "
+	  "a second); one line a second when not on a terminal" },
+	{ "count", OPT_COUNT, "N", "with --watch: stop after N refreshes" },
 	{ "create", OPT_CREATE, NULL,
 	  "create and pin the maps without attaching (rules can be staged first); pinned "
 	  "maps are kept" },
@@ -282,8 +289,8 @@ static int check_config(const char *path)
 static void usage(FILE *f)
 {
 	cli_usage(f,
-		  "-d IFACE [-m native|skb] | -d IFACE -u | -s [-d IFACE] [--json] | --create | "
-		  "--service [--config FILE]",
+		  "-d IFACE [-m native|skb] | -d IFACE -u | -s [-d IFACE] [--json] | "
+		  "-s --watch [--count N] | --create | --service [--config FILE]",
 		  "Attach ipblock's XDP firewall to an interface, detach it, or show its status.\n"
 		  "Every interface shares the rule set pinned in the pin directory.\n" CLI_EXIT_HELP,
 		  options);
@@ -293,7 +300,8 @@ int main(int argc, char **argv)
 {
 	struct loader_opts cfg = { .pin_dir = IPBLOCK_PIN_DIR_DEFAULT, .mode = XDP_MODE_NATIVE };
 	const char *config_path = NULL;
-	bool service = false;
+	bool service = false, watch = false;
+	uint32_t count = 0;
 	int c, ret;
 
 	stacktrace_init();
@@ -324,6 +332,13 @@ int main(int argc, char **argv)
 			break;
 		case OPT_JSON:
 			cfg.json = true;
+			break;
+		case OPT_WATCH:
+			watch = true;
+			break;
+		case OPT_COUNT:
+			if (cli_parse_u32("--count", optarg, 1, 1000000000, &count))
+				return CLI_EXIT_INPUT;
 			break;
 		case OPT_PIN_DIR:
 			cfg.pin_dir = optarg;
@@ -394,6 +409,11 @@ int main(int argc, char **argv)
 		cli_err("--json goes with -s only.");
 		return CLI_EXIT_INPUT;
 	}
+	if ((watch && (!cfg.status || cfg.json || cfg.dev)) || (count && !watch)) {
+		cli_err("--watch goes with -s alone (and --count N, --pin-dir); --count with "
+			"--watch.");
+		return CLI_EXIT_INPUT;
+	}
 	if (cfg.create && (cfg.status || cfg.dev || cfg.unload)) {
 		cli_err("--create goes alone (with --max-rules, --pin-dir); attach with -d IFACE "
 			"afterwards.");
@@ -403,7 +423,9 @@ int main(int argc, char **argv)
 	if (cli_require_root())
 		return CLI_EXIT_PERM;
 
-	if (cfg.create)
+	if (watch)
+		ret = watch_run(cfg.pin_dir, count, isatty(STDOUT_FILENO));
+	else if (cfg.create)
 		ret = attach_create(&cfg);
 	else if (cfg.status)
 		ret = do_status(&cfg);

@@ -6,8 +6,9 @@
 # source and the rule, at most one summary a second, bounded by the
 # configured rate, every event the program emitted accounted for; a reload
 # to a JSON Lines file; the Prometheus endpoint ([metrics]) scraped during a
-# flood, checked by promtool and against the maps' counters; stop turning
-# the program's logging off.
+# flood, checked by promtool and against the maps' counters; the live view
+# (ipblock-loader -s --watch) as lines and in a real terminal (tmux); stop
+# turning the program's logging off.
 #
 #   snd (va)  198.18.0.1 .3/24
 #   rcv (vb)  198.18.0.2/24        <- ipblock service
@@ -16,7 +17,7 @@ set -u
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
-st_init
+st_init tmux curl
 
 ns_add snd rcv
 veth snd va rcv vb
@@ -236,6 +237,62 @@ not_found() {
 	return 1
 }
 check metrics_other_paths_404 not_found
+
+# --- the live view: ipblock-loader -s --watch ---------------------------------
+# Not a terminal: one line a second, --count of them.
+flood 4 &
+FLOOD_PID=$!
+sleep 1
+"$LOADER" --pin-dir "$PIN" -s --watch --count 2 >"$ST_TMP/watch.lines" 2>&1
+say "ipblock-loader -s --watch --count 2 | cat:"
+sed 's/^/    /' "$ST_TMP/watch.lines"
+lines_ok() {
+	local n
+	n=$(grep -cE '^[0-9T:-]+Z dropped=[0-9]+/s allowed=[0-9]+/s no_rule=[0-9]+/s not_ip=[0-9]+/s droplog=[0-9]+/s top: 198\.18\.0\.0/25=[0-9]+/s$' "$ST_TMP/watch.lines")
+	((n == 2)) && ! grep -q 'dropped=0/s' "$ST_TMP/watch.lines" && return 0
+	WHY="expected 2 lines with a dropped rate and the rule on top, got:
+$(cat "$ST_TMP/watch.lines")"
+	return 1
+}
+check watch_lines_when_not_a_terminal lines_ok
+wait "$FLOOD_PID"
+
+# A real terminal (tmux on a private server): the screen, redrawn.
+TMUX_SOCK=$ST_ID
+on_exit "tmux -L $TMUX_SOCK kill-server 2>/dev/null"
+flood 6 &
+FLOOD_PID=$!
+sleep 1
+tmux -L "$TMUX_SOCK" new-session -d -s watch -x 120 -y 30 \
+	"'$LOADER' --pin-dir '$PIN' -s --watch --count 4; echo watch-exit=\$?; sleep 60"
+sleep 3.5
+tmux -L "$TMUX_SOCK" capture-pane -p -t watch >"$ST_TMP/screen1"
+sleep 2.5
+tmux -L "$TMUX_SOCK" capture-pane -p -t watch >"$ST_TMP/screen2"
+wait "$FLOOD_PID"
+say "the live view in tmux, after 3.5 s:"
+sed -e '/^$/d' -e 's/^/    /' "$ST_TMP/screen1"
+screen_ok() {
+	local f=$ST_TMP/screen1
+	grep -qE '^ipblock live view +[0-9-]+ [0-9:]+ UTC' "$f" &&
+		grep -qE '^dropped +[0-9.]+[kMG]? +[0-9.]+[kMG]? +[0-9]+ *$' "$f" &&
+		! grep -qE '^dropped +0 ' "$f" &&
+		grep -qE '^ +[0-9.]+[kMG]? +[0-9.]+[kMG]? +198\.18\.0\.0/25 +deny *$' "$f" &&
+		grep -qE '^rules: 1 IPv4, 0 IPv6; drop log: on' "$f" && return 0
+	WHY="the screen does not show a dropped rate, the rule and the drop log:
+$(cat "$f")"
+	return 1
+}
+check watch_screen_shows_rates_and_rule screen_ok
+one_screen() {
+	# Redrawn in place: the header once, not scrolled; ended after --count 4.
+	(($(grep -c 'ipblock live view' "$ST_TMP/screen2") == 1)) &&
+		grep -q '^watch-exit=0$' "$ST_TMP/screen2" && return 0
+	WHY="expected one redrawn screen and watch-exit=0:
+$(cat "$ST_TMP/screen2")"
+	return 1
+}
+check watch_redraws_in_place_and_stops one_screen
 
 # --- stop turns the program's logging off ------------------------------------
 kill -TERM "$SVC_PID"

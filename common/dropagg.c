@@ -12,9 +12,9 @@
 #include "dropagg.h"
 
 /* value: rule_id in bits 0-31, frame length 32-47, L4 protocol 48-55, IPv6 bit 56. */
-#define V_LEN_SHIFT 32
+#define V_LEN_SHIFT   32
 #define V_PROTO_SHIFT 48
-#define V_V6 (1ULL << 56)
+#define V_V6	      (1ULL << 56)
 
 void dropagg_pack(const struct droplog_event *ev, struct lfq_item *out)
 {
@@ -200,8 +200,9 @@ static int take_top(const struct dropagg *a, uint8_t kind, size_t top_n, struct 
 
 		if (s->kind != kind)
 			continue;
-		t[n++] = (struct dropagg_top){ .key = s->key, .rule_id = s->rule_id,
-					       .events = s->events, .bytes = s->bytes };
+		t[n++] = (struct dropagg_top){
+			.key = s->key, .rule_id = s->rule_id, .events = s->events, .bytes = s->bytes
+		};
 	}
 	qsort(t, n, sizeof(*t), top_cmp);
 	*out = t;
@@ -288,15 +289,15 @@ size_t dropagg_format_text(const struct dropagg_report *r, dropagg_rule_fn rule,
 
 	if (len)
 		buf[0] = '\0';
-	put(buf, len, &pos,
-	    "drop-log: %llu drops in %.1f s (%.0f/s, %llu bytes), %llu lost%s\n",
+	put(buf, len, &pos, "drop-log: %llu drops in %.1f s (%.0f/s, %llu bytes), %llu lost%s\n",
 	    (unsigned long long)r->events, r->seconds, per_second(r->events, r->seconds),
 	    (unsigned long long)r->bytes, (unsigned long long)r->lost,
 	    r->overflowed ? ", some sources counted in the totals only" : "");
 	for (size_t i = 0; i < r->n_sources; i++) {
 		const struct dropagg_top *t = &r->sources[i];
 
-		put(buf, len, &pos, "drop-log:   source %s rule %s: %llu drops (%.0f/s), %llu bytes\n",
+		put(buf, len, &pos,
+		    "drop-log:   source %s rule %s: %llu drops (%.0f/s), %llu bytes\n",
 		    source_text(&t->key, a, sizeof(a)), rule_text(t, rule, ctx, b, sizeof(b)),
 		    (unsigned long long)t->events, per_second(t->events, r->seconds),
 		    (unsigned long long)t->bytes);
@@ -331,7 +332,8 @@ size_t dropagg_format_json(const struct dropagg_report *r, time_t when, dropagg_
 	for (size_t i = 0; i < r->n_sources; i++) {
 		const struct dropagg_top *t = &r->sources[i];
 
-		put(buf, len, &pos, "%s{\"source\":\"%s\",\"rule\":\"%s\",\"drops\":%llu,\"bytes\":%llu}",
+		put(buf, len, &pos,
+		    "%s{\"source\":\"%s\",\"rule\":\"%s\",\"drops\":%llu,\"bytes\":%llu}",
 		    i ? "," : "", source_text(&t->key, a, sizeof(a)),
 		    rule_text(t, rule, ctx, b, sizeof(b)), (unsigned long long)t->events,
 		    (unsigned long long)t->bytes);
@@ -340,8 +342,8 @@ size_t dropagg_format_json(const struct dropagg_report *r, time_t when, dropagg_
 	for (size_t i = 0; i < r->n_nets; i++) {
 		const struct dropagg_top *t = &r->nets[i];
 
-		put(buf, len, &pos, "%s{\"net\":\"%s\",\"drops\":%llu,\"bytes\":%llu}", i ? "," : "",
-		    cidr_format(&t->key, a, sizeof(a)), (unsigned long long)t->events,
+		put(buf, len, &pos, "%s{\"net\":\"%s\",\"drops\":%llu,\"bytes\":%llu}",
+		    i ? "," : "", cidr_format(&t->key, a, sizeof(a)), (unsigned long long)t->events,
 		    (unsigned long long)t->bytes);
 	}
 	put(buf, len, &pos, "]}\n");

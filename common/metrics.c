@@ -18,7 +18,9 @@ const char *const metrics_verdict[IPBLOCK_STAT_MAX] = {
 
 /* The order verdicts are written in: drops first, as -s prints them. */
 static const enum ipblock_stat verdict_order[] = {
-	IPBLOCK_STAT_DROP, IPBLOCK_STAT_PASS_ALLOW, IPBLOCK_STAT_PASS_NOMATCH,
+	IPBLOCK_STAT_DROP,
+	IPBLOCK_STAT_PASS_ALLOW,
+	IPBLOCK_STAT_PASS_NOMATCH,
 	IPBLOCK_STAT_PASS_OTHER,
 };
 
@@ -164,7 +166,8 @@ int metrics_format(const struct metrics_snapshot *s, char **out, size_t *len)
 	     "Drop-log events the program put into its ring buffer.");
 	put_u64(&t, "ipblock_droplog_events_total", s->droplog_events);
 	head(&t, "ipblock_droplog_lost_total", "counter",
-	     "Drop-log events lost: the ring buffer was full (ring) or the service's queue was (queue).");
+	     "Drop-log events lost: the ring buffer was full (ring) or the service's queue was "
+	     "(queue).");
 	put_u64(&t, "ipblock_droplog_lost_total{stage=\"ring\"}", s->droplog_lost_ring);
 	put_u64(&t, "ipblock_droplog_lost_total{stage=\"queue\"}", s->droplog_lost_queue);
 
@@ -187,7 +190,8 @@ int metrics_format(const struct metrics_snapshot *s, char **out, size_t *len)
 	put(&t, "\"} 1\n");
 	if (s->crowdsec_on) {
 		head(&t, "ipblock_crowdsec_last_success_timestamp_seconds", "gauge",
-		     "When the CrowdSec bouncer last had an answer from the LAPI applied, Unix time; 0: never.");
+		     "When the CrowdSec bouncer last had an answer from the LAPI applied, Unix "
+		     "time; 0: never.");
 		put_time(&t, "ipblock_crowdsec_last_success_timestamp_seconds",
 			 s->crowdsec_last_success);
 	}

@@ -22,8 +22,8 @@ extern const char *const metrics_verdict[IPBLOCK_STAT_MAX];
 /* One rule's counters, for the top N. */
 struct metrics_rule {
 	struct cidr prefix;
-	uint8_t action;	    /* enum ipblock_action */
-	char sources[128];  /* the sources holding it, comma-separated; "" unknown */
+	uint8_t action;	   /* enum ipblock_action */
+	char sources[128]; /* the sources holding it, comma-separated; "" unknown */
 	uint64_t packets, bytes;
 };
 
@@ -44,8 +44,8 @@ struct metrics_snapshot {
 	uint64_t memory_tables, memory_tries, memory_hits, memory_other; /* bytes */
 	bool droplog_on;
 	uint64_t droplog_events, droplog_lost_ring, droplog_lost_queue;
-	double last_change;	     /* Unix seconds of the last rule change seen; 0: none */
-	double start_time;	     /* Unix seconds the service started */
+	double last_change; /* Unix seconds of the last rule change seen; 0: none */
+	double start_time;  /* Unix seconds the service started */
 	bool crowdsec_on;
 	double crowdsec_last_success; /* Unix seconds; 0: none yet */
 	const char *version;

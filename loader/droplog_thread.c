@@ -29,8 +29,8 @@
 /* Distinct sources and networks a window counts one by one. */
 #define AGG_KEYS 16384
 /* How long the reader waits for the ring, and the consumer for the queue. */
-#define POLL_MS 100
-#define IDLE_MS 20
+#define POLL_MS	  100
+#define IDLE_MS	  20
 #define REPORT_MS 1000
 
 struct droplog_thread {

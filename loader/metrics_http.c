@@ -35,8 +35,8 @@ struct metrics_http {
 	/* The rules and who holds them, read again when the generation moves. */
 	bool read;
 	uint64_t gen;
-	struct ruleset rules;	      /* prefix order */
-	struct owner_claims claims;   /* prefix order, then source */
+	struct ruleset rules;	    /* prefix order */
+	struct owner_claims claims; /* prefix order, then source */
 	struct metrics_source *sources;
 	size_t n_sources;
 	struct owners_sources names;
@@ -156,8 +156,10 @@ static size_t read_top(struct metrics_http *h, struct metrics_rule *top)
 	for (size_t i = 0; i < n; i++) {
 		const struct rule *r = &h->rules.r[hit[i].index];
 
-		top[i] = (struct metrics_rule){ .prefix = r->prefix, .action = r->action,
-						.packets = hit[i].packets, .bytes = hit[i].bytes };
+		top[i] = (struct metrics_rule){ .prefix = r->prefix,
+						.action = r->action,
+						.packets = hit[i].packets,
+						.bytes = hit[i].bytes };
 		sources_of(h, &r->prefix, top[i].sources, sizeof(top[i].sources));
 	}
 	free(hit);
@@ -206,8 +208,8 @@ static int scrape(struct metrics_http *h, char **text, size_t *len)
 
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned int code, const char *text)
 {
-	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), (void *)text,
-								 MHD_RESPMEM_PERSISTENT);
+	struct MHD_Response *r =
+		MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
 	enum MHD_Result ret;
 
 	if (!r)
@@ -237,8 +239,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (strcmp(method, "GET") && strcmp(method, "HEAD"))
 		return reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "Only GET.\n");
 	if (scrape(h, &text, &len))
-		return reply(conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
-			     "Cannot read ipblock's maps.\n");
+		return reply(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "Cannot read ipblock's maps.\n");
 	r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
 	if (!r) {
 		free(text);
@@ -298,10 +299,10 @@ int metrics_http_start(const struct config_metrics *cfg, const char *pin_dir,
 	} else {
 		port = ntohs(cfg->listen.in.sin_port);
 	}
-	h->daemon = MHD_start_daemon(flags, port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR,
-				     &cfg->listen.sa, MHD_OPTION_CONNECTION_TIMEOUT,
-				     (unsigned int)10, MHD_OPTION_CONNECTION_LIMIT,
-				     (unsigned int)16, MHD_OPTION_END);
+	h->daemon =
+		MHD_start_daemon(flags, port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR,
+				 &cfg->listen.sa, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
+				 MHD_OPTION_CONNECTION_LIMIT, (unsigned int)16, MHD_OPTION_END);
 	if (!h->daemon) {
 		ret = errno ? -errno : -EADDRINUSE;
 		cli_err("metrics: cannot listen on %s: %s.", where, strerror(-ret));

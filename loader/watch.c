@@ -128,7 +128,8 @@ static void frame_tty(const struct ruleset *rules, const struct sample *a, const
 	printf("ipblock live view   %s   every 1 s, Ctrl-C quits\033[K\n\033[K\n", t);
 	printf("%-22s %12s %12s %16s\033[K\n", "verdict", "packets/s", "bytes/s", "packets");
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-		const struct ipblock_counter *c0 = &a->verdict[rows[i].slot], *c1 = &b->verdict[rows[i].slot];
+		const struct ipblock_counter *c0 = &a->verdict[rows[i].slot],
+					     *c1 = &b->verdict[rows[i].slot];
 
 		printf("%-22s %12s %12s %16llu\033[K\n", rows[i].name,
 		       human((double)delta(c1->packets, c0->packets) / dt, x, sizeof(x)),
@@ -147,7 +148,8 @@ static void frame_tty(const struct ruleset *rules, const struct sample *a, const
 	for (size_t i = 0; i < n; i++) {
 		const struct rule *r = &rules->r[hit[i].index];
 
-		printf("%12s %12s  %-44s %s\033[K\n", human((double)hit[i].packets / dt, x, sizeof(x)),
+		printf("%12s %12s  %-44s %s\033[K\n",
+		       human((double)hit[i].packets / dt, x, sizeof(x)),
 		       human((double)hit[i].bytes / dt, y, sizeof(y)),
 		       cidr_format(&r->prefix, pfx, sizeof(pfx)),
 		       r->action == IPBLOCK_ACTION_ALLOW ? "allow" : "deny");

@@ -167,9 +167,9 @@ conf "[drop-log]" "rate = $RATE" "sample = 0" "output = $ST_TMP/drops.jsonl" \
 kill -HUP "$SVC_PID"
 check metrics_served_after_reload svc_said "metrics: serving http://127.0.0.1:$PORT/metrics"
 
-# scrape [PATH]: GET it from inside rcv (where the service listens), body on stdout.
+# scrape: GET /metrics from inside rcv (where the service listens), body on stdout.
 scrape() {
-	net_ns rcv curl -sS --max-time 5 "http://127.0.0.1:$PORT${1:-/metrics}"
+	net_ns rcv curl -sS --max-time 5 "http://127.0.0.1:$PORT/metrics"
 }
 # metric FILE NAME{LABELS}: the value of that sample in a scrape.
 metric() {

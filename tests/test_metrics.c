@@ -33,11 +33,23 @@ static struct cidr pfx(const char *s)
 static struct metrics_snapshot sample_snapshot(struct metrics_source *src, struct metrics_rule *top)
 {
 	struct metrics_snapshot s = {
-		.rules_ipv4 = 3, .rules_ipv6 = 1, .capacity = 4000000,
-		.sources = src, .n_sources = 2, .top = top, .n_top = 2,
-		.memory_tables = 1000, .memory_tries = 2000, .memory_hits = 3000, .memory_other = 4,
-		.droplog_on = true, .droplog_events = 17, .droplog_lost_ring = 2,
-		.droplog_lost_queue = 1, .last_change = 1796529600.25, .start_time = 1796529000,
+		.rules_ipv4 = 3,
+		.rules_ipv6 = 1,
+		.capacity = 4000000,
+		.sources = src,
+		.n_sources = 2,
+		.top = top,
+		.n_top = 2,
+		.memory_tables = 1000,
+		.memory_tries = 2000,
+		.memory_hits = 3000,
+		.memory_other = 4,
+		.droplog_on = true,
+		.droplog_events = 17,
+		.droplog_lost_ring = 2,
+		.droplog_lost_queue = 1,
+		.last_change = 1796529600.25,
+		.start_time = 1796529000,
 		.version = "v1-\"x\"\\y",
 	};
 
@@ -50,11 +62,15 @@ static struct metrics_snapshot sample_snapshot(struct metrics_source *src, struc
 	src[0].ipv6 = 1;
 	snprintf(src[1].name, sizeof(src[1].name), "fail2ban-sshd");
 	src[1].ipv4 = 1;
-	top[0] = (struct metrics_rule){ .prefix = pfx("198.18.0.0/25"), .action = IPBLOCK_ACTION_DENY,
-					.packets = 9, .bytes = 900 };
+	top[0] = (struct metrics_rule){ .prefix = pfx("198.18.0.0/25"),
+					.action = IPBLOCK_ACTION_DENY,
+					.packets = 9,
+					.bytes = 900 };
 	snprintf(top[0].sources, sizeof(top[0].sources), "static,fail2ban-sshd");
-	top[1] = (struct metrics_rule){ .prefix = pfx("2001:db8::/32"), .action = IPBLOCK_ACTION_ALLOW,
-					.packets = 1, .bytes = 100 };
+	top[1] = (struct metrics_rule){ .prefix = pfx("2001:db8::/32"),
+					.action = IPBLOCK_ACTION_ALLOW,
+					.packets = 1,
+					.bytes = 100 };
 	snprintf(top[1].sources, sizeof(top[1].sources), "static");
 	return s;
 }

@@ -49,6 +49,7 @@ struct droplog_thread {
 	size_t n_rules;
 	uint64_t rules_gen;
 	bool rules_read;
+	char text[DROPAGG_TEXT_MAX]; /* the consumer's: a report as written */
 };
 
 bool droplog_thread_changed(const struct config_drop_log *a, const struct config_drop_log *b)
@@ -150,7 +151,8 @@ static void write_journal(const char *text)
 
 static void report(struct droplog_thread *d, double seconds)
 {
-	static char buf[DROPAGG_TEXT_MAX];
+	char *buf = d->text;
+	size_t cap = sizeof(d->text);
 	struct dropagg_report r;
 	size_t n;
 
@@ -159,17 +161,17 @@ static void report(struct droplog_thread *d, double seconds)
 	rules_refresh(d);
 	switch (d->cfg.output) {
 	case CONFIG_LOG_FILE:
-		n = dropagg_format_json(&r, time(NULL), rule_name, d, buf, sizeof(buf));
+		n = dropagg_format_json(&r, time(NULL), rule_name, d, buf, cap);
 		if (write(d->fd, buf, n) != (ssize_t)n) {
 			/* A full disk must not stop the logging; the next report tries again. */
 		}
 		break;
 	case CONFIG_LOG_JOURNAL:
-		dropagg_format_text(&r, rule_name, d, buf, sizeof(buf));
+		dropagg_format_text(&r, rule_name, d, buf, cap);
 		write_journal(buf);
 		break;
 	default:
-		n = dropagg_format_text(&r, rule_name, d, buf, sizeof(buf));
+		n = dropagg_format_text(&r, rule_name, d, buf, cap);
 		fwrite(buf, 1, n, stderr);
 		fflush(stderr);
 		break;

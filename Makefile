@@ -105,7 +105,12 @@ $(BUILD)/rule/%.o: rule/%.c $(COMMON_HDRS) $(SKEL) | $(BUILD)/.dir
 # loader's service mode tells systemd how it is doing through libsystemd.
 LOADER_OBJS := $(patsubst loader/%.c,$(BUILD)/loader/%.o,$(sort $(wildcard loader/*.c)))
 $(BUILD)/ipblock-loader: $(LOADER_OBJS) $(LIB)
-	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) $(LAPI_LDLIBS) -lsystemd -o $@
+	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) $(LAPI_LDLIBS) -lsystemd -lmicrohttpd -o $@
+
+# The metrics endpoint's ipblock_build_info{version=...}: the commit built.
+IPBLOCK_VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+$(BUILD)/loader/metrics_http.o: ALL_CPPFLAGS += -DIPBLOCK_VERSION='"$(IPBLOCK_VERSION)"'
+
 
 $(BUILD)/ipblock-rule: $(BUILD)/rule/rule.o $(LIB)
 	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) -ljson-c -o $@
@@ -137,6 +142,7 @@ $(patsubst bench/%.c,$(BUILD)/bench/%.o,$(SKEL_BENCH)): $(SKEL)
 # selftests/test_lapi.sh runs against a real CrowdSec LAPI.
 $(BUILD)/tests/test_lapi: LDLIBS += $(LAPI_LDLIBS) -lmicrohttpd
 $(BUILD)/tests/test_jsonout: LDLIBS += -ljson-c
+$(BUILD)/tests/test_dropagg: LDLIBS += -ljson-c
 $(BUILD)/tests/test_bouncer: LDLIBS += $(LAPI_LDLIBS)
 $(BUILD)/tests/lapi_poll: $(BUILD)/tests/lapi_poll.o $(LIB)
 	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) $(LAPI_LDLIBS) -o $@
@@ -149,7 +155,7 @@ test-build: $(TEST_BINS) $(BINS) $(BPF_OBJ)
 # Which tests each flavour runs.  TSan: the concurrency tests.  ASan+UBSan:
 # every test but the crash-handler one, whose children must die by their own
 # signal rather than by a sanitizer report (it runs under valgrind instead).
-TSAN_TESTS := test_rwlock test_lfqueue test_rulecache test_bulk
+TSAN_TESTS := test_rwlock test_lfqueue test_rulecache test_bulk test_dropagg
 ASAN_SKIP  := test_stacktrace
 VALGRIND_TESTS := test_stacktrace test_cidr test_lfqueue test_config test_value test_statefile
 

@@ -2,6 +2,7 @@
 /* The service's CrowdSec bouncer thread; see crowdsec.h. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,7 @@ struct crowdsec {
 	unsigned int interval_ms;
 	bool per_origin;
 	struct lapi_client *client;
+	_Atomic int64_t last_success; /* Unix seconds of the last answer applied; 0: none */
 };
 
 static const char *const ban_only[] = { "ban", NULL };
@@ -143,6 +145,8 @@ static void *poll_main(void *arg)
 			failures = 0;
 			if (apply(c, &p, &m, &b))
 				lapi_resync(c->client); /* not applied: ask for everything again */
+			else
+				atomic_store(&c->last_success, (int64_t)time(NULL));
 		}
 		lapi_batch_free(&b);
 		wait = lapi_backoff_ms(failures, c->interval_ms, BACKOFF_CAP_MS, (uint32_t)rand());
@@ -245,4 +249,9 @@ bool crowdsec_changed(const struct config_crowdsec *a, const struct config_crowd
 		if (!same_str(a->origins[i], b->origins[i]))
 			return true;
 	return false;
+}
+
+int64_t crowdsec_last_success(struct crowdsec *c)
+{
+	return c ? atomic_load(&c->last_success) : 0;
 }

@@ -10,6 +10,8 @@
 #ifndef IPBLOCK_LOADER_CROWDSEC_H
 #define IPBLOCK_LOADER_CROWDSEC_H
 
+#include <stdint.h>
+
 #include "config.h"
 
 struct crowdsec;
@@ -25,5 +27,8 @@ void crowdsec_stop(struct crowdsec *c);
 
 /* Whether a reload must restart the bouncer: its section changed. */
 bool crowdsec_changed(const struct config_crowdsec *a, const struct config_crowdsec *b);
+
+/* Unix seconds of the last LAPI answer applied; 0: none yet (or c NULL). */
+int64_t crowdsec_last_success(struct crowdsec *c);
 
 #endif /* IPBLOCK_LOADER_CROWDSEC_H */

@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "service.h"
 #include "config.h"
+#include "droplog.h"
 #include "jsonout.h"
 #include "ipblock.skel.h"
 #include "kfeatures.h"
@@ -26,6 +27,7 @@
 #include "tables.h"
 #include "trie.h"
 #include "verifier.h"
+#include "watch.h"
 
 #define BPFFS_ROOT "/sys/fs/bpf"
 
@@ -38,6 +40,8 @@ enum {
 	OPT_JSON,
 	OPT_SERVICE,
 	OPT_CONFIG,
+	OPT_WATCH,
+	OPT_COUNT,
 };
 
 static const struct cli_opt options[] = {
@@ -48,6 +52,10 @@ static const struct cli_opt options[] = {
 	  "show interfaces, modes, program ids, rule counts, counters; exit 2 unless the maps "
 	  "are pinned and the program attached (to IFACE, with -d)" },
 	{ "json", OPT_JSON, NULL, "with -s: one JSON document instead of the text" },
+	{ "watch", OPT_WATCH, NULL,
+	  "with -s: a live view refreshed each second (rates per verdict, top rules by hits "
+	  "a second); one line a second when not on a terminal" },
+	{ "count", OPT_COUNT, "N", "with --watch: stop after N refreshes" },
 	{ "create", OPT_CREATE, NULL,
 	  "create and pin the maps without attaching (rules can be staged first); pinned "
 	  "maps are kept" },
@@ -98,6 +106,39 @@ static void print_tables(const struct pins *m, uint32_t cap)
 	tables_release(&t);
 }
 
+/* The drop log's setting and counts: {"rate":N,"sample":N,"events":N,"lost":N}. */
+static struct json_object *droplog_json(const struct pins *m)
+{
+	struct json_object *o = json_object_new_object();
+	uint32_t rate = 0, sample = 0;
+	uint64_t events = 0, lost = 0;
+
+	if (!o)
+		return NULL;
+	droplog_get(m, &rate, &sample);
+	droplog_counts(m, &events, &lost);
+	json_object_object_add(o, "rate", json_object_new_uint64(rate));
+	json_object_object_add(o, "sample", json_object_new_uint64(sample));
+	json_object_object_add(o, "events", json_object_new_uint64(events));
+	json_object_object_add(o, "lost", json_object_new_uint64(lost));
+	return o;
+}
+
+static void print_droplog(const struct pins *m)
+{
+	uint32_t rate = 0, sample = 0;
+	uint64_t events = 0, lost = 0;
+
+	droplog_get(m, &rate, &sample);
+	droplog_counts(m, &events, &lost);
+	if (rate || sample)
+		printf("  drop log: on, %u events a second per CPU, then 1 in %u", rate, sample);
+	else
+		printf("  drop log: off");
+	printf(" (%llu events so far, %llu lost to a full ring)\n", (unsigned long long)events,
+	       (unsigned long long)lost);
+}
+
 /* -s --json: {"pin_dir":..,"loaded":bool,"interfaces":[..],"rules":{..},"counters":{..}} */
 static int status_json(const struct loader_opts *cfg, struct json_object *ifs, const struct pins *m,
 		       bool pinned, int attached)
@@ -126,6 +167,7 @@ static int status_json(const struct loader_opts *cfg, struct json_object *ifs, c
 		}
 		json_object_object_add(o, "rules", rules);
 		json_object_object_add(o, "counters", jsonout_counters(m));
+		json_object_object_add(o, "drop_log", droplog_json(m));
 	}
 	return jsonout_print(stdout, o);
 }
@@ -218,6 +260,7 @@ static int do_status(const struct loader_opts *cfg)
 	print_tables(&m, cap);
 	printf("  counters (all interfaces):\n");
 	cli_print_counters(stdout, "    ", &m);
+	print_droplog(&m);
 	pins_close(&m);
 	/* Maps without an attachment judge no packet: not loaded, for scripts. */
 	return attached ? 0 : -ENOENT;
@@ -246,8 +289,8 @@ static int check_config(const char *path)
 static void usage(FILE *f)
 {
 	cli_usage(f,
-		  "-d IFACE [-m native|skb] | -d IFACE -u | -s [-d IFACE] [--json] | --create | "
-		  "--service [--config FILE]",
+		  "-d IFACE [-m native|skb] | -d IFACE -u | -s [-d IFACE] [--json] | "
+		  "-s --watch [--count N] | --create | --service [--config FILE]",
 		  "Attach ipblock's XDP firewall to an interface, detach it, or show its status.\n"
 		  "Every interface shares the rule set pinned in the pin directory.\n" CLI_EXIT_HELP,
 		  options);
@@ -257,7 +300,8 @@ int main(int argc, char **argv)
 {
 	struct loader_opts cfg = { .pin_dir = IPBLOCK_PIN_DIR_DEFAULT, .mode = XDP_MODE_NATIVE };
 	const char *config_path = NULL;
-	bool service = false;
+	bool service = false, watch = false;
+	uint32_t count = 0;
 	int c, ret;
 
 	stacktrace_init();
@@ -288,6 +332,13 @@ int main(int argc, char **argv)
 			break;
 		case OPT_JSON:
 			cfg.json = true;
+			break;
+		case OPT_WATCH:
+			watch = true;
+			break;
+		case OPT_COUNT:
+			if (cli_parse_u32("--count", optarg, 1, 1000000000, &count))
+				return CLI_EXIT_INPUT;
 			break;
 		case OPT_PIN_DIR:
 			cfg.pin_dir = optarg;
@@ -358,6 +409,11 @@ int main(int argc, char **argv)
 		cli_err("--json goes with -s only.");
 		return CLI_EXIT_INPUT;
 	}
+	if ((watch && (!cfg.status || cfg.json || cfg.dev)) || (count && !watch)) {
+		cli_err("--watch goes with -s alone (and --count N, --pin-dir); --count with "
+			"--watch.");
+		return CLI_EXIT_INPUT;
+	}
 	if (cfg.create && (cfg.status || cfg.dev || cfg.unload)) {
 		cli_err("--create goes alone (with --max-rules, --pin-dir); attach with -d IFACE "
 			"afterwards.");
@@ -367,7 +423,9 @@ int main(int argc, char **argv)
 	if (cli_require_root())
 		return CLI_EXIT_PERM;
 
-	if (cfg.create)
+	if (watch)
+		ret = watch_run(cfg.pin_dir, count, isatty(STDOUT_FILENO));
+	else if (cfg.create)
 		ret = attach_create(&cfg);
 	else if (cfg.status)
 		ret = do_status(&cfg);

@@ -39,6 +39,9 @@
 #include "stacktrace.h"
 #include "statefile.h"
 #include "crowdsec.h"
+#include "droplog_thread.h"
+#include "metrics_http.h"
+#include "value.h"
 #include "lapi.h"
 #include "trie.h"
 
@@ -61,6 +64,11 @@ struct svc {
 
 	struct rulecache *cache; /* the rule set: prefixes, verdicts, when they leave */
 	struct crowdsec *crowdsec; /* the bouncer, when [crowdsec] is configured */
+	struct droplog_thread *droplog; /* the drop log, when [drop-log] is configured */
+	struct metrics_http *metrics;	/* the endpoint, when [metrics] is configured */
+	uint64_t queue_lost_before;	/* drop-log events lost by the drop logs stopped so far */
+	double start_time;		/* Unix seconds */
+	double last_change;		/* Unix seconds the writer saw the generation move; 0: not yet */
 };
 
 /* [crowdsec]'s key file readable and sound: checked before anything changes. */
@@ -95,6 +103,16 @@ static void say(const char *fmt, ...)
 	va_end(ap);
 	putchar('\n');
 	fflush(stdout);
+}
+
+static void say_droplog(const struct config_drop_log *c)
+{
+	static const char *const out[] = { [CONFIG_LOG_STDERR] = "stderr",
+					   [CONFIG_LOG_JOURNAL] = "the journal",
+					   [CONFIG_LOG_FILE] = "" };
+
+	say("drop-log: %u events a second per CPU, then 1 in %u, to %s%s", c->rate, c->sample,
+	    out[c->output], c->output == CONFIG_LOG_FILE ? c->file : "");
 }
 
 static int handle_open(const struct svc *s, struct handle *h)
@@ -291,6 +309,97 @@ static struct timespec in_ms(uint64_t ms)
 	return t;
 }
 
+static double real_now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_REALTIME, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* What the metrics endpoint asks of the service (its thread, under s->mu). */
+static void metrics_fill(void *ctx, struct metrics_snapshot *m)
+{
+	struct svc *s = ctx;
+	uint64_t queued, lost;
+
+	pthread_mutex_lock(&s->mu);
+	m->start_time = s->start_time;
+	m->last_change = s->last_change ? s->last_change : s->start_time;
+	m->crowdsec_on = s->crowdsec != NULL;
+	m->crowdsec_last_success = (double)crowdsec_last_success(s->crowdsec);
+	droplog_thread_counts(s->droplog, &queued, &lost);
+	m->droplog_lost_queue = s->queue_lost_before + lost;
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* Stop the drop log, keeping its queue's losses for the metrics. */
+static void droplog_off(struct svc *s)
+{
+	struct droplog_thread *d;
+	uint64_t queued, lost;
+
+	pthread_mutex_lock(&s->mu);
+	d = s->droplog;
+	s->droplog = NULL;
+	droplog_thread_counts(d, &queued, &lost);
+	s->queue_lost_before += lost;
+	pthread_mutex_unlock(&s->mu);
+	droplog_thread_stop(d);
+}
+
+/* Stop the bouncer; the metrics endpoint no longer sees it. */
+static void crowdsec_off(struct svc *s)
+{
+	struct crowdsec *c;
+
+	pthread_mutex_lock(&s->mu);
+	c = s->crowdsec;
+	s->crowdsec = NULL;
+	pthread_mutex_unlock(&s->mu);
+	crowdsec_stop(c);
+}
+
+/* Start what is configured of the drop log, the bouncer, the endpoint; 0 or -errno (said). */
+static int droplog_on(struct svc *s, const struct config_drop_log *c)
+{
+	struct droplog_thread *d;
+	int ret = droplog_thread_start(c, s->pin_dir, &d);
+
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&s->mu);
+	s->droplog = d;
+	pthread_mutex_unlock(&s->mu);
+	say_droplog(c);
+	return 0;
+}
+
+static int crowdsec_on(struct svc *s, const struct config_crowdsec *c)
+{
+	struct crowdsec *b;
+	int ret = crowdsec_start(c, s->pin_dir, &b);
+
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&s->mu);
+	s->crowdsec = b;
+	pthread_mutex_unlock(&s->mu);
+	say("crowdsec: polling %s every %us", c->url, c->interval);
+	return 0;
+}
+
+static int metrics_on(struct svc *s, const struct config_metrics *c)
+{
+	char where[80];
+	int ret = metrics_http_start(c, s->pin_dir, metrics_fill, s, &s->metrics);
+
+	if (!ret)
+		say("metrics: serving http://%s/metrics",
+		    value_format_hostport(&c->listen, where, sizeof(where)));
+	return ret;
+}
+
 /*
  * The state writer: a change by any writer bumps config_map's generation;
  * seen here within WATCH_MS, it wakes the expiry timer (a new deadline
@@ -317,6 +426,7 @@ static void *writer_main(void *arg)
 		pthread_mutex_lock(&s->mu);
 		if (gen != s->seen_gen) {
 			s->seen_gen = gen;
+			s->last_change = real_now();
 			pthread_cond_broadcast(&s->cond);
 		}
 		due = !s->saved || gen != s->saved_gen;
@@ -812,10 +922,20 @@ static void reload(struct svc *s, struct handle *h)
 
 	if (crowdsec_changed(&s->cfg.crowdsec, &nc.crowdsec)) {
 		/* Its claims stay, each until its deadline, while the bouncer restarts. */
-		crowdsec_stop(s->crowdsec);
-		s->crowdsec = NULL;
-		if (nc.crowdsec.enabled && !crowdsec_start(&nc.crowdsec, s->pin_dir, &s->crowdsec))
-			say("crowdsec: polling %s every %us", nc.crowdsec.url, nc.crowdsec.interval);
+		crowdsec_off(s);
+		if (nc.crowdsec.enabled)
+			crowdsec_on(s, &nc.crowdsec);
+	}
+	if (droplog_thread_changed(&s->cfg.drop_log, &nc.drop_log)) {
+		droplog_off(s); /* logging off until the new one sets it */
+		if (nc.drop_log.enabled)
+			droplog_on(s, &nc.drop_log);
+	}
+	if (metrics_http_changed(&s->cfg.metrics, &nc.metrics)) {
+		metrics_http_stop(s->metrics);
+		s->metrics = NULL;
+		if (nc.metrics.enabled)
+			metrics_on(s, &nc.metrics);
 	}
 	pthread_mutex_lock(&s->mu);
 	old = s->cfg;
@@ -844,6 +964,7 @@ int service_run(const char *config_path, bool verbose)
 	int ret, code = CLI_EXIT_OK;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	s.start_time = real_now();
 	pthread_mutex_init(&s.mu, NULL);
 	pthread_cond_init(&s.cond, NULL);
 	if (config_read(&s.cfg, config_path, err, sizeof(err))) {
@@ -923,12 +1044,12 @@ int service_run(const char *config_path, bool verbose)
 		code = CLI_EXIT_FAIL;
 		goto stop;
 	}
-	if (s.cfg.crowdsec.enabled) {
-		if (crowdsec_start(&s.cfg.crowdsec, s.pin_dir, &s.crowdsec)) {
-			code = CLI_EXIT_FAIL; /* said by crowdsec_start() */
-			goto stop;
-		}
-		say("crowdsec: polling %s every %us", s.cfg.crowdsec.url, s.cfg.crowdsec.interval);
+	/* Each says why it cannot start. */
+	if ((s.cfg.crowdsec.enabled && crowdsec_on(&s, &s.cfg.crowdsec)) ||
+	    (s.cfg.drop_log.enabled && droplog_on(&s, &s.cfg.drop_log)) ||
+	    (s.cfg.metrics.enabled && metrics_on(&s, &s.cfg.metrics))) {
+		code = CLI_EXIT_FAIL;
+		goto stop;
 	}
 	say("ipblock service ready: %zu rules, %zu interfaces, %zu lists; state in %s",
 	    rulecache_count(s.cache, AF_UNSPEC), s.cfg.n_interfaces, s.cfg.n_lists,
@@ -964,8 +1085,10 @@ int service_run(const char *config_path, bool verbose)
 	}
 stop:
 	sd_notify(0, "STOPPING=1\nSTATUS=saving the rule state");
-	crowdsec_stop(s.crowdsec);
-	s.crowdsec = NULL;
+	metrics_http_stop(s.metrics);
+	s.metrics = NULL;
+	crowdsec_off(&s);
+	droplog_off(&s); /* nobody reads the ring any more: logging off */
 	pthread_mutex_lock(&s.mu);
 	s.stop = true;
 	pthread_cond_broadcast(&s.cond);

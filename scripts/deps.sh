@@ -12,6 +12,7 @@ pkgs=(
 	libcurl4-openssl-dev libjson-c-dev libmicrohttpd-dev libsystemd-dev
 	crowdsec crowdsec-firewall-bouncer fail2ban
 	qemu-system-x86 busybox-static
+	prometheus tmux
 )
 
 missing=()

@@ -113,7 +113,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, IPBLOCK_STAT_MAX);
+	__uint(max_entries, IPBLOCK_STAT_MAX * IPBLOCK_STAT_IFACES);
 	__type(key, __u32);
 	__type(value, struct ipblock_stat_slot);
 } stats_map SEC(".maps");
@@ -144,7 +144,8 @@ DEFINE_FLAT_PROBE(flat6_probe, flat6_slots)
 
 static __always_inline int account(struct xdp_md *ctx, __u32 slot, int verdict)
 {
-	struct ipblock_stat_slot *st = bpf_map_lookup_elem(&stats_map, &slot);
+	__u32 idx = ipblock_stat_index(ctx->ingress_ifindex, slot);
+	struct ipblock_stat_slot *st = bpf_map_lookup_elem(&stats_map, &idx);
 
 	if (st) {
 		st->c.packets++;
@@ -310,6 +311,7 @@ static __always_inline int judge_entry(struct xdp_md *ctx, __u32 e, void *hits, 
 
 	if (!e)
 		return account(ctx, IPBLOCK_STAT_PASS_NOMATCH, XDP_PASS);
+	slot = ipblock_stat_index(ctx->ingress_ifindex, slot);
 	st = bpf_map_lookup_elem(&stats_map, &slot);
 	if (st) {
 		__u64 now = bpf_jiffies64(), len = ctx->data_end - ctx->data;

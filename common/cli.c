@@ -260,6 +260,17 @@ void cli_print_counters(FILE *f, const char *indent, const struct pins *p)
 			(unsigned long long)c[order[i]].bytes);
 }
 
+void cli_print_counter_line(FILE *f, const char *indent, const struct ipblock_counter *c)
+{
+	fprintf(f, "%sdropped %llu packets (%llu bytes); passed %llu by allow rules, %llu by no "
+		   "rule, %llu unparsed\n",
+		indent, (unsigned long long)c[IPBLOCK_STAT_DROP].packets,
+		(unsigned long long)c[IPBLOCK_STAT_DROP].bytes,
+		(unsigned long long)c[IPBLOCK_STAT_PASS_ALLOW].packets,
+		(unsigned long long)c[IPBLOCK_STAT_PASS_NOMATCH].packets,
+		(unsigned long long)c[IPBLOCK_STAT_PASS_OTHER].packets);
+}
+
 void cli_err_other_version(const char *what, const char *pin_dir)
 {
 	cli_err("%s (made by another ipblock version): save the rules with ipblock-rule -S, "

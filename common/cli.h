@@ -107,4 +107,7 @@ void cli_err_change(int err, const char *pin_dir, const char *fmt, ...)
 /* Print the verdict counters, one line each, with the given indent. */
 void cli_print_counters(FILE *f, const char *indent, const struct pins *p);
 
+/* One interface's counters c[IPBLOCK_STAT_MAX] on one line: "dropped N packets (B bytes), passed N". */
+void cli_print_counter_line(FILE *f, const char *indent, const struct ipblock_counter *c);
+
 #endif /* IPBLOCK_CLI_H */

@@ -156,6 +156,20 @@ struct ipblock_counter {
 };
 
 /*
+ * stats_map holds IPBLOCK_STAT_MAX slots per interface: interfaces with an
+ * ifindex below IPBLOCK_STAT_IFACES have their own, every other one shares
+ * index 0's (ifindex 0 is never a device's).  Indexing by ifindex costs the
+ * packet path nothing (a hash of ifindexes would cost a lookup a packet),
+ * and 256 interfaces take 32 KiB per CPU.
+ */
+#define IPBLOCK_STAT_IFACES 256
+
+static inline __u32 ipblock_stat_index(__u32 ifindex, __u32 verdict)
+{
+	return (ifindex < IPBLOCK_STAT_IFACES ? ifindex : 0) * IPBLOCK_STAT_MAX + verdict;
+}
+
+/*
  * Value of stats_map, per CPU and verdict: its counter, and for the two
  * verdicts a rule gives (drop, allow) the clock of that rule's hit: tick,
  * the jiffies the slot last saw, and tick_ns, bpf_ktime_get_ns() when it
@@ -277,7 +291,7 @@ struct ipblock_source {
 	X(CONFIG, config_map, BPF_MAP_TYPE_ARRAY, __u32, struct ipblock_config, 0,                 \
 	  IPBLOCK_CONFIG_ENTRIES)                                                                  \
 	X(STATS, stats_map, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, struct ipblock_stat_slot, 0,         \
-	  IPBLOCK_STAT_MAX)                                                                        \
+	  IPBLOCK_STAT_MAX * IPBLOCK_STAT_IFACES)                                                                        \
 	X(OWNERS, owners_map, BPF_MAP_TYPE_LPM_TRIE, struct ipblock_owner_key,                     \
 	  struct ipblock_owner,                                                                    \
 	  BPF_F_NO_PREALLOC, 0)                                                                    \

@@ -103,6 +103,13 @@ struct json_object *jsonout_rule(const struct rule *r, const struct owner_claim 
 
 struct json_object *jsonout_counters(const struct pins *p)
 {
+	struct ipblock_counter c[IPBLOCK_STAT_MAX];
+
+	return pins_stats_read(p, c) ? NULL : jsonout_counter_set(c);
+}
+
+struct json_object *jsonout_counter_set(const struct ipblock_counter *c)
+{
 	static const struct {
 		const char *name;
 		enum ipblock_stat slot;
@@ -112,12 +119,9 @@ struct json_object *jsonout_counters(const struct pins *p)
 		{ "passed_no_rule", IPBLOCK_STAT_PASS_NOMATCH },
 		{ "passed_other", IPBLOCK_STAT_PASS_OTHER },
 	};
-	struct ipblock_counter c[IPBLOCK_STAT_MAX];
 	struct json_object *o;
 	bool ok = true;
 
-	if (pins_stats_read(p, c))
-		return NULL;
 	o = json_object_new_object();
 	if (!o)
 		return NULL;

@@ -34,6 +34,9 @@ struct json_object *jsonout_rule(const struct rule *r, const struct owner_claim 
  */
 struct json_object *jsonout_counters(const struct pins *p);
 
+/* The same object for counters c[IPBLOCK_STAT_MAX] (one interface's); NULL on -ENOMEM. */
+struct json_object *jsonout_counter_set(const struct ipblock_counter *c);
+
 /*
  * The listing's last line: {"type":"summary","rules":N,"ipv4":N,"ipv6":N,
  * "rules_hit":N,"counters":{...},"sources":[{"name":"static","claims":N}]};

@@ -120,6 +120,26 @@ int metrics_format(const struct metrics_snapshot *s, char **out, size_t *len)
 		    metrics_verdict[verdict_order[i]],
 		    (unsigned long long)s->verdict[verdict_order[i]].bytes);
 
+	head(&t, "ipblock_interface_packets_total", "counter",
+	     "Packets judged by the XDP program, by interface and verdict (interfaces with an "
+	     "ifindex of 256 or more count together as interface=\"other\").");
+	for (size_t k = 0; k < s->n_ifaces; k++)
+		for (size_t i = 0; i < sizeof(verdict_order) / sizeof(verdict_order[0]); i++) {
+			put(&t, "ipblock_interface_packets_total{interface=\"");
+			put_label(&t, s->ifaces[k].name);
+			put(&t, "\",verdict=\"%s\"} %llu\n", metrics_verdict[verdict_order[i]],
+			    (unsigned long long)s->ifaces[k].verdict[verdict_order[i]].packets);
+		}
+	head(&t, "ipblock_interface_bytes_total", "counter",
+	     "Bytes of the packets judged by the XDP program, by interface and verdict.");
+	for (size_t k = 0; k < s->n_ifaces; k++)
+		for (size_t i = 0; i < sizeof(verdict_order) / sizeof(verdict_order[0]); i++) {
+			put(&t, "ipblock_interface_bytes_total{interface=\"");
+			put_label(&t, s->ifaces[k].name);
+			put(&t, "\",verdict=\"%s\"} %llu\n", metrics_verdict[verdict_order[i]],
+			    (unsigned long long)s->ifaces[k].verdict[verdict_order[i]].bytes);
+		}
+
 	head(&t, "ipblock_rules", "gauge", "Rules the program judges by, by family.");
 	put(&t, "ipblock_rules{family=\"ipv4\"} %llu\n", (unsigned long long)s->rules_ipv4);
 	put(&t, "ipblock_rules{family=\"ipv6\"} %llu\n", (unsigned long long)s->rules_ipv6);

@@ -27,6 +27,12 @@ struct metrics_rule {
 	uint64_t packets, bytes;
 };
 
+/* One interface's counters (ipblock_stat_index()'s own slots). */
+struct metrics_iface {
+	char name[16]; /* IF_NAMESIZE */
+	struct ipblock_counter verdict[IPBLOCK_STAT_MAX];
+};
+
 /* Rules a source holds, per family. */
 struct metrics_source {
 	char name[IPBLOCK_SOURCE_NAME_LEN];
@@ -36,6 +42,8 @@ struct metrics_source {
 /* Everything one scrape shows. */
 struct metrics_snapshot {
 	struct ipblock_counter verdict[IPBLOCK_STAT_MAX];
+	const struct metrics_iface *ifaces; /* those that judged packets */
+	size_t n_ifaces;
 	uint64_t rules_ipv4, rules_ipv6, capacity;
 	const struct metrics_source *sources;
 	size_t n_sources;

@@ -340,9 +340,10 @@ int pins_set_active(const struct pins *p, uint32_t set)
 	return ret ? ret : pins_config_write(p, &cfg);
 }
 
-int pins_stats_read(const struct pins *p, struct ipblock_counter *out)
+/* Add interface slot iface's counters (iface < 0: every interface's) into out. */
+static int stats_sum(const struct pins *p, int iface, struct ipblock_counter *out)
 {
-	int ncpu = libbpf_num_possible_cpus();
+	int ncpu = libbpf_num_possible_cpus(), ret = 0;
 	struct ipblock_stat_slot *percpu;
 
 	if (ncpu < 0)
@@ -350,21 +351,36 @@ int pins_stats_read(const struct pins *p, struct ipblock_counter *out)
 	percpu = calloc(ncpu, sizeof(*percpu));
 	if (!percpu)
 		return -ENOMEM;
-	for (__u32 slot = 0; slot < IPBLOCK_STAT_MAX; slot++) {
+	for (int slot = 0; slot < IPBLOCK_STAT_MAX; slot++)
 		out[slot] = (struct ipblock_counter){};
-		if (bpf_map_lookup_elem(p->fd[IPBLOCK_MAP_STATS], &slot, percpu)) {
-			int ret = -errno;
+	for (__u32 i = iface < 0 ? 0 : (__u32)iface; i < IPBLOCK_STAT_IFACES && !ret; i++) {
+		for (__u32 slot = 0; slot < IPBLOCK_STAT_MAX; slot++) {
+			__u32 key = ipblock_stat_index(i, slot);
 
-			free(percpu);
-			return ret;
+			if (bpf_map_lookup_elem(p->fd[IPBLOCK_MAP_STATS], &key, percpu)) {
+				ret = -errno;
+				break;
+			}
+			for (int cpu = 0; cpu < ncpu; cpu++) {
+				out[slot].packets += percpu[cpu].c.packets;
+				out[slot].bytes += percpu[cpu].c.bytes;
+			}
 		}
-		for (int cpu = 0; cpu < ncpu; cpu++) {
-			out[slot].packets += percpu[cpu].c.packets;
-			out[slot].bytes += percpu[cpu].c.bytes;
-		}
+		if (iface >= 0)
+			break;
 	}
 	free(percpu);
-	return 0;
+	return ret;
+}
+
+int pins_stats_read(const struct pins *p, struct ipblock_counter *out)
+{
+	return stats_sum(p, -1, out);
+}
+
+int pins_stats_read_iface(const struct pins *p, unsigned int ifindex, struct ipblock_counter *out)
+{
+	return stats_sum(p, (int)ipblock_stat_index(ifindex, 0) / IPBLOCK_STAT_MAX, out);
 }
 
 const char *pins_stat_name(enum ipblock_stat s)

@@ -118,8 +118,14 @@ int pins_active_set(const struct pins *p, uint32_t *set);
 /* Switch the program to set (one 8-byte store); the config's flags stay. */
 int pins_set_active(const struct pins *p, uint32_t set);
 
-/* Sum the per-CPU verdict counters into out[IPBLOCK_STAT_MAX]. */
+/* Sum the per-CPU verdict counters of every interface into out[IPBLOCK_STAT_MAX]. */
 int pins_stats_read(const struct pins *p, struct ipblock_counter *out);
+
+/*
+ * The same for the interface ifindex alone; interfaces whose ifindex is
+ * IPBLOCK_STAT_IFACES or more (or 0) share one set of counters.
+ */
+int pins_stats_read_iface(const struct pins *p, unsigned int ifindex, struct ipblock_counter *out);
 
 /* Printable name of a counter slot ("dropped (deny rule)", ...). */
 const char *pins_stat_name(enum ipblock_stat s);

@@ -183,6 +183,11 @@ static int do_status(const struct loader_opts *cfg)
 			if_freenameindex(ifs);
 		return -ENOMEM;
 	}
+	struct pins m = PINS_INIT;
+	char err[512] = "";
+	int ret = pins_open(cfg->pin_dir, &m, err, sizeof(err));
+	struct ipblock_counter c[IPBLOCK_STAT_MAX];
+
 	if (!cfg->json)
 		printf("ipblock status\n  interfaces:\n");
 	for (i = ifs; i && i->if_index; i++) {
@@ -208,6 +213,10 @@ static int do_status(const struct loader_opts *cfg)
 						       json_object_new_uint64(xdp_program__id(p)));
 				json_object_object_add(x, "other_programs",
 						       json_object_new_int(others > 0 ? others : 0));
+				if (!ret && i->if_index < IPBLOCK_STAT_IFACES &&
+				    !pins_stats_read_iface(&m, i->if_index, c))
+					json_object_object_add(x, "counters",
+							       jsonout_counter_set(c));
 				json_object_array_add(jifs, x);
 			}
 			attached++;
@@ -218,6 +227,10 @@ static int do_status(const struct loader_opts *cfg)
 				printf(", with %d other XDP program(s)",
 				       xdp_multiprog__program_count(mp) - 1);
 			printf("\n");
+			/* Past IPBLOCK_STAT_IFACES interfaces share their counters. */
+			if (!ret && i->if_index < IPBLOCK_STAT_IFACES &&
+			    !pins_stats_read_iface(&m, i->if_index, c))
+				cli_print_counter_line(stdout, "      ", c);
 			attached++;
 		}
 		xdp_multiprog__close(mp);
@@ -226,10 +239,6 @@ static int do_status(const struct loader_opts *cfg)
 		if_freenameindex(ifs);
 	if (!attached && !cfg->json)
 		printf("    (attached to no interface in this network namespace)\n");
-
-	struct pins m = PINS_INIT;
-	char err[512] = "";
-	int ret = pins_open(cfg->pin_dir, &m, err, sizeof(err));
 
 	if (ret && ret != -ENOENT) {
 		json_object_put(jifs);

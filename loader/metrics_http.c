@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* The service's Prometheus endpoint; see metrics_http.h. */
 #include <errno.h>
+#include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,11 +169,48 @@ static size_t read_top(struct metrics_http *h, struct metrics_rule *top)
 	return n;
 }
 
+/* Whether c counted anything. */
+static bool counted(const struct ipblock_counter *c)
+{
+	for (int v = 0; v < IPBLOCK_STAT_MAX; v++)
+		if (c[v].packets)
+			return true;
+	return false;
+}
+
+/*
+ * The interfaces of this namespace that have judged packets, and the
+ * shared counters of those past IPBLOCK_STAT_IFACES ("other"); at most max.
+ */
+static size_t read_ifaces(struct metrics_http *h, struct metrics_iface *out, size_t max)
+{
+	struct if_nameindex *ifs = if_nameindex();
+	size_t n = 0;
+
+	for (struct if_nameindex *i = ifs; i && i->if_index && n < max; i++) {
+		if (i->if_index >= IPBLOCK_STAT_IFACES ||
+		    pins_stats_read_iface(&h->pins, i->if_index, out[n].verdict) ||
+		    !counted(out[n].verdict))
+			continue;
+		snprintf(out[n].name, sizeof(out[n].name), "%s", i->if_name);
+		n++;
+	}
+	if (ifs)
+		if_freenameindex(ifs);
+	if (n < max && !pins_stats_read_iface(&h->pins, 0, out[n].verdict) &&
+	    counted(out[n].verdict)) {
+		snprintf(out[n].name, sizeof(out[n].name), "other");
+		n++;
+	}
+	return n;
+}
+
 /* One scrape: the maps read now, formatted. */
 static int scrape(struct metrics_http *h, char **text, size_t *len)
 {
 	struct metrics_rule top[METRICS_HTTP_TOP];
-	struct metrics_snapshot s = { .version = IPBLOCK_VERSION };
+	struct metrics_iface ifaces[64];
+	struct metrics_snapshot s = { .version = IPBLOCK_VERSION, .ifaces = ifaces };
 	struct tables_memory mem;
 	uint32_t rate = 0, sample = 0, cap = 0;
 	size_t v4 = 0, v6 = 0;
@@ -180,6 +218,7 @@ static int scrape(struct metrics_http *h, char **text, size_t *len)
 
 	if (ret)
 		return ret;
+	s.n_ifaces = read_ifaces(h, ifaces, sizeof(ifaces) / sizeof(ifaces[0]));
 	if (!trie_count(&h->pins, &v4, &v6)) {
 		s.rules_ipv4 = v4;
 		s.rules_ipv6 = v6;

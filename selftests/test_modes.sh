@@ -118,7 +118,19 @@ if attach_ok second_interface_attach vb2 -m skb; then
 	# One rule covering both senders.
 	rule_ok -a 198.18.0.0/23 -p deny
 	check one_rule_drops_on_vb1_v4 ping_dropped snd1 198.18.0.2
+	BEFORE=$(net_ns rcv "$LOADER" --pin-dir "$PIN" -s --json)
 	check one_rule_drops_on_vb2_v4 ping_dropped snd2 198.18.1.2
+	AFTER=$(net_ns rcv "$LOADER" --pin-dir "$PIN" -s --json)
+	# Each interface counts its own packets; the totals are their sum.
+	check counters_per_interface "$PYTHON" -c '
+import json, sys
+b, a = (json.loads(x) for x in sys.argv[1:3])
+def drops(s, name):
+    return [i for i in s["interfaces"] if i["name"] == name][0]["counters"]["dropped"]["packets"]
+assert drops(a, "vb2") - drops(b, "vb2") >= 3, (drops(b, "vb2"), drops(a, "vb2"))
+assert drops(a, "vb1") == drops(b, "vb1"), (drops(b, "vb1"), drops(a, "vb1"))
+assert drops(a, "vb1") + drops(a, "vb2") == a["counters"]["dropped"]["packets"], a
+' "$BEFORE" "$AFTER"
 	rule_ok -a 2001:db8::/47 -p deny
 	check one_rule_drops_on_vb1_v6 ping_dropped snd1 2001:db8::2
 	check one_rule_drops_on_vb2_v6 ping_dropped snd2 2001:db8:1::2

@@ -30,9 +30,16 @@ static struct cidr pfx(const char *s)
 	return c;
 }
 
+static struct metrics_iface ifaces[2] = {
+	{ .name = "eth0", .verdict = { [IPBLOCK_STAT_DROP] = { 7, 700 } } },
+	{ .name = "other", .verdict = { [IPBLOCK_STAT_DROP] = { 3, 300 } } },
+};
+
 static struct metrics_snapshot sample_snapshot(struct metrics_source *src, struct metrics_rule *top)
 {
 	struct metrics_snapshot s = {
+		.ifaces = ifaces,
+		.n_ifaces = 2,
 		.rules_ipv4 = 3,
 		.rules_ipv6 = 1,
 		.capacity = 4000000,
@@ -108,6 +115,10 @@ static void test_samples_carry_the_snapshot_values(void **state)
 	assert_line(t, "ipblock_packets_total{verdict=\"passed_no_rule\"} 30");
 	assert_line(t, "ipblock_packets_total{verdict=\"passed_other\"} 40");
 	assert_line(t, "ipblock_bytes_total{verdict=\"dropped\"} 1000");
+	assert_line(t, "ipblock_interface_packets_total{interface=\"eth0\",verdict=\"dropped\"} 7");
+	assert_line(t, "ipblock_interface_packets_total{interface=\"other\",verdict=\"dropped\"} 3");
+	assert_line(t, "ipblock_interface_bytes_total{interface=\"eth0\",verdict=\"dropped\"} 700");
+	assert_line(t, "ipblock_interface_packets_total{interface=\"eth0\",verdict=\"passed_other\"} 0");
 	assert_line(t, "ipblock_rules{family=\"ipv4\"} 3");
 	assert_line(t, "ipblock_rules{family=\"ipv6\"} 1");
 	assert_line(t, "ipblock_source_rules{source=\"static\",family=\"ipv6\"} 1");

@@ -227,12 +227,13 @@ static __always_inline int droplog_admit(struct ipblock_droplog_state *s,
 /*
  * Report a drop judged by entry e (family 4 or 6) into the drop log if the
  * bucket admits it: time, interface, source, rule id, length, L4 protocol
- * and ports.  A global function, so the verifier checks it once rather than
- * on every path of the lookup that ends in a drop; it parses the frame
- * again (only the reported drops pay that).
+ * and ports.  A subprogram, not inlined: it parses the frame again (only
+ * the reported drops pay that).  Static, not global: Linux 5.10 refuses a
+ * global function's context argument when libxdp loads the program as an
+ * extension of its dispatcher ("Unrecognized arg#0 type PTR").
  */
-__attribute__((noinline)) int ipblock_droplog(struct xdp_md *ctx, __u32 e, __u32 family,
-					      __u64 now_ns)
+static __attribute__((noinline)) int ipblock_droplog(struct xdp_md *ctx, __u32 e, __u32 family,
+						     __u64 now_ns)
 {
 	__u32 zero = 0, k = IPBLOCK_CONFIG_DROPLOG;
 	struct ipblock_droplog_config *cfg = bpf_map_lookup_elem(&config_map, &k);

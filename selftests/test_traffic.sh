@@ -87,7 +87,7 @@ deny_cycle deny_v6_prefix 2001:db8::/64 2001:db8::2 2001:db8::1
 # The drop counter as ipblock-loader -s reports it agrees with -l.
 status_drops() {
 	local s l
-	s=$(loader rcv -s | awk '/dropped/ { for (i = 1; i <= NF; i++) if ($i == "packets") print $(i - 1) }')
+	s=$(loader rcv -s | awk '/dropped \(deny rule\)/ { for (i = 1; i <= NF; i++) if ($i == "packets") print $(i - 1) }')
 	l=$(counter dropped)
 	[[ -n $s && $s == "$l" ]] && ((s >= 12)) && return 0
 	WHY="dropped: ipblock-loader -s says '$s', ipblock-rule -l says '$l' (expected >= 12, equal)"

@@ -143,6 +143,7 @@ $(patsubst bench/%.c,$(BUILD)/bench/%.o,$(SKEL_BENCH)): $(SKEL)
 $(BUILD)/tests/test_lapi: LDLIBS += $(LAPI_LDLIBS) -lmicrohttpd
 $(BUILD)/tests/test_jsonout: LDLIBS += -ljson-c
 $(BUILD)/tests/test_dropagg: LDLIBS += -ljson-c
+$(BUILD)/tests/test_droptop: LDLIBS += -ljson-c
 $(BUILD)/tests/test_bouncer: LDLIBS += $(LAPI_LDLIBS)
 $(BUILD)/tests/lapi_poll: $(BUILD)/tests/lapi_poll.o $(LIB)
 	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) $(LAPI_LDLIBS) -o $@

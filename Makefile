@@ -2,6 +2,7 @@
 #
 # make            build/ipblock-loader, build/ipblock-rule, build/ipblock.bpf.o
 # make demo       build, then show ipblock dropping real traffic between two netns
+#                 (DEMO=flood: a flood, its drop log plotted into docs/droplog-flood.png)
 # make test       every test: cmocka (plain, ASan+UBSan, TSan) and selftests/,
 #                 then the kernel matrix (Debian 12's 6.1 and 6.12 under qemu)
 # make test-kernels  the kernel matrix alone
@@ -143,6 +144,7 @@ $(patsubst bench/%.c,$(BUILD)/bench/%.o,$(SKEL_BENCH)): $(SKEL)
 $(BUILD)/tests/test_lapi: LDLIBS += $(LAPI_LDLIBS) -lmicrohttpd
 $(BUILD)/tests/test_jsonout: LDLIBS += -ljson-c
 $(BUILD)/tests/test_dropagg: LDLIBS += -ljson-c
+$(BUILD)/tests/test_droptop: LDLIBS += -ljson-c
 $(BUILD)/tests/test_bouncer: LDLIBS += $(LAPI_LDLIBS)
 $(BUILD)/tests/lapi_poll: $(BUILD)/tests/lapi_poll.o $(LIB)
 	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) $(LAPI_LDLIBS) -o $@
@@ -174,9 +176,13 @@ test-kernels: deps
 	@$(MAKE) --no-print-directory test-build
 	@BUILD=$(BUILD) scripts/run-tests.sh kernels
 
+# make demo DEMO=flood: selftests/demo_flood.sh (a flood, its drop log plotted
+# into docs/droplog-flood.png); plain make demo: selftests/demo.sh.
+DEMO_SCRIPT := selftests/demo$(if $(DEMO),_$(DEMO)).sh
 demo: deps
+	@test -x $(DEMO_SCRIPT) || { echo "no demo '$(DEMO)': make demo, or make demo DEMO=flood" >&2; exit 2; }
 	@$(MAKE) --no-print-directory all
-	@BUILD=$(BUILD) selftests/demo.sh
+	@BUILD=$(BUILD) $(DEMO_SCRIPT)
 
 bench: deps
 	@$(MAKE) --no-print-directory all

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "lfqueue.h"
 #include "sync.h"
 #include "trie.h"
 
@@ -77,27 +76,27 @@ static size_t writers_for(size_t work)
 #define CHUNKS_PER_WRITER 8
 
 /*
- * The writers of one sync phase share a bounded lock-free queue of range
- * numbers: each pops the next range until none is left.  Insert cost varies
- * with where a prefix lands in the trie and with contention on its lock, so
- * pulling work balances better than handing each writer a fixed share.
+ * The writers of one sync phase share a counter of range numbers: each
+ * takes the next range until none is left.  Insert cost varies with where
+ * a prefix lands in the trie and with contention on its lock, so pulling
+ * work balances better than handing each writer a fixed share.  The ranges
+ * are cut before the writers start, so handing one out is a fetch-add.
  */
 struct sync_pool {
-	struct lfq *q;
 	struct sync_job *jobs;
-	size_t *hs, *ws; /* range t is have[hs[t], hs[t + 1]) and want[ws[t], ws[t + 1]) */
-	size_t n;	 /* ranges */
+	size_t *hs, *ws;     /* range t is have[hs[t], hs[t + 1]) and want[ws[t], ws[t + 1]) */
+	size_t n;	     /* ranges */
+	_Atomic size_t next; /* the next range to hand out */
 	_Atomic int ret;
 };
 
 static void *sync_worker(void *arg)
 {
 	struct sync_pool *p = arg;
-	struct lfq_item it;
+	size_t t;
 
-	/* Every range is queued before the writers start: empty means done. */
-	while (lfq_pop(p->q, &it) == 0) {
-		struct sync_job *j = &p->jobs[it.key];
+	while ((t = atomic_fetch_add(&p->next, 1)) < p->n) {
+		struct sync_job *j = &p->jobs[t];
 		int none = 0;
 
 		if (atomic_load(&p->ret))
@@ -151,9 +150,9 @@ static int run_phase(struct sync_pool *pool, size_t k, const struct pins *p, int
 			.want = nw ? want + pool->ws[t] : want,
 			.nw = pool->ws[t + 1] - pool->ws[t],
 		};
-		if (lfq_push(pool->q, &(struct lfq_item){ .key = t }))
-			return -ENOMEM; /* cannot happen: the queue holds pool->n */
 	}
+	/* Before the writers start: pthread_create orders it before their fetch-adds. */
+	atomic_store(&pool->next, 0);
 	for (size_t t = 1; t < k; t++)
 		started[t] = !pthread_create(&tid[t], NULL, sync_worker, pool);
 	sync_worker(pool);
@@ -335,7 +334,7 @@ int sync_set(const struct pins *p, struct tables *t, int set, const struct rules
 	pool.hs = calloc(pool.n + 1, sizeof(*pool.hs));
 	pool.ws = calloc(pool.n + 1, sizeof(*pool.ws));
 	pool.jobs = calloc(pool.n, sizeof(*pool.jobs));
-	if (!pool.hs || !pool.ws || !pool.jobs || lfq_create(&pool.q, pool.n))
+	if (!pool.hs || !pool.ws || !pool.jobs)
 		goto out;
 	if (how != SYNC_TABLES_NONE) {
 		ret = follow_plan(&fj, t, set, judged ? judged : have, want, nw, how);
@@ -363,7 +362,6 @@ int sync_set(const struct pins *p, struct tables *t, int set, const struct rules
 out:
 	if (fj)
 		follow_free(fj);
-	lfq_destroy(pool.q);
 	free(pool.jobs);
 	free(pool.hs);
 	free(pool.ws);

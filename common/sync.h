@@ -2,7 +2,7 @@
 /*
  * Bring one rule set (the tries of set A or B, and its flat table) from
  * what it holds to a wanted rule array: the diff, written by up to four
- * threads that pull prefix ranges from a lock-free queue, and the set's
+ * threads that pull prefix ranges from a shared atomic counter, and the set's
  * new table made by a job of its own.
  */
 #ifndef IPBLOCK_SYNC_H

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 #include "droplog.h"
 #include "droplog_thread.h"
 #include "droppipe.h"
+#include "droptop.h"
 #include "pins.h"
 #include "ruleset.h"
 #include "stacktrace.h"
@@ -50,6 +52,9 @@ struct droplog_thread {
 	uint64_t rules_gen;
 	bool rules_read;
 	char text[DROPAGG_TEXT_MAX]; /* the consumer's: a report as written */
+	char json[DROPAGG_TEXT_MAX]; /* the consumer's: a report as published */
+	char top_path[4096];	     /* where it is published for the live view */
+	bool top_said;		     /* a failed publish was said once */
 };
 
 bool droplog_thread_changed(const struct config_drop_log *a, const struct config_drop_log *b)
@@ -149,32 +154,47 @@ static void write_journal(const char *text)
 	}
 }
 
+/* The report for the live view, every window, quiet ones too: a fresh file means a live service. */
+static void publish(struct droplog_thread *d, const char *json, size_t n)
+{
+	int ret;
+
+	if (mkdir(DROPTOP_DIR, 0755) && errno != EEXIST)
+		ret = -errno;
+	else
+		ret = droptop_publish(d->top_path, json, n);
+	if (ret && !d->top_said)
+		cli_err("drop-log: cannot publish the report at %s for the live view: %s; "
+			"going on without.",
+			d->top_path, strerror(-ret));
+	d->top_said = ret != 0;
+}
+
 static void report(struct droplog_thread *d, double seconds)
 {
 	char *buf = d->text;
-	size_t cap = sizeof(d->text);
+	size_t cap = sizeof(d->text), n, json_len;
+	bool quiet = dropagg_empty(d->agg);
 	struct dropagg_report r;
-	size_t n;
 
 	if (dropagg_report(d->agg, seconds, DROPLOG_THREAD_TOP, &r))
 		return;
 	rules_refresh(d);
-	switch (d->cfg.output) {
-	case CONFIG_LOG_FILE:
-		n = dropagg_format_json(&r, time(NULL), rule_name, d, buf, cap);
-		if (write(d->fd, buf, n) != (ssize_t)n) {
+	json_len = dropagg_format_json(&r, time(NULL), rule_name, d, d->json, sizeof(d->json));
+	publish(d, d->json, json_len);
+	if (quiet) {
+		/* At most one report a window, and none for a quiet one. */
+	} else if (d->cfg.output == CONFIG_LOG_FILE) {
+		if (write(d->fd, d->json, json_len) != (ssize_t)json_len) {
 			/* A full disk must not stop the logging; the next report tries again. */
 		}
-		break;
-	case CONFIG_LOG_JOURNAL:
+	} else if (d->cfg.output == CONFIG_LOG_JOURNAL) {
 		dropagg_format_text(&r, rule_name, d, buf, cap);
 		write_journal(buf);
-		break;
-	default:
+	} else {
 		n = dropagg_format_text(&r, rule_name, d, buf, cap);
 		fwrite(buf, 1, n, stderr);
 		fflush(stderr);
-		break;
 	}
 	dropagg_report_free(&r);
 }
@@ -198,10 +218,8 @@ static void *consumer_main(void *arg)
 		size_t n = droppipe_drain(&d->pipe, d->agg, 4096);
 		uint64_t now = now_ms();
 
-		/* At most one report a window, and none for a quiet one. */
-		if (now - last >= REPORT_MS || stopping) {
-			if (!dropagg_empty(d->agg))
-				report(d, (double)(now - last) / 1000.0);
+		if ((now - last >= REPORT_MS || stopping) && !(stopping && dropagg_empty(d->agg))) {
+			report(d, (double)(now - last) / 1000.0);
 			last = now;
 		}
 		if (stopping)
@@ -232,6 +250,8 @@ void droplog_thread_stop(struct droplog_thread *d)
 		pthread_join(d->reader, NULL);
 	if (d->consumer_up)
 		pthread_join(d->consumer, NULL);
+	if (d->consumer_up)
+		unlink(d->top_path); /* no service, no report */
 	if (d->pins.fd[0] >= 0)
 		turn_off(d);
 	droplog_close(d->ring);
@@ -272,6 +292,11 @@ int droplog_thread_start(const struct config_drop_log *cfg, const char *pin_dir,
 			cli_err("drop-log: cannot open %s: %s.", d->file_path, strerror(errno));
 			goto fail;
 		}
+	}
+	ret = droptop_path(pin_dir, d->top_path, sizeof(d->top_path));
+	if (ret) {
+		cli_err("drop-log: the pin directory's name is too long: %s.", pin_dir);
+		goto fail;
 	}
 	ret = pins_open(pin_dir, &d->pins, err, sizeof(err));
 	if (ret) {

@@ -6,7 +6,8 @@
  * the reader never waits), and a consumer thread aggregates them
  * (common/dropagg) and writes at most one report a second -- a summary
  * line and the top sources and networks -- to stderr, the journal or a
- * JSON Lines file.  Stopping turns the program's logging off again, unless
+ * JSON Lines file, and publishes each window's report for the live view
+ * (common/droptop).  Stopping turns the program's logging off again, unless
  * someone changed the setting since (see README, The service).
  */
 #ifndef IPBLOCK_LOADER_DROPLOG_THREAD_H

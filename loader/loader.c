@@ -54,7 +54,8 @@ static const struct cli_opt options[] = {
 	{ "json", OPT_JSON, NULL, "with -s: one JSON document instead of the text" },
 	{ "watch", OPT_WATCH, NULL,
 	  "with -s: a live view refreshed each second (rates per verdict, top rules by hits "
-	  "a second); one line a second when not on a terminal" },
+	  "a second, top dropped sources from the service's drop log); one line a second "
+	  "when not on a terminal" },
 	{ "count", OPT_COUNT, "N", "with --watch: stop after N refreshes" },
 	{ "create", OPT_CREATE, NULL,
 	  "create and pin the maps without attaching (rules can be staged first); pinned "

@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "droplog.h"
+#include "droptop.h"
 #include "hits.h"
 #include "metrics.h"
 #include "pins.h"
@@ -25,6 +26,9 @@ struct sample {
 	struct hits_table hits[2]; /* IPv4, IPv6 */
 	uint64_t dl_events, dl_lost;
 	uint32_t dl_rate, dl_sample;
+	/* The drop log's top sources, as the service last published them. */
+	enum { TOP_OFF, TOP_NO_SERVICE, TOP_FRESH } top_state;
+	struct droptop top;
 };
 
 static const struct {
@@ -51,7 +55,18 @@ static void sample_free(struct sample *s)
 	hits_table_free(&s->hits[1]);
 }
 
-static int sample_read(const struct pins *p, struct sample *s)
+/* The service's latest report, when the drop log is on and the report is fresh. */
+static void top_read(const char *path, struct sample *s)
+{
+	if (!s->dl_rate && !s->dl_sample)
+		s->top_state = TOP_OFF;
+	else if (droptop_read(path, &s->top) || s->top.age > WATCH_REPORT_FRESH_S)
+		s->top_state = TOP_NO_SERVICE;
+	else
+		s->top_state = TOP_FRESH;
+}
+
+static int sample_read(const struct pins *p, const char *top_path, struct sample *s)
 {
 	int ret;
 
@@ -68,6 +83,7 @@ static int sample_read(const struct pins *p, struct sample *s)
 	}
 	droplog_get(p, &s->dl_rate, &s->dl_sample);
 	droplog_counts(p, &s->dl_events, &s->dl_lost);
+	top_read(top_path, s);
 	return 0;
 }
 
@@ -156,6 +172,23 @@ static void frame_tty(const struct ruleset *rules, const struct sample *a, const
 	}
 	if (!n)
 		printf("%12s\033[K\n", "(no rule judged a packet this second)");
+	printf("\033[K\ntop dropped sources (the drop log's last report)\033[K\n");
+	if (b->top_state == TOP_OFF) {
+		printf("%12s\033[K\n", "(drop log off)");
+	} else if (b->top_state == TOP_NO_SERVICE) {
+		printf("%12s\033[K\n", "(no service: no fresh drop-log report)");
+	} else {
+		const struct droptop *t = &b->top;
+		double w = t->seconds > 0 ? t->seconds : 1;
+
+		printf("%12s %12s  %-44s %s\033[K\n", "events/s", "", "source", "rule");
+		for (size_t i = 0; i < t->n; i++)
+			printf("%12s %12s  %-44s %s\033[K\n",
+			       human((double)t->src[i].drops / w, x, sizeof(x)), "",
+			       t->src[i].source, t->src[i].rule);
+		if (!t->n)
+			printf("%12s\033[K\n", "(nothing dropped was logged in the last report)");
+	}
 	printf("\033[J");
 	fflush(stdout);
 }
@@ -189,6 +222,19 @@ static void frame_line(const struct ruleset *rules, const struct sample *a, cons
 		       (double)hit[i].packets / dt);
 	if (!n)
 		printf(" -");
+	printf(" sources:");
+	if (b->top_state == TOP_OFF) {
+		printf(" drop-log-off");
+	} else if (b->top_state == TOP_NO_SERVICE) {
+		printf(" no-service");
+	} else {
+		double w = b->top.seconds > 0 ? b->top.seconds : 1;
+
+		for (size_t i = 0; i < b->top.n && i < 3; i++)
+			printf(" %s=%.0f/s", b->top.src[i].source, (double)b->top.src[i].drops / w);
+		if (!b->top.n)
+			printf(" -");
+	}
 	printf("\n");
 	fflush(stdout);
 }
@@ -220,6 +266,7 @@ int watch_run(const char *pin_dir, uint32_t count, bool tty)
 	struct metrics_hit *hit = NULL;
 	struct ruleset rules = {};
 	struct pins p = PINS_INIT;
+	char top_path[4096];
 	struct sample a, b;
 	uint64_t gen = 0;
 	bool read = false;
@@ -227,9 +274,11 @@ int watch_run(const char *pin_dir, uint32_t count, bool tty)
 
 	if (ret)
 		return ret; /* said */
+	if (droptop_path(pin_dir, top_path, sizeof(top_path)))
+		top_path[0] = '\0'; /* no report found: "no service" */
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	ret = sample_read(&p, &a);
+	ret = sample_read(&p, top_path, &a);
 	if (ret) {
 		cli_err("cannot read the counters in %s: %s.", pin_dir, strerror(-ret));
 		pins_close(&p);
@@ -247,7 +296,7 @@ int watch_run(const char *pin_dir, uint32_t count, bool tty)
 		if (stop)
 			break;
 		rules_refresh(&p, &rules, &gen, &read);
-		ret = sample_read(&p, &b);
+		ret = sample_read(&p, top_path, &b);
 		if (ret) {
 			cli_err("cannot read the counters in %s: %s.", pin_dir, strerror(-ret));
 			break;

@@ -7,8 +7,10 @@
 # configured rate, every event the program emitted accounted for; a reload
 # to a JSON Lines file; the Prometheus endpoint ([metrics]) scraped during a
 # flood, checked by promtool and against the maps' counters; the live view
-# (ipblock-loader -s --watch) as lines and in a real terminal (tmux); stop
-# turning the program's logging off.
+# (ipblock-loader -s --watch) as lines and in a real terminal (tmux), with
+# the top dropped sources from the report the service publishes; stop
+# turning the program's logging off, and the view saying so, or that no
+# service publishes.
 #
 #   snd (va)  198.18.0.1 .3/24
 #   rcv (vb)  198.18.0.2/24        <- ipblock service
@@ -25,6 +27,9 @@ addr snd va 198.18.0.1/24 198.18.0.3/24
 addr rcv vb 198.18.0.2/24
 
 CONF=$ST_TMP/ipblock.conf
+# The drop log's report for the live view (common/droptop.h), named after the pin dir.
+TOP_FILE=/run/ipblock/droplog${PIN//\//-}.json
+on_exit "rm -f '$TOP_FILE'"
 SVC_PID=
 RATE=5
 NCPU=$(nproc)
@@ -248,9 +253,9 @@ say "ipblock-loader -s --watch --count 2 | cat:"
 sed 's/^/    /' "$ST_TMP/watch.lines"
 lines_ok() {
 	local n
-	n=$(grep -cE '^[0-9T:-]+Z dropped=[0-9]+/s allowed=[0-9]+/s no_rule=[0-9]+/s not_ip=[0-9]+/s droplog=[0-9]+/s top: 198\.18\.0\.0/25=[0-9]+/s$' "$ST_TMP/watch.lines")
+	n=$(grep -cE '^[0-9T:-]+Z dropped=[0-9]+/s allowed=[0-9]+/s no_rule=[0-9]+/s not_ip=[0-9]+/s droplog=[0-9]+/s top: 198\.18\.0\.0/25=[0-9]+/s sources: 198\.18\.0\.1=[0-9]+/s$' "$ST_TMP/watch.lines")
 	((n == 2)) && ! grep -q 'dropped=0/s' "$ST_TMP/watch.lines" && return 0
-	WHY="expected 2 lines with a dropped rate and the rule on top, got:
+	WHY="expected 2 lines with a dropped rate, the rule and the source on top, got:
 $(cat "$ST_TMP/watch.lines")"
 	return 1
 }
@@ -278,8 +283,10 @@ screen_ok() {
 		grep -qE '^dropped +[0-9.]+[kMG]? +[0-9.]+[kMG]? +[0-9]+ *$' "$f" &&
 		! grep -qE '^dropped +0 ' "$f" &&
 		grep -qE '^ +[0-9.]+[kMG]? +[0-9.]+[kMG]? +198\.18\.0\.0/25 +deny *$' "$f" &&
-		grep -qE '^rules: 1 IPv4, 0 IPv6; drop log: on' "$f" && return 0
-	WHY="the screen does not show a dropped rate, the rule and the drop log:
+		grep -qE '^rules: 1 IPv4, 0 IPv6; drop log: on' "$f" &&
+		grep -qE '^top dropped sources' "$f" &&
+		grep -qE '^ +[0-9.]+[kMG]? +198\.18\.0\.1 +198\.18\.0\.0/25 *$' "$f" && return 0
+	WHY="the screen does not show a dropped rate, the rule, the drop log and the source:
 $(cat "$f")"
 	return 1
 }
@@ -299,5 +306,25 @@ kill -TERM "$SVC_PID"
 wait "$SVC_PID" 2>/dev/null
 check stop_exit_0 eq "$?" 0
 check stop_turns_logging_off eq "$(status_json 'd["drop_log"]["rate"]')" 0
+report_gone() {
+	[[ ! -e $TOP_FILE ]] && return 0
+	WHY="$TOP_FILE is still there after the service stopped"
+	return 1
+}
+check stop_removes_published_report report_gone
+
+# watch_sources: the sources part of one line of the live view.
+watch_sources() {
+	"$LOADER" --pin-dir "$PIN" -s --watch --count 1 2>&1 | sed -n 's/.* sources: //p'
+}
+check watch_says_drop_log_off eq "$(watch_sources)" "drop-log-off"
+
+# A service killed with the log on leaves a report that goes stale.
+svc_start
+check service_up_again svc_said "ipblock service ready" 2
+kill -KILL "$SVC_PID"
+{ wait "$SVC_PID"; } 2>/dev/null
+sleep 3.5
+check watch_says_no_service eq "$(watch_sources)" "no-service"
 
 st_finish

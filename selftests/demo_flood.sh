@@ -120,8 +120,7 @@ echo "    the drop log's JSON Lines: $REPORTS reports; the middle one:"
 sed -n "$(((REPORTS + 1) / 2))p" "$OUT_DIR/drops.jsonl" | cut -c1-400 | sed 's/^/      /'
 
 step "4. Stop the service (logging off), and plot"
-kill -TERM "$SVC_PID"
-wait "$SVC_PID"
+stop_pid "$SVC_PID"
 expect "the service should stop with 0" test $? = 0
 # One row a second: t dropped/s events/s lost/s, then events/s of the top sources.
 expect "the drop log and the view should make a table" "$PYTHON" - "$T0" \

@@ -152,6 +152,19 @@ ns() {
 	echo "$ST_ID-$1"
 }
 
+# stop_pid PID: SIGTERM, up to 15 s for it to exit, then SIGKILL; returns
+# its exit status (a service that had to be killed fails its check).
+stop_pid() {
+	local pid=$1 i
+	kill -TERM "$pid" 2>/dev/null
+	for ((i = 0; i < 150; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+}
+
 # ns_add NAME...: create namespaces with loopback up and no IPv6 DAD.
 ns_add() {
 	local n

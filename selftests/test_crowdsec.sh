@@ -72,13 +72,7 @@ svc_start() {
 
 # svc_stop: SIGTERM, bounded wait.
 svc_stop() {
-	local i
-	kill -TERM "$SVC_PID" 2>/dev/null
-	for ((i = 0; i < 150; i++)); do
-		kill -0 "$SVC_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	wait "$SVC_PID" 2>/dev/null
+	stop_pid "$SVC_PID"
 }
 
 # crowdsec_rules: the rules source crowdsec holds, "CIDR action" lines.

@@ -127,13 +127,7 @@ svc_ready() {
 
 # svc_stop N: SIGTERM, bounded wait.
 svc_stop() {
-	local n=$1 i
-	kill -TERM "${SVC_PID[n]}" 2>/dev/null
-	for ((i = 0; i < 150; i++)); do
-		kill -0 "${SVC_PID[n]}" 2>/dev/null || break
-		sleep 0.1
-	done
-	wait "${SVC_PID[n]}" 2>/dev/null
+	stop_pid "${SVC_PID[$1]}"
 }
 
 # crowdsec_rules N: host N's rules of source crowdsec, "CIDR action" lines.

@@ -302,8 +302,7 @@ $(cat "$ST_TMP/screen2")"
 check watch_redraws_in_place_and_stops one_screen
 
 # --- stop turns the program's logging off ------------------------------------
-kill -TERM "$SVC_PID"
-wait "$SVC_PID" 2>/dev/null
+stop_pid "$SVC_PID"
 check stop_exit_0 eq "$?" 0
 check stop_turns_logging_off eq "$(status_json 'd["drop_log"]["rate"]')" 0
 report_gone() {
